@@ -1,0 +1,38 @@
+"""The ``ade`` console script. Each sub-command lives in its own module under ``ade.commands``
+and exposes ``register(subparsers)``; this file only wires them together."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# Sub-command modules, in the order `ade --help` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "ade.commands.run",
+    "ade.commands.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ade", description="ADE turns messy spreadsheets into clean, normalized workbooks."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Each sub-command sets `handler` via set_defaults and returns an exit code.
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``ade`` console script, one module each."""

@@ -1,0 +1,105 @@
+"""ADE's exception vocabulary. The API translates these at one seam (``ade.api.errors``).
+
+Every message is written for the person who reads it: it names the file, field or limit involved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "AdeError",
+    "ConfigCodeError",
+    "Conflict",
+    "InputError",
+    "NotFound",
+    "PackageInvalid",
+    "PackageProblem",
+    "QueueFull",
+]
+
+
+class AdeError(Exception):
+    """Base class; ``code`` is the stable machine-readable name clients switch on."""
+
+    code = "ade_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(AdeError):
+    code = "not_found"
+
+
+class Conflict(AdeError):
+    code = "conflict"
+
+
+class QueueFull(AdeError):
+    """The dispatcher refused a submission; nothing was persisted."""
+
+    code = "queue_full"
+
+    def __init__(self, queued: int, capacity: int, retry_after_seconds: int) -> None:
+        super().__init__(
+            f"the job queue is full ({queued} of {capacity} waiting); "
+            f"retry in {retry_after_seconds} s",
+            {"queued": queued, "capacity": capacity, "retry_after_seconds": retry_after_seconds},
+        )
+        self.queued = queued
+        self.capacity = capacity
+        self.retry_after_seconds = retry_after_seconds
+
+
+@attrs.frozen
+class PackageProblem:
+    """One thing wrong with a config package: where (file, function or manifest path) and what."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class PackageInvalid(AdeError):
+    code = "invalid_config_package"
+
+    def __init__(self, problems: list[PackageProblem]) -> None:
+        lines = "; ".join(str(p) for p in problems)
+        super().__init__(
+            f"config package is invalid ({len(problems)} problem(s)): {lines}",
+            [{"location": p.location, "message": p.message} for p in problems],
+        )
+        self.problems = problems
+
+
+class InputError(AdeError):
+    """An input document cannot be read as a spreadsheet (empty, corrupt, encrypted, ...)."""
+
+    code = "invalid_input"
+
+
+class ConfigCodeError(AdeError):
+    """Config code raised. The message names file, function, pass and the exception *type*;
+    the exception text and traceback may quote cell values, so they go to diagnostics only."""
+
+    code = "config_code_error"
+
+    def __init__(
+        self, file: str, function: str, pass_name: str, error_type: str, traceback: str
+    ) -> None:
+        super().__init__(
+            f"config code raised {error_type} in {file}:{function} during the {pass_name} pass",
+            {"file": file, "function": function, "pass": pass_name},
+        )
+        self.file = file
+        self.function = function
+        self.pass_name = pass_name
+        self.error_type = error_type
+        self.traceback = traceback

@@ -1,0 +1,148 @@
+"""Every ``ADE_*`` knob, read from the environment in one place and validated at start-up.
+
+Why one place: an operator who mistypes a value should learn it at start-up, with the variable
+named, not when the first job trips over it half an hour later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = ["SETTINGS_DOC", "Settings", "SettingsError", "load_settings"]
+
+
+class SettingsError(ValueError):
+    """An ``ADE_*`` variable holds a value ADE cannot use; the message names the variable."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@attrs.frozen
+class Settings:
+    data_dir: Path = Path("data")
+    max_concurrency: int = 2
+    queue_size: int = 10
+    job_timeout_seconds: float = 300.0
+    worker_cpu_seconds: int = 60
+    worker_mem_mb: int = 512
+    worker_fsize_mb: int = 100
+    # Enough for openpyxl + config code; a config that leaks descriptors fails fast instead.
+    worker_max_files: int = 256
+    worker_max_processes: int = 64
+    shutdown_grace_seconds: float = 30.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_mb: int = 100
+    sandbox: str = "best-effort"
+    url: str = "http://127.0.0.1:8000"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "ade.sqlite"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def venvs_dir(self) -> Path:
+        return self.data_dir / "venvs"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a whole number >= 1")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be a whole number >= 0")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a finite number of seconds > 0")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port between 0 and 65535")
+    return value
+
+
+def _sandbox_mode(raw: str) -> str:
+    if raw not in ("strict", "best-effort"):
+        raise ValueError("must be 'strict' or 'best-effort'")
+    return raw
+
+
+def _url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return raw.rstrip("/")
+
+
+def _non_empty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw
+
+
+# variable -> (attribute, parser, one-line description). The README's knob table mirrors this.
+_KNOBS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "ADE_DATA_DIR": ("data_dir", lambda raw: Path(_non_empty(raw)), "where the store, documents, configs and jobs live"),
+    "ADE_MAX_CONCURRENCY": ("max_concurrency", _positive_int, "worker actors: jobs running at once"),
+    "ADE_QUEUE_SIZE": ("queue_size", _positive_int, "jobs allowed to wait; beyond it submit gets 429"),
+    "ADE_JOB_TIMEOUT_SECONDS": ("job_timeout_seconds", _positive_float, "hard wall-clock limit per job"),
+    "ADE_WORKER_CPU_SECONDS": ("worker_cpu_seconds", _positive_int, "CPU time limit per job (RLIMIT_CPU)"),
+    "ADE_WORKER_MEM_MB": ("worker_mem_mb", _positive_int, "memory limit per job in MiB"),
+    "ADE_WORKER_FSIZE_MB": ("worker_fsize_mb", _positive_int, "largest file a job may write, MiB"),
+    "ADE_WORKER_MAX_FILES": ("worker_max_files", _positive_int, "open file descriptors per job"),
+    "ADE_WORKER_MAX_PROCESSES": ("worker_max_processes", _positive_int, "processes per job (pids cgroup)"),
+    "ADE_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", _positive_float, "how long running jobs may finish on shutdown"),
+    "ADE_HOST": ("host", _non_empty, "address `ade serve` binds"),
+    "ADE_PORT": ("port", _port, "port `ade serve` binds"),
+    "ADE_MAX_UPLOAD_MB": ("max_upload_mb", _positive_int, "largest accepted upload, MiB (413 beyond)"),
+    "ADE_SANDBOX": ("sandbox", _sandbox_mode, "'strict' refuses to start without every sandbox layer"),
+    "ADE_URL": ("url", _url, "server URL used by the client commands"),
+}
+
+SETTINGS_DOC: dict[str, str] = {name: doc for name, (_, _, doc) in _KNOBS.items()}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default ``os.environ``) plus explicit overrides.
+
+    Raises :class:`SettingsError` naming the first variable that does not parse.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for variable, (attribute, parse, _) in _KNOBS.items():
+        raw = env.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[attribute] = parse(raw.strip())
+        except ValueError as exc:
+            detail = str(exc) if "must" in str(exc) else f"cannot parse {raw!r}"
+            raise SettingsError(variable, detail) from None
+    values.update(overrides)
+    return Settings(**values)
