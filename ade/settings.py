@@ -108,20 +108,56 @@ def _non_empty(raw: str) -> str:
 
 # variable -> (attribute, parser, one-line description). The README's knob table mirrors this.
 _KNOBS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "ADE_DATA_DIR": ("data_dir", lambda raw: Path(_non_empty(raw)), "where the store, documents, configs and jobs live"),
-    "ADE_MAX_CONCURRENCY": ("max_concurrency", _positive_int, "worker actors: jobs running at once"),
-    "ADE_QUEUE_SIZE": ("queue_size", _positive_int, "jobs allowed to wait; beyond it submit gets 429"),
-    "ADE_JOB_TIMEOUT_SECONDS": ("job_timeout_seconds", _positive_float, "hard wall-clock limit per job"),
-    "ADE_WORKER_CPU_SECONDS": ("worker_cpu_seconds", _positive_int, "CPU time limit per job (RLIMIT_CPU)"),
+    "ADE_DATA_DIR": (
+        "data_dir",
+        lambda raw: Path(_non_empty(raw)),
+        "where the store, documents, configs and jobs live",
+    ),
+    "ADE_MAX_CONCURRENCY": (
+        "max_concurrency",
+        _positive_int,
+        "worker actors: jobs running at once",
+    ),
+    "ADE_QUEUE_SIZE": (
+        "queue_size",
+        _positive_int,
+        "jobs allowed to wait; beyond it submit gets 429",
+    ),
+    "ADE_JOB_TIMEOUT_SECONDS": (
+        "job_timeout_seconds",
+        _positive_float,
+        "hard wall-clock limit per job",
+    ),
+    "ADE_WORKER_CPU_SECONDS": (
+        "worker_cpu_seconds",
+        _positive_int,
+        "CPU time limit per job (RLIMIT_CPU)",
+    ),
     "ADE_WORKER_MEM_MB": ("worker_mem_mb", _positive_int, "memory limit per job in MiB"),
     "ADE_WORKER_FSIZE_MB": ("worker_fsize_mb", _positive_int, "largest file a job may write, MiB"),
     "ADE_WORKER_MAX_FILES": ("worker_max_files", _positive_int, "open file descriptors per job"),
-    "ADE_WORKER_MAX_PROCESSES": ("worker_max_processes", _positive_int, "processes per job (pids cgroup)"),
-    "ADE_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", _positive_float, "how long running jobs may finish on shutdown"),
+    "ADE_WORKER_MAX_PROCESSES": (
+        "worker_max_processes",
+        _positive_int,
+        "processes per job (pids cgroup)",
+    ),
+    "ADE_SHUTDOWN_GRACE_SECONDS": (
+        "shutdown_grace_seconds",
+        _positive_float,
+        "how long running jobs may finish on shutdown",
+    ),
     "ADE_HOST": ("host", _non_empty, "address `ade serve` binds"),
     "ADE_PORT": ("port", _port, "port `ade serve` binds"),
-    "ADE_MAX_UPLOAD_MB": ("max_upload_mb", _positive_int, "largest accepted upload, MiB (413 beyond)"),
-    "ADE_SANDBOX": ("sandbox", _sandbox_mode, "'strict' refuses to start without every sandbox layer"),
+    "ADE_MAX_UPLOAD_MB": (
+        "max_upload_mb",
+        _positive_int,
+        "largest accepted upload, MiB (413 beyond)",
+    ),
+    "ADE_SANDBOX": (
+        "sandbox",
+        _sandbox_mode,
+        "'strict' refuses to start without every sandbox layer",
+    ),
     "ADE_URL": ("url", _url, "server URL used by the client commands"),
 }
 
