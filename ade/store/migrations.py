@@ -1,0 +1,89 @@
+"""The store's schema history: an append-only list of migrations.
+
+Rules (they keep every existing database upgradable):
+
+- Never edit or reorder an entry that has shipped. Change the schema by appending a new entry.
+- ``version`` is the entry's position + 1 (1, 2, 3, ...); ``migrate`` checks it.
+- Each statement runs inside one transaction together with the bookkeeping row, so a migration is
+  applied completely or not at all.
+
+To add one (e.g. the API's idempotency keys), append::
+
+    Migration(
+        version=2,
+        name="idempotency keys",
+        statements=("CREATE TABLE idempotency_keys (...)",),
+    ),
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["MIGRATIONS", "Migration"]
+
+
+@attrs.frozen
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        version=1,
+        name="jobs, documents and config versions",
+        statements=(
+            # Ids are sortable (ade.ids): ordering by id is ordering by creation time, so the
+            # listing index needs no timestamp column.
+            """
+            CREATE TABLE jobs (
+                id TEXT PRIMARY KEY,
+                workspace_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                config_version_id TEXT NOT NULL,
+                document_ids TEXT NOT NULL,
+                runtime_network_access INTEGER NOT NULL,
+                attempt INTEGER NOT NULL,
+                retry_of TEXT,
+                created_at TEXT NOT NULL,
+                started_at TEXT,
+                finished_at TEXT,
+                error_message TEXT,
+                exit_code INTEGER,
+                exit_signal INTEGER,
+                limit_name TEXT,
+                sandbox_layers TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX jobs_by_workspace ON jobs (workspace_id, id)",
+            "CREATE INDEX jobs_by_workspace_status ON jobs (workspace_id, status, id)",
+            "CREATE INDEX jobs_by_status ON jobs (status, id)",
+            """
+            CREATE TABLE documents (
+                workspace_id TEXT NOT NULL,
+                id TEXT NOT NULL,
+                filename TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                sha256 TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (workspace_id, id)
+            )
+            """,
+            """
+            CREATE TABLE config_versions (
+                workspace_id TEXT NOT NULL,
+                id TEXT NOT NULL,
+                title TEXT NOT NULL,
+                version TEXT NOT NULL,
+                content_hash TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                runtime_network_access INTEGER NOT NULL,
+                PRIMARY KEY (workspace_id, id)
+            )
+            """,
+            "CREATE INDEX config_versions_by_hash ON config_versions (workspace_id, content_hash)",
+        ),
+    ),
+]

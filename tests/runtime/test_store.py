@@ -1,0 +1,237 @@
+"""The SQLite store: migrations, CRUD, ordering and pagination, concurrency — on real files."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from ade.errors import Conflict, NotFound
+from ade.ids import new_id
+from ade.models import ConfigVersion, Document, JobRecord, JobStatus
+from ade.settings import load_settings
+from ade.store import MIGRATIONS, Migration, SchemaError, SqliteStore, migrate, open_store
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+def make_job(workspace: str = "ws", **changes: object) -> JobRecord:
+    job = JobRecord(
+        id=new_id(),
+        workspace_id=workspace,
+        status=JobStatus.QUEUED,
+        config_version_id="cfg1",
+        document_ids=("d1", "d2"),
+        runtime_network_access=False,
+        attempt=1,
+        created_at=T0,
+    )
+    return attrs.evolve(job, **changes)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = open_store(load_settings({}, data_dir=tmp_path / "data"))
+    yield s
+    s.close()
+
+
+def test_open_store_creates_a_wal_database_with_every_migration(tmp_path: Path) -> None:
+    settings = load_settings({}, data_dir=tmp_path / "nested" / "data")
+    open_store(settings).close()
+    conn = sqlite3.connect(settings.db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    versions = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+    assert versions == [(m.version, m.name) for m in MIGRATIONS]
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"jobs", "documents", "config_versions", "schema_migrations"} <= tables
+    conn.close()
+    # Reopening applies nothing and keeps the data.
+    open_store(settings).close()
+
+
+def test_migrate_applies_only_new_entries_and_refuses_edits_and_downgrades(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    assert migrate(conn, MIGRATIONS) == [m.version for m in MIGRATIONS]
+    extra = Migration(len(MIGRATIONS) + 1, "extra table", ("CREATE TABLE extra (x INTEGER)",))
+    assert migrate(conn, [*MIGRATIONS, extra]) == [extra.version]
+    assert migrate(conn, [*MIGRATIONS, extra]) == []
+    conn.execute("INSERT INTO extra VALUES (1)")
+
+    renamed = Migration(extra.version, "something else", extra.statements)
+    with pytest.raises(SchemaError, match="must never be edited"):
+        migrate(conn, [*MIGRATIONS, renamed])
+    with pytest.raises(SchemaError, match="newer than this ADE"):
+        migrate(conn, MIGRATIONS)
+    with pytest.raises(SchemaError, match="out of order"):
+        migrate(conn, [Migration(2, "skip", ())])
+    conn.close()
+
+
+def test_a_failing_migration_is_rolled_back_completely(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    migrate(conn, MIGRATIONS)
+    broken = Migration(
+        len(MIGRATIONS) + 1, "broken", ("CREATE TABLE half (x INTEGER)", "NOT VALID SQL")
+    )
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, [*MIGRATIONS, broken])
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "half" not in tables
+    versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+    assert versions == [m.version for m in MIGRATIONS]
+    conn.close()
+
+
+async def test_job_round_trips_every_field(store: SqliteStore) -> None:
+    job = make_job(
+        status=JobStatus.ERROR,
+        runtime_network_access=True,
+        attempt=3,
+        retry_of="01previous",
+        started_at=T0 + timedelta(seconds=1),
+        finished_at=T0 + timedelta(seconds=2, microseconds=5),
+        error_message="timed out after 3 s",
+        exit_code=None,
+        exit_signal=9,
+        limit="timeout",
+        sandbox_layers=("rlimits", "pidns", "seccomp"),
+    )
+    await store.insert_job(job)
+    assert await store.get_job(job.id) == job
+    assert await store.get_job("missing") is None
+
+
+async def test_insert_duplicate_job_conflicts_and_update_replaces(store: SqliteStore) -> None:
+    job = make_job()
+    await store.insert_job(job)
+    with pytest.raises(Conflict, match=job.id):
+        await store.insert_job(job)
+    running = attrs.evolve(job, status=JobStatus.RUNNING, started_at=T0, sandbox_layers=("a",))
+    await store.update_job(running)
+    assert await store.get_job(job.id) == running
+    with pytest.raises(NotFound, match="not found"):
+        await store.update_job(make_job())
+    # The workspace is part of the key: a job cannot be moved or touched through another one.
+    with pytest.raises(NotFound):
+        await store.update_job(attrs.evolve(running, workspace_id="other"))
+
+
+async def test_list_jobs_is_newest_first_with_cursor_and_status_filter(store: SqliteStore) -> None:
+    jobs = []
+    for i in range(7):
+        status = JobStatus.SUCCESS if i % 2 else JobStatus.QUEUED
+        job = make_job(status=status)
+        jobs.append(job)
+        await store.insert_job(job)
+        await trio.sleep(0.002)  # distinct millisecond timestamps inside the ids
+    await store.insert_job(make_job(workspace="other"))
+    newest_first = [j.id for j in reversed(jobs)]
+
+    page1 = await store.list_jobs("ws", limit=3)
+    page2 = await store.list_jobs("ws", limit=3, before_id=page1[-1].id)
+    page3 = await store.list_jobs("ws", limit=3, before_id=page2[-1].id)
+    assert [j.id for j in page1 + page2 + page3] == newest_first
+    assert len(page3) == 1
+    assert await store.list_jobs("ws", before_id=page3[-1].id) == []
+
+    successes = await store.list_jobs("ws", status=JobStatus.SUCCESS)
+    assert [j.id for j in successes] == [j.id for j in reversed(jobs) if j.status == "success"]
+    assert [j.workspace_id for j in await store.list_jobs("other")] == ["other"]
+    with pytest.raises(ValueError, match="limit"):
+        await store.list_jobs("ws", limit=0)
+
+
+async def test_jobs_with_status_oldest_first_and_counts(store: SqliteStore) -> None:
+    queued = []
+    for _ in range(3):
+        job = make_job(workspace=new_id())
+        queued.append(job.id)
+        await store.insert_job(job)
+        await trio.sleep(0.002)
+    await store.insert_job(make_job(status=JobStatus.RUNNING))
+    assert [j.id for j in await store.jobs_with_status(JobStatus.QUEUED)] == queued
+    counts = await store.count_by_status()
+    assert counts == {
+        JobStatus.QUEUED: 3,
+        JobStatus.RUNNING: 1,
+        JobStatus.SUCCESS: 0,
+        JobStatus.ERROR: 0,
+        JobStatus.CANCELLED: 0,
+    }
+
+
+async def test_documents_and_configs_are_per_workspace(store: SqliteStore) -> None:
+    doc = Document("doc1", "ws", "../../etc/passwd.xlsx", 10, "ab" * 32, T0)
+    doc2 = Document("doc2", "ws", "b.xlsx", 11, "cd" * 32, T0 + timedelta(seconds=1))
+    await store.insert_document(doc2)
+    await store.insert_document(doc)
+    with pytest.raises(Conflict):
+        await store.insert_document(doc)
+    await store.insert_document(attrs.evolve(doc, workspace_id="other"))
+    assert await store.get_document("ws", "doc1") == doc
+    assert await store.get_document("nope", "doc1") is None
+    assert await store.list_documents("ws") == [doc, doc2]
+
+    cfg = ConfigVersion("c1", "ws", "Title", "1.0", "h" * 64, T0, runtime_network_access=True)
+    await store.insert_config(cfg)
+    with pytest.raises(Conflict):
+        await store.insert_config(cfg)
+    assert await store.get_config("ws", "c1") == cfg
+    assert await store.get_config("other", "c1") is None
+    assert await store.find_config_by_hash("ws", "h" * 64) == cfg
+    assert await store.find_config_by_hash("other", "h" * 64) is None
+    assert await store.list_configs("ws") == [cfg]
+
+
+async def test_concurrent_writers_and_readers_from_many_threads(tmp_path: Path) -> None:
+    settings = load_settings({}, data_dir=tmp_path)
+    async with open_store(settings) as store:
+        jobs = [make_job() for _ in range(60)]
+
+        async def write_then_read(job: JobRecord) -> None:
+            await store.insert_job(job)
+            await store.update_job(attrs.evolve(job, status=JobStatus.RUNNING))
+            assert (await store.get_job(job.id)).status == JobStatus.RUNNING  # type: ignore[union-attr]
+            await store.list_jobs("ws", limit=5)
+
+        async with trio.open_nursery() as nursery:
+            for job in jobs:
+                nursery.start_soon(write_then_read, job)
+        assert (await store.count_by_status())[JobStatus.RUNNING] == 60
+    # A second store on the same file (another process, in production) sees the committed rows.
+    other = open_store(settings)
+    try:
+        assert len(await other.list_jobs("ws", limit=100)) == 60
+    finally:
+        other.close()
+
+
+async def test_run_is_the_seam_for_extra_tables_and_rolls_back_on_error(
+    store: SqliteStore,
+) -> None:
+    def create(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE scratch (x INTEGER)")
+        conn.execute("INSERT INTO scratch VALUES (1)")
+
+    await store.run(create, write=True)
+
+    def fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO scratch VALUES (2)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await store.run(fail, write=True)
+    rows = await store.run(lambda c: c.execute("SELECT x FROM scratch").fetchall(), write=False)
+    assert rows == [(1,)]
+
+
+async def test_closed_store_refuses_calls(tmp_path: Path) -> None:
+    store = open_store(load_settings({}, data_dir=tmp_path))
+    store.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.get_job("x")
