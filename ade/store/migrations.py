@@ -86,4 +86,24 @@ MIGRATIONS: list[Migration] = [
             "CREATE INDEX config_versions_by_hash ON config_versions (workspace_id, content_hash)",
         ),
     ),
+    Migration(
+        version=2,
+        name="idempotency keys",
+        statements=(
+            # ade.store.idempotency: the first response per (workspace, Idempotency-Key).
+            """
+            CREATE TABLE idempotency_keys (
+                workspace_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                request_hash TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                body TEXT NOT NULL,
+                location TEXT,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (workspace_id, key)
+            )
+            """,
+            "CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at)",
+        ),
+    ),
 ]
