@@ -1,0 +1,127 @@
+"""The file- and process-level invariants, checked after the load (and after a chaos kill).
+
+They read what the server left on disk and in /proc rather than asking the server, because the
+point is to catch the server believing something the files contradict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from ade.loadtest._clients import is_terminal_event
+from ade.loadtest._server import worker_processes
+from ade.models import JobStatus
+from ade.settings import load_settings
+from ade.store import open_store
+
+__all__ = [
+    "StoreSnapshot",
+    "check_events_file",
+    "check_job_events",
+    "read_store",
+    "reap_workers",
+]
+
+
+def check_events_file(path: Path, job_id: str, status: str) -> str | None:
+    """None if ``path`` is a well-formed event log of a job that ended in ``status``; otherwise
+    what is wrong, naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return f"{job_id}: events.ndjson is missing"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{job_id}: events.ndjson unreadable ({type(exc).__name__})"
+    if not text.endswith("\n"):
+        return f"{job_id}: events.ndjson does not end with a newline (torn last line)"
+    last: dict[str, Any] | None = None
+    last_seq = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return f"{job_id}: events.ndjson line {number} is not JSON"
+        if not isinstance(event, dict) or "type" not in event or "seq" not in event:
+            return f"{job_id}: events.ndjson line {number} lacks type/seq"
+        if event.get("job_id", job_id) != job_id:
+            return f"{job_id}: events.ndjson line {number} names job {event.get('job_id')}"
+        if not isinstance(event["seq"], int) or event["seq"] <= last_seq:
+            return f"{job_id}: events.ndjson line {number} seq {event['seq']} after {last_seq}"
+        last_seq = event["seq"]
+        last = event
+    if last is None:
+        return f"{job_id}: events.ndjson is empty"
+    if not is_terminal_event(last):
+        return f"{job_id}: events.ndjson ends with {last['type']!r}, not the terminal event"
+    detail = last.get("detail") or {}
+    ended = detail.get("status") if isinstance(detail, dict) else None
+    if ended is not None and ended != status:
+        return f"{job_id}: events.ndjson ends in {ended!r} but the job is {status!r}"
+    return None
+
+
+@attrs.frozen
+class StoreSnapshot:
+    """Job id -> (status, error_message) for every job in the store."""
+
+    jobs: dict[str, tuple[str, str | None]]
+
+    def with_status(self, status: str) -> set[str]:
+        return {job_id for job_id, (value, _) in self.jobs.items() if value == status}
+
+
+async def read_store(data_dir: Path) -> StoreSnapshot:
+    """Every job record, read straight from the server's SQLite store (WAL lets us read while
+    a server runs, and after a SIGKILL the file is as the last commit left it)."""
+    settings = load_settings({}, data_dir=data_dir)
+    store = await trio.to_thread.run_sync(open_store, settings)
+    try:
+        jobs: dict[str, tuple[str, str | None]] = {}
+        for status in JobStatus:
+            for job in await store.jobs_with_status(status):
+                jobs[job.id] = (job.status.value, job.error_message)
+        return StoreSnapshot(jobs)
+    finally:
+        await store.aclose()
+
+
+def check_job_events(data_dir: Path, snapshot: StoreSnapshot) -> tuple[int, list[str]]:
+    """Check events.ndjson of every terminal job in ``snapshot``; (files checked, problems).
+
+    Jobs still queued are not checked here: a graceful stop may leave them for the next start,
+    and the lost-jobs invariant already follows every job the harness saw accepted."""
+    problems: list[str] = []
+    checked = 0
+    for job_id, (status, _) in sorted(snapshot.jobs.items()):
+        if status not in ("success", "error", "cancelled"):
+            continue
+        checked += 1
+        problem = check_events_file(data_dir / "jobs" / job_id / "events.ndjson", job_id, status)
+        if problem is not None:
+            problems.append(problem)
+    return checked, problems
+
+
+async def reap_workers(data_dir: Path, grace: float) -> list[str]:
+    """Wait up to ``grace`` seconds for this data dir's workers to vanish; SIGKILL any that
+    remain (so the harness itself leaks nothing) and return them as "pid cmdline"."""
+    deadline = time.monotonic() + grace
+    while True:
+        alive = worker_processes(data_dir)
+        if not alive or time.monotonic() >= deadline:
+            break
+        await trio.sleep(0.05)
+    for pid, _ in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return [f"{pid} {cmdline[:200]}" for pid, cmdline in alive]

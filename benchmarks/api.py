@@ -1,0 +1,287 @@
+"""API benchmark: ADE's submit and status routes under 100 concurrent clients, next to the same
+routes of a bare quart-trio app on the same machine in the same run.
+
+    .venv/bin/python benchmarks/api.py                 # 100 clients, 60 s per server
+    .venv/bin/python benchmarks/api.py --duration 3    # quick mode (tests, smoke runs)
+
+What is measured, per server: half the clients loop ``POST .../jobs`` back to back (greedy: a
+benchmark measures the admission path, so a 429 is answered and counted, not waited out), the
+other half loop ``GET .../jobs/{id}``. ADE runs with ADE_QUEUE_SIZE=10 and ADE_MAX_CONCURRENCY=2,
+so most submissions are refused with 429 once the queue is full while two workers run jobs. The
+bare app parses the same JSON body, keeps jobs in a dict and answers 202 / 200: the floor that
+quart-trio + hypercorn + this client put under any implementation. The ratios (ADE / bare) are
+the figures to compare over time; absolute numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from ade.loadtest import ServerProcess, free_port, machine_facts
+from ade.loadtest._options import LoadTestOptions
+from ade.loadtest._stats import summarize
+from ade.loadtest._workload import build_workload
+
+WORKSPACE = "default"
+PREFIX = f"/api/v1/workspaces/{WORKSPACE}"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+# -- the bare quart-trio app -----------------------------------------------------------------
+
+
+def serve_bare(port: int) -> None:
+    """Same routes, no runtime: parse, store in a dict, answer."""
+    import itertools
+
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+    from quart import request
+    from quart_trio import QuartTrio
+
+    app = QuartTrio("bare")
+    jobs: dict[str, dict[str, Any]] = {}
+    counter = itertools.count(1)
+
+    @app.post("/api/v1/workspaces/<workspace_id>/jobs")
+    async def submit(workspace_id: str) -> Any:
+        body = await request.get_json()
+        if not isinstance(body, dict) or "config_version_id" not in body:
+            return {"error": {"code": "bad_request", "message": "body", "details": []}}, 400
+        job_id = f"job{next(counter):026d}"
+        job = {
+            "id": job_id,
+            "workspace_id": workspace_id,
+            "status": "queued",
+            "config_version_id": body["config_version_id"],
+            "document_ids": body.get("document_ids", []),
+        }
+        jobs[job_id] = job
+        return job, 202, {"Location": f"/api/v1/workspaces/{workspace_id}/jobs/{job_id}"}
+
+    @app.get("/api/v1/workspaces/<workspace_id>/jobs/<job_id>")
+    async def status(workspace_id: str, job_id: str) -> Any:
+        job = jobs.get(job_id)
+        if job is None or job["workspace_id"] != workspace_id:
+            return {"error": {"code": "not_found", "message": job_id, "details": None}}, 404
+        return job
+
+    @app.get("/api/v1/health")
+    async def health() -> Any:
+        return {"status": "ok"}
+
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    trio.run(serve, app, config)
+
+
+# -- the load ------------------------------------------------------------------------------
+
+
+async def drive(
+    base: str, body: dict[str, Any], status_id: str, clients: int, duration: float
+) -> dict[str, Any]:
+    submit_latencies: list[float] = []
+    submit_codes: dict[str, int] = {}
+    status_codes: dict[str, int] = {}
+    status_done = 0
+    transport_errors = 0
+    # One AsyncClient per simulated user: a single shared httpx pool collapses under 100
+    # concurrent requests (see ade.loadtest._clients.new_http_client).
+    tls = ssl.create_default_context()
+    async with contextlib.AsyncExitStack() as stack:
+        pool = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=base, verify=tls, timeout=60)
+            )
+            for _ in range(clients)
+        ]
+        # Warm every connection so the timed window does not include TCP set-up.
+        async with trio.open_nursery() as nursery:
+            for http in pool:
+                nursery.start_soon(http.get, f"{PREFIX}/jobs/{status_id}")
+
+        async def submitter(http: httpx.AsyncClient) -> None:
+            nonlocal transport_errors
+            while True:
+                started = time.monotonic()
+                try:
+                    response = await http.post(f"{PREFIX}/jobs", json=body)
+                except httpx.TransportError:
+                    transport_errors += 1
+                    continue
+                submit_latencies.append((time.monotonic() - started) * 1000)
+                code = str(response.status_code)
+                submit_codes[code] = submit_codes.get(code, 0) + 1
+
+        async def poller(http: httpx.AsyncClient) -> None:
+            nonlocal status_done, transport_errors
+            while True:
+                try:
+                    response = await http.get(f"{PREFIX}/jobs/{status_id}")
+                except httpx.TransportError:
+                    transport_errors += 1
+                    continue
+                status_done += 1
+                code = str(response.status_code)
+                status_codes[code] = status_codes.get(code, 0) + 1
+
+        started = time.monotonic()
+        with trio.move_on_after(duration):
+            async with trio.open_nursery() as nursery:
+                for index, http in enumerate(pool):
+                    nursery.start_soon(submitter if index % 2 == 0 else poller, http)
+        elapsed = time.monotonic() - started
+    summary = summarize(submit_latencies)
+    return {
+        "seconds": elapsed,
+        "submit_count": summary.count,
+        "submit_p50_ms": summary.p50,
+        "submit_p99_ms": summary.p99,
+        "submit_max_ms": summary.max,
+        "submit_codes": submit_codes,
+        "status_requests_per_second": status_done / elapsed,
+        "status_codes": status_codes,
+        "transport_errors": transport_errors,
+    }
+
+
+async def bench_ade(scratch: Path, clients: int, duration: float) -> dict[str, Any]:
+    env = {
+        "ADE_QUEUE_SIZE": "10",
+        "ADE_MAX_CONCURRENCY": "2",
+        "ADE_SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    server = ServerProcess(scratch / "data", scratch / "logs", env)
+    workload = build_workload(LoadTestOptions(), scratch / "workload")
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60.0) as http:
+            config = await http.post(
+                f"{PREFIX}/configs",
+                files={"package": ("ok.zip", workload.config_zips["ok"], "application/zip")},
+            )
+            config.raise_for_status()
+            document = await http.post(
+                f"{PREFIX}/documents",
+                files={"file": ("tiny.xlsx", workload.workbooks["tiny"], XLSX)},
+            )
+            document.raise_for_status()
+            body = {
+                "config_version_id": config.json()["id"],
+                "document_ids": [document.json()["id"]],
+            }
+            first = await http.post(f"{PREFIX}/jobs", json=body)
+            first.raise_for_status()
+        result = await drive(server.url, body, first.json()["id"], clients, duration)
+    finally:
+        await server.stop()
+    return result
+
+
+async def bench_bare(scratch: Path, clients: int, duration: float) -> dict[str, Any]:
+    port = free_port()
+    log = (scratch / "bare.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve-bare", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=5.0) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if (await http.get("/api/v1/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise RuntimeError(f"the bare app did not start; see {log.name}") from None
+                await trio.sleep(0.05)
+            body = {"config_version_id": "cfg", "document_ids": ["doc"]}
+            first = await http.post(f"{PREFIX}/jobs", json=body)
+        return await drive(base, body, first.json()["id"], clients, duration)
+    finally:
+        process.terminate()
+        process.wait()
+        log.close()
+
+
+def render(result: dict[str, Any]) -> str:
+    ade, bare, machine = result["ade"], result["bare"], result["machine"]
+    lines = [
+        f"Measured {machine['date']} on {machine['cores']} cores (Python {machine['python']}): "
+        f"{result['clients']} concurrent clients for {result['duration']:.0f} s per server, "
+        "half submitting, half reading one job's status; ADE with ADE_QUEUE_SIZE=10, "
+        "ADE_MAX_CONCURRENCY=2.",
+        "",
+        "| | ADE | bare quart-trio | ratio ADE / bare |",
+        "|---|---|---|---|",
+        f"| submit p50 (ms) | {ade['submit_p50_ms']:.1f} | {bare['submit_p50_ms']:.1f} | "
+        f"{result['ratios']['submit_p50']:.2f} |",
+        f"| submit p99 (ms) | {ade['submit_p99_ms']:.1f} | {bare['submit_p99_ms']:.1f} | "
+        f"{result['ratios']['submit_p99']:.2f} |",
+        f"| status GET requests/s | {ade['status_requests_per_second']:.0f} | "
+        f"{bare['status_requests_per_second']:.0f} | {result['ratios']['status_rps']:.2f} |",
+        f"| submit answers | {_codes(ade['submit_codes'])} | {_codes(bare['submit_codes'])} | |",
+        f"| status answers | {_codes(ade['status_codes'])} | {_codes(bare['status_codes'])} | |",
+    ]
+    return "\n".join(lines)
+
+
+def _codes(codes: dict[str, int]) -> str:
+    return ", ".join(f"{count} x {code}" for code, count in sorted(codes.items()))
+
+
+async def run(clients: int, duration: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="ade-bench-api-") as name:
+        scratch = Path(name)
+        ade = await bench_ade(scratch, clients, duration)
+        bare = await bench_bare(scratch, clients, duration)
+    return {
+        "machine": machine_facts(),
+        "clients": clients,
+        "duration": duration,
+        "ade": ade,
+        "bare": bare,
+        "ratios": {
+            "submit_p50": ade["submit_p50_ms"] / bare["submit_p50_ms"],
+            "submit_p99": ade["submit_p99_ms"] / bare["submit_p99_ms"],
+            # < 1 means ADE serves fewer status reads per second than the bare app.
+            "status_rps": ade["status_requests_per_second"] / bare["status_requests_per_second"],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per server")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return 0
+    result = trio.run(run, args.clients, args.duration)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Percentiles, request counting and option parsing: the harness's arithmetic, driven directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from ade.loadtest._ledger import JobBudget, Ledger, TrackedJob
+from ade.loadtest._options import LoadTestOptions, OptionsError, parse_mix
+from ade.loadtest._stats import RequestLog, percentile, summarize
+
+
+def test_nearest_rank_percentiles_name_real_observations() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 0.50) == 50.0
+    assert percentile(values, 0.95) == 95.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile(values, 1.0) == 100.0
+    assert percentile([7.0], 0.99) == 7.0
+
+
+def test_percentile_rejects_empty_and_out_of_range() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 0.5)
+    with pytest.raises(ValueError, match="fraction"):
+        percentile([1.0], 0.0)
+
+
+def test_summarize_sorts_and_handles_no_samples() -> None:
+    summary = summarize([30.0, 10.0, 20.0])
+    assert (summary.count, summary.p50, summary.p95, summary.p99, summary.max) == (
+        3,
+        20.0,
+        30.0,
+        30.0,
+        30.0,
+    )
+    empty = summarize([])
+    assert (empty.count, empty.p50, empty.max) == (0, None, None)
+
+
+def test_request_log_separates_outage_and_finds_5xx() -> None:
+    log = RequestLog()
+    log.record("POST /jobs", "202")
+    log.record("POST /jobs", "202")
+    log.record("POST /jobs", "429")
+    log.record("GET /jobs/{id}", "503", during_outage=True)
+    log.record("GET /jobs/{id}", "transport:ConnectError", during_outage=True)
+    log.record("GET /health", "transport:ReadTimeout")
+    assert log.by_route() == {
+        "GET /health": {"transport:ReadTimeout": 1},
+        "POST /jobs": {"202": 2, "429": 1},
+    }
+    assert log.outage_by_route() == {"GET /jobs/{id}": {"503": 1, "transport:ConnectError": 1}}
+    assert log.total() == 6
+    # A 5xx counts even while the server was being killed; transport errors only outside it.
+    assert log.server_errors() == {"GET /jobs/{id} 503": 1}
+    assert log.transport_errors() == {"GET /health transport:ReadTimeout": 1}
+
+
+def test_parse_mix_normalises_and_names_bad_parts() -> None:
+    assert parse_mix("--configs", "ok=3,fail=1", ("ok", "fail", "timeout")) == {
+        "ok": 0.75,
+        "fail": 0.25,
+        "timeout": 0.0,
+    }
+    with pytest.raises(OptionsError, match="--configs: 'boom=1' is not KIND=WEIGHT"):
+        parse_mix("--configs", "boom=1", ("ok", "fail"))
+    with pytest.raises(OptionsError, match="weight 'x' of ok is not a number"):
+        parse_mix("--configs", "ok=x", ("ok",))
+    with pytest.raises(OptionsError, match="at least one weight must be > 0"):
+        parse_mix("--workbooks", "tiny=0", ("tiny", "large"))
+
+
+def test_options_refuse_chaos_against_a_foreign_server_and_non_loopback_urls() -> None:
+    with pytest.raises(OptionsError, match="--chaos needs a server the harness starts"):
+        LoadTestOptions(url="http://127.0.0.1:8000", chaos=True)
+    with pytest.raises(OptionsError, match="loopback"):
+        LoadTestOptions(url="http://10.0.0.1:8000")
+    with pytest.raises(OptionsError, match="--clients must be > 0"):
+        LoadTestOptions(clients=0)
+    with pytest.raises(OptionsError, match="--cancel-fraction must be between 0 and 1"):
+        LoadTestOptions(cancel_fraction=1.5)
+
+
+def test_budget_and_ledger() -> None:
+    budget = JobBudget(2)
+    assert [budget.take(), budget.take(), budget.take()] == [True, True, False]
+    assert JobBudget(None).take()
+    ledger = Ledger()
+    first = ledger.accept(
+        TrackedJob("j1", "ok", "tiny", "submit", 0.0, record={"status": "queued"})
+    )
+    # An Idempotency-Key replay answers with the same id: still one job.
+    assert ledger.accept(TrackedJob("j1", "ok", "tiny", "submit", 1.0)) is first
+    assert len(ledger) == 1
+    assert ledger.pending() == [first]
+    first.record = {"status": "success"}
+    assert ledger.pending() == []
