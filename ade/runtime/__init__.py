@@ -1,0 +1,55 @@
+"""The job runtime: a dispatcher, N workers and a recorder on trio, behind one facade.
+
+Typical use (``ade serve``, tests, benchmarks)::
+
+    async with open_runtime(settings) as runtime:
+        job = await runtime.submit(workspace_id="default", config_version_id=cfg,
+                                   document_ids=[doc])
+        final = await runtime.wait("default", job.id)
+
+Leaving the block drains gracefully (see :meth:`Runtime.drain` and docs/operations.md).
+"""
+
+from __future__ import annotations
+
+from ade.runtime.dispatcher import ShuttingDown
+from ade.runtime.events import (
+    EVENTS_FILE,
+    TERMINAL_EVENT_TYPES,
+    EventScan,
+    read_events,
+    scan_events,
+)
+from ade.runtime.recorder import (
+    CANCELLED_MESSAGE,
+    RESTART_MESSAGE,
+    SHUTDOWN_MESSAGE,
+    Subscription,
+)
+from ade.runtime.service import (
+    DataDirLocked,
+    Runtime,
+    RuntimeStatistics,
+    StatusTotals,
+    open_runtime,
+)
+from ade.runtime.workers import JobRunner
+
+__all__ = [
+    "CANCELLED_MESSAGE",
+    "EVENTS_FILE",
+    "RESTART_MESSAGE",
+    "SHUTDOWN_MESSAGE",
+    "TERMINAL_EVENT_TYPES",
+    "DataDirLocked",
+    "EventScan",
+    "JobRunner",
+    "Runtime",
+    "RuntimeStatistics",
+    "ShuttingDown",
+    "StatusTotals",
+    "Subscription",
+    "open_runtime",
+    "read_events",
+    "scan_events",
+]

@@ -1,0 +1,260 @@
+"""The vocabulary between the runtime's actors: small frozen attrs messages.
+
+Messages travel over bounded ``trio`` memory channels. A message that needs an answer carries a
+:class:`Reply`: a one-shot slot the receiving actor fills with a value or an exception and the
+sender awaits. The slot is the only mutable thing a message holds, and it never travels further.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import attrs
+import trio
+
+from ade.models import JobRecord, JobStatus
+
+__all__ = [
+    "AcceptJob",
+    "Assign",
+    "CancelDecision",
+    "CancelJob",
+    "CancelQueued",
+    "EnqueueJob",
+    "FinishJob",
+    "JobResult",
+    "NoteRequeued",
+    "NoteRetry",
+    "Progress",
+    "RecordCancelled",
+    "RecoverInterrupted",
+    "RecoverJobs",
+    "ReleaseReservation",
+    "Reply",
+    "ReserveSlot",
+    "RunJob",
+    "StartJob",
+    "StopAdmitting",
+    "WorkerFinished",
+    "WorkerIdle",
+]
+
+T = TypeVar("T")
+
+
+class Reply(Generic[T]):
+    """A one-shot answer: the actor calls :meth:`set` or :meth:`fail` once; the sender awaits
+    :meth:`wait`. Why not a channel per request: a request gets exactly one answer, and an
+    ``Event`` plus a slot is the cheapest honest way to say that."""
+
+    __slots__ = ("_done", "_error", "_value")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def set(self, value: T) -> None:
+        if self._done.is_set():
+            raise RuntimeError("reply already given")
+        self._value = value
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self._done.is_set():
+            raise RuntimeError("reply already given")
+        self._error = error
+        self._done.set()
+
+    async def wait(self) -> T:
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+# -- to the dispatcher -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ReserveSlot:
+    """Admission: hold a queue slot for ``job_id`` before anything is persisted."""
+
+    job_id: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class ReleaseReservation:
+    """The submission failed after reserving; give the slot back."""
+
+    job_id: str
+
+
+@attrs.frozen
+class EnqueueJob:
+    """A reserved job is now persisted (row + job directory): put it in the FIFO queue.
+
+    The reply is True when queued, False when a cancel arrived while it was being submitted
+    (the submitter then records the cancellation)."""
+
+    job: JobRecord
+    reply: Reply[bool] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class RecoverJobs:
+    """Queued jobs found at start-up, oldest first; they bypass the capacity check."""
+
+    jobs: tuple[JobRecord, ...]
+
+
+@attrs.frozen
+class WorkerIdle:
+    worker_id: int
+
+
+@attrs.frozen
+class WorkerFinished:
+    """A worker recorded a job's end and is free again; ``duration_seconds`` feeds retry-after."""
+
+    worker_id: int
+    job_id: str
+    duration_seconds: float
+
+
+@attrs.frozen
+class CancelJob:
+    job_id: str
+    reply: Reply[CancelDecision] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class StopAdmitting:
+    """Shutdown step 1: refuse new submissions and stop handing out queued jobs."""
+
+    reason: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class CancelDecision:
+    """What the dispatcher did with a cancel request.
+
+    ``where`` is ``"queue"`` (removed from the queue), ``"reserved"`` (still being submitted; it
+    is cancelled the moment it would be enqueued), ``"running"`` (the worker's cancel scope was
+    cancelled) or ``"unknown"`` (not queued or running here).
+    """
+
+    where: str
+    job: JobRecord | None = None
+
+
+# -- dispatcher actions (state -> actor) -------------------------------------------------------
+
+
+@attrs.frozen
+class Assign:
+    worker_id: int
+    job: JobRecord
+
+
+@attrs.frozen
+class CancelQueued:
+    """A job left the queue because it was cancelled; the recorder must mark it."""
+
+    job: JobRecord
+
+
+# -- to a worker ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RunJob:
+    job: JobRecord
+
+
+# -- to the recorder ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class JobResult:
+    """How a job ended, as the worker reports it to the recorder (no cell values anywhere)."""
+
+    status: JobStatus
+    message: str | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    limit: str | None = None
+    sandbox_layers: tuple[str, ...] = ()
+    duration_seconds: float = 0.0
+    diagnostics: str | None = None
+    # Why a job was stopped from outside: "user" (cancel) or "shutdown"; None if it ended itself.
+    stopped_by: str | None = None
+
+
+@attrs.frozen
+class AcceptJob:
+    """Persist a new queued job (the commit point of a submission) and write its enqueue event."""
+
+    job: JobRecord
+    reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class StartJob:
+    job_id: str
+    reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class Progress:
+    """A worker-side event (pass boundaries). Fire-and-forget: the channel keeps the order."""
+
+    job_id: str
+    type: str
+    detail: dict[str, Any]
+
+
+@attrs.frozen
+class FinishJob:
+    job_id: str
+    result: JobResult
+    reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class RecordCancelled:
+    """A queued (never started) job was cancelled."""
+
+    job_id: str
+    reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class RecoverInterrupted:
+    """Start-up: a job found ``running`` belonged to a service that died; mark it error."""
+
+    job_id: str
+    reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class NoteRequeued:
+    """Start-up: a job found ``queued`` is re-enqueued; write a ``recovery`` event."""
+
+    job_id: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class NoteRetry:
+    """Append a ``retry`` event to the original job, naming the job that retries it."""
+
+    job_id: str
+    retry_job_id: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)

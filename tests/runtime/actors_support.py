@@ -1,0 +1,214 @@
+"""Helpers for the actor-runtime tests: seeded data directories and a job runner that starts
+real processes chosen by the job's input (so the runtime is tested without the engine).
+
+Input document content -> what the job's process does:
+
+    b"ok"            exits 0 at once                       -> success
+    b"fail"          exits 3                               -> error "exit code 3"
+    b"sleep <s>"     sleeps <s> seconds, then exits 0      -> success (or killed)
+    b"events"        the runner forwards three pass events, then success
+
+Every process carries ``ade-test-job=<job_id>`` on its command line, and runs with the job
+directory as cwd (like the real worker), so tests can find it in /proc.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from ade.configs.prepare import snapshot_dir
+from ade.ids import new_id
+from ade.models import ConfigVersion, Document, JobStatus
+from ade.settings import Settings, load_settings
+from ade.store import open_store
+
+T0 = datetime(2026, 1, 2, tzinfo=UTC)
+MARKER = "ade-test-job="
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "max_concurrency": 1,
+        "queue_size": 3,
+        "shutdown_grace_seconds": 5.0,
+        "job_timeout_seconds": 30.0,
+    }
+    values.update(overrides)
+    return load_settings({}, data_dir=data_dir, **values)
+
+
+@attrs.frozen
+class Seeded:
+    config_id: str
+    documents: dict[bytes, str]  # content -> document id
+
+    def doc(self, content: bytes) -> str:
+        return self.documents[content]
+
+
+async def seed(
+    settings: Settings,
+    contents: list[bytes],
+    *,
+    workspace: str = "ws",
+    network: bool = False,
+    config_id: str | None = None,
+) -> Seeded:
+    """A config version (with an empty snapshot directory, which is all the job directory needs)
+    and one stored document per content, in ``workspace``."""
+    config_id = config_id or new_id("cfg")
+    store = open_store(settings)
+    try:
+        await store.insert_config(
+            ConfigVersion(
+                id=config_id,
+                workspace_id=workspace,
+                title="test",
+                version="1",
+                content_hash="hash",
+                created_at=T0,
+                runtime_network_access=network,
+            )
+        )
+        snapshot_dir(settings.venvs_dir, config_id).mkdir(parents=True, exist_ok=True)
+        documents: dict[bytes, str] = {}
+        for content in contents:
+            document = Document(
+                id=new_id(),
+                workspace_id=workspace,
+                filename="input.xlsx",
+                size=len(content),
+                sha256=hashlib.sha256(content).hexdigest(),
+                created_at=T0,
+            )
+            path = settings.documents_dir / workspace / document.id
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            await store.insert_document(document)
+            documents[content] = document.id
+    finally:
+        store.close()
+    return Seeded(config_id, documents)
+
+
+@attrs.frozen
+class Outcome:
+    status: JobStatus
+    message: str | None
+    exit_code: int | None
+    exit_signal: int | None
+    limit: str | None
+    sandbox_layers: tuple[str, ...]
+    duration_seconds: float
+    diagnostics: str
+
+
+def _script(content: bytes) -> str:
+    if content.startswith(b"sleep "):
+        return f"import time; time.sleep({float(content.split()[1])})"
+    if content == b"fail":
+        return "raise SystemExit(3)"
+    return "pass"
+
+
+class ScriptRunner:
+    """A stand-in for ``supervise_job`` with the same kill discipline: own session, SIGKILL to
+    the whole group on cancellation and in ``finally``."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    async def __call__(self, settings: Settings, job_dir: Path, *, on_event: Any) -> Outcome:
+        inputs = sorted((job_dir / "inputs").iterdir())
+        content = inputs[0].read_bytes()
+        self.started.append(job_dir.name)
+        if content == b"events":
+            for pass_name in ("detect", "map", "write"):
+                await on_event("pass_finished", {"pass": pass_name})
+        started = trio.current_time()
+        pgid: list[int] = []
+
+        async def kill(process: trio.Process) -> None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+        try:
+            with trio.move_on_after(settings.job_timeout_seconds) as deadline:
+                async with trio.open_nursery() as nursery:
+                    process: trio.Process = await nursery.start(
+                        lambda task_status: trio.run_process(
+                            [sys.executable, "-c", _script(content), f"{MARKER}{job_dir.name}"],
+                            cwd=str(job_dir),
+                            start_new_session=True,
+                            check=False,
+                            stdin=subprocess.DEVNULL,
+                            deliver_cancel=kill,
+                            task_status=task_status,
+                        )
+                    )
+                    pgid.append(process.pid)
+                    await process.wait()
+        finally:
+            if pgid:
+                try:
+                    os.killpg(pgid[0], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        duration = trio.current_time() - started
+        if deadline.cancelled_caught:
+            return Outcome(JobStatus.ERROR, "timed out", None, 9, "timeout", (), duration, "")
+        code = process.returncode
+        if code == 0:
+            return Outcome(JobStatus.SUCCESS, None, 0, None, None, ("test",), duration, "")
+        return Outcome(
+            JobStatus.ERROR, f"exit code {code}", code, None, None, ("test",), duration, "boom"
+        )
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live, non-zombie processes whose command line contains ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def processes_under(directory: Path) -> list[int]:
+    from ade.runtime.leftovers import processes_in
+
+    return processes_in(directory)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the module: no process works in (or names) this session's temporary tree."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    leaked = sorted(set(processes_under(base)) | set(processes_with(str(base))))
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert leaked == [], f"processes left running: {leaked}"
