@@ -1,0 +1,226 @@
+"""The artifact.json vocabulary: frozen attrs classes, serialized only through ``ade.serde``.
+
+docs/artifact.md documents every field. :func:`parse_artifact` is the validator: it structures
+a JSON document back into :class:`Artifact` with unknown keys forbidden, so a document that
+parses is exactly the documented shape. Nothing here holds a cell value: header text, names,
+counts and A1 references only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from ade.serde import converter
+
+__all__ = [
+    "ARTIFACT_SCHEMA",
+    "Artifact",
+    "ColumnRecord",
+    "ConfigRecord",
+    "FieldValidation",
+    "HookRecord",
+    "InputRecord",
+    "IssueRecord",
+    "OutputColumn",
+    "OutputRecord",
+    "PassRecord",
+    "RuleScore",
+    "SheetRecord",
+    "TableRecord",
+    "TransformRecord",
+    "UnmappedColumn",
+    "ValidationRecord",
+    "dump_artifact",
+    "parse_artifact",
+]
+
+ARTIFACT_SCHEMA = "ade.artifact/v1"
+
+
+@attrs.frozen
+class ConfigRecord:
+    schema: str
+    title: str
+    version: str
+    content_hash: str
+
+
+@attrs.frozen
+class SheetRecord:
+    name: str
+    index: int
+    outcome: str  # "tables_found" | "no_header_row" | "no_table" | "empty"
+    rows_read: int
+    row_counts: dict[str, int]
+    tables: list[str]
+    headers_without_data: int
+    orphan_data_rows: int
+
+
+@attrs.frozen
+class InputRecord:
+    index: int
+    name: str
+    format: str
+    size_bytes: int
+    sha256: str
+    sheets: list[SheetRecord]
+
+
+@attrs.frozen
+class RuleScore:
+    rule: str  # "columns/email.py:detect_header"
+    field: str
+    delta: float
+
+
+@attrs.frozen
+class ColumnRecord:
+    index: int  # 0-based position inside the table
+    letter: str  # source column letter
+    header: str | None
+    status: str  # "mapped" | "unmapped"
+    field: str | None
+    score: float | None
+    rules: list[RuleScore]
+    unmapped_reason: str | None
+    output_header: str | None
+
+
+@attrs.frozen
+class TableRecord:
+    id: str
+    input: str
+    sheet: str
+    range: str
+    header_row: int
+    first_data_row: int
+    last_data_row: int
+    data_rows: int
+    ended_by: str
+    status: str  # "written" | "skipped"
+    skip_reason: str | None
+    columns: list[ColumnRecord]
+    mapped_fields: list[str]
+    required_missing: list[str]
+    cells_outside_header: int
+    output_first_row: int | None
+    output_last_row: int | None
+
+
+@attrs.frozen
+class UnmappedColumn:
+    table: str
+    column: str
+    header: str | None
+    reason: str
+    output_header: str | None
+
+
+@attrs.frozen
+class IssueRecord:
+    table: str
+    input: str
+    sheet: str
+    row: int
+    cell: str
+    field: str
+    code: str
+    severity: str  # "error" | "warning"
+    message: str
+    output_row: int | None
+
+
+@attrs.frozen
+class TransformRecord:
+    field: str
+    rule: str
+    values: int
+    changed: int
+    warnings: int
+    warning_samples: list[IssueRecord]
+
+
+@attrs.frozen
+class FieldValidation:
+    field: str
+    rule: str | None
+    checked: int
+    errors: int
+    warnings: int
+
+
+@attrs.frozen
+class ValidationRecord:
+    issue_count: int
+    errors: int
+    warnings: int
+    fields: list[FieldValidation]
+    issues: list[IssueRecord]
+    issues_truncated: bool
+
+
+@attrs.frozen
+class HookRecord:
+    hook: str
+    rule: str
+    annotations: list[dict[str, Any]]
+
+
+@attrs.frozen
+class OutputColumn:
+    index: int
+    letter: str
+    header: str
+    kind: str  # "field" | "unmapped"
+    field: str | None
+
+
+@attrs.frozen
+class OutputRecord:
+    path: str
+    sheet: str
+    columns: list[OutputColumn]
+    rows_written: int
+
+
+@attrs.frozen
+class PassRecord:
+    name: str
+    seconds: float
+    stats: dict[str, int]
+
+
+@attrs.frozen
+class Artifact:
+    schema: str
+    engine_version: str
+    started_at: str
+    finished_at: str
+    duration_seconds: float
+    config: ConfigRecord
+    inputs: list[InputRecord]
+    tables: list[TableRecord]
+    unmapped_columns: list[UnmappedColumn]
+    required_missing: list[str]
+    transforms: list[TransformRecord]
+    validation: ValidationRecord
+    hooks: list[HookRecord]
+    output: OutputRecord
+    passes: list[PassRecord]
+
+
+def dump_artifact(artifact: Artifact) -> str:
+    return json.dumps(converter.unstructure(artifact), indent=2, ensure_ascii=False) + "\n"
+
+
+def parse_artifact(text: str) -> Artifact:
+    """Structure ``text`` into :class:`Artifact`; raises if any key is unknown, missing or of
+    the wrong type (the converter forbids extra keys)."""
+    artifact = converter.structure(json.loads(text), Artifact)
+    if artifact.schema != ARTIFACT_SCHEMA:
+        raise ValueError(f"unexpected artifact schema {artifact.schema!r}")
+    return artifact

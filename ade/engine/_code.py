@@ -1,0 +1,231 @@
+"""Importing a config package's code and calling it.
+
+The package's files are written to a private folder and imported under a unique synthetic
+package name, so relative imports between config modules work and two runs in one process
+never share modules. Every call goes through :class:`ConfigFunction`, which passes only the
+keyword arguments the function declares and turns any exception into
+:class:`ade.errors.ConfigCodeError` naming the file, function and pass: the exception *text*
+may quote cell values, so only its type reaches the message; the traceback travels on the
+exception (``.traceback``) for diagnostics.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import inspect
+import itertools
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ade.configs.package import (
+    COLUMN_DETECTOR_ARGS,
+    HOOK_ARGS,
+    ROW_DETECTOR_ARGS,
+    TRANSFORM_ARGS,
+    VALIDATE_ARGS,
+    ConfigPackage,
+)
+from ade.errors import ConfigCodeError, PackageInvalid, PackageProblem
+
+__all__ = ["ConfigFunction", "LoadedConfig", "config_error", "load_code"]
+
+_counter = itertools.count(1)
+
+
+def config_error(file: str, function: str, pass_name: str, exc: BaseException) -> ConfigCodeError:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return ConfigCodeError(file, function, pass_name, type(exc).__name__, tb)
+
+
+def contract_error(file: str, function: str, pass_name: str, what: str) -> ConfigCodeError:
+    """Config code returned something ADE cannot use: reported like an exception it raised."""
+    return ConfigCodeError(file, function, pass_name, "TypeError", f"TypeError: {what}\n")
+
+
+class ConfigFunction:
+    """One config function with its calling plan (which keyword arguments it declares)."""
+
+    __slots__ = ("file", "fn", "function", "names", "rule", "takes_all")
+
+    def __init__(self, file: str, function: str, fn: Callable[..., Any], allowed: frozenset[str]):
+        self.fn = fn
+        self.file = file
+        self.function = function
+        self.rule = f"{file}:{function}"
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError) as exc:
+            raise _invalid(self.rule, "has no inspectable signature") from exc
+        self.takes_all = False
+        names: list[str] = []
+        for param in signature.parameters.values():
+            if param.kind is param.VAR_KEYWORD:
+                self.takes_all = True
+            elif param.kind is param.POSITIONAL_ONLY:
+                raise _invalid(self.rule, "positional-only parameters are not supported")
+            elif param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                if param.name in allowed:
+                    names.append(param.name)
+                elif param.default is param.empty:
+                    raise _invalid(
+                        self.rule,
+                        f"parameter {param.name!r} is not provided by ADE "
+                        f"(available: {', '.join(sorted(allowed))})",
+                    )
+        self.names = tuple(allowed) if self.takes_all else tuple(names)
+
+    def kwargs(self, available: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: available[name] for name in self.names}
+
+    def call(self, pass_name: str, available: Mapping[str, Any]) -> Any:
+        try:
+            return self.fn(**{name: available[name] for name in self.names})
+        except (Exception, SystemExit) as exc:
+            raise config_error(self.file, self.function, pass_name, exc) from None
+
+
+def _invalid(location: str, message: str) -> PackageInvalid:
+    return PackageInvalid([PackageProblem(location, message)])
+
+
+class LoadedConfig:
+    """The imported functions of a package, grouped the way the passes use them."""
+
+    def __init__(
+        self,
+        row_detectors: dict[str, list[ConfigFunction]],
+        column_detectors: dict[str, list[ConfigFunction]],
+        transforms: dict[str, ConfigFunction],
+        validators: dict[str, ConfigFunction],
+        hooks: dict[str, list[ConfigFunction]],
+    ) -> None:
+        self.row_detectors = row_detectors
+        self.column_detectors = column_detectors
+        self.transforms = transforms
+        self.validators = validators
+        self.hooks = hooks
+
+
+@contextmanager
+def load_code(package: ConfigPackage, folder: Path) -> Iterator[LoadedConfig]:
+    """Write the package into ``folder``, import it and yield its functions; the modules are
+    removed from ``sys.modules`` afterwards. Import failures raise :class:`PackageInvalid`."""
+    for name, data in package.files.items():
+        target = folder.joinpath(*PurePosixPath(name).parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    root_name = f"_ade_config_{next(_counter)}"
+    spec = importlib.machinery.ModuleSpec(root_name, None, is_package=True)
+    spec.submodule_search_locations = [str(folder)]
+    root = importlib.util.module_from_spec(spec)
+    sys.modules[root_name] = root
+    saved_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # the snapshot is read-only; no __pycache__ next to it
+    try:
+        modules: dict[str, Any] = {}
+        problems: list[PackageProblem] = []
+        for name in sorted(package.files):
+            if not name.endswith(".py"):
+                continue
+            dotted = ".".join(PurePosixPath(name).with_suffix("").parts)
+            try:
+                modules[name] = importlib.import_module(f"{root_name}.{dotted}")
+            except SyntaxError as exc:
+                problems.append(
+                    PackageProblem(f"{name} line {exc.lineno}", f"syntax error: {exc.msg}")
+                )
+            except (Exception, SystemExit) as exc:
+                line = _failing_line(exc, name)
+                problems.append(
+                    PackageProblem(f"{name}{line}", f"importing it raised {type(exc).__name__}")
+                )
+        if problems:
+            raise PackageInvalid(problems)
+        yield _collect(package, modules)
+    finally:
+        sys.dont_write_bytecode = saved_bytecode
+        for module_name in [
+            m for m in sys.modules if m == root_name or m.startswith(root_name + ".")
+        ]:
+            del sys.modules[module_name]
+
+
+def _failing_line(exc: BaseException, name: str) -> str:
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.replace("\\", "/").endswith(name):
+            return f" line {frame.lineno}"
+    return ""
+
+
+def _collect(package: ConfigPackage, modules: dict[str, Any]) -> LoadedConfig:
+    problems: list[PackageProblem] = []
+
+    def functions(name: str, allowed: frozenset[str], prefix: str) -> list[ConfigFunction]:
+        module = modules[name]
+        found = []
+        for attr in sorted(vars(module)):
+            if attr.startswith(prefix):
+                fn = getattr(module, attr)
+                if not callable(fn):
+                    problems.append(PackageProblem(f"{name}:{attr}", "is not callable"))
+                    continue
+                try:
+                    found.append(ConfigFunction(name, attr, fn, allowed))
+                except PackageInvalid as exc:
+                    problems.extend(exc.problems)
+        return found
+
+    def optional(name: str, attr: str, allowed: frozenset[str]) -> ConfigFunction | None:
+        fn = getattr(modules[name], attr, None)
+        if fn is None:
+            return None
+        if not callable(fn):
+            problems.append(PackageProblem(f"{name}:{attr}", "is not callable"))
+            return None
+        try:
+            return ConfigFunction(name, attr, fn, allowed)
+        except PackageInvalid as exc:
+            problems.extend(exc.problems)
+            return None
+
+    row_detectors = {
+        row_type: functions(f"row_types/{row_type}.py", ROW_DETECTOR_ARGS, "detect_")
+        for row_type in package.row_types
+    }
+    column_detectors: dict[str, list[ConfigFunction]] = {}
+    transforms: dict[str, ConfigFunction] = {}
+    validators: dict[str, ConfigFunction] = {}
+    for field in package.fields:
+        file = f"columns/{field.name}.py"
+        column_detectors[field.name] = functions(file, COLUMN_DETECTOR_ARGS, "detect_")
+        if (fn := optional(file, "transform", TRANSFORM_ARGS)) is not None:
+            transforms[field.name] = fn
+        if (fn := optional(file, "validate", VALIDATE_ARGS)) is not None:
+            validators[field.name] = fn
+    hooks: dict[str, list[ConfigFunction]] = {}
+    for ref in package.hooks:
+        fn_obj = getattr(modules[ref.file], ref.function, None)
+        if fn_obj is None:
+            problems.append(PackageProblem(ref.rule, "no such function"))
+        elif not callable(fn_obj):
+            problems.append(PackageProblem(ref.rule, "is not callable"))
+        else:
+            try:
+                hooks.setdefault(ref.hook, []).append(
+                    ConfigFunction(ref.file, ref.function, fn_obj, HOOK_ARGS[ref.hook])
+                )
+            except PackageInvalid as exc:
+                problems.extend(exc.problems)
+    for kind, groups in (("row_types", row_detectors), ("columns", column_detectors)):
+        for key, fns in groups.items():
+            if not fns and not any(p.location.startswith(f"{kind}/{key}.py") for p in problems):
+                problems.append(PackageProblem(f"{kind}/{key}.py", "defines no detect_* function"))
+    if problems:
+        raise PackageInvalid(problems)
+    return LoadedConfig(row_detectors, column_detectors, transforms, validators, hooks)

@@ -1,0 +1,397 @@
+"""Input readers: every sheet of an xlsx/xlsm workbook, or a csv file, as a stream of rows.
+
+A row is ``(row_number, values)``: ``values`` is a list from column A to the row's last filled
+cell, ``None`` for empty cells. Rows with no filled cell may be skipped by a reader (the row
+numbers say where the gaps are).
+
+Why not ``ReadOnlyWorksheet.iter_rows``: it pads every row to the sheet's *declared* dimension
+(a sparse sheet declaring A1:XFD1048576 becomes a billion ``None``s), re-parses the whole sheet
+first when the dimension is missing, and keeps one emptied XML element per row alive until the
+sheet ends (~80 MB per million rows). This module uses openpyxl for the workbook parts (sheet
+list, shared strings, date styles) and parses ``<row>`` elements itself, dropping each one once
+read, so memory stays flat and only cells that exist are touched.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import ParseError, iterparse
+
+import attrs
+
+from ade.errors import InputError
+
+__all__ = [
+    "MAX_ROW_CELLS",
+    "InputFile",
+    "SheetReader",
+    "describe_input",
+    "open_sheets",
+]
+
+# Excel's own limit is 16,384 columns. A row that really fills more than this many cells is not
+# a table a person maintains; refusing it keeps per-row work (every detector sees every cell)
+# and the output width bounded.
+MAX_ROW_CELLS = 1024
+
+_CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+_ENCRYPTED_MARKERS = (
+    "EncryptionInfo".encode("utf-16-le"),
+    "EncryptedPackage".encode("utf-16-le"),
+)
+_XLSX_SUFFIXES = {".xlsx", ".xlsm"}
+_CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
+
+_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_ROW = _NS + "row"
+_SHEET_DATA = _NS + "sheetData"
+_VALUE = _NS + "v"
+_INLINE = _NS + "is"
+_DIGITS = "0123456789"
+
+Row = tuple[int, list[Any]]
+
+
+@attrs.frozen
+class InputFile:
+    """One input as the engine saw it (the artifact's ``inputs[]`` entry is built from this)."""
+
+    index: int
+    name: str
+    path: Path
+    format: str  # "xlsx" | "csv"
+    size_bytes: int
+    sha256: str
+
+
+@attrs.frozen
+class SheetReader:
+    name: str
+    index: int
+    rows: Callable[[], Iterator[Row]]
+
+
+def describe_input(path: Path, name: str, index: int) -> InputFile:
+    """Check that ``path`` looks like a spreadsheet we can read; raise :class:`InputError`
+    naming what is wrong otherwise. Reads the file once (for the sha256)."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"input {name!r} cannot be read ({type(exc).__name__})") from exc
+    if size == 0:
+        raise InputError(f"input {name!r} is empty (0 bytes)")
+    digest = hashlib.sha256()
+    head = b""
+    cfb_encrypted = False
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            if not head:
+                head = chunk[:8]
+            if head.startswith(_CFB_MAGIC) and not cfb_encrypted:
+                cfb_encrypted = any(marker in chunk for marker in _ENCRYPTED_MARKERS)
+            digest.update(chunk)
+    suffix = Path(name).suffix.lower()
+    if head.startswith(_CFB_MAGIC):
+        if cfb_encrypted:
+            raise InputError(
+                f"input {name!r} is a password-protected (encrypted) workbook; remove the "
+                "password in Excel (File > Info > Protect Workbook) and upload it again"
+            )
+        raise InputError(
+            f"input {name!r} is a legacy Excel 97-2003 (.xls) or other OLE file; "
+            "save it as .xlsx and upload it again"
+        )
+    if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+        _check_workbook_zip(path, name)
+        fmt = "xlsx"
+    elif suffix in _XLSX_SUFFIXES:
+        raise InputError(
+            f"input {name!r} is not a spreadsheet: an {suffix} workbook is a zip archive "
+            "and this file is not one"
+        )
+    elif suffix == ".xls":
+        raise InputError(f"input {name!r} is not a legacy .xls workbook either; cannot read it")
+    elif _looks_like_text(path):
+        fmt = "csv"
+    else:
+        raise InputError(
+            f"input {name!r} is not a spreadsheet (ADE reads .xlsx, .xlsm and .csv files)"
+        )
+    return InputFile(index, name, path, fmt, size, digest.hexdigest())
+
+
+def _check_workbook_zip(path: Path, name: str) -> None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise InputError(
+            f"input {name!r} is a corrupt zip archive ({type(exc).__name__}); "
+            "the workbook is damaged or was not fully uploaded"
+        ) from exc
+    if "xl/workbook.xml" not in names:
+        raise InputError(
+            f"input {name!r} is a zip archive but not an Excel workbook (no xl/workbook.xml)"
+        )
+
+
+def _looks_like_text(path: Path) -> bool:
+    with path.open("rb") as fh:
+        sample = fh.read(8192)
+    if b"\x00" in sample:
+        return False
+    try:
+        sample.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(sample) - 4:
+            return True  # a multi-byte character cut by the sample's end
+    # Legacy single-byte text (cp1252 / latin-1) is still text if it is mostly printable.
+    printable = sum(1 for b in sample if b >= 32 or b in (9, 10, 13))
+    return printable >= 0.95 * len(sample)
+
+
+def open_sheets(source: InputFile) -> tuple[list[SheetReader], Callable[[], None]]:
+    """The sheets of ``source`` as row streams, plus a ``close`` function."""
+    if source.format == "csv":
+        return [_csv_sheet(source)], lambda: None
+    return _xlsx_sheets(source)
+
+
+# -- xlsx ---------------------------------------------------------------------------------------
+
+
+def _xlsx_sheets(source: InputFile) -> tuple[list[SheetReader], Callable[[], None]]:
+    import openpyxl  # imported here: csv-only runs never pay for it
+
+    try:
+        with warnings.catch_warnings():
+            # openpyxl warns about parts it drops (data validation, extensions); irrelevant here.
+            warnings.simplefilter("ignore")
+            wb = openpyxl.load_workbook(
+                source.path, read_only=True, data_only=True, keep_links=False
+            )
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"input {source.name!r} could not be opened as a workbook ({type(exc).__name__}); "
+            "it is damaged or not an Excel file"
+        ) from exc
+    sheets = []
+    for index, ws in enumerate(wb.worksheets):
+        parser = _SheetParser(
+            source.name,
+            ws.title,
+            lambda ws=ws: ws._get_source(),
+            list(ws._shared_strings),
+            frozenset(wb._date_formats),
+            frozenset(wb._timedelta_formats),
+            wb.epoch,
+        )
+        sheets.append(SheetReader(ws.title, index, parser.rows))
+    return sheets, wb.close
+
+
+class _SheetParser:
+    def __init__(
+        self,
+        input_name: str,
+        sheet_name: str,
+        open_source: Callable[[], Any],
+        shared_strings: list[Any],
+        date_styles: frozenset[int],
+        timedelta_styles: frozenset[int],
+        epoch: Any,
+    ) -> None:
+        self.input_name = input_name
+        self.sheet_name = sheet_name
+        self.open_source = open_source
+        self.shared_strings = shared_strings
+        self.date_styles = date_styles
+        self.timedelta_styles = timedelta_styles
+        self.epoch = epoch
+        self.column_cache: dict[str, int] = {}
+
+    def rows(self) -> Iterator[Row]:
+        row_number = 0
+        try:
+            with self.open_source() as src:
+                sheet_data = None
+                # "start" events are only needed to find <sheetData>, so that each parsed
+                # <row> can be dropped from it: otherwise the tree keeps every row.
+                for event, element in iterparse(src, events=("start", "end")):
+                    if event == "end":
+                        if element.tag == _ROW:
+                            r = element.get("r")
+                            row_number = int(r) if r else row_number + 1
+                            values = self._row_values(element, row_number)
+                            if sheet_data is not None:
+                                sheet_data.clear()
+                            if values:
+                                yield row_number, values
+                    elif element.tag == _SHEET_DATA:
+                        sheet_data = element
+        except InputError:
+            raise
+        except (ParseError, zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError) as exc:
+            raise InputError(
+                f"input {self.input_name!r} sheet {self.sheet_name!r} is corrupt after row "
+                f"{row_number} ({type(exc).__name__})"
+            ) from exc
+
+    def _row_values(self, row: Any, row_number: int) -> list[Any]:
+        cells: list[tuple[int, Any]] = []
+        column = 0
+        cache = self.column_cache
+        for cell in row:
+            ref = cell.get("r")
+            if ref:
+                letters = ref.rstrip(_DIGITS)
+                column = cache.get(letters) or self._column(letters)
+            else:
+                column += 1
+            kind = cell.get("t", "n")
+            if kind == "inlineStr":
+                value = _inline_text(cell)
+            else:
+                text = cell.findtext(_VALUE)
+                if not text:
+                    continue
+                if kind == "n":
+                    value = self._number(text, cell.get("s"))
+                elif kind == "s":
+                    value = self.shared_strings[int(text)]
+                    if not isinstance(value, str):
+                        value = str(value)  # rich text
+                elif kind == "b":
+                    value = text == "1"
+                elif kind == "d":
+                    from openpyxl.utils.datetime import from_ISO8601
+
+                    value = from_ISO8601(text)
+                else:  # "str" (formula result) and "e" (an error such as #DIV/0!)
+                    value = text
+            if value is None or value == "":
+                continue
+            cells.append((column, value))
+        if not cells:
+            return []
+        if len(cells) > MAX_ROW_CELLS:
+            raise InputError(
+                f"input {self.input_name!r} sheet {self.sheet_name!r} row {row_number} has "
+                f"{len(cells)} filled cells; ADE reads at most {MAX_ROW_CELLS} columns per row"
+            )
+        last = max(c for c, _ in cells)
+        if len(cells) == last and _in_order(cells):
+            return [v for _, v in cells]  # the common case: a dense row starting at column A
+        return _dense(cells, last)
+
+    def _column(self, letters: str) -> int:
+        from openpyxl.utils import column_index_from_string
+
+        try:
+            index = column_index_from_string(letters)
+        except ValueError as exc:
+            raise InputError(
+                f"input {self.input_name!r} sheet {self.sheet_name!r} has a cell with an "
+                "invalid reference"
+            ) from exc
+        self.column_cache[letters] = index
+        return index
+
+    def _number(self, text: str, style: str | None) -> Any:
+        try:
+            value: Any = int(text)
+        except ValueError:
+            value = float(text)
+        if style and int(style) in self.date_styles:
+            from openpyxl.utils.datetime import from_excel
+
+            try:
+                return from_excel(value, self.epoch, timedelta=int(style) in self.timedelta_styles)
+            except (OverflowError, ValueError):
+                return value  # a date-formatted number outside Excel's date range: keep it
+        return value
+
+
+def _in_order(cells: list[tuple[int, Any]]) -> bool:
+    return all(c == i for i, (c, _) in enumerate(cells, start=1))
+
+
+def _dense(cells: list[tuple[int, Any]], last: int) -> list[Any]:
+    values: list[Any] = [None] * last
+    for column, value in cells:
+        values[column - 1] = value
+    return values
+
+
+def _inline_text(cell: Any) -> str | None:
+    child = cell.find(_INLINE)
+    if child is None:
+        return None
+    return "".join(t for t in child.itertext()) or None
+
+
+# -- csv ----------------------------------------------------------------------------------------
+
+
+def _csv_encoding(path: Path) -> str:
+    """utf-8 (with or without BOM) if the whole file decodes, else cp1252-ish latin-1.
+
+    Decided up front, at C speed, because finding a bad byte halfway through would mean
+    re-reading rows the engine already used."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8-sig"
+
+
+def _csv_sheet(source: InputFile) -> SheetReader:
+    encoding = _csv_encoding(source.path)
+    with source.path.open("r", encoding=encoding, newline="") as fh:
+        sample = fh.read(64 * 1024)
+    try:
+        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+
+    def rows() -> Iterator[Row]:
+        record = 0
+        try:
+            with source.path.open("r", encoding=encoding, newline="") as fh:
+                for record, raw in enumerate(csv.reader(fh, dialect), start=1):
+                    values = [v if v != "" else None for v in raw]
+                    while values and values[-1] is None:
+                        values.pop()
+                    if not values:
+                        continue
+                    if len(values) > MAX_ROW_CELLS:
+                        filled = sum(v is not None for v in values)
+                        if filled > MAX_ROW_CELLS:
+                            raise InputError(
+                                f"input {source.name!r} row {record} has {filled} filled cells; "
+                                f"ADE reads at most {MAX_ROW_CELLS} columns per row"
+                            )
+                    yield record, values
+        except csv.Error as exc:
+            raise InputError(
+                f"input {source.name!r} is not valid csv after row {record} ({type(exc).__name__})"
+            ) from exc
+
+    return SheetReader(Path(source.name).stem or "csv", 0, rows)

@@ -1,0 +1,46 @@
+import re
+
+from ..lib.text import header_score, share
+
+_ID = re.compile(r"^[Mm]?[- ]?\d{3,}$")
+
+
+def detect_header(*, header, label, synonyms):
+    return header_score(header, label, synonyms)
+
+
+def detect_id_values(*, values):
+    ids = share(values, lambda v: isinstance(v, int | str) and bool(_ID.match(str(v).strip())))
+    present = [str(v).strip() for v in values if v is not None]
+    unique = len(set(present)) == len(present)
+    return 0.75 * ids if unique else 0.0
+
+
+def transform(*, values):
+    out = []
+    for v in values:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, int):
+            out.append(f"M{v}")
+        elif isinstance(v, str):
+            text = v.strip().upper().replace("-", "").replace(" ", "")
+            out.append("M" + text if text.isdigit() else text or None)
+        else:
+            out.append(v)
+    return out
+
+
+_VALID = re.compile(r"^M\d{4,}$")
+
+
+def validate(*, values):
+    return [
+        {
+            "index": i,
+            "code": "invalid_member_id",
+            "message": "Member ID must be 'M' followed by at least 4 digits",
+        }
+        for i, v in enumerate(values)
+        if v is not None and not (isinstance(v, str) and _VALID.match(v))
+    ]
