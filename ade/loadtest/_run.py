@@ -150,13 +150,15 @@ async def _chaos(
         chaos.done.set()
 
 
-async def _drain(context: Client, deadline: float) -> None:
-    """Poll every accepted job until it is terminal or the drain deadline passes."""
+async def _drain(context: Client, timeout: float) -> None:
+    """Poll every accepted job until it is terminal or ``timeout`` seconds have passed."""
     limiter = trio.CapacityLimiter(8)
+    # trio's clock, not time.monotonic(): trio deadlines live on their own (offset) clock.
+    deadline = trio.current_time() + timeout
 
     async def settle(job: TrackedJob) -> None:
         async with limiter:
-            while time.monotonic() < deadline:
+            while trio.current_time() < deadline:
                 try:
                     job.record = await context.job(job.job_id)
                 except SessionAbandoned:
@@ -399,7 +401,7 @@ async def _run_against(
             background.start_soon(workspace_watcher, control)
             if chaos is not None and server is not None:
                 background.start_soon(_chaos, options, server, target, chaos, rng, started)
-            with trio.move_on_at(started + options.duration):
+            with trio.move_on_after(options.duration):
                 async with trio.open_nursery() as clients:
                     for _ in range(options.clients):
                         clients.start_soon(client_loop, shared, tls, random.Random(rng.random()))
@@ -407,7 +409,7 @@ async def _run_against(
                 # The kill may fall after the K jobs were all submitted: let it happen anyway.
                 await chaos.done.wait()
             load_seconds = time.monotonic() - started
-            await _drain(control, time.monotonic() + options.drain_timeout)
+            await _drain(control, options.drain_timeout)
             background.cancel_scope.cancel()
         elapsed = time.monotonic() - started
     context = control

@@ -39,9 +39,10 @@ def free_port() -> int:
 
 
 def worker_processes(data_dir: Path) -> list[tuple[int, str]]:
-    """(pid, cmdline) of every live process whose command line names ``ade.worker`` and
-    ``data_dir`` — the workers of this harness's server, not of anyone else's on the machine."""
-    needle = str(data_dir.resolve())
+    """(pid, cmdline) of every live process whose command line names ``ade.worker`` and that
+    belongs to ``data_dir`` (the path in its command line, or its working directory inside it:
+    a worker runs in its job directory) — this server's workers, not anyone else's."""
+    root = str(data_dir.resolve())
     found: list[tuple[int, str]] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -54,7 +55,13 @@ def worker_processes(data_dir: Path) -> list[tuple[int, str]]:
         if state == "Z":
             continue  # a zombie runs nothing; its parent has not reaped it yet
         cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
-        if "ade.worker" in cmdline and needle in cmdline:
+        if "ade.worker" not in cmdline:
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        if root in cmdline or cwd == root or cwd.startswith(root + os.sep):
             found.append((int(entry.name), cmdline))
     return found
 

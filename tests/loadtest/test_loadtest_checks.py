@@ -64,21 +64,30 @@ def test_each_defect_is_named(tmp_path: Path) -> None:
 async def test_worker_scan_finds_and_reaps_only_this_data_dirs_workers(tmp_path: Path) -> None:
     ours = tmp_path / "data"
     other = tmp_path / "other"
-    ours.mkdir()
+    (ours / "jobs" / "y").mkdir(parents=True)
     other.mkdir()
     sleeper = "import time; time.sleep(60)"
     # argv carries the marker and the data dir the way `python -m ade.worker <job_dir>/...` does.
-    mine = subprocess.Popen([sys.executable, "-c", sleeper, "ade.worker", f"{ours}/jobs/x"])
+    by_path = subprocess.Popen([sys.executable, "-c", sleeper, "ade.worker", f"{ours}/jobs/x"])
+    # ... or only the marker, running in its job directory (a relative run-request path).
+    by_cwd = subprocess.Popen(
+        [sys.executable, "-c", sleeper, "ade.worker", "run-request.json"], cwd=ours / "jobs" / "y"
+    )
     theirs = subprocess.Popen([sys.executable, "-c", sleeper, "ade.worker", f"{other}/jobs/x"])
+    unrelated = subprocess.Popen([sys.executable, "-c", sleeper, f"{ours}/jobs/x"])
+    processes = (by_path, by_cwd, theirs, unrelated)
     try:
         found = worker_processes(ours)
-        assert [pid for pid, _ in found] == [mine.pid]
+        assert sorted(pid for pid, _ in found) == sorted([by_path.pid, by_cwd.pid])
         survivors = await reap_workers(ours, grace=0.2)
-        assert len(survivors) == 1 and survivors[0].startswith(f"{mine.pid} ")
-        assert mine.wait(timeout=5) == -9
+        assert sorted(int(line.split()[0]) for line in survivors) == sorted(
+            [by_path.pid, by_cwd.pid]
+        )
+        assert by_path.wait(timeout=5) == -9
+        assert by_cwd.wait(timeout=5) == -9
         assert worker_processes(ours) == []
-        assert theirs.poll() is None
+        assert theirs.poll() is None and unrelated.poll() is None
     finally:
-        for process in (mine, theirs):
+        for process in processes:
             process.kill()
             process.wait()
