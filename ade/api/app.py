@@ -1,0 +1,92 @@
+"""Assemble the quart-trio application from the route table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Response
+from quart_trio import QuartTrio
+
+from ade.api.bodies import check_workspace_id
+from ade.api.configs import config_operations
+from ade.api.context import ApiContext
+from ade.api.documents import document_operations
+from ade.api.errors import install_error_handlers
+from ade.api.files import json_response
+from ade.api.health import health_operations
+from ade.api.jobs import job_operations
+from ade.api.openapi import build_openapi
+from ade.api.routing import API_PREFIX, Operation, quart_rule
+from ade.api.streams import stream_operations
+from ade.api.uploads import MULTIPART_OVERHEAD
+from ade.settings import Settings
+from ade.store.idempotency import IdempotencyStore
+
+__all__ = ["OPENAPI_PATH", "api_context", "create_app", "operations"]
+
+OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
+_EXTENSION = "ade"
+
+
+def operations(ctx: ApiContext) -> list[Operation]:
+    """Every route of the API, in documentation order (the OpenAPI route included)."""
+    ops = [
+        *health_operations(ctx),
+        *document_operations(ctx),
+        *config_operations(ctx),
+        *job_operations(ctx),
+        *stream_operations(ctx),
+    ]
+    document: dict[str, Any] = {}
+
+    async def openapi() -> Response:
+        return json_response(document)
+
+    ops.append(
+        Operation(
+            "GET",
+            OPENAPI_PATH,
+            "openapi",
+            openapi,
+            "This OpenAPI document",
+            {200: ("the OpenAPI 3.1 document", "OpenApi")},
+            tag="service",
+        )
+    )
+    document.update(build_openapi(ops))
+    return ops
+
+
+def create_app(runtime: Any, settings: Settings, store: Any) -> QuartTrio:
+    """The API over ``runtime`` (:class:`ade.protocols.JobService` + ``statistics()``) and
+    ``store`` (the SQLite store: jobs, documents, configs, idempotency keys)."""
+    ctx = ApiContext(
+        runtime=runtime, settings=settings, store=store, idempotency=IdempotencyStore(store)
+    )
+    app = QuartTrio("ade.api", static_folder=None)
+    # Bodies declaring more than this are refused before they are read; uploads also count
+    # their bytes as they stream (ade.api.uploads), whatever the header said.
+    app.config["MAX_CONTENT_LENGTH"] = ctx.max_upload_bytes + MULTIPART_OVERHEAD
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions[_EXTENSION] = ctx
+    install_error_handlers(app)
+
+    @app.url_value_preprocessor
+    def _check_workspace(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values and "workspace_id" in values:
+            check_workspace_id(values["workspace_id"])
+
+    for op in operations(ctx):
+        rule = quart_rule(op.path)
+        if op.is_websocket:
+            app.add_websocket(rule, op.name, op.handler)
+        else:
+            app.add_url_rule(rule, op.name, op.handler, methods=[op.method])
+    return app
+
+
+def api_context(app: QuartTrio) -> ApiContext:
+    """The shared context of an app made by :func:`create_app` (``ade serve`` uses its
+    ``shutting_down`` event to close websocket streams first)."""
+    ctx: ApiContext = app.extensions[_EXTENSION]
+    return ctx

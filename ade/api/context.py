@@ -1,0 +1,64 @@
+"""What the route handlers share: the runtime, the settings, the store and a few helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import trio
+
+from ade.api.bodies import check_id
+from ade.errors import NotFound
+from ade.models import ConfigVersion, Document, JobRecord
+from ade.settings import Settings
+from ade.store.idempotency import IdempotencyStore, KeyLocks
+
+__all__ = ["ApiContext"]
+
+
+@attrs.define
+class ApiContext:
+    runtime: Any  # ade.protocols.JobService + statistics()
+    settings: Settings
+    store: Any  # ade.store.SqliteStore: JobStore + CatalogStore + run()
+    idempotency: IdempotencyStore
+    key_locks: KeyLocks = attrs.field(factory=KeyLocks)
+    # Set when the service begins to shut down: websocket streams close with 1001.
+    shutting_down: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.settings.max_upload_mb * 1024 * 1024
+
+    async def job(self, workspace_id: str, job_id: str) -> JobRecord:
+        """The job, or 404 — also when it exists in another workspace (workspaces are apart)."""
+        job = await self.store.get_job(job_id) if check_id(job_id) else None
+        if job is None or job.workspace_id != workspace_id:
+            raise NotFound(
+                f"job {job_id} not found in workspace {workspace_id}", {"job_id": job_id}
+            )
+        return job
+
+    async def document(self, workspace_id: str, document_id: str) -> Document:
+        document = (
+            await self.store.get_document(workspace_id, document_id)
+            if check_id(document_id)
+            else None
+        )
+        if document is None:
+            raise NotFound(
+                f"document {document_id} not found in workspace {workspace_id}",
+                {"document_id": document_id},
+            )
+        return document
+
+    async def config(self, workspace_id: str, config_id: str) -> ConfigVersion:
+        config = (
+            await self.store.get_config(workspace_id, config_id) if check_id(config_id) else None
+        )
+        if config is None:
+            raise NotFound(
+                f"config version {config_id} not found in workspace {workspace_id}",
+                {"config_version_id": config_id},
+            )
+        return config

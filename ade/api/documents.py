@@ -1,0 +1,115 @@
+"""``/documents``: upload (streamed, capped), list, describe, download."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+
+import trio
+from quart import Response, request
+
+from ade.api.context import ApiContext
+from ade.api.files import file_response, json_response
+from ade.api.routing import WORKSPACE_PREFIX, Operation
+from ade.api.uploads import receive_file
+from ade.api.views import document_view, workspace_path
+from ade.errors import NotFound
+from ade.ids import new_id
+from ade.models import Document
+from ade.serde import utcnow
+
+__all__ = ["document_operations"]
+
+
+def document_operations(ctx: ApiContext) -> list[Operation]:
+    async def upload_document(workspace_id: str) -> Response:
+        folder = ctx.settings.documents_dir / workspace_id
+        received = await receive_file(
+            request, field="file", dest_dir=folder, max_bytes=ctx.max_upload_bytes
+        )
+        document = Document(
+            id=new_id(),
+            workspace_id=workspace_id,
+            filename=received.filename,
+            size=received.size,
+            sha256=received.sha256,
+            created_at=utcnow(),
+        )
+        final = folder / document.id
+        try:
+            # Content first, row second: a row never points at missing bytes. If the row
+            # cannot be written the content goes too, so a rejected upload leaves nothing.
+            await trio.to_thread.run_sync(os.replace, received.path, final)
+            await ctx.store.insert_document(document)
+        except BaseException:
+            received.path.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+            raise
+        location = workspace_path(workspace_id, f"/documents/{document.id}")
+        return json_response(document_view(document), 201, {"Location": location})
+
+    async def list_documents(workspace_id: str) -> Response:
+        documents = await ctx.store.list_documents(workspace_id)
+        return json_response({"items": [document_view(d) for d in documents]})
+
+    async def get_document(workspace_id: str, document_id: str) -> Response:
+        return json_response(document_view(await ctx.document(workspace_id, document_id)))
+
+    async def get_document_content(workspace_id: str, document_id: str) -> Response:
+        document = await ctx.document(workspace_id, document_id)
+        path = ctx.settings.documents_dir / workspace_id / document.id
+        media_type = mimetypes.guess_type(document.filename)[0] or "application/octet-stream"
+        try:
+            return await file_response(path, media_type, download_name=document.filename)
+        except FileNotFoundError:
+            raise NotFound(f"the content of document {document.id} is missing") from None
+
+    base = f"{WORKSPACE_PREFIX}/documents"
+    doc = {"description": "the document", "schema": "Document"}
+    return [
+        Operation(
+            "POST",
+            base,
+            "upload_document",
+            upload_document,
+            "Upload a document (multipart field `file`)",
+            {
+                201: ("document stored", "Document"),
+                400: ("malformed form or missing `file` part", "Error"),
+                413: ("larger than ADE_MAX_UPLOAD_MB; nothing is kept", "Error"),
+                415: ("not multipart/form-data", "Error"),
+            },
+            request_body=("multipart", "file"),
+            tag="documents",
+        ),
+        Operation(
+            "GET",
+            base,
+            "list_documents",
+            list_documents,
+            "List the workspace's documents, oldest first",
+            {200: ("documents", "DocumentList")},
+            tag="documents",
+        ),
+        Operation(
+            "GET",
+            f"{base}/{{document_id}}",
+            "get_document",
+            get_document,
+            "Describe one document",
+            {200: (doc["description"], "Document"), 404: ("unknown document", "Error")},
+            tag="documents",
+        ),
+        Operation(
+            "GET",
+            f"{base}/{{document_id}}/content",
+            "get_document_content",
+            get_document_content,
+            "Download the document's bytes as uploaded",
+            {
+                200: ("the uploaded bytes", "application/octet-stream"),
+                404: ("unknown document", "Error"),
+            },
+            tag="documents",
+        ),
+    ]

@@ -1,0 +1,54 @@
+"""``GET /api/v1/health``: runtime statistics, store status, sandbox layers."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import trio
+from quart import Response
+
+from ade.api.context import ApiContext
+from ade.api.files import json_response
+from ade.api.routing import API_PREFIX, Operation
+from ade.serde import converter
+
+__all__ = ["health_operations"]
+
+
+def health_operations(ctx: ApiContext) -> list[Operation]:
+    async def health() -> Response:
+        from ade.sandbox import detect_layers  # cached after the first call
+
+        def ping(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT 1").fetchone()[0])
+
+        store: dict[str, Any] = {"kind": "sqlite", "path": str(ctx.settings.db_path)}
+        try:
+            with trio.fail_after(5):
+                store["ok"] = await ctx.store.run(ping, write=False) == 1
+        except (sqlite3.Error, trio.TooSlowError) as exc:
+            # Reported, not raised: health must answer precisely when something is wrong.
+            store["ok"] = False
+            store["error"] = type(exc).__name__
+        layers = await trio.to_thread.run_sync(detect_layers)
+        body = {
+            "status": "ok" if store["ok"] and not ctx.shutting_down.is_set() else "degraded",
+            "shutting_down": ctx.shutting_down.is_set(),
+            "runtime": converter.unstructure(ctx.runtime.statistics()),
+            "store": store,
+            "sandbox": {"mode": ctx.settings.sandbox, **converter.unstructure(layers)},
+        }
+        return json_response(body, 200 if store["ok"] else 503)
+
+    return [
+        Operation(
+            "GET",
+            f"{API_PREFIX}/health",
+            "health",
+            health,
+            "Runtime statistics, store status and sandbox layers",
+            {200: ("healthy", "Health"), 503: ("the store does not answer", "Health")},
+            tag="service",
+        )
+    ]
