@@ -14,6 +14,7 @@ __all__ = ["main"]
 COMMAND_MODULES: tuple[str, ...] = (
     "ade.commands.run",
     "ade.commands.demo",
+    "ade.commands.loadtest",
 )
 
 
