@@ -212,3 +212,17 @@ def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         except ProcessLookupError:
             pass
     assert leaked == [], f"processes left running: {leaked}"
+
+
+async def wait_for_status(runtime: Any, workspace: str, job_id: str, status: JobStatus) -> None:
+    """Poll the store (the recorder's writes land there first) until the job has ``status``."""
+    with trio.fail_after(10):
+        while (await runtime.get_job(workspace, job_id)).status is not status:
+            await trio.sleep(0.01)
+
+
+async def wait_for_process(job_id: str) -> list[int]:
+    with trio.fail_after(10):
+        while not (pids := processes_with(f"{MARKER}{job_id}")):
+            await trio.sleep(0.01)
+    return pids

@@ -1,0 +1,360 @@
+"""The Runtime facade over real actors, a real store, real job directories and real processes
+(started by a stand-in runner; the engine is not involved here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+from actors_support import (  # noqa: F401 - the fixture is used by pytest
+    MARKER,
+    ScriptRunner,
+    make_settings,
+    no_leaked_processes,
+    processes_with,
+    seed,
+    wait_for_process,
+    wait_for_status,
+)
+
+from ade.errors import Conflict, InputError, NotFound, QueueFull
+from ade.models import JobStatus
+from ade.runtime import CANCELLED_MESSAGE, DataDirLocked, StatusTotals, open_runtime
+from ade.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data", max_concurrency=1, queue_size=2)
+
+
+def job_dirs(settings: Settings) -> list[str]:
+    return sorted(os.listdir(settings.jobs_dir))
+
+
+async def all_jobs(runtime, workspace: str = "ws") -> list:
+    return await runtime.store.list_jobs(workspace, limit=100)
+
+
+async def test_a_job_runs_and_its_events_are_logged_and_streamed_in_order(
+    settings: Settings,
+) -> None:
+    seeded = await seed(settings, [b"events"])
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        live = runtime.subscribe("ws")
+        job = await runtime.submit(
+            workspace_id="ws",
+            config_version_id=seeded.config_id,
+            document_ids=[seeded.doc(b"events")],
+        )
+        assert (job.status, job.attempt, job.retry_of) == (JobStatus.QUEUED, 1, None)
+        final = await runtime.wait("ws", job.id)
+        assert final.status is JobStatus.SUCCESS and final.error_message is None
+        assert final.started_at is not None and final.finished_at is not None
+        assert final.sandbox_layers == ("test",)
+        logged = await runtime.read_events("ws", job.id)
+        assert [(e.seq, e.type) for e in logged] == [
+            (1, "enqueue"),
+            (2, "start"),
+            (3, "pass_finished"),
+            (4, "pass_finished"),
+            (5, "pass_finished"),
+            (6, "finish"),
+        ]
+        assert [e.detail.get("pass") for e in logged[2:5]] == ["detect", "map", "write"]
+        assert logged[-1].detail["status"] == "success"
+        streamed = []
+        with trio.fail_after(5):
+            async for event in live:
+                streamed.append(event)
+                if event.type == "finish":
+                    break
+        assert streamed == logged
+        assert [e.seq for e in await runtime.read_events("ws", job.id, after=4)] == [5, 6]
+        layout = sorted(p.name for p in (settings.jobs_dir / job.id).iterdir())
+        assert {"inputs", "run-request.json", ".venv", "events.ndjson"} <= set(layout)
+
+
+async def test_queue_full_refusal_persists_nothing_and_hints_retry_after(
+    settings: Settings,
+) -> None:
+    seeded = await seed(settings, [b"sleep 30", b"ok"])
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+
+        async def submit(content: bytes):
+            return await runtime.submit(
+                workspace_id="ws",
+                config_version_id=seeded.config_id,
+                document_ids=[seeded.doc(content)],
+            )
+
+        running = await submit(b"sleep 30")
+        await wait_for_status(runtime, "ws", running.id, JobStatus.RUNNING)
+        waiting = [await submit(b"ok"), await submit(b"ok")]
+        before_rows = await all_jobs(runtime)
+        before_dirs = job_dirs(settings)
+        with pytest.raises(QueueFull) as refused:
+            await submit(b"ok")
+        assert refused.value.details == {"queued": 2, "capacity": 2, "retry_after_seconds": 1}
+        assert await all_jobs(runtime) == before_rows and len(before_rows) == 3
+        assert job_dirs(settings) == before_dirs == sorted([running.id, *(j.id for j in waiting)])
+        stats = runtime.statistics()
+        assert (stats.queued, stats.reserved, stats.running, stats.capacity) == (2, 0, 1, 2)
+        assert stats.totals == StatusTotals(queued=2, running=1)
+        await runtime.cancel("ws", running.id)
+        for job in waiting:
+            assert (await runtime.wait("ws", job.id)).status is JobStatus.SUCCESS
+
+
+async def test_jobs_start_in_submission_order(settings: Settings) -> None:
+    seeded = await seed(settings, [b"sleep 0.3", b"ok"])
+    runner = ScriptRunner()
+    async with open_runtime(settings, runner=runner) as runtime:
+        first = await runtime.submit(
+            workspace_id="ws",
+            config_version_id=seeded.config_id,
+            document_ids=[seeded.doc(b"sleep 0.3")],
+        )
+        others = [
+            await runtime.submit(
+                workspace_id="ws",
+                config_version_id=seeded.config_id,
+                document_ids=[seeded.doc(b"ok")],
+            )
+            for _ in range(2)
+        ]
+        finals = [await runtime.wait("ws", j.id) for j in (first, *others)]
+    assert runner.started == [first.id, *(j.id for j in others)]
+    starts = [f.started_at for f in finals]
+    assert starts == sorted(starts)
+    assert all(f.status is JobStatus.SUCCESS for f in finals)
+
+
+async def test_bad_submissions_name_what_is_wrong_and_leave_nothing(settings: Settings) -> None:
+    seeded = await seed(settings, [b"ok"])
+    elsewhere = await seed(settings, [b"ok"], workspace="other")
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        doc = seeded.doc(b"ok")
+        cases = [
+            (
+                dict(config_version_id="cfg-nope", document_ids=[doc]),
+                NotFound,
+                "config version cfg-nope",
+            ),
+            (
+                dict(config_version_id=seeded.config_id, document_ids=["doc-nope"]),
+                NotFound,
+                "document doc-nope",
+            ),
+            (
+                dict(config_version_id=seeded.config_id, document_ids=[elsewhere.doc(b"ok")]),
+                NotFound,
+                f"document {elsewhere.doc(b'ok')} not found in workspace ws",
+            ),
+            (
+                dict(config_version_id=elsewhere.config_id, document_ids=[doc]),
+                NotFound,
+                f"config version {elsewhere.config_id} not found in workspace ws",
+            ),
+            (
+                dict(config_version_id=seeded.config_id, document_ids=[]),
+                InputError,
+                "at least one document",
+            ),
+            (
+                dict(config_version_id=seeded.config_id, document_ids=[doc, doc]),
+                InputError,
+                "listed twice",
+            ),
+            (
+                dict(
+                    config_version_id=seeded.config_id,
+                    document_ids=[doc],
+                    runtime_network_access=True,
+                ),
+                Conflict,
+                "does not allow runtime network access",
+            ),
+        ]
+        for kwargs, error, message in cases:
+            with pytest.raises(error, match=message):
+                await runtime.submit(workspace_id="ws", **kwargs)
+        assert await all_jobs(runtime) == [] and job_dirs(settings) == []
+        assert runtime.statistics().reserved == 0
+
+
+async def test_network_access_is_allowed_when_the_config_declares_it(settings: Settings) -> None:
+    seeded = await seed(settings, [b"ok"], network=True)
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        job = await runtime.submit(
+            workspace_id="ws",
+            config_version_id=seeded.config_id,
+            document_ids=[seeded.doc(b"ok")],
+            runtime_network_access=True,
+        )
+        assert job.runtime_network_access is True
+        assert (await runtime.wait("ws", job.id)).status is JobStatus.SUCCESS
+
+
+async def test_a_failure_while_building_the_job_directory_releases_the_slot(
+    settings: Settings,
+) -> None:
+    seeded = await seed(settings, [b"ok", b"fail"])
+    # The stored content of a document vanished: the job directory cannot be built.
+    (settings.documents_dir / "ws" / seeded.doc(b"fail")).unlink()
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        for _ in range(3):  # more attempts than the queue has slots: none may leak
+            with pytest.raises(NotFound, match="content of document"):
+                await runtime.submit(
+                    workspace_id="ws",
+                    config_version_id=seeded.config_id,
+                    document_ids=[seeded.doc(b"fail")],
+                )
+        assert await all_jobs(runtime) == [] and job_dirs(settings) == []
+        assert runtime.statistics().reserved == 0
+        job = await runtime.submit(
+            workspace_id="ws", config_version_id=seeded.config_id, document_ids=[seeded.doc(b"ok")]
+        )
+        assert (await runtime.wait("ws", job.id)).status is JobStatus.SUCCESS
+
+
+async def test_cancel_a_queued_job(settings: Settings) -> None:
+    seeded = await seed(settings, [b"sleep 30", b"ok"])
+    runner = ScriptRunner()
+    async with open_runtime(settings, runner=runner) as runtime:
+        running = await runtime.submit(
+            workspace_id="ws",
+            config_version_id=seeded.config_id,
+            document_ids=[seeded.doc(b"sleep 30")],
+        )
+        queued = await runtime.submit(
+            workspace_id="ws", config_version_id=seeded.config_id, document_ids=[seeded.doc(b"ok")]
+        )
+        cancelled = await runtime.cancel("ws", queued.id)
+        assert (cancelled.status, cancelled.error_message, cancelled.limit) == (
+            JobStatus.CANCELLED,
+            CANCELLED_MESSAGE,
+            "cancelled",
+        )
+        assert cancelled.started_at is None and cancelled.finished_at is not None
+        events = await runtime.read_events("ws", queued.id)
+        assert [(e.seq, e.type) for e in events] == [(1, "enqueue"), (2, "cancel")]
+        assert runtime.statistics().queued == 0
+        with pytest.raises(Conflict, match="already finished"):
+            await runtime.cancel("ws", queued.id)
+        await runtime.cancel("ws", running.id)
+    assert queued.id not in runner.started
+
+
+async def test_cancel_a_running_job_kills_its_process(settings: Settings) -> None:
+    seeded = await seed(settings, [b"sleep 30"])
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        job = await runtime.submit(
+            workspace_id="ws",
+            config_version_id=seeded.config_id,
+            document_ids=[seeded.doc(b"sleep 30")],
+        )
+        await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
+        assert len(await wait_for_process(job.id)) == 1
+        with trio.fail_after(5):
+            cancelled = await runtime.cancel("ws", job.id)
+        assert processes_with(f"{MARKER}{job.id}") == []
+        assert (cancelled.status, cancelled.limit) == (JobStatus.CANCELLED, "cancelled")
+        events = await runtime.read_events("ws", job.id)
+        assert [e.type for e in events] == ["enqueue", "start", "cancel"]
+        assert events[-1].detail["stopped_by"] == "user"
+        assert runtime.statistics().running == 0
+
+
+async def test_retry_creates_a_new_attempt_with_the_same_inputs(settings: Settings) -> None:
+    seeded = await seed(settings, [b"fail", b"sleep 30"])
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        failed = await runtime.submit(
+            workspace_id="ws",
+            config_version_id=seeded.config_id,
+            document_ids=[seeded.doc(b"fail")],
+        )
+        failed = await runtime.wait("ws", failed.id)
+        assert (failed.status, failed.error_message, failed.exit_code) == (
+            JobStatus.ERROR,
+            "exit code 3",
+            3,
+        )
+        again = await runtime.retry("ws", failed.id)
+        assert (again.attempt, again.retry_of) == (2, failed.id)
+        assert (again.config_version_id, again.document_ids) == (
+            failed.config_version_id,
+            failed.document_ids,
+        )
+        assert again.id != failed.id
+        third = await runtime.retry("ws", (await runtime.wait("ws", again.id)).id)
+        assert (third.attempt, third.retry_of) == (3, again.id)
+        await runtime.wait("ws", third.id)
+        original_events = await runtime.read_events("ws", failed.id)
+        assert original_events[-1].type == "retry"
+        assert original_events[-1].detail == {"retry_job_id": again.id}
+        retry_events = await runtime.read_events("ws", again.id)
+        assert retry_events[0].detail["retry_of"] == failed.id and retry_events[0].attempt == 2
+
+        busy = await runtime.submit(
+            workspace_id="ws",
+            config_version_id=seeded.config_id,
+            document_ids=[seeded.doc(b"sleep 30")],
+        )
+        with pytest.raises(Conflict, match="only a finished job can be retried"):
+            await runtime.retry("ws", busy.id)
+        await runtime.cancel("ws", busy.id)
+
+
+async def test_workspaces_are_isolated(settings: Settings) -> None:
+    seeded = await seed(settings, [b"ok"])
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        elsewhere = runtime.subscribe("other")
+        job = await runtime.submit(
+            workspace_id="ws", config_version_id=seeded.config_id, document_ids=[seeded.doc(b"ok")]
+        )
+        await runtime.wait("ws", job.id)
+        for call in (
+            runtime.get_job,
+            runtime.cancel,
+            runtime.retry,
+            runtime.wait,
+            runtime.read_events,
+        ):
+            with pytest.raises(NotFound, match=f"job {job.id} not found in workspace other"):
+                await call("other", job.id)
+        elsewhere.close()
+        assert [e async for e in elsewhere] == []
+
+
+async def test_a_subscriber_that_never_reads_is_dropped_and_jobs_go_on(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", max_concurrency=2, queue_size=10)
+    seeded = await seed(settings, [b"events"])
+    async with open_runtime(settings, runner=ScriptRunner(), subscriber_buffer=2) as runtime:
+        stuck = runtime.subscribe("ws")
+        with trio.fail_after(10):
+            jobs = [
+                await runtime.submit(
+                    workspace_id="ws",
+                    config_version_id=seeded.config_id,
+                    document_ids=[seeded.doc(b"events")],
+                )
+                for _ in range(4)
+            ]
+            finals = [await runtime.wait("ws", j.id) for j in jobs]
+        assert all(f.status is JobStatus.SUCCESS for f in finals)
+        assert stuck.dropped is True
+        assert [e.seq async for e in stuck] == [1, 2]  # what fitted in its buffer, then the end
+        stats = runtime.statistics()
+        assert (stats.dropped_subscribers, stats.subscribers) == (1, 0)
+        assert stats.totals == StatusTotals(success=4)
+        assert stats.recent_mean_duration_seconds is not None
+
+
+async def test_one_runtime_per_data_directory(settings: Settings) -> None:
+    async with open_runtime(settings, runner=ScriptRunner()):
+        with pytest.raises(DataDirLocked, match=f"pid {os.getpid()}"):
+            async with open_runtime(settings, runner=ScriptRunner()):
+                pass  # pragma: no cover
