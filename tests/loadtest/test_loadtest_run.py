@@ -1,0 +1,145 @@
+"""The harness end to end: a real `ade serve` subprocess on 127.0.0.1, real clients, real files.
+
+Kept short (a few seconds of load each) so tests/loadtest stays within about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ade.loadtest import RECOVERY_MESSAGE, LoadTestOptions, main, run_loadtest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+REPORT_KEYS = {
+    "machine",
+    "settings",
+    "duration_seconds",
+    "requests_by_route",
+    "outage_requests_by_route",
+    "requests_total",
+    "submit_latency_ms",
+    "job_latency_seconds",
+    "jobs",
+    "jobs_per_second",
+    "queue",
+    "chaos",
+    "invariants",
+    "passed",
+}
+LATENCY_KEYS = {"count", "p50", "p95", "p99", "max"}
+INVARIANTS = [
+    "zero 5xx",
+    "zero lost jobs",
+    "queue bound never exceeded",
+    "every events.ndjson parses and ends in its terminal event",
+    "no worker process left after the server stops",
+    "no request failed without a response (outside a chaos outage)",
+    "429s carry Retry-After; streams end in the terminal event; downloads are well-formed",
+]
+
+
+def _failed(report: dict) -> list[str]:
+    return [f"{i['name']}: {i['detail']}" for i in report["invariants"] if i["result"] != "PASS"]
+
+
+def test_short_run_through_the_cli_holds_every_invariant() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable, "-c", "import sys; from ade.cli import main; sys.exit(main())",
+            "loadtest", "--clients", "6", "--duration", "6", "--jobs", "14", "--seed", "11",
+            "--configs", "ok=6,fail=1,timeout=1,memory=1", "--workbooks", "tiny=3,large=1",
+            "--large-rows", "300", "--job-timeout", "2", "--cancel-fraction", "0",
+            "--retry-fraction", "1", "--queue-size", "3", "--json",
+        ],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    report = json.loads(completed.stdout)
+    assert set(report) == REPORT_KEYS
+    assert report["passed"] is True, _failed(report)
+    assert [i["name"] for i in report["invariants"]] == INVARIANTS
+    assert report["machine"]["cores"] == os.cpu_count()
+    assert set(report["submit_latency_ms"]) == LATENCY_KEYS
+    assert set(report["job_latency_seconds"]) == LATENCY_KEYS
+    jobs = report["jobs"]
+    assert jobs["submitted"] == 14
+    # Every submission and every retry was accepted and ended; the end-to-end latency of each
+    # came from the server's own timestamps.
+    assert jobs["accepted"] == 14 + jobs["retries"]
+    assert report["job_latency_seconds"]["count"] == jobs["accepted"]
+    assert report["requests_by_route"]["POST /jobs"]["202"] == 14
+    assert report["requests_by_route"]["POST /documents"]["201"] == 14
+    assert report["submit_latency_ms"]["count"] == sum(
+        report["requests_by_route"]["POST /jobs"].values()
+    )
+    # Each misbehaving package fails its job; nothing was cancelled in this run.
+    for kind in ("fail", "timeout", "memory"):
+        assert set(jobs["by_kind"].get(kind, {"error": 0})) == {"error"}, jobs["by_kind"]
+    assert set(jobs["by_kind"]["ok"]) == {"success"}, jobs["by_kind"]
+    assert 0 < report["queue"]["max_depth_seen"] <= report["queue"]["queue_size"] == 3
+    assert report["queue"]["samples"] > 0
+    assert report["jobs_per_second"] > 0
+    assert report["chaos"] is None
+
+
+async def test_chaos_run_recovers_every_job_across_a_sigkill() -> None:
+    report = await run_loadtest(
+        LoadTestOptions(
+            clients=6,
+            duration=8,
+            seed=3,
+            config_mix={"ok": 0.7, "fail": 0.0, "timeout": 0.3, "memory": 0.0},
+            workbook_mix={"tiny": 1.0, "large": 0.0},
+            job_timeout=4,
+            cancel_fraction=0.0,
+            retry_fraction=0.0,
+            queue_size=4,
+            drain_timeout=60,
+        )
+    )
+    failed = [f"{i.name}: {i.detail}" for i in report.invariants if i.result != "PASS"]
+    assert report.passed, failed
+    assert report.chaos is not None
+    assert report.chaos["killed_at_seconds"] is not None
+    assert report.chaos["restart_seconds"] is not None
+    names = [i.name for i in report.invariants]
+    assert names[-2:] == [
+        "chaos: jobs running at the kill end in error with the recovery message",
+        "chaos: jobs queued at the kill complete after the restart",
+    ]
+    # Timeout jobs hold both workers for 4 s, so the kill always finds work in flight.
+    assert report.chaos["running_at_kill"] or report.chaos["queued_at_kill"]
+    assert RECOVERY_MESSAGE == "interrupted by a service restart; retry to run again"
+    assert report.outage_requests_by_route, "the clients saw the outage"
+
+
+def test_a_job_that_outlives_the_drain_is_reported_lost_and_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # One sleeping job, a 30 s job timeout and a 1 s drain: the job cannot be terminal in time.
+    status = main(
+        [
+            "--clients", "1", "--jobs", "1", "--duration", "5", "--configs", "timeout=1",
+            "--job-timeout", "30", "--drain-timeout", "1", "--seed", "1",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert "[FAIL] zero lost jobs — 1 of 1 not terminal: " in out
+    assert "RESULT: FAIL" in out
+
+
+def test_usage_errors_exit_2_and_name_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--clients", "0"]) == 2
+    assert "--clients must be > 0" in capsys.readouterr().err
+    assert main(["--configs", "ok=1,bogus=2"]) == 2
+    assert "--configs: 'bogus=2' is not KIND=WEIGHT" in capsys.readouterr().err
+    assert main(["--url", "http://127.0.0.1:1", "--chaos"]) == 2
+    assert "--chaos needs a server the harness starts" in capsys.readouterr().err
