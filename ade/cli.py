@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ade.commands.run",
     "ade.commands.demo",
     "ade.commands.loadtest",
+    "ade.commands.serve",
 )
 
 

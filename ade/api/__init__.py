@@ -6,6 +6,6 @@ Every route lives under ``/api/v1/workspaces/{workspace_id}/``; ``/api/v1/health
 """
 
 from ade.api.app import OPENAPI_PATH, api_context, create_app
-from ade.api.server import serve_api
+from ade.api.server import run_service, serve_api
 
-__all__ = ["OPENAPI_PATH", "api_context", "create_app", "serve_api"]
+__all__ = ["OPENAPI_PATH", "api_context", "create_app", "run_service", "serve_api"]

@@ -26,7 +26,8 @@ _PREPARE_LIMIT = trio.CapacityLimiter(2)
 
 
 def _prepare(package: Path, venvs_dir: Path) -> tuple[BuildRecord, str, str, bool]:
-    check_zip(package)
+    if not package.is_dir():  # a folder is only ever the bundled sample (ade serve)
+        check_zip(package)
     record = prepare_config(
         package,
         venvs_dir,
@@ -40,7 +41,7 @@ def _prepare(package: Path, venvs_dir: Path) -> tuple[BuildRecord, str, str, boo
 async def publish_config(
     store: object, venvs_dir: Path, workspace_id: str, package: Path
 ) -> tuple[ConfigVersion, bool]:
-    """Validate and prepare the .zip at ``package`` and record it in ``workspace_id``.
+    """Validate and prepare the package (.zip, or a folder) and record it in ``workspace_id``.
 
     Returns (config version, created). Publishing identical content again returns the existing
     version (``created`` False): prepare is idempotent by content hash. Raises

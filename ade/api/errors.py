@@ -19,7 +19,9 @@ from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from ade.errors import AdeError, Conflict, InputError, NotFound, PackageInvalid, QueueFull
+from ade.runtime.dispatcher import ShuttingDown
 from ade.serde import converter
+from ade.store.idempotency import IdempotencyKeyReused
 
 __all__ = [
     "SLOW_CONSUMER_CLOSE_CODE",
@@ -72,7 +74,9 @@ _STATUS: tuple[tuple[type[AdeError], int], ...] = (
     (UnsupportedMediaType, 415),
     (PackageInvalid, 422),
     (InputError, 422),
+    (IdempotencyKeyReused, 422),
     (QueueFull, 429),
+    (ShuttingDown, 503),
 )
 
 # werkzeug's own errors (unknown route, wrong method, quart's body cap) in our vocabulary.
@@ -131,6 +135,10 @@ def _ade_error(exc: AdeError) -> Response:
             numbers,
             headers={"Retry-After": str(max(1, int(exc.retry_after_seconds)))},
             extra=numbers,
+        )
+    if isinstance(exc, ShuttingDown):
+        return error_response(
+            status, exc.code, exc.message, exc.details, headers={"Retry-After": "5"}
         )
     return error_response(status, exc.code, exc.message, exc.details)
 

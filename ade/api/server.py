@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -12,7 +13,7 @@ from hypercorn.trio import serve
 from ade.api.app import api_context, create_app
 from ade.settings import Settings
 
-__all__ = ["GRACEFUL_TIMEOUT_SECONDS", "hypercorn_config", "serve_api"]
+__all__ = ["GRACEFUL_TIMEOUT_SECONDS", "hypercorn_config", "run_service", "serve_api"]
 
 # How long in-flight requests may finish once shutdown begins (websocket streams are told to
 # close at once; see ApiContext.shutting_down).
@@ -60,3 +61,36 @@ async def serve_api(
             )
         )
         task_status.started(binds[0])
+
+
+async def run_service(
+    settings: Settings,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    before_serving: Callable[[Any], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The whole service in the caller's nursery: the runtime's actors and the API.
+
+    ``task_status.started(url)`` once the API listens. When ``shutdown_trigger`` returns the API
+    stops first (nothing new is admitted over HTTP), then the runtime drains: running jobs get
+    ``shutdown_grace_seconds``, queued jobs stay queued for the next start.
+    ``before_serving(runtime)`` runs before the API accepts requests (``ade serve`` prepares the
+    bundled sample config there).
+    """
+    from ade.runtime import open_runtime
+
+    async with open_runtime(settings) as runtime:
+        if before_serving is not None:
+            await before_serving(runtime)
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(
+                partial(
+                    serve_api,
+                    settings,
+                    runtime,
+                    runtime.store,
+                    shutdown_trigger=shutdown_trigger,
+                )
+            )
+            task_status.started(url)

@@ -1,0 +1,130 @@
+"""``ade serve``: the HTTP API and the job runtime in one trio run, until SIGTERM or Ctrl+C.
+
+Why our own signal handling: ``hypercorn.trio.serve`` swallows Ctrl+C, and background jobs of a
+non-interactive shell start with SIGINT ignored, so both SIGTERM and SIGINT are received here
+with ``trio.open_signal_receiver`` and turned into one graceful shutdown: the API stops, then
+the runtime drains (running jobs get ADE_SHUTDOWN_GRACE_SECONDS; queued jobs stay queued).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import Any, TextIO
+
+import trio
+
+from ade.api.configs import publish_config
+from ade.api.server import run_service
+from ade.errors import AdeError
+from ade.settings import Settings, SettingsError, load_settings
+
+__all__ = ["SAMPLE_WORKSPACE", "register", "serve"]
+
+SAMPLE_WORKSPACE = "default"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the HTTP API and the job runtime",
+        description="Serve the ADE API on ADE_HOST:ADE_PORT with the job runtime; SIGTERM or "
+        "Ctrl+C shuts down gracefully.",
+    )
+    parser.add_argument("--host", help="address to bind (default: ADE_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to bind (default: ADE_PORT or 8000)")
+    parser.add_argument(
+        "--no-sample",
+        action="store_true",
+        help="do not prepare the bundled sample config in the default workspace",
+    )
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"ade serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return serve(settings, sample=not args.no_sample)
+
+
+def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a graceful shutdown, 2 if the service cannot start."""
+    out = out or sys.stdout
+    from ade.runtime import DataDirLocked
+    from ade.sandbox import check_required, detect_layers, startup_line
+
+    report = detect_layers()
+    try:
+        check_required(settings, report)
+    except AdeError as exc:
+        print(f"ade serve: {exc.message}", file=sys.stderr)
+        return 2
+    print(startup_line(settings, report), file=sys.stderr, flush=True)
+    try:
+        trio.run(_serve, settings, sample, out)
+    except DataDirLocked as exc:
+        print(f"ade serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the port is taken, the data directory is not writable, ...
+        print(f"ade serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _serve(settings: Settings, sample: bool, out: TextIO) -> None:
+    stop = trio.Event()
+
+    async def prepare_sample(runtime: Any) -> None:
+        from ade.samples import ROSTER_CONFIG
+
+        config, _ = await publish_config(
+            runtime.store, settings.venvs_dir, SAMPLE_WORKSPACE, ROSTER_CONFIG
+        )
+        print(
+            f"sample config {config.id} ({config.title} {config.version}) "
+            f"ready in workspace {SAMPLE_WORKSPACE}",
+            file=out,
+            flush=True,
+        )
+
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if stop.is_set():
+                        print(f"{name}: already shutting down", file=sys.stderr, flush=True)
+                        continue
+                    print(f"{name}: shutting down gracefully", file=sys.stderr, flush=True)
+                    stop.set()
+
+        nursery.start_soon(watch_signals)
+        async with trio.open_nursery() as service:
+            url = await service.start(
+                lambda task_status: run_service(
+                    settings,
+                    shutdown_trigger=stop.wait,
+                    before_serving=prepare_sample if sample else None,
+                    task_status=task_status,
+                )
+            )
+            print(
+                f"ADE serving on {url}  (API: {url}/api/v1, Ctrl+C to stop)", file=out, flush=True
+            )
+        # run_service returned: the API has stopped and the runtime has drained.
+        nursery.cancel_scope.cancel()
+    print("ADE stopped", file=out, flush=True)
