@@ -369,7 +369,9 @@ class _Run:
         records: list[SheetRecord] = []
         try:
             for sheet in sheets:
-                records.append(self.detect_sheet(source, sheet.name, sheet.rows(), raw, stats))
+                records.append(
+                    self.detect_sheet(source, sheet.name, sheet.index, sheet.rows(), raw, stats)
+                )
         finally:
             close()
         self.sheet_records[source.index] = records
@@ -382,6 +384,7 @@ class _Run:
         self,
         source: InputFile,
         sheet_name: str,
+        sheet_index: int,
         rows: Iterator[tuple[int, list[Any]]],
         raw: Spool,
         stats: dict[str, int],
@@ -437,7 +440,7 @@ class _Run:
             outcome = "no_table"
         return SheetRecord(
             name=sheet_name,
-            index=len(self.sheet_records.get(source.index, [])),
+            index=sheet_index,
             outcome=outcome,
             rows_read=scan.rows_read,
             row_counts=dict(sorted(scan.row_counts.items())),

@@ -22,7 +22,9 @@ def transform(*, values):
         parsed = parse_date(v)
         if parsed is None:
             out.append(v)
-            warnings.append({"index": i, "code": "unparsed_date", "message": "not a known date format"})
+            warnings.append(
+                {"index": i, "code": "unparsed_date", "message": "not a known date format"}
+            )
         else:
             out.append(parsed)
     return {"values": out, "warnings": warnings}
