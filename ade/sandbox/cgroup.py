@@ -1,0 +1,248 @@
+"""Per-job cgroups: memory (the kernel kills at the limit, counted on real memory) and pids
+(a process cap that holds for root, unlike RLIMIT_NPROC).
+
+Parent side (the supervisor): :func:`create_job_cgroup` before the worker starts,
+:func:`kill_job_cgroup` when the job must die, :func:`job_cgroup_oom_killed` to tell a memory
+kill from any other SIGKILL, :func:`remove_job_cgroup` at the end. Worker side: :func:`join`.
+
+Where: under the cgroup the service itself runs in (per controller), as ``<own>/<name>``.
+Nesting under our own cgroup respects whatever limits the host put on the service, and the
+worker — which starts in the service's cgroups — computes the very same directories from the
+name alone, so nothing but the name travels in the spec. cgroup v1 (separate ``memory`` and
+``pids`` hierarchies) and v2 (one unified hierarchy) are both handled; v1 wins where a
+controller is mounted there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+import attrs
+
+__all__ = [
+    "CgroupError",
+    "JobCgroup",
+    "controller_dirs",
+    "create_job_cgroup",
+    "job_cgroup_oom_killed",
+    "join",
+    "kill_job_cgroup",
+    "remove_job_cgroup",
+]
+
+_ROOT = "/sys/fs/cgroup"
+
+
+class CgroupError(OSError):
+    """A cgroup operation failed; the message names the file and the reason."""
+
+
+@attrs.frozen
+class JobCgroup:
+    name: str
+    # controller ("memory" | "pids") -> absolute directory. With v2 both point at one directory.
+    dirs: tuple[tuple[str, str], ...]
+    version: int
+
+    @property
+    def controllers(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.dirs)
+
+    def unique_dirs(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d for _, d in self.dirs))
+
+
+def _own_cgroups() -> tuple[dict[str, str], str | None]:
+    """(v1 controller -> own path, own v2 path) from /proc/self/cgroup."""
+    v1: dict[str, str] = {}
+    v2: str | None = None
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            hid, controllers, path = line.rstrip("\n").split(":", 2)
+            if hid == "0" and controllers == "":
+                v2 = path
+            for c in controllers.split(","):
+                if c:
+                    v1[c] = path
+    return v1, v2
+
+
+def controller_dirs() -> tuple[int, dict[str, str], dict[str, str]]:
+    """(version, controller -> base directory to create job cgroups under, controller -> reason
+    it is unusable). Base = the cgroup this process is in."""
+    v1, v2 = _own_cgroups()
+    bases: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    version = 1
+    for controller in ("memory", "pids"):
+        mount = os.path.join(_ROOT, controller)
+        if controller in v1 and os.path.isfile(os.path.join(mount, "cgroup.procs")):
+            bases[controller] = os.path.normpath(mount + v1[controller])
+    if not bases and v2 is not None:
+        unified = _ROOT if os.path.isfile(os.path.join(_ROOT, "cgroup.controllers")) else None
+        if unified is None and os.path.isfile(os.path.join(_ROOT, "unified", "cgroup.controllers")):
+            unified = os.path.join(_ROOT, "unified")
+        if unified is not None:
+            version = 2
+            base = os.path.normpath(unified + v2)
+            try:
+                with open(os.path.join(unified, "cgroup.controllers")) as f:
+                    available = f.read().split()
+            except OSError as exc:
+                available = []
+                missing["memory"] = missing["pids"] = f"cannot read cgroup.controllers: {exc}"
+            for controller in ("memory", "pids"):
+                if controller in available:
+                    bases[controller] = base
+    for controller in ("memory", "pids"):
+        if controller not in bases and controller not in missing:
+            missing[controller] = f"no {controller} controller mounted under {_ROOT}"
+    return version, bases, missing
+
+
+def _write(path: str, value: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as exc:
+        raise CgroupError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
+
+
+def _read_procs(directory: str) -> list[int]:
+    try:
+        with open(os.path.join(directory, "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _job_dirs(name: str) -> tuple[int, dict[str, str]]:
+    if "/" in name or name in ("", ".", ".."):
+        raise CgroupError(errno.EINVAL, f"cgroup name {name!r} is not a single path component")
+    version, bases, _ = controller_dirs()
+    return version, {c: os.path.join(base, name) for c, base in bases.items()}
+
+
+def create_job_cgroup(name: str, mem_mb: int, max_processes: int) -> JobCgroup:
+    """Create (or reset a leftover of) the job's cgroup with its limits; raises CgroupError."""
+    version, dirs = _job_dirs(name)
+    if not dirs:
+        raise CgroupError(errno.ENOENT, "no memory or pids cgroup controller is available")
+    limit = str(mem_mb * 1024 * 1024)
+    if version == 2:
+        parent = os.path.dirname(next(iter(dirs.values())))
+        wanted = " ".join(f"+{c}" for c in dirs)
+        # v2 only lets a cgroup's children use a controller its subtree_control enables.
+        _write(os.path.join(parent, "cgroup.subtree_control"), wanted)
+    cgroup = JobCgroup(name, tuple(sorted(dirs.items())), version)
+    for directory in cgroup.unique_dirs():
+        if os.path.isdir(directory):  # left over by a crashed service: empty it and start over
+            _kill_all(directory)
+            _rmdir(directory)
+        try:
+            os.mkdir(directory)
+        except OSError as exc:
+            raise CgroupError(exc.errno, f"cannot create {directory}: {exc.strerror}") from None
+    try:
+        for controller, directory in cgroup.dirs:
+            if controller == "memory" and version == 1:
+                _write(os.path.join(directory, "memory.limit_in_bytes"), limit)
+                memsw = os.path.join(directory, "memory.memsw.limit_in_bytes")
+                if os.path.exists(memsw):  # swap must not be a way around the limit
+                    _write(memsw, limit)
+            elif controller == "memory":
+                _write(os.path.join(directory, "memory.max"), limit)
+                swap = os.path.join(directory, "memory.swap.max")
+                if os.path.exists(swap):
+                    _write(swap, "0")
+            elif controller == "pids":
+                _write(os.path.join(directory, "pids.max"), str(max_processes))
+    except BaseException:
+        remove_job_cgroup(cgroup)
+        raise
+    return cgroup
+
+
+def join(name: str) -> JobCgroup:
+    """Move the calling process into the job cgroup ``name`` (worker side, before anything
+    forks). Raises CgroupError when it does not exist or cannot be joined."""
+    version, dirs = _job_dirs(name)
+    if not dirs:
+        raise CgroupError(errno.ENOENT, "no memory or pids cgroup controller is available")
+    pid = str(os.getpid())
+    joined: dict[str, str] = {}
+    for controller, directory in dirs.items():
+        if not os.path.isdir(directory):
+            raise CgroupError(errno.ENOENT, f"job cgroup {directory} does not exist")
+        if directory not in joined.values():
+            _write(os.path.join(directory, "cgroup.procs"), pid)
+        joined[controller] = directory
+    return JobCgroup(name, tuple(sorted(joined.items())), version)
+
+
+def _kill_all(directory: str) -> None:
+    if os.path.exists(os.path.join(directory, "cgroup.kill")):
+        _write(os.path.join(directory, "cgroup.kill"), "1")
+        return
+    # v1 has no cgroup.kill: SIGKILL every member until none is left. A forking process cannot
+    # outrun this for long: pids.max bounds the forks and each pass kills all it sees.
+    for _ in range(100):
+        pids = _read_procs(directory)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def kill_job_cgroup(cgroup: JobCgroup) -> None:
+    """SIGKILL every process in the job's cgroup (all controllers)."""
+    for directory in cgroup.unique_dirs():
+        if os.path.isdir(directory):
+            _kill_all(directory)
+
+
+def job_cgroup_oom_killed(cgroup: JobCgroup) -> bool:
+    """Whether the kernel's OOM killer fired inside the job's memory cgroup."""
+    directory = dict(cgroup.dirs).get("memory")
+    if directory is None:
+        return False
+    name = "memory.oom_control" if cgroup.version == 1 else "memory.events"
+    try:
+        with open(os.path.join(directory, name)) as f:
+            fields = dict(line.split() for line in f if line.strip())
+    except OSError:
+        return False
+    return int(fields.get("oom_kill", "0")) > 0
+
+
+def _rmdir(directory: str) -> bool:
+    # Killed processes leave the cgroup once reaped; a few ms at most.
+    for attempt in range(200):
+        try:
+            os.rmdir(directory)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise CgroupError(exc.errno, f"cannot remove {directory}: {exc.strerror}") from None
+            if attempt % 10 == 9:
+                _kill_all(directory)
+            time.sleep(0.005)
+    return False
+
+
+def remove_job_cgroup(cgroup: JobCgroup) -> bool:
+    """Kill what is left and remove the cgroup; False when a directory stayed busy (~1 s)."""
+    removed = True
+    for directory in cgroup.unique_dirs():
+        if os.path.isdir(directory):
+            _kill_all(directory)
+            removed = _rmdir(directory) and removed
+    return removed

@@ -1,0 +1,111 @@
+"""What the sandbox must enforce for one job: :class:`SandboxSpec`, and how the service builds it.
+
+The spec is decided in the service (trusted) and travels to the worker inside
+``run-request.json``; the worker only applies it. Paths are absolute and resolved, because the
+kernel layers (Landlock, bind mounts) act on real paths, not on the job directory's symlinks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import attrs
+
+from ade.settings import Settings
+
+__all__ = ["LAYERS", "NOBODY", "SandboxSpec", "build_spec", "runtime_readonly_paths"]
+
+# Every layer the sandbox knows, in the order `confine` applies them. These names are what
+# JobRecord.sandbox_layers, /health, `ade doctor` and ADE_SANDBOX=strict talk about.
+LAYERS: tuple[str, ...] = (
+    "rlimits",  # CPU, FSIZE, NOFILE, CORE=0: always
+    "memory_cgroup",  # memory limit counted on real memory (fallback: rlimit_as)
+    "pids_cgroup",  # process cap that holds for root too (fallback: rlimit_nproc)
+    "network_namespace",  # nothing but loopback, DNS included
+    "pid_namespace",  # the job's processes die with it; the server's pids are invisible
+    "mount_namespace",  # a fresh /proc for the pid namespace; re-exposes paths for the uid drop
+    "uid_drop",  # the job never runs as root
+    "no_new_privs",  # setuid binaries give nothing; required by seccomp/landlock unprivileged
+    "landlock",  # filesystem allow-list, TCP deny, signal scoping
+    "seccomp",  # socket() families, io_uring, ptrace, mount, unshare, bpf, kexec ...
+)
+
+# The uid/gid a root service drops jobs to. `nobody` owns nothing, so it can read only what is
+# world-readable — and Landlock narrows that to the allow-list.
+NOBODY = 65534
+
+
+@attrs.frozen
+class SandboxSpec:
+    job_dir: str
+    readonly_paths: tuple[str, ...]
+    writable_paths: tuple[str, ...]
+    cpu_seconds: int
+    mem_mb: int
+    fsize_mb: int
+    max_files: int
+    max_processes: int
+    network: bool
+    # Name of the per-job cgroup (created by the supervisor, joined by the worker), or None.
+    cgroup: str | None = None
+    run_as_uid: int | None = None
+    run_as_gid: int | None = None
+    # Layers that must apply or `confine` raises (ADE_SANDBOX=strict). Empty: best-effort.
+    required: tuple[str, ...] = ()
+
+
+def _real(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(path)
+
+
+def runtime_readonly_paths() -> tuple[str, ...]:
+    """What any job must be able to read: the interpreter (its prefix holds the stdlib and
+    libpython), the venv with ADE's libraries, and the ``ade`` package itself (an editable
+    install lives outside the venv). Exact paths — never their parents (``/root``)."""
+    import ade
+
+    paths = {
+        _real(sys.base_prefix),
+        _real(sys.prefix),
+        _real(sys.exec_prefix),
+        _real(Path(ade.__file__).parent),
+    }
+    return tuple(sorted(paths))
+
+
+def build_spec(settings: Settings, job_dir: Path, snapshot_dir: Path, network: bool) -> SandboxSpec:
+    """The spec for one job. ``snapshot_dir`` is the config's prepared directory
+    (``venvs/<config_id>``: the frozen snapshot and its installed requirements), read-only.
+
+    The job may read its own directory (inputs, run-request.json) and write only under its
+    ``tmp/`` (TMPDIR, HOME and the engine's output before the supervisor publishes it).
+    """
+    from ade.sandbox.detect import detect_layers
+
+    report = detect_layers()
+    job = _real(job_dir)
+    readonly = [job, _real(snapshot_dir), *runtime_readonly_paths()]
+    uid = gid = None
+    if os.geteuid() == 0:
+        uid = gid = NOBODY
+    cgroup = None
+    if report.available("memory_cgroup") or report.available("pids_cgroup"):
+        cgroup = f"ade-{Path(job).name}"
+    required = LAYERS if settings.sandbox == "strict" else ()
+    return SandboxSpec(
+        job_dir=job,
+        readonly_paths=tuple(dict.fromkeys(readonly)),
+        writable_paths=(os.path.join(job, "tmp"),),
+        cpu_seconds=settings.worker_cpu_seconds,
+        mem_mb=settings.worker_mem_mb,
+        fsize_mb=settings.worker_fsize_mb,
+        max_files=settings.worker_max_files,
+        max_processes=settings.worker_max_processes,
+        network=network,
+        cgroup=cgroup,
+        run_as_uid=uid,
+        run_as_gid=gid,
+        required=required,
+    )
