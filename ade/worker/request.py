@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import cattrs
 
 from ade.sandbox import SandboxSpec
 from ade.serde import converter
@@ -89,7 +90,8 @@ def load_request(path: Path) -> RunRequest:
     try:
         return converter.structure(raw, RunRequest)
     except Exception as exc:
-        raise ValueError(f"{path.name}: invalid request ({type(exc).__name__}: {exc})") from None
+        problems = "; ".join(cattrs.transform_error(exc)[:5])
+        raise ValueError(f"{path.name}: invalid request ({problems})") from None
 
 
 def encode_event(event_type: str, detail: dict[str, Any]) -> bytes:

@@ -40,6 +40,17 @@ def detect_data(values, non_empty):
 """
 
 
+# Config code that reports to the test through the worker's events fd (it knows the number from
+# its own command line). The supervisor forwards well-formed lines to on_event.
+REPORT_PY = """
+import json as _json, os as _os, sys as _sys
+
+def _report(kind, **detail):
+    fd = int(_sys.argv[_sys.argv.index("--events-fd") + 1])
+    _os.write(fd, (_json.dumps({"type": kind, "detail": detail}) + "\\n").encode())
+"""
+
+
 def column_py(label: str) -> str:
     return textwrap.dedent(
         f"""
@@ -64,7 +75,7 @@ def write_package(
         "manifest.json": json.dumps(manifest, indent=2),
         "row_types/header.py": HEADER_PY,
         "row_types/data.py": DATA_PY,
-        "columns/name.py": column_py("Name") + textwrap.dedent(name_module_extra),
+        "columns/name.py": column_py("Name") + REPORT_PY + textwrap.dedent(name_module_extra),
         "columns/amount.py": column_py("Amount"),
     }
     files.update(extra_files or {})
@@ -157,17 +168,6 @@ def processes_mentioning(marker: str) -> list[int]:
         if marker.encode() in cmdline:
             found.append(int(entry))
     return found
-
-
-# Config code that reports to the test through the worker's events fd (it knows the number from
-# its own command line). The supervisor forwards well-formed lines to on_event.
-REPORT_PY = """
-import json as _json, os as _os, sys as _sys
-
-def _report(kind, **detail):
-    fd = int(_sys.argv[_sys.argv.index("--events-fd") + 1])
-    _os.write(fd, (_json.dumps({"type": kind, "detail": detail}) + "\\n").encode())
-"""
 
 
 class EventLog:

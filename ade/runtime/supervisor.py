@@ -1,0 +1,528 @@
+"""Run ONE job's worker subprocess and turn however it ended into a :class:`JobOutcome`.
+
+Theory of operation
+-------------------
+The worker (``python -I -m ade.worker run-request.json --events-fd N``) starts in its own
+session, so it leads a fresh process group; the sandbox adds a PID namespace and a per-job cgroup
+where the machine has them. Three pipes come back: the events fd (JSON lines: progress, the
+sandbox layers, one final ``result``), stdout and stderr. Every pipe is read here, by us, into a
+capped buffer: a config that prints 100 MB neither blocks on a full pipe nor grows our memory.
+
+Killing is always "everything, at once": SIGKILL to the whole process group plus the cgroup's
+kill-all. trio's default (SIGTERM to the leader, 5 s grace) would let a child that ignores
+SIGTERM outlive the deadline and let grandchildren survive. The kill runs
+
+- from ``deliver_cancel`` when the wall-clock deadline fires or the caller cancels (job cancel,
+  shutdown) — before the Cancelled propagates, so a cancelled job is dead when we return;
+- after the leader exits, for anything it left behind (a grandchild holding a pipe open would
+  otherwise keep the readers, and so the job, waiting);
+- in ``finally``, whatever happened.
+
+The outcome is decided from, in order: launch failure, the deadline, the worker's own ``result``
+line (config error, input error, MemoryError, EFBIG ...), then the exit status (SIGXCPU after
+RLIMIT_CPU, SIGXFSZ, a cgroup OOM kill, any other signal). Every ending has a specific message;
+exit code, signal, limit and a capped stderr tail travel alongside for diagnostics.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from ade.models import JobStatus
+from ade.sandbox import SandboxSpec
+from ade.sandbox.cgroup import (
+    CgroupError,
+    JobCgroup,
+    create_job_cgroup,
+    job_cgroup_oom_killed,
+    kill_job_cgroup,
+    remove_job_cgroup,
+)
+from ade.settings import Settings
+from ade.worker.request import (
+    EVENT_LINE_LIMIT,
+    REQUEST_FILE,
+    ResultCode,
+    RunRequest,
+    decode_event,
+    load_request,
+)
+
+__all__ = ["OUTPUT_FILES", "JobOutcome", "OnEvent", "supervise_job", "worker_command"]
+
+OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+# What a successful worker leaves in tmp/output/ and we publish into the job directory.
+OUTPUT_FILES = ("normalized.xlsx", "artifact.json")
+# Bytes of stdout/stderr kept (the tail); everything beyond is read and discarded.
+STREAM_CAP = 64 * 1024
+# How long the pipes may stay open after the worker exited and its group was killed. Only a
+# process that escaped both the group and the cgroup can hold them; we stop waiting for it.
+_PIPE_GRACE_SECONDS = 1.0
+# A config can write to the events fd too: cap what it can make us forward.
+_MAX_EVENTS = 10_000
+_MESSAGE_CAP = 1000
+_SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@attrs.frozen
+class JobOutcome:
+    status: JobStatus  # SUCCESS or ERROR
+    # User-facing; None on success. Names the limit, file/function/pass — never cell values.
+    message: str | None
+    exit_code: int | None
+    exit_signal: int | None
+    # Which limit fired: "timeout", "cpu", "memory", "fsize" or None.
+    limit: str | None
+    sandbox_layers: tuple[str, ...]
+    duration_seconds: float
+    # Capped tail of the worker's stderr (tracebacks): diagnostics only, never shown as a message.
+    diagnostics: str
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    # The engine's summary numbers from the result line (counts only).
+    summary: dict[str, Any] = attrs.field(factory=dict)
+
+
+def worker_command(python: str, job_dir: Path, events_fd: int) -> list[str]:
+    return [
+        python,
+        "-I",
+        "-m",
+        "ade.worker",
+        str(job_dir / REQUEST_FILE),
+        "--events-fd",
+        str(events_fd),
+    ]
+
+
+class _TailBuffer:
+    """Keeps the last ``cap`` bytes of a stream and counts the rest."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.total = 0
+        self._data = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self._data += chunk
+        if len(self._data) > self.cap:
+            del self._data[: len(self._data) - self.cap]
+
+    def text(self) -> str:
+        text = self._data.decode("utf-8", "replace")
+        if self.total > self.cap:
+            text = f"[... {self.total - self.cap} earlier bytes dropped ...]\n" + text
+        return text
+
+
+@attrs.define
+class _Run:
+    """What one run observed; decided into a JobOutcome by :func:`_decide`."""
+
+    request: RunRequest | None = None
+    launch_error: str | None = None
+    timed_out: bool = False
+    returncode: int | None = None
+    result: dict[str, Any] | None = None
+    layers: tuple[str, ...] = ()
+    oom_killed: bool = False
+    escaped: bool = False
+    events_dropped: int = 0
+    publish_error: str | None = None
+
+
+def _env(job_dir: Path) -> dict[str, str]:
+    """A fresh environment: nothing of the server's (tokens, database URLs) reaches config code."""
+    tmp = str(job_dir / "tmp")
+    return {
+        "PATH": _SAFE_PATH,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TMPDIR": tmp,
+        "HOME": tmp,
+        # Each malloc arena / BLAS thread reserves address space that counts against RLIMIT_AS.
+        "MALLOC_ARENA_MAX": "2",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _decide(
+    run: _Run, settings: Settings, duration: float, stdout: _TailBuffer, stderr: _TailBuffer
+) -> JobOutcome:
+    spec = run.request.sandbox if run.request is not None else None
+    cpu = spec.cpu_seconds if spec else settings.worker_cpu_seconds
+    mem = spec.mem_mb if spec else settings.worker_mem_mb
+    fsize = spec.fsize_mb if spec else settings.worker_fsize_mb
+    code = run.returncode
+    exit_code = code if code is not None and code >= 0 else None
+    exit_signal = -code if code is not None and code < 0 else None
+    diagnostics = stderr.text()
+    if run.escaped:
+        diagnostics += "\n[ade] a process of the job kept its pipes open after the job ended\n"
+    if run.events_dropped:
+        diagnostics += f"\n[ade] {run.events_dropped} malformed or excess event lines dropped\n"
+
+    def outcome(message: str | None, limit: str | None = None, ok: bool = False) -> JobOutcome:
+        return JobOutcome(
+            status=JobStatus.SUCCESS if ok else JobStatus.ERROR,
+            message=message,
+            exit_code=exit_code,
+            exit_signal=exit_signal,
+            limit=limit,
+            sandbox_layers=run.layers,
+            duration_seconds=duration,
+            diagnostics=diagnostics,
+            stdout_bytes=stdout.total,
+            stderr_bytes=stderr.total,
+            summary=summary,
+        )
+
+    summary: dict[str, Any] = {}
+    result = run.result or {}
+    result_code = result.get("code")
+    result_message = str(result.get("message") or "")[:_MESSAGE_CAP]
+
+    if run.launch_error is not None:
+        return outcome(f"worker could not start: {run.launch_error}")
+    if run.timed_out:
+        return outcome(
+            f"timed out after {_format_seconds(settings.job_timeout_seconds)} s", "timeout"
+        )
+    if result_code == ResultCode.SUCCESS and code == 0:
+        if run.publish_error is not None:
+            return outcome(f"the job's output could not be published: {run.publish_error}")
+        summary = {k: v for k, v in result.items() if k not in ("status", "code")}
+        return outcome(None, ok=True)
+    if result_code in (ResultCode.BAD_REQUEST, ResultCode.SANDBOX):
+        return outcome(f"worker could not start: {result_message}")
+    if result_code == ResultCode.MEMORY:
+        return outcome(f"memory limit of {mem} MiB exceeded", "memory")
+    if result_code == ResultCode.FSIZE:
+        return outcome(f"file size limit of {fsize} MiB exceeded", "fsize")
+    if (
+        result_code
+        in (
+            ResultCode.CONFIG_ERROR,
+            ResultCode.INPUT_ERROR,
+            ResultCode.PACKAGE_INVALID,
+            ResultCode.INTERNAL,
+        )
+        and code is not None
+        and code > 0
+    ):
+        return outcome(result_message)
+    # No (believable) result: the exit status tells what happened.
+    if exit_signal == signal.SIGXCPU:
+        return outcome(f"CPU limit of {cpu} s exceeded", "cpu")
+    if exit_signal == signal.SIGXFSZ:
+        return outcome(f"file size limit of {fsize} MiB exceeded", "fsize")
+    if run.oom_killed:
+        return outcome(f"memory limit of {mem} MiB exceeded", "memory")
+    if exit_signal is not None:
+        return outcome(f"killed by signal {exit_signal} ({_signal_name(exit_signal)})")
+    return outcome(f"worker exited with code {code} without reporting a result")
+
+
+def _format_seconds(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def _prepare_tmp(job_dir: Path, spec: SandboxSpec) -> None:
+    """A fresh tmp/ (TMPDIR, HOME, output) owned by the uid the sandbox will run the job as."""
+    tmp = job_dir / "tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "output").mkdir(parents=True)
+    if spec.run_as_uid is not None:
+        gid = spec.run_as_gid if spec.run_as_gid is not None else -1
+        os.chown(tmp, spec.run_as_uid, gid)
+        os.chown(tmp / "output", spec.run_as_uid, gid)
+
+
+def _publish_outputs(job_dir: Path, output_dir: Path) -> None:
+    """Move the engine's outputs into the job directory. Only plain files with one link: config
+    code could have planted a symlink or hard link to a file it must not expose."""
+    for name in OUTPUT_FILES:
+        source = output_dir / name
+        try:
+            info = os.lstat(source)
+        except FileNotFoundError:
+            raise OSError(errno.ENOENT, f"the worker produced no {name}") from None
+        if not (info.st_mode & 0o170000 == 0o100000) or info.st_nlink != 1:
+            raise OSError(errno.EPERM, f"{name} is not a plain file")
+    for name in OUTPUT_FILES:
+        os.replace(output_dir / name, job_dir / name)
+
+
+def _remove_tmp(job_dir: Path) -> None:
+    tmp = job_dir / "tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    elif tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Group:
+    """The job's processes: its process group and, when the sandbox provides one, its cgroup."""
+
+    def __init__(self, cgroup: JobCgroup | None) -> None:
+        self.pgid: int | None = None
+        self.cgroup = cgroup
+
+    def kill(self) -> None:
+        if self.pgid is not None:
+            try:
+                os.killpg(self.pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.cgroup is not None:
+            _cgroup_kill(self.cgroup)
+
+
+async def supervise_job(
+    settings: Settings,
+    job_dir: Path,
+    *,
+    on_event: OnEvent,
+    python: str = sys.executable,
+) -> JobOutcome:
+    """Run the worker for the job in ``job_dir`` to completion; never raises for a job failure.
+
+    Cancelling the caller kills the whole job (group and cgroup) before Cancelled propagates.
+    ``python`` is the interpreter to start (the service's own by default).
+    """
+    run = _Run()
+    stdout = _TailBuffer(STREAM_CAP)
+    stderr = _TailBuffer(STREAM_CAP)
+    started = trio.current_time()
+    group = _Group(None)
+    try:
+        try:
+            job_dir = job_dir.resolve(strict=True)
+            run.request = load_request(job_dir / REQUEST_FILE)
+            _prepare_tmp(job_dir, run.request.sandbox)
+            group.cgroup = _cgroup_create(run.request.sandbox)
+        except ValueError as exc:  # run-request.json unreadable: the message names the problem
+            run.launch_error = str(exc)
+        except OSError as exc:
+            run.launch_error = f"{type(exc).__name__}: {exc}"
+        else:
+            await _run_worker(settings, job_dir, python, run, group, stdout, stderr, on_event)
+            if group.cgroup is not None:
+                run.oom_killed = _cgroup_oom_killed(group.cgroup)
+            if (
+                run.result is not None
+                and run.result.get("code") == ResultCode.SUCCESS
+                and run.returncode == 0
+            ):
+                try:
+                    _publish_outputs(job_dir, job_dir / run.request.output_dir)
+                except OSError as exc:
+                    run.publish_error = exc.strerror or str(exc)
+    finally:
+        group.kill()
+        if group.cgroup is not None:
+            await _cgroup_remove(group.cgroup)
+        _remove_tmp(job_dir)
+    return _decide(run, settings, trio.current_time() - started, stdout, stderr)
+
+
+async def _run_worker(
+    settings: Settings,
+    job_dir: Path,
+    python: str,
+    run: _Run,
+    group: _Group,
+    stdout: _TailBuffer,
+    stderr: _TailBuffer,
+    on_event: OnEvent,
+) -> None:
+    async def kill_everything(_: trio.Process) -> None:
+        group.kill()
+
+    read_fd, write_fd = os.pipe()
+    events = trio.lowlevel.FdStream(read_fd)  # owns read_fd from here on
+    proc: trio.Process | None = None
+    try:
+        async with events:
+            with trio.move_on_after(settings.job_timeout_seconds) as deadline:
+                async with trio.open_nursery() as nursery:
+                    try:
+                        proc = await nursery.start(
+                            partial(
+                                trio.run_process,
+                                worker_command(python, job_dir, write_fd),
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                pass_fds=(write_fd,),
+                                cwd=str(job_dir),
+                                env=_env(job_dir),
+                                start_new_session=True,
+                                check=False,
+                                deliver_cancel=kill_everything,
+                            )
+                        )
+                    except OSError as exc:
+                        run.launch_error = f"{type(exc).__name__}: {exc.strerror or exc}"
+                        return
+                    finally:
+                        # The child has its copy; ours must go or the pipe never reaches EOF.
+                        os.close(write_fd)
+                        write_fd = -1
+                    group.pgid = proc.pid
+                    await _collect(proc, run, group, stdout, stderr, events, on_event, nursery)
+            if deadline.cancelled_caught:
+                run.timed_out = True
+            if proc is not None:
+                run.returncode = proc.returncode  # also after a kill: the process is reaped
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+
+
+async def _collect(
+    proc: trio.Process,
+    run: _Run,
+    group: _Group,
+    stdout: _TailBuffer,
+    stderr: _TailBuffer,
+    events: trio.lowlevel.FdStream,
+    on_event: OnEvent,
+    nursery: trio.Nursery,
+) -> None:
+    """Read all three pipes until the worker is gone, then stop waiting for stragglers."""
+    readers_done = trio.Event()
+    pending = [3]
+
+    def reader_finished() -> None:
+        pending[0] -= 1
+        if pending[0] == 0:
+            readers_done.set()
+
+    assert proc.stdout is not None and proc.stderr is not None
+    nursery.start_soon(_pump, proc.stdout, stdout, reader_finished)
+    nursery.start_soon(_pump, proc.stderr, stderr, reader_finished)
+    nursery.start_soon(_read_events, events, run, on_event, reader_finished)
+    await proc.wait()
+    run.returncode = proc.returncode
+    # Whatever the leader left behind dies now, before we wait for the pipes.
+    group.kill()
+    with trio.move_on_after(_PIPE_GRACE_SECONDS):
+        await readers_done.wait()
+    if not readers_done.is_set():
+        run.escaped = True
+    nursery.cancel_scope.cancel()
+
+
+async def _pump(
+    stream: trio.abc.ReceiveStream, buffer: _TailBuffer, done: Callable[[], None]
+) -> None:
+    try:
+        async with stream:
+            while chunk := await stream.receive_some(65536):
+                buffer.feed(chunk)
+    finally:
+        done()
+
+
+async def _read_events(
+    stream: trio.abc.ReceiveStream, run: _Run, on_event: OnEvent, done: Callable[[], None]
+) -> None:
+    pending = bytearray()
+    forwarded = 0
+    discarding = False  # inside an over-long line: drop bytes up to its newline
+    try:
+        while chunk := await stream.receive_some(65536):
+            pending += chunk
+            while True:
+                newline = pending.find(b"\n")
+                if newline < 0:
+                    if len(pending) > EVENT_LINE_LIMIT:
+                        pending.clear()
+                        if not discarding:
+                            run.events_dropped += 1
+                        discarding = True
+                    break
+                line = bytes(pending[:newline])
+                del pending[: newline + 1]
+                if discarding:
+                    discarding = False
+                    continue
+                decoded = decode_event(line)
+                if decoded is None:
+                    run.events_dropped += 1
+                    continue
+                event_type, detail = decoded
+                if event_type == "result":
+                    run.result = detail
+                    continue
+                if event_type == "sandbox":
+                    layers = detail.get("layers")
+                    if isinstance(layers, list) and all(isinstance(x, str) for x in layers):
+                        run.layers = tuple(layers)
+                if forwarded >= _MAX_EVENTS:
+                    run.events_dropped += 1
+                    continue
+                forwarded += 1
+                await on_event(event_type, detail)
+    finally:
+        done()
+
+
+# -- per-job cgroup, through the sandbox's parent-side helpers --------------------------------
+
+
+def _cgroup_create(spec: SandboxSpec) -> JobCgroup | None:
+    """The job's cgroup (memory + pids limits), or None when the spec asks for none.
+
+    A failure is fatal only when the spec requires a cgroup layer (ADE_SANDBOX=strict); in
+    best-effort mode the worker finds no cgroup to join and reports the layer as missing.
+    """
+    if spec.cgroup is None:
+        return None
+    try:
+        return create_job_cgroup(spec.cgroup, spec.mem_mb, spec.max_processes)
+    except CgroupError:
+        if {"memory_cgroup", "pids_cgroup"} & set(spec.required):
+            raise
+        return None
+
+
+def _cgroup_kill(cgroup: JobCgroup) -> None:
+    try:
+        kill_job_cgroup(cgroup)
+    except OSError:
+        pass  # the group kill already went out; removal retries the kill-all
+
+
+def _cgroup_oom_killed(cgroup: JobCgroup) -> bool:
+    return job_cgroup_oom_killed(cgroup)
+
+
+async def _cgroup_remove(cgroup: JobCgroup) -> None:
+    # Waits (briefly, in a thread) for killed members to be reaped; shielded because it runs in
+    # a finally that may be reached by cancellation.
+    with trio.CancelScope(shield=True):
+        await trio.to_thread.run_sync(remove_job_cgroup, cgroup)

@@ -1,0 +1,5 @@
+import sys
+
+from ade.worker.main import main
+
+sys.exit(main())

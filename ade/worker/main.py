@@ -1,0 +1,218 @@
+"""The worker's entry point: confine, run the engine, report over the events fd.
+
+Channels (why three): the events fd carries progress and exactly one final ``result`` line, as
+JSON lines; stdout belongs to config code (a ``print()`` there is harmless — the supervisor caps
+and discards it); stderr carries tracebacks, which may quote cell values, so they only ever reach
+the capped diagnostics, never a user-facing message.
+
+Exit status: 0 after a ``success`` result, 1 after an ``error`` result, 2 when the request could
+not be read, 3 when the sandbox could not be applied. A death by signal (CPU limit, kill) leaves
+no result line; the supervisor reads the signal instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ade.worker.request import EVENT_LINE_LIMIT, ResultCode, RunRequest, encode_event, load_request
+
+__all__ = ["classify_failure", "main"]
+
+EXIT_SUCCESS = 0
+EXIT_FAILED = 1
+EXIT_BAD_REQUEST = 2
+EXIT_SANDBOX = 3
+_SUMMARY_LIMIT = 16 * 1024
+
+
+class _Events:
+    """Writes whole lines to the events fd; never raises into the engine (a progress event must
+    not fail a job because the supervisor went away)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def emit(self, event_type: str, detail: dict[str, Any]) -> None:
+        if self.broken:
+            return
+        line = encode_event(event_type, detail)
+        if len(line) > EVENT_LINE_LIMIT:
+            line = encode_event(event_type, {"truncated": True})
+        try:
+            self._stream.write(line)
+            self._stream.flush()
+        except OSError:
+            self.broken = True
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def classify_failure(exc: BaseException, request: RunRequest) -> tuple[str, str, dict[str, Any]]:
+    """(result code, user-facing message, detail) for an exception that ended the run.
+
+    Limits win over the wrapper: the engine wraps whatever config code raised in
+    ConfigCodeError, but a MemoryError or EFBIG underneath it is the sandbox's limit firing.
+    The message never contains ``str(exc)`` of a foreign exception (it may quote cell values).
+    """
+    from ade.errors import ConfigCodeError, InputError, PackageInvalid
+
+    chain = _chain(exc)
+    # The engine reports config exceptions as ConfigCodeError(error_type=...) and keeps the
+    # original as __context__; either way tells a limit that fired inside config code.
+    if any(
+        isinstance(e, MemoryError)
+        or (isinstance(e, ConfigCodeError) and e.error_type == "MemoryError")
+        for e in chain
+    ):
+        return (
+            ResultCode.MEMORY,
+            f"memory limit of {request.sandbox.mem_mb} MiB exceeded",
+            {"limit": "memory"},
+        )
+    if any(isinstance(e, OSError) and e.errno == errno.EFBIG for e in chain):
+        return (
+            ResultCode.FSIZE,
+            f"file size limit of {request.sandbox.fsize_mb} MiB exceeded",
+            {"limit": "fsize"},
+        )
+    if isinstance(exc, ConfigCodeError):
+        return ResultCode.CONFIG_ERROR, exc.message, dict(exc.details or {})
+    if isinstance(exc, InputError):
+        return ResultCode.INPUT_ERROR, exc.message, {}
+    if isinstance(exc, PackageInvalid):
+        return ResultCode.PACKAGE_INVALID, exc.message, {"problems": exc.details}
+    if isinstance(exc, SystemExit):
+        return (
+            ResultCode.CONFIG_ERROR,
+            "config code called sys.exit() during the run",
+            {"error_type": "SystemExit"},
+        )
+    return (
+        ResultCode.INTERNAL,
+        f"internal error in the worker ({type(exc).__name__}); see the job diagnostics",
+        {"error_type": type(exc).__name__},
+    )
+
+
+def _summary(result: object) -> dict[str, Any]:
+    """The engine's summary numbers, if they fit in one small line."""
+    import json
+
+    from ade.serde import converter
+
+    try:
+        raw = converter.unstructure(result)
+        text = json.dumps(raw, default=str)
+    except Exception:
+        return {}
+    if not isinstance(raw, dict) or len(text) > _SUMMARY_LIMIT:
+        return {}
+    return raw
+
+
+def _warm_up_before_confinement() -> None:
+    """Load the host files trusted libraries read lazily, while they are still readable.
+
+    The filesystem allow-list (Landlock) hides /etc; openpyxl builds a ``MimeTypes()`` at import,
+    which reads /etc/mime.types. Initialised here, it is cached and never read again.
+    """
+    import mimetypes
+
+    mimetypes.init()
+
+
+def _run(request: RunRequest, job_dir: Path, events: _Events) -> int:
+    from ade.sandbox import confine
+
+    _warm_up_before_confinement()
+    try:
+        layers = confine(request.sandbox)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        events.emit(
+            "result",
+            {
+                "status": "error",
+                "code": ResultCode.SANDBOX,
+                "message": f"the sandbox could not be applied ({type(exc).__name__}: {exc})",
+            },
+        )
+        return EXIT_SANDBOX
+    events.emit("sandbox", {"layers": list(layers)})
+
+    # Temp files (openpyxl's write-only mode makes some) and HOME stay inside the job directory.
+    tmp = job_dir / request.tmp_dir
+    os.environ["TMPDIR"] = str(tmp)
+    os.environ["HOME"] = str(tmp)
+    tempfile.tempdir = str(tmp)
+    # The snapshot is shared by every job of this config: never write __pycache__ into it.
+    sys.dont_write_bytecode = True
+    if request.site_packages:
+        # Appended, not prepended: a config's requirements cannot shadow the engine's libraries.
+        sys.path.append(str(job_dir / request.site_packages))
+
+    from ade.errors import ConfigCodeError
+
+    try:
+        from ade.engine import run_engine
+
+        result = run_engine(
+            [job_dir / item.path for item in request.inputs],
+            job_dir / request.snapshot,
+            job_dir / request.output_dir,
+            input_names=[item.name for item in request.inputs],
+            on_progress=events.emit,
+        )
+    except BaseException as exc:
+        code, message, detail = classify_failure(exc, request)
+        # Drop the frames (and whatever big objects they hold) before reporting a MemoryError.
+        trace = "".join(traceback.format_exception(exc)) if code != ResultCode.MEMORY else ""
+        if trace and isinstance(exc, ConfigCodeError):
+            trace += "The config code's own traceback:\n" + exc.traceback
+        del exc
+        if trace:
+            sys.stderr.write(trace)
+        else:
+            sys.stderr.write("MemoryError: the memory limit was reached\n")
+        events.emit("result", {"status": "error", "code": code, "message": message, **detail})
+        return EXIT_FAILED
+    events.emit("result", {"status": "success", "code": ResultCode.SUCCESS, **_summary(result)})
+    return EXIT_SUCCESS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -I -m ade.worker")
+    parser.add_argument("request", type=Path, help="the job's run-request.json")
+    parser.add_argument("--events-fd", type=int, required=True, help="fd for JSON-line events")
+    args = parser.parse_args(argv)
+    try:
+        stream = os.fdopen(args.events_fd, "wb")
+    except OSError as exc:
+        sys.stderr.write(f"ade.worker: events fd {args.events_fd} unusable: {exc}\n")
+        return EXIT_BAD_REQUEST
+    events = _Events(stream)
+    try:
+        request = load_request(args.request)
+    except ValueError as exc:
+        sys.stderr.write(f"ade.worker: {exc}\n")
+        events.emit(
+            "result",
+            {"status": "error", "code": ResultCode.BAD_REQUEST, "message": str(exc)},
+        )
+        return EXIT_BAD_REQUEST
+    return _run(request, args.request.resolve().parent, events)

@@ -1,0 +1,240 @@
+"""supervise_job with real worker subprocesses: success, config errors, floods, launch failures,
+cancellation. The limits (timeout, CPU, memory, file size, escaping processes, network) are in
+test_limits.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import trio
+from exec_support import EventLog, make_job_dir, processes_mentioning, write_package
+
+from ade.models import JobStatus
+from ade.runtime.supervisor import STREAM_CAP, supervise_job
+from ade.settings import Settings, load_settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        {},
+        data_dir=tmp_path / "data",
+        job_timeout_seconds=30.0,
+        worker_cpu_seconds=20,
+        worker_mem_mb=512,
+        worker_fsize_mb=50,
+    )
+
+
+ROSTER_ROWS: list[list[object]] = [
+    ["Member roster export"],
+    [],
+    ["Member ID", "First Name", "Last Name", "Email", "Join Date"],
+    ["M-001", "Ada", "Lovelace", "ada@example.org", "2020-01-05"],
+    ["M-002", "Grace", "Hopper", "grace@example.org", "2021-03-09"],
+    ["M-003", "Linus", "Torvalds", "linus@example.org", "2022-11-30"],
+]
+
+
+async def test_success_with_the_bundled_sample_config(settings: Settings) -> None:
+    from ade.samples import ROSTER_CONFIG
+
+    job_dir = make_job_dir(settings, ROSTER_CONFIG, rows=ROSTER_ROWS)
+    log = EventLog()
+
+    outcome = await supervise_job(settings, job_dir, on_event=log)
+
+    assert outcome.status == JobStatus.SUCCESS, (outcome.message, outcome.diagnostics)
+    assert outcome.message is None
+    assert (outcome.exit_code, outcome.exit_signal, outcome.limit) == (0, None, None)
+    assert outcome.sandbox_layers == tuple(log.of("sandbox")[0]["layers"])
+    assert "rlimits" in outcome.sandbox_layers
+    assert outcome.duration_seconds < 30
+    # The job directory is exactly the promised layout (events.ndjson is the recorder's).
+    assert sorted(os.listdir(job_dir)) == [
+        ".venv",
+        "artifact.json",
+        "inputs",
+        "normalized.xlsx",
+        "run-request.json",
+    ]
+    artifact = json.loads((job_dir / "artifact.json").read_text())
+    assert isinstance(artifact, dict)
+    assert "Ada" not in (job_dir / "artifact.json").read_text()
+    passes = [d["pass"] for d in log.of("pass_finished")]
+    assert passes == ["detect", "map", "transform", "validate", "write"]
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(job_dir / "normalized.xlsx", read_only=True)
+    rows = list(workbook.active.iter_rows(values_only=True))
+    workbook.close()
+    assert rows[0][:3] == ("Member ID", "First Name", "Last Name")
+    assert [r[1] for r in rows[1:]] == ["Ada", "Grace", "Linus"]
+
+
+async def test_config_code_error_names_file_function_and_pass_but_not_the_value(
+    settings: Settings, tmp_path: Path
+) -> None:
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        def detect_boom(header):
+            raise ValueError("SECRET-CELL-VALUE " + str(header))
+        """,
+    )
+    job_dir = make_job_dir(settings, package)
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.ERROR
+    assert outcome.message is not None
+    assert "ValueError" in outcome.message
+    assert "columns/name.py" in outcome.message and "detect_boom" in outcome.message
+    assert "SECRET" not in outcome.message
+    assert outcome.limit is None
+    assert outcome.exit_code == 1
+    # The traceback (which may quote values) is diagnostics only.
+    assert "SECRET-CELL-VALUE" in outcome.diagnostics
+    # A failed job publishes no half output, and tmp/ is gone.
+    assert sorted(os.listdir(job_dir)) == [".venv", "inputs", "run-request.json"]
+
+
+async def test_print_flood_is_harmless_and_capped(settings: Settings, tmp_path: Path) -> None:
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        import sys as _sys
+        _line = "x" * 1023 + "\\n"
+        for _ in range(100 * 1024):
+            print(_line, end="")
+            _sys.stderr.write(_line) if _ % 1024 == 0 else None
+        """,
+    )
+    job_dir = make_job_dir(settings, package)
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.SUCCESS, outcome.message
+    assert outcome.stdout_bytes == 100 * 1024 * 1024
+    assert outcome.stderr_bytes == 100 * 1024
+    assert len(outcome.diagnostics) <= STREAM_CAP + 200
+    assert (job_dir / "normalized.xlsx").is_file()
+
+
+async def test_worker_could_not_start(settings: Settings, tmp_path: Path) -> None:
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+
+    missing_python = await supervise_job(
+        settings, job_dir, on_event=EventLog(), python=str(tmp_path / "no-python")
+    )
+    assert missing_python.status == JobStatus.ERROR
+    assert missing_python.message == (
+        "worker could not start: FileNotFoundError: No such file or directory"
+    )
+    assert missing_python.exit_code is None and missing_python.exit_signal is None
+
+    os.chmod(job_dir / "run-request.json", 0o644)
+    (job_dir / "run-request.json").write_text('{"format": 1, "job_id": 5}')
+    bad_request = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert bad_request.status == JobStatus.ERROR
+    assert bad_request.message is not None
+    assert bad_request.message.startswith(
+        "worker could not start: run-request.json: invalid request ("
+        "required field missing @ $.workspace_id; required field missing @ $.attempt;"
+    ), bad_request.message
+
+    shutil.rmtree(job_dir)
+    no_dir = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert no_dir.message is not None
+    assert no_dir.message.startswith("worker could not start: FileNotFoundError")
+
+
+async def test_worker_rejects_a_request_it_cannot_read(settings: Settings, tmp_path: Path) -> None:
+    """The worker's own refusal (the supervisor's pre-check bypassed): exit 2, a result line."""
+    import subprocess
+    import sys
+
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    os.chmod(job_dir / "run-request.json", 0o644)
+    (job_dir / "run-request.json").write_text("not json")
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                "-m",
+                "ade.worker",
+                str(job_dir / "run-request.json"),
+                "--events-fd",
+                str(write_fd),
+            ],
+            pass_fds=(write_fd,),
+            capture_output=True,
+            check=False,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as events:
+            lines = events.read().splitlines()
+    finally:
+        pass
+    assert proc.returncode == 2
+    result = json.loads(lines[-1])
+    assert result["type"] == "result"
+    assert result["detail"]["code"] == "bad_request"
+    assert result["detail"]["message"].startswith("cannot read run-request.json")
+    assert proc.stdout == b""
+
+
+async def test_forged_and_malformed_event_lines_are_dropped(
+    settings: Settings, tmp_path: Path
+) -> None:
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        _fd = int(_sys.argv[_sys.argv.index("--events-fd") + 1])
+        _os.write(_fd, b"not json\\n" + b"y" * 200000 + b"\\n")
+        _os.write(_fd, b'{"type": "BAD TYPE", "detail": {}}\\n')
+        _report("hello", n=1)
+        """,
+    )
+    job_dir = make_job_dir(settings, package)
+    log = EventLog()
+    outcome = await supervise_job(settings, job_dir, on_event=log)
+    assert outcome.status == JobStatus.SUCCESS, outcome.message
+    assert log.of("hello") == [{"n": 1}]
+    assert "3 malformed or excess event lines dropped" in outcome.diagnostics
+
+
+async def test_cancelling_the_caller_kills_the_job_before_cancelled_propagates(
+    settings: Settings, tmp_path: Path
+) -> None:
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        import signal as _signal, time as _time
+        _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+        _report("sleeping")
+        _time.sleep(1000)
+        """,
+    )
+    job_dir = make_job_dir(settings, package)
+    log = EventLog()
+    marker = str(job_dir)
+
+    async def cancel_when_sleeping(scope: trio.CancelScope) -> None:
+        while not log.of("sleeping"):
+            await trio.sleep(0.01)
+        scope.cancel()
+
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as scope:
+            nursery.start_soon(cancel_when_sleeping, scope)
+            await supervise_job(settings, job_dir, on_event=log)
+        assert scope.cancelled_caught
+    assert trio.current_time() - started < 10
+    # Dead by the time supervise_job let Cancelled through: nothing of the job is left.
+    assert processes_mentioning(marker) == []
+    assert not (job_dir / "tmp").exists()
