@@ -158,6 +158,8 @@ class Runtime:
         self._dispatcher_changed = trio.lowlevel.ParkingLot()
         self._draining = False
         self._broken = False
+        self._nursery: trio.Nursery | None = None
+        self._scopes: list[trio.CancelScope] = []
         self._drained = trio.Event()
         self._stopped = False
 
@@ -297,15 +299,13 @@ class Runtime:
         )
 
     async def drain(self, reason: str = "shutdown") -> None:
-        """Graceful shutdown; idempotent (a second caller waits for the first)."""
-        if self._draining:
-            await self._drained.wait()
-            return
-        self._draining = True
-        try:
-            await self._drain(reason)
-        finally:
-            self._drained.set()
+        """Graceful shutdown; idempotent, and safe to call from a task that may be cancelled:
+        the drain itself runs as a shielded system task and always completes."""
+        if not self._draining:
+            self._draining = True
+            assert self._nursery is not None, "the runtime has not been started"
+            self._nursery.start_soon(self._guard, "drain", partial(self._drain_task, reason))
+        await self._drained.wait()
 
     # -- submission ----------------------------------------------------------------------------
 
@@ -423,17 +423,36 @@ class Runtime:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def _guard(self, name: str, actor: Callable[[], Awaitable[None]]) -> None:
-        """Run one actor. If it dies of an exception the runtime is broken: every caller waiting
-        on an actor is answered at once (ShuttingDown) instead of hanging, and the exception
-        propagates so the nursery, and the service, stop."""
+        """Run one actor (or the drain) in its own shielded scope.
+
+        Why shielded: when the host cancels (Ctrl+C, a test's timeout), the actors must keep
+        running until the drain has recorded every job's end; they stop when their inboxes
+        close. Only :meth:`_force_stop` cancels them. If an actor dies of an exception the
+        runtime is broken: everyone waiting on an actor is answered at once (ShuttingDown), the
+        other actors are stopped (job runners kill their process groups on cancellation) and
+        the exception propagates so the service stops; the next start recovers the jobs.
+        """
+        with trio.CancelScope(shield=True) as scope:
+            self._scopes.append(scope)
+            try:
+                await actor()
+            except Exception:
+                if not self._broken:
+                    self._broken = True
+                    logger.exception("the runtime's %s actor failed", name)
+                    self._fail_pending()
+                    self._force_stop()
+                raise
+
+    def _force_stop(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def _drain_task(self, reason: str) -> None:
         try:
-            await actor()
-        except Exception:
-            if not self._broken:
-                self._broken = True
-                logger.exception("the runtime's %s actor failed", name)
-                self._fail_pending()
-            raise
+            await self._drain(reason)
+        finally:
+            self._drained.set()
 
     def _fail_pending(self) -> None:
         for reply in list(self._pending):
@@ -450,6 +469,7 @@ class Runtime:
         self._slots[worker_id].stop(job_id, "user")
 
     async def _start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
         totals = await self._store.count_by_status()
         self._recorder_state = RecorderState(totals=totals)
         nursery.start_soon(
@@ -511,7 +531,7 @@ class Runtime:
 
     async def _drain(self, reason: str) -> None:
         if self._broken:
-            # An actor died and the nursery is being cancelled: the job runners kill their
+            # An actor died and the others are being stopped: the job runners kill their
             # process groups on cancellation; recovery at the next start records the rest.
             return
         await self._ask(self._dispatcher_send, StopAdmitting(reason))
@@ -605,7 +625,13 @@ async def open_runtime(
             )
             try:
                 async with trio.open_nursery() as nursery:
-                    await runtime._start(nursery)
+                    try:
+                        await runtime._start(nursery)
+                    except BaseException:
+                        # Recovery failed or the host gave up during start-up: nothing was
+                        # admitted yet, so stop the actors already started and report it.
+                        runtime._force_stop()
+                        raise
                     try:
                         yield runtime
                     finally:
@@ -617,8 +643,8 @@ async def open_runtime(
                             )
                             await runtime.drain()
                         if scope.cancelled_caught:
-                            logger.error("graceful shutdown overran; cancelling the actors")
-                            nursery.cancel_scope.cancel()
+                            logger.error("graceful shutdown overran; stopping the actors")
+                            runtime._force_stop()
             finally:
                 runtime._stop()
         finally:

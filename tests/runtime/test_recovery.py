@@ -1,0 +1,128 @@
+"""Recovery after the service process is SIGKILLed mid-job: a real child process runs the
+runtime, is killed, and a new one starts on the same data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+from actors_support import (  # noqa: F401 - the fixture is used by pytest
+    MARKER,
+    make_settings,
+    no_leaked_processes,
+    processes_with,
+    seed,
+)
+
+from ade.models import JobStatus
+from ade.runtime import RESTART_MESSAGE, read_events, scan_events
+from ade.store import open_store
+
+CHILD = Path(__file__).with_name("runtime_child.py")
+
+
+def child_command(data_dir: Path, config_id: str, *documents: str, until_done: bool = False):
+    command = [sys.executable, str(CHILD), str(data_dir), config_id, *documents]
+    return [*command, "--until-done"] if until_done else command
+
+
+async def read_line(process: trio.Process) -> dict:
+    assert process.stdout is not None
+    buffer = b""
+    with trio.fail_after(20):
+        while not buffer.endswith(b"\n"):
+            chunk = await process.stdout.receive_some(4096)
+            assert chunk, "the child exited before reporting"
+            buffer += chunk
+    return json.loads(buffer)
+
+
+async def job_status(settings, job_id: str) -> JobStatus:
+    store = open_store(settings)
+    try:
+        job = await store.get_job(job_id)
+        assert job is not None
+        return job.status
+    finally:
+        store.close()
+
+
+async def test_a_restart_marks_running_jobs_interrupted_and_runs_queued_ones(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path / "data", max_concurrency=1, queue_size=10)
+    seeded = await seed(settings, [b"sleep 60", b"ok", b"events"])
+    documents = [seeded.doc(b"sleep 60"), seeded.doc(b"ok"), seeded.doc(b"events")]
+
+    process = await trio.lowlevel.open_process(
+        child_command(settings.data_dir, seeded.config_id, *documents),
+        stdout=subprocess.PIPE,
+    )
+    try:
+        interrupted, *queued = (await read_line(process))["submitted"]
+        with trio.fail_after(20):
+            while await job_status(settings, interrupted) is not JobStatus.RUNNING:
+                await trio.sleep(0.02)
+            while not processes_with(f"{MARKER}{interrupted}"):
+                await trio.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        assert process.stdout is not None
+        await process.stdout.aclose()
+    # The job's own process outlived the service (it runs in its own session).
+    assert processes_with(f"{MARKER}{interrupted}") != []
+    for job_id in queued:
+        assert await job_status(settings, job_id) is JobStatus.QUEUED
+    # As if the service had died in the middle of writing an event: a torn last line.
+    log = settings.jobs_dir / interrupted / "events.ndjson"
+    with log.open("ab") as handle:
+        handle.write(b'{"seq": 3, "ts": "2026-01-0')
+
+    with trio.fail_after(30):
+        restarted = await trio.run_process(
+            child_command(settings.data_dir, seeded.config_id, until_done=True),
+            capture_stdout=True,
+        )
+    assert json.loads(restarted.stdout) == {"submitted": []}
+    assert processes_with(f"{MARKER}{interrupted}") == []  # recovery killed the orphan
+
+    store = open_store(settings)
+    try:
+        job = await store.get_job(interrupted)
+        assert job is not None
+        assert (job.status, job.error_message, job.limit) == (
+            JobStatus.ERROR,
+            RESTART_MESSAGE,
+            "restart",
+        )
+        for job_id in queued:
+            done = await store.get_job(job_id)
+            assert done is not None and done.status is JobStatus.SUCCESS
+    finally:
+        store.close()
+
+    scan = scan_events(log)
+    assert scan.skipped_lines == 1  # the torn fragment, kept on its own line
+    events = list(scan.events)
+    assert [(e.seq, e.type) for e in events] == [
+        (1, "enqueue"),
+        (2, "start"),
+        (3, "recovery"),
+        (4, "error"),
+    ]
+    assert events[2].detail == {"action": "interrupted", "was": "running"}
+    assert events[3].detail["message"] == RESTART_MESSAGE
+    for job_id in queued:
+        types = [e.type for e in read_events(settings.jobs_dir / job_id / "events.ndjson")]
+        assert types[:3] == ["enqueue", "recovery", "start"] and types[-1] == "finish"
+    # The lock of the killed service did not outlive it, and nothing else was left.
+    assert os.path.exists(settings.data_dir / "runtime.lock")
