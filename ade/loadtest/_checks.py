@@ -31,9 +31,17 @@ __all__ = [
 ]
 
 
+# Notes the runtime may append after a job's terminal event: a retry creates a new job and
+# records its id on the old one. A note changes no state; anything else after the end would.
+POST_TERMINAL_NOTES = frozenset({"retry"})
+
+
 def check_events_file(path: Path, job_id: str, status: str) -> str | None:
     """None if ``path`` is a well-formed event log of a job that ended in ``status``; otherwise
-    what is wrong, naming the line."""
+    what is wrong, naming the line.
+
+    Well-formed: every line one JSON event of this job, ``seq`` strictly increasing, exactly one
+    terminal event, carrying the job's final status, followed by nothing but retry notes."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -42,7 +50,7 @@ def check_events_file(path: Path, job_id: str, status: str) -> str | None:
         return f"{job_id}: events.ndjson unreadable ({type(exc).__name__})"
     if not text.endswith("\n"):
         return f"{job_id}: events.ndjson does not end with a newline (torn last line)"
-    last: dict[str, Any] | None = None
+    terminal: dict[str, Any] | None = None
     last_seq = 0
     for number, line in enumerate(text.splitlines(), start=1):
         try:
@@ -56,14 +64,20 @@ def check_events_file(path: Path, job_id: str, status: str) -> str | None:
         if not isinstance(event["seq"], int) or event["seq"] <= last_seq:
             return f"{job_id}: events.ndjson line {number} seq {event['seq']} after {last_seq}"
         last_seq = event["seq"]
-        last = event
-    if last is None:
+        if terminal is not None and event["type"] not in POST_TERMINAL_NOTES:
+            return (
+                f"{job_id}: events.ndjson line {number} ({event['type']!r}) follows the "
+                f"terminal event {terminal['type']!r}"
+            )
+        if is_terminal_event(event):
+            terminal = event
+    if last_seq == 0:
         return f"{job_id}: events.ndjson is empty"
-    if not is_terminal_event(last):
-        return f"{job_id}: events.ndjson ends with {last['type']!r}, not the terminal event"
-    detail = last.get("detail") or {}
+    if terminal is None:
+        return f"{job_id}: events.ndjson has no terminal event"
+    detail = terminal.get("detail") or {}
     ended = detail.get("status") if isinstance(detail, dict) else None
-    if ended is not None and ended != status:
+    if ended != status:
         return f"{job_id}: events.ndjson ends in {ended!r} but the job is {status!r}"
     return None
 

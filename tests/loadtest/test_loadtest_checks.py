@@ -34,14 +34,30 @@ def test_a_complete_log_passes(tmp_path: Path) -> None:
         [_event(1, "enqueue"), _event(2, "start"), _event(3, "finish", status="success")],
     )
     assert check_events_file(path, "j1", "success") is None
+    # A retry note pointing at the new job may follow the end; it changes no state.
+    _write(
+        path,
+        [
+            _event(1, "enqueue"),
+            _event(2, "error", status="error"),
+            _event(3, "retry", retry_job_id="j2"),
+        ],
+    )
+    assert check_events_file(path, "j1", "error") is None
 
 
 def test_each_defect_is_named(tmp_path: Path) -> None:
     path = tmp_path / "events.ndjson"
     assert check_events_file(path, "j1", "success") == "j1: events.ndjson is missing"
     _write(path, [_event(1, "enqueue"), _event(2, "start")])
-    assert check_events_file(path, "j1", "success") == (
-        "j1: events.ndjson ends with 'start', not the terminal event"
+    assert check_events_file(path, "j1", "success") == "j1: events.ndjson has no terminal event"
+    _write(path, [_event(1, "cancel", status="cancelled"), _event(2, "start")])
+    assert check_events_file(path, "j1", "cancelled") == (
+        "j1: events.ndjson line 2 ('start') follows the terminal event 'cancel'"
+    )
+    _write(path, [_event(1, "finish", status="success"), _event(2, "error", status="error")])
+    assert check_events_file(path, "j1", "error") == (
+        "j1: events.ndjson line 2 ('error') follows the terminal event 'finish'"
     )
     _write(path, [_event(1, "enqueue"), _event(2, "error", status="error")])
     assert check_events_file(path, "j1", "success") == (
