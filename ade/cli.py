@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ade.commands.demo",
     "ade.commands.loadtest",
     "ade.commands.serve",
+    "ade.commands.doctor",
 )
 
 

@@ -1,0 +1,70 @@
+"""``ade doctor``: which sandbox layers this machine supports, and why the others are missing.
+
+It runs the same probe the service runs at start-up (a throwaway worker confined as a job
+would be), so what it prints is measured, not guessed. Exit status 0 when every layer is
+available, 1 when some are missing (best-effort would run; ADE_SANDBOX=strict would refuse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["doctor_command", "register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "doctor",
+        help="show which sandbox layers this machine supports",
+        description="Probe the sandbox layers (namespaces, cgroups, Landlock, seccomp, uid drop) "
+        "by confining a throwaway worker, and print which apply here and why the others do not.",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--bench", action="store_true", help="also measure the per-job cost of each layer"
+    )
+    parser.set_defaults(handler=doctor_command)
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    from ade.sandbox import detect_layers
+    from ade.serde import converter
+    from ade.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"ade doctor: {exc}", file=sys.stderr)
+        return 2
+    report = detect_layers()
+    if args.json:
+        print(json.dumps(converter.unstructure(report), indent=2))
+        return 0 if not report.missing() else 1
+    width = max(len(layer.name) for layer in report.layers)
+    print(f"ADE sandbox layers on this machine (ADE_SANDBOX={settings.sandbox}):")
+    for layer in report.layers:
+        mark = "yes" if layer.available else "NO "
+        print(f"  {mark}  {layer.name:<{width}}  {layer.reason}")
+    for name, note in report.notes:
+        print(f"  note {name}: {note}")
+    for check, passed in report.probe_checks:
+        print(f"  probe {check}: {'ok' if passed else 'FAILED'}")
+    missing = report.missing()
+    if missing:
+        names = ", ".join(layer.name for layer in missing)
+        verdict = "refuses to start" if settings.sandbox == "strict" else "runs without them"
+        print(f"missing: {names} — ADE_SANDBOX={settings.sandbox} {verdict}")
+    else:
+        print("every layer is available: ADE_SANDBOX=strict would start")
+    if args.bench:
+        from ade.sandbox.bench import measure
+
+        cost = measure(10)
+        print("cost per job (median of 10, ms):")
+        for step, ms in cost.worker_steps:
+            print(f"  {step:<{width}}  {ms:7.3f}")
+        print(f"  {'total':<{width}}  {cost.total_ms:7.3f}")
+    return 0 if not missing else 1
