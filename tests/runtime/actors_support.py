@@ -28,7 +28,7 @@ import attrs
 import pytest
 import trio
 
-from ade.configs.prepare import snapshot_dir
+from ade.configs.prepare import prepare_config, snapshot_dir
 from ade.ids import new_id
 from ade.models import ConfigVersion, Document, JobStatus
 from ade.settings import Settings, load_settings
@@ -226,3 +226,24 @@ async def wait_for_process(job_id: str) -> list[int]:
         while not (pids := processes_with(f"{MARKER}{job_id}")):
             await trio.sleep(0.01)
     return pids
+
+
+async def publish(settings: Settings, tmp_path: Path, *, sleep: float = 0) -> tuple[str, str]:
+    """Prepare a tiny config (optionally one that sleeps while being imported) and store one
+    small workbook; returns (config id, document id)."""
+    from exec_support import SAMPLE_ROWS, store_document, write_package, write_workbook
+
+    extra = f"import time\ntime.sleep({sleep})\n" if sleep else ""
+    package = write_package(tmp_path / f"package-{sleep}", name_module_extra=extra)
+    build = await trio.to_thread.run_sync(prepare_config, package, settings.venvs_dir)
+    data = write_workbook(tmp_path / "input.xlsx", SAMPLE_ROWS)
+    document = store_document(settings, "ws", "input.xlsx", data)
+    store = open_store(settings)
+    try:
+        await store.insert_config(
+            ConfigVersion(build.config_id, "ws", "tiny", "1", build.content_hash, T0)
+        )
+        await store.insert_document(document)
+    finally:
+        store.close()
+    return build.config_id, document.id

@@ -15,7 +15,9 @@ from actors_support import (  # noqa: F401 - the fixture is used by pytest
     MARKER,
     make_settings,
     no_leaked_processes,
+    processes_under,
     processes_with,
+    publish,
     seed,
 )
 
@@ -126,3 +128,38 @@ async def test_a_restart_marks_running_jobs_interrupted_and_runs_queued_ones(
         assert types[:3] == ["enqueue", "recovery", "start"] and types[-1] == "finish"
     # The lock of the killed service did not outlive it, and nothing else was left.
     assert os.path.exists(settings.data_dir / "runtime.lock")
+
+
+async def test_recovery_kills_an_orphaned_sandboxed_worker(tmp_path: Path) -> None:
+    """Same story with the real runner: the SIGKILLed service leaves its sandboxed worker
+    behind; the next start finds it by its working directory and kills it."""
+    settings = make_settings(tmp_path / "data", max_concurrency=1, queue_size=10)
+    config_id, document_id = await publish(settings, tmp_path, sleep=60)
+    process = await trio.lowlevel.open_process(
+        [*child_command(settings.data_dir, config_id, document_id), "--runner", "real"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        (job_id,) = (await read_line(process))["submitted"]
+        job_dir = settings.jobs_dir / job_id
+        with trio.fail_after(20):
+            while not processes_under(job_dir):
+                await trio.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        assert process.stdout is not None
+        await process.stdout.aclose()
+    assert processes_under(job_dir) != []
+    with trio.fail_after(30):
+        await trio.run_process(
+            [*child_command(settings.data_dir, config_id, until_done=True), "--runner", "real"],
+            capture_stdout=True,
+        )
+    assert processes_under(job_dir) == []
+    events = read_events(job_dir / "events.ndjson")
+    assert [e.type for e in events][-2:] == ["recovery", "error"]
+    assert events[-1].detail["message"] == RESTART_MESSAGE
