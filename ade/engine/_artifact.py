@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import attrs
+import cattrs
 
 from ade.serde import converter
 
@@ -219,8 +220,11 @@ def dump_artifact(artifact: Artifact) -> str:
 
 def parse_artifact(text: str) -> Artifact:
     """Structure ``text`` into :class:`Artifact`; raises if any key is unknown, missing or of
-    the wrong type (the converter forbids extra keys)."""
-    artifact = converter.structure(json.loads(text), Artifact)
+    the wrong type (the converter forbids extra keys), with every problem's JSON path."""
+    try:
+        artifact = converter.structure(json.loads(text), Artifact)
+    except cattrs.BaseValidationError as exc:
+        raise ValueError("artifact.json: " + "; ".join(cattrs.transform_error(exc))) from exc
     if artifact.schema != ARTIFACT_SCHEMA:
         raise ValueError(f"unexpected artifact schema {artifact.schema!r}")
     return artifact
