@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "check_events_file",
     "check_job_events",
     "read_store",
+    "reap_these",
     "reap_workers",
 ]
 
@@ -124,18 +126,43 @@ def check_job_events(data_dir: Path, snapshot: StoreSnapshot) -> tuple[int, list
     return checked, problems
 
 
-async def reap_workers(data_dir: Path, grace: float) -> list[str]:
-    """Wait up to ``grace`` seconds for this data dir's workers to vanish; SIGKILL any that
-    remain (so the harness itself leaks nothing) and return them as "pid cmdline"."""
+async def reap_workers(data_dir: Path, grace: float, *, kill: bool = True) -> list[str]:
+    """Wait up to ``grace`` seconds for this data dir's workers to vanish and return the ones
+    that remain as "pid cmdline"; SIGKILL them unless ``kill`` is false (so the harness itself
+    leaks nothing)."""
+    alive = await _wait_gone(lambda: worker_processes(data_dir), grace)
+    if kill:
+        _kill(alive)
+    return [f"{pid} {cmdline[:200]}" for pid, cmdline in alive]
+
+
+async def reap_these(data_dir: Path, survivors: list[str], grace: float) -> list[str]:
+    """Like :func:`reap_workers` for the given "pid cmdline" entries only (the workers of a
+    killed server, not the new ones of its successor); SIGKILLs what remains."""
+    wanted = {int(entry.split(" ", 1)[0]) for entry in survivors}
+
+    def still() -> list[tuple[int, str]]:
+        return [(pid, cmd) for pid, cmd in worker_processes(data_dir) if pid in wanted]
+
+    alive = await _wait_gone(still, grace)
+    _kill(alive)
+    return [f"{pid} {cmdline[:200]}" for pid, cmdline in alive]
+
+
+async def _wait_gone(
+    probe: Callable[[], list[tuple[int, str]]], grace: float
+) -> list[tuple[int, str]]:
     deadline = time.monotonic() + grace
     while True:
-        alive = worker_processes(data_dir)
+        alive = probe()
         if not alive or time.monotonic() >= deadline:
-            break
+            return alive
         await trio.sleep(0.05)
-    for pid, _ in alive:
+
+
+def _kill(processes: list[tuple[int, str]]) -> None:
+    for pid, _ in processes:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    return [f"{pid} {cmdline[:200]}" for pid, cmdline in alive]

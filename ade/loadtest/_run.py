@@ -30,7 +30,13 @@ from typing import Any
 import attrs
 import trio
 
-from ade.loadtest._checks import StoreSnapshot, check_job_events, read_store, reap_workers
+from ade.loadtest._checks import (
+    StoreSnapshot,
+    check_job_events,
+    read_store,
+    reap_these,
+    reap_workers,
+)
 from ade.loadtest._clients import (
     Client,
     Problems,
@@ -87,7 +93,10 @@ class _Chaos:
     restart_seconds: float | None = None
     running: set[str] = attrs.field(factory=set)
     queued: set[str] = attrs.field(factory=set)
+    # Workers of the killed server alive 5 s after the kill, and still alive once the
+    # restarted server answered (its recovery should have ended them).
     surviving_workers: list[str] = attrs.field(factory=list)
+    surviving_restart: list[str] = attrs.field(factory=list)
     done: trio.Event = attrs.field(factory=trio.Event)
 
 
@@ -138,7 +147,10 @@ async def _chaos(
         snapshot = await read_store(server.data_dir)
         chaos.running = snapshot.with_status("running")
         chaos.queued = snapshot.with_status("queued")
-        chaos.surviving_workers = await reap_workers(server.data_dir, _WORKER_GRACE_SECONDS)
+        # Left alive on purpose: the restarted service's recovery is what should end them.
+        chaos.surviving_workers = await reap_workers(
+            server.data_dir, _WORKER_GRACE_SECONDS, kill=False
+        )
         try:
             chaos.restart_seconds = await server.start()
         except ServerStartError:
@@ -146,6 +158,9 @@ async def _chaos(
             server.port = free_port()
             chaos.restart_seconds = await server.start()
         target.mark_up(server.url)
+        chaos.surviving_restart = await reap_these(
+            server.data_dir, chaos.surviving_workers, _WORKER_GRACE_SECONDS
+        )
     finally:
         chaos.done.set()
 
@@ -271,15 +286,11 @@ def _invariants(
             )
         )
     else:
-        survivors = list(workers_left) + (chaos.surviving_workers if chaos else [])
         checks.append(
             Invariant(
                 "no worker process left after the server stops",
-                FAIL if survivors else PASS,
-                "; ".join(survivors[:5])
-                if survivors
-                else "none in /proc"
-                + (" after the SIGKILL nor after the final stop" if chaos else ""),
+                FAIL if workers_left else PASS,
+                "; ".join(workers_left[:5]) if workers_left else "none in /proc",
             )
         )
     transport = context.log.transport_errors()
@@ -313,6 +324,7 @@ def _chaos_invariants(ledger: Ledger, chaos: _Chaos) -> list[Invariant]:
             Invariant("chaos: the server was killed and restarted", FAIL, "the kill never happened")
         ]
     records = {job_id: job.record or {} for job_id, job in ledger.jobs.items()}
+    survivors = chaos.surviving_workers
     wrong_running = []
     for job_id in sorted(chaos.running):
         record = records.get(job_id)
@@ -330,6 +342,17 @@ def _chaos_invariants(ledger: Ledger, chaos: _Chaos) -> list[Invariant]:
         if record.get("status") not in TERMINAL or record.get("error_message") == RECOVERY_MESSAGE:
             wrong_queued.append(f"{job_id}: {record.get('status')} {record.get('error_message')!r}")
     return [
+        Invariant(
+            "chaos: no worker of the killed server outlives it",
+            FAIL if survivors else PASS,
+            (
+                f"{len(survivors)} still running {_WORKER_GRACE_SECONDS:.0f} s after the SIGKILL, "
+                f"{len(chaos.surviving_restart)} of them still after the restart: "
+                + "; ".join(survivors[:3])
+            )
+            if survivors
+            else f"none in /proc {_WORKER_GRACE_SECONDS:.0f} s after the SIGKILL",
+        ),
         Invariant(
             "chaos: jobs running at the kill end in error with the recovery message",
             FAIL if wrong_running else PASS,
@@ -484,6 +507,7 @@ async def _run_against(
             "running_at_kill": sorted(chaos.running),
             "queued_at_kill": sorted(chaos.queued),
             "surviving_workers": chaos.surviving_workers,
+            "surviving_restart": chaos.surviving_restart,
         },
         invariants=tuple(
             _invariants(options, context, queue, chaos, events, events_skip, workers_left)
