@@ -139,6 +139,8 @@ class _Run:
     returncode: int | None = None
     result: dict[str, Any] | None = None
     layers: tuple[str, ...] = ()
+    # The job process reported its layers: confinement finished, config code may have run.
+    confined: bool = False
     oom_killed: bool = False
     escaped: bool = False
     events_dropped: int = 0
@@ -214,7 +216,7 @@ def _decide(
             return outcome(f"the job's output could not be published: {run.publish_error}")
         summary = {k: v for k, v in result.items() if k not in ("status", "code")}
         return outcome(None, ok=True)
-    if result_code in (ResultCode.BAD_REQUEST, ResultCode.SANDBOX):
+    if result_code in (ResultCode.BAD_REQUEST, ResultCode.SANDBOX) and not run.confined:
         return outcome(f"worker could not start: {result_message}")
     if result_code == ResultCode.MEMORY:
         return outcome(f"memory limit of {mem} MiB exceeded", "memory")
@@ -479,6 +481,7 @@ async def _read_events(
                     run.result = detail
                     continue
                 if event_type == "sandbox":
+                    run.confined = True
                     layers = detail.get("layers")
                     if isinstance(layers, list) and all(isinstance(x, str) for x in layers):
                         run.layers = tuple(layers)

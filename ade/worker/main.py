@@ -122,7 +122,8 @@ def _summary(result: object) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict) or len(text) > _SUMMARY_LIMIT:
         return {}
-    return raw
+    # Output paths point into tmp/output, which the supervisor empties when it publishes.
+    return {k: v for k, v in raw.items() if not k.endswith("_path")}
 
 
 def _warm_up_before_confinement() -> None:

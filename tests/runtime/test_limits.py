@@ -1,0 +1,292 @@
+"""Every limit, with a real worker subprocess running hostile config code.
+
+Small limits keep the suite fast: timeout 2 s, CPU 1 s, memory 256 MiB, file size 10 MiB.
+Config code runs when the engine imports ``columns/name.py``; it reports to the test through
+the events fd (see ``exec_support.REPORT_PY``). "Nothing survives" is checked on the host's
+/proc by a marker on each process's command line (the job directory path).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import textwrap
+from pathlib import Path
+
+import pytest
+import trio
+from exec_support import EventLog, make_job_dir, processes_mentioning, write_package
+
+from ade.models import JobStatus
+from ade.runtime.supervisor import supervise_job
+from ade.settings import Settings, load_settings
+
+TIMEOUT = 2.0
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        {},
+        data_dir=tmp_path / "data",
+        job_timeout_seconds=TIMEOUT,
+        worker_cpu_seconds=1,
+        worker_mem_mb=256,
+        worker_fsize_mb=10,
+    )
+
+
+async def _wait_gone(marker: str, within: float) -> list[int]:
+    with trio.move_on_after(within):
+        while processes_mentioning(marker):
+            await trio.sleep(0.02)
+    return processes_mentioning(marker)
+
+
+def _job(settings: Settings, tmp_path: Path, code: str, *, network: bool = False) -> Path:
+    package = write_package(tmp_path / "pkg", name_module_extra=code)
+    return make_job_dir(settings, package, network=network)
+
+
+@pytest.mark.parametrize("ignore_sigterm", [False, True], ids=["sleeps", "ignores-sigterm"])
+async def test_timeout_kills_the_whole_group_at_the_deadline(
+    settings: Settings, tmp_path: Path, ignore_sigterm: bool
+) -> None:
+    job_dir = _job(
+        settings,
+        tmp_path,
+        f"""
+        import signal as _signal, time as _time
+        if {ignore_sigterm!r}:
+            _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+        # A child in the same group that ignores SIGTERM too and holds the pipes open.
+        if _os.fork() == 0:
+            _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+            _time.sleep(1000)
+            _os._exit(0)
+        _report("sleeping")
+        _time.sleep(1000)
+        """,
+    )
+    log = EventLog()
+    started = trio.current_time()
+    outcome = await supervise_job(settings, job_dir, on_event=log)
+    elapsed = trio.current_time() - started
+
+    assert log.of("sleeping") == [{}], outcome.diagnostics
+    assert outcome.status == JobStatus.ERROR
+    assert outcome.message == "timed out after 2 s"
+    assert outcome.limit == "timeout"
+    assert outcome.exit_signal == signal.SIGKILL
+    assert TIMEOUT <= elapsed < TIMEOUT + 1.0
+    # Forked processes keep the worker's command line, which names the job directory.
+    assert await _wait_gone(str(tmp_path), within=TIMEOUT + 1.0 - elapsed) == []
+
+
+async def test_cpu_spin_hits_the_cpu_limit(settings: Settings, tmp_path: Path) -> None:
+    settings = load_settings(
+        {}, data_dir=settings.data_dir, job_timeout_seconds=20.0, worker_cpu_seconds=1
+    )
+    job_dir = _job(settings, tmp_path, "\nwhile True:\n    pass\n")
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.ERROR
+    assert outcome.message == "CPU limit of 1 s exceeded", outcome.diagnostics
+    assert outcome.limit == "cpu"
+    assert outcome.exit_signal in (signal.SIGXCPU, signal.SIGKILL)
+    assert outcome.duration_seconds < 10
+
+
+async def test_memory_hog_hits_the_memory_limit(settings: Settings, tmp_path: Path) -> None:
+    job_dir = _job(
+        settings,
+        tmp_path,
+        """
+        def detect_hog(header):
+            hog = []
+            for _ in range(64):
+                hog.append(bytearray(64 * 1024 * 1024))  # 4 GiB in total, touched
+        """,
+    )
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.ERROR
+    assert outcome.message == "memory limit of 256 MiB exceeded", outcome.diagnostics
+    assert outcome.limit == "memory"
+
+
+async def test_one_gib_file_write_hits_the_file_size_limit(
+    settings: Settings, tmp_path: Path
+) -> None:
+    job_dir = _job(
+        settings,
+        tmp_path,
+        """
+        def detect_big_file(header):
+            import tempfile
+            chunk = bytes(1024 * 1024)
+            with tempfile.NamedTemporaryFile() as f:
+                for _ in range(1024):  # 1 GiB
+                    f.write(chunk)
+                f.flush()
+        """,
+    )
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.ERROR
+    assert outcome.message == "file size limit of 10 MiB exceeded", outcome.diagnostics
+    assert outcome.limit == "fsize"
+    assert outcome.exit_code == 1
+    assert not (job_dir / "tmp").exists()
+
+
+async def test_a_process_that_does_not_ignore_sigxfsz_dies_of_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Python ignores SIGXFSZ (so it gets EFBIG); other programs die of it. Same message."""
+    job_dir = _job(
+        settings,
+        tmp_path,
+        """
+        def detect_big_file(header):
+            import signal, tempfile
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+            with tempfile.TemporaryFile(buffering=0) as f:
+                for _ in range(1024):
+                    f.write(bytes(1024 * 1024))
+        """,
+    )
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.ERROR
+    assert outcome.message == "file size limit of 10 MiB exceeded", outcome.diagnostics
+    assert outcome.limit == "fsize"
+    assert outcome.exit_signal == signal.SIGXFSZ
+
+
+SPAWNERS = {
+    # Left running by the job, in its process group.
+    "grandchild": """
+        if _os.fork() == 0:
+            _time.sleep(1000)
+            _os._exit(0)
+    """,
+    # Leaves the process group: killpg cannot reach it.
+    "setsid": """
+        if _os.fork() == 0:
+            _os.setsid()
+            _time.sleep(1000)
+            _os._exit(0)
+    """,
+    # A daemon: new session, then its parent exits, so it is reparented.
+    "double-fork": """
+        if _os.fork() == 0:
+            _os.setsid()
+            if _os.fork() == 0:
+                _time.sleep(1000)
+                _os._exit(0)
+            _os._exit(0)
+    """,
+}
+
+
+@pytest.mark.parametrize("how", sorted(SPAWNERS))
+async def test_no_process_of_the_job_survives_it(
+    settings: Settings, tmp_path: Path, how: str
+) -> None:
+    from ade.sandbox import detect_layers
+
+    if how != "grandchild":
+        report = detect_layers()
+        layers = ("pid_namespace", "pids_cgroup", "memory_cgroup")
+        if not any(report.available(name) for name in layers):
+            pytest.skip("no PID namespace and no cgroup on this machine: setsid escapes killpg")
+    job_dir = _job(
+        settings,
+        tmp_path,
+        "import time as _time\n" + textwrap.dedent(SPAWNERS[how]) + "_time.sleep(0.2)\n",
+    )
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.SUCCESS, (outcome.message, outcome.diagnostics)
+    # Forked processes keep the worker's command line, which names the job directory.
+    assert await _wait_gone(str(tmp_path), within=1.0) == []
+
+
+NETWORK_ATTEMPTS = """
+import ctypes as _ctypes, socket as _socket_mod, subprocess as _subprocess
+PORT = {port}
+results = {{}}
+def _try(name, fn):
+    try:
+        fn()
+        results[name] = "ok"
+    except BaseException as exc:
+        results[name] = type(exc).__name__
+def _via_socket():
+    s = _socket_mod.create_connection(("127.0.0.1", PORT), timeout=2)
+    s.close()
+def _via__socket():
+    import _socket
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    s.settimeout(2)
+    s.connect(("127.0.0.1", PORT))
+    s.close()
+def _via_ctypes():
+    libc = _ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(2, 1, 0)
+    if fd < 0:
+        raise OSError(_ctypes.get_errno(), "socket() refused")
+    import struct
+    addr = struct.pack("!HH4s8x", 2, PORT, bytes([127, 0, 0, 1]))
+    addr = struct.pack("=H", 2) + addr[2:]
+    if libc.connect(fd, addr, len(addr)) != 0:
+        raise OSError(_ctypes.get_errno(), "connect() refused")
+    _os.close(fd)
+def _via_curl():
+    _subprocess.run(["curl", "-sS", "--max-time", "2", f"http://127.0.0.1:{{PORT}}/"],
+                    check=True, capture_output=True)
+for _name, _fn in [("socket", _via_socket), ("_socket", _via__socket),
+                   ("ctypes", _via_ctypes), ("curl", _via_curl)]:
+    _try(_name, _fn)
+_report("network", **results)
+"""
+
+
+async def _listener_counting(task_status: trio.TaskStatus[tuple[int, list[int]]]) -> None:
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    await sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    accepted: list[int] = []
+    task_status.started((sock.getsockname()[1], accepted))
+    with sock:
+        while True:
+            conn, _ = await sock.accept()
+            accepted.append(1)
+            conn.close()
+
+
+@pytest.mark.parametrize("network", [False, True], ids=["network-off", "network-on"])
+async def test_network_is_off_unless_the_job_asks(
+    settings: Settings, tmp_path: Path, network: bool
+) -> None:
+    settings = load_settings(
+        {}, data_dir=settings.data_dir, job_timeout_seconds=30.0, worker_cpu_seconds=10
+    )
+    async with trio.open_nursery() as nursery:
+        port, accepted = await nursery.start(_listener_counting)
+        job_dir = _job(settings, tmp_path, NETWORK_ATTEMPTS.format(port=port), network=network)
+        log = EventLog()
+        outcome = await supervise_job(settings, job_dir, on_event=log)
+        await trio.sleep(0.05)  # let the listener task count the last accept
+        nursery.cancel_scope.cancel()
+    assert outcome.status == JobStatus.SUCCESS, (outcome.message, outcome.diagnostics)
+    [results] = log.of("network")
+    # Executing programs is denied by the filesystem layer (Landlock: read, never execute),
+    # whatever the network setting; without that layer curl runs and obeys the network layer.
+    exec_denied = "landlock" in outcome.sandbox_layers
+    if network:
+        expected_curl = "PermissionError" if exec_denied else "ok"
+        assert results == {"socket": "ok", "_socket": "ok", "ctypes": "ok", "curl": expected_curl}
+        assert len(accepted) == list(results.values()).count("ok")
+    else:
+        network_layers = {"network_namespace", "seccomp"} & set(outcome.sandbox_layers)
+        if not network_layers:
+            pytest.skip(f"no network layer on this machine (layers: {outcome.sandbox_layers})")
+        assert all(value != "ok" for value in results.values()), results
+        assert accepted == []
