@@ -20,7 +20,7 @@ import hashlib
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import ParseError, iterparse
@@ -78,7 +78,7 @@ class InputFile:
 class SheetReader:
     name: str
     index: int
-    rows: Callable[[], Iterator[Row]]
+    rows: Callable[[], Generator[Row, None, None]]
 
 
 def describe_input(path: Path, name: str, index: int) -> InputFile:
@@ -223,7 +223,7 @@ class _SheetParser:
         self.epoch = epoch
         self.column_cache: dict[str, int] = {}
 
-    def rows(self) -> Iterator[Row]:
+    def rows(self) -> Generator[Row, None, None]:
         row_number = 0
         try:
             with self.open_source() as src:
@@ -371,7 +371,7 @@ def _csv_sheet(source: InputFile) -> SheetReader:
     except csv.Error:
         dialect = csv.excel
 
-    def rows() -> Iterator[Row]:
+    def rows() -> Generator[Row, None, None]:
         record = 0
         try:
             with source.path.open("r", encoding=encoding, newline="") as fh:

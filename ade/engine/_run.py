@@ -30,7 +30,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -369,9 +369,15 @@ class _Run:
         records: list[SheetRecord] = []
         try:
             for sheet in sheets:
-                records.append(
-                    self.detect_sheet(source, sheet.name, sheet.index, sheet.rows(), raw, stats)
-                )
+                rows = sheet.rows()
+                try:
+                    records.append(
+                        self.detect_sheet(source, sheet.name, sheet.index, rows, raw, stats)
+                    )
+                finally:
+                    # Config code may raise mid-sheet: close the parser (and its zip member)
+                    # now rather than whenever the generator is collected.
+                    rows.close()
         finally:
             close()
         self.sheet_records[source.index] = records
@@ -385,7 +391,7 @@ class _Run:
         source: InputFile,
         sheet_name: str,
         sheet_index: int,
-        rows: Iterator[tuple[int, list[Any]]],
+        rows: Generator[tuple[int, list[Any]], None, None],
         raw: Spool,
         stats: dict[str, int],
     ) -> SheetRecord:

@@ -1,0 +1,245 @@
+"""Config code at run time: calling convention, hooks, exceptions and what may leak."""
+
+# ruff: noqa: E501  (parametrized config snippets read best one per line)
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ade.engine import parse_artifact, run_engine
+from ade.errors import ConfigCodeError
+from ade.samples.generate import write_messy_workbook
+
+from .engine_support import copy_config, edit_manifest, leftovers, read_rows, write_xlsx
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + "\n" + text)
+
+
+def test_exception_names_file_function_and_pass_but_not_the_value(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    append(
+        config / "columns" / "email.py",
+        "def validate(*, values):\n    raise ValueError('bad value ' + repr(values[0]))\n",
+    )
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    out = tmp_path / "out"
+    with pytest.raises(ConfigCodeError) as info:
+        run_engine([source], config, out)
+    error = info.value
+    assert error.message == (
+        "config code raised ValueError in columns/email.py:validate during the validate pass"
+    )
+    assert error.details == {"file": "columns/email.py", "function": "validate", "pass": "validate"}
+    assert "alice.smith@example.com" not in error.message
+    # The traceback (which may quote values) is kept for diagnostics only.
+    assert "ValueError: bad value 'alice.smith@example.com'" in error.traceback
+    assert "columns/email.py" in error.traceback
+    assert leftovers(out) == []
+
+
+@pytest.mark.parametrize(
+    ("file", "code", "pass_name", "function"),
+    [
+        ("row_types/header.py", "def detect_boom(*, values):\n    return 1 / 0\n", "detect", "detect_boom"),
+        ("columns/phone.py", "def detect_boom(*, header):\n    raise KeyError(header)\n", "map", "detect_boom"),
+        ("columns/last_name.py", "def transform(*, values):\n    return [v.upper() for v in values]\n", "transform", "transform"),
+        ("hooks/audit.py", "def on_job_end(*, summary):\n    import sys\n    sys.exit(3)\n", "on_job_end", "on_job_end"),
+    ],
+)  # fmt: skip
+def test_every_pass_reports_its_name(
+    tmp_path: Path, file: str, code: str, pass_name: str, function: str
+) -> None:
+    config = copy_config(tmp_path)
+    append(config / file, code)
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    with pytest.raises(ConfigCodeError) as info:
+        run_engine([source], config, tmp_path / "out")
+    assert (info.value.file, info.value.function, info.value.pass_name) == (
+        file,
+        function,
+        pass_name,
+    )
+    assert leftovers(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize(
+    ("file", "code", "what"),
+    [
+        ("columns/email.py", "def transform(*, values):\n    return values[:-1]\n",
+         "returned list of 4; expected a list of 5 values"),
+        ("columns/email.py", "def transform(*, values):\n    return [{'a': 1} for v in values]\n",
+         "returned a value of type dict"),
+        ("columns/email.py", "def validate(*, values):\n    return [{'index': 99, 'code': 'x'}]\n",
+         "gave an issue that is not"),
+        ("row_types/data.py", "def detect_typo(*, values):\n    return {'dta': 1.0}\n",
+         "returned {'dta': float}; expected row types"),
+        ("hooks/audit.py", "def on_job_start(*, inputs):\n    return 'done'\n",
+         "returned str; a hook returns None, a dict or a list of dicts"),
+    ],
+)  # fmt: skip
+def test_wrong_return_shapes_are_config_errors(
+    tmp_path: Path, file: str, code: str, what: str
+) -> None:
+    config = copy_config(tmp_path)
+    append(config / file, code)
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    with pytest.raises(ConfigCodeError) as info:
+        run_engine([source], config, tmp_path / "out")
+    assert info.value.error_type == "TypeError"
+    assert what in info.value.traceback
+
+
+def test_only_declared_arguments_are_passed_and_kwargs_gets_all(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    (config / "hooks" / "audit.py").write_text(
+        "def on_job_start():\n"
+        "    return {'called': 'with nothing'}\n"
+        "def after_mapping(*, tables, manifest):\n"
+        "    return [{'tables': [t['id'] for t in tables]}, {'title': manifest['title']}]\n"
+        "def on_job_end(**kwargs):\n"
+        "    return {'arguments': sorted(kwargs)}\n"
+    )
+    append(
+        config / "columns" / "phone.py",
+        "SEEN = set()\n"
+        "def detect_spy(*, header=None, **rest):\n"
+        "    SEEN.update(rest)\n"
+        "    return 0\n"
+        "def detect_spy_report(*, column_index, field, table_id):\n"
+        "    assert sorted(SEEN) == ['column_index', 'column_letter', 'field', 'field_type',\n"
+        "        'input_name', 'label', 'sheet_name', 'synonyms', 'table_id', 'values'], SEEN\n"
+        "    return 0\n",
+    )
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    run_engine([source], config, tmp_path / "out")
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    assert [(h.hook, h.annotations) for h in artifact.hooks] == [
+        ("on_job_start", [{"called": "with nothing"}]),
+        ("after_mapping", [{"tables": ["t1", "t2", "t3"]}, {"title": "Member roster"}]),
+        ("on_job_end", [{"arguments": ["inputs", "manifest", "summary", "tables"]}]),
+    ]
+
+
+def test_all_hook_points_run_in_order(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    (config / "hooks" / "order.py").write_text(
+        "def on_job_start():\n    return {'n': 1}\n"
+        "def after_mapping():\n    return {'n': 2}\n"
+        "def after_transform(*, transforms):\n"
+        "    return {'n': 3, 'changed': sum(t['changed'] for t in transforms)}\n"
+        "def after_validate(*, validation):\n"
+        "    return {'n': 4, 'issues': validation['issue_count']}\n"
+        "def on_job_end():\n    return {'n': 5}\n"
+    )
+    edit_manifest(
+        config,
+        lambda d: d.update(
+            hooks={
+                name: ["hooks/order.py"]
+                for name in (
+                    "on_job_start",
+                    "after_mapping",
+                    "after_transform",
+                    "after_validate",
+                    "on_job_end",
+                )
+            }
+        ),
+    )
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    run_engine([source], config, tmp_path / "out")
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    assert [(h.hook, h.annotations) for h in artifact.hooks] == [
+        ("on_job_start", [{"n": 1}]),
+        ("after_mapping", [{"n": 2}]),
+        ("after_transform", [{"n": 3, "changed": 33}]),
+        ("after_validate", [{"n": 4, "issues": 4}]),
+        ("on_job_end", [{"n": 5}]),
+    ]
+
+
+def test_required_field_missing_is_reported(tmp_path: Path) -> None:
+    source = write_xlsx(
+        tmp_path / "partial.xlsx",
+        {
+            "Members": [
+                (1, 1, ["Member ID", "First Name", "Email"]),
+                (2, 1, ["M1001", "Ann", "ann@example.com"]),
+            ]
+        },
+    )
+    config = copy_config(tmp_path)
+    result = run_engine([source], config, tmp_path / "out")
+    assert result.required_missing == ("last_name",)
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    assert artifact.required_missing == ["last_name"]
+    assert artifact.tables[0].required_missing == ["last_name"]
+    assert read_rows(tmp_path / "out" / "normalized.xlsx")[1] == (
+        "M1001",
+        "Ann",
+        None,
+        "ann@example.com",
+        None,
+        None,
+        None,
+    )
+
+
+def test_validator_messages_quoting_values_are_masked(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    append(
+        config / "columns" / "email.py",
+        "def validate(*, values):\n"
+        "    return [{'index': i, 'code': 'nope', 'message': f'{v} is not allowed'}\n"
+        "            for i, v in enumerate(values) if v]\n",
+    )
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    run_engine([source], config, tmp_path / "out")
+    text = (tmp_path / "out" / "artifact.json").read_text()
+    messages = {
+        i["message"] for i in json.loads(text)["validation"]["issues"] if i["code"] == "nope"
+    }
+    assert messages == {"<value> is not allowed"}
+    assert "alice.smith@example.com" not in text
+
+
+SENTINELS = [f"zq{n:03d}sentinel" for n in range(12)]
+
+
+def test_no_cell_value_reaches_the_artifact_or_events(tmp_path: Path) -> None:
+    """Unique values planted in every data cell (and in notes around the table) must appear
+    nowhere in artifact.json or the progress events; header text may."""
+    rows = [
+        (1, 1, [f"Banner {SENTINELS[0]} export of the membership database"]),
+        (3, 1, ["Member ID", "First Name", "Last Name", "Email", "Phone", "DOB", "Notes"]),
+    ]
+    for n in range(4):
+        s = SENTINELS[1 + n * 2]
+        t = SENTINELS[2 + n * 2]
+        rows.append(
+            (4 + n, 1, [f"M{s}", s, t, f"{s}@{t}.example", f"{t}-555", f"{s} 1990", f"{t} note"])
+        )
+    rows.append((8, 1, [f"Total {SENTINELS[9]}", 4]))
+    rows.append((10, 1, [f"Note: {SENTINELS[10]} {SENTINELS[11]} applies to this list"]))
+    source = write_xlsx(tmp_path / "secret.xlsx", {"Members": rows})
+    events: list[tuple[str, dict]] = []
+    run_engine(
+        [source],
+        copy_config(tmp_path),
+        tmp_path / "out",
+        on_progress=lambda e, d: events.append((e, d)),
+    )
+    text = (tmp_path / "out" / "artifact.json").read_text()
+    artifact = parse_artifact(text)
+    assert artifact.validation.issue_count > 0  # issues were reported, just without values
+    events_text = json.dumps(events)
+    for sentinel in SENTINELS:
+        assert sentinel not in text
+        assert sentinel not in events_text
+    # ...while the output itself does carry the data.
+    assert read_rows(tmp_path / "out" / "normalized.xlsx")[1][1] == SENTINELS[1].title()
