@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Response
+from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
 from ade.api.bodies import check_workspace_id
@@ -71,10 +71,15 @@ def create_app(runtime: Any, settings: Settings, store: Any) -> QuartTrio:
     app.extensions[_EXTENSION] = ctx
     install_error_handlers(app)
 
-    @app.url_value_preprocessor
-    def _check_workspace(endpoint: str | None, values: dict[str, Any] | None) -> None:
-        if values and "workspace_id" in values:
-            check_workspace_id(values["workspace_id"])
+    # Hooks, not a url_value_preprocessor: Quart 0.22 runs those with `request` even for a
+    # websocket, where it is unbound.
+    @app.before_request
+    async def _check_request_workspace() -> None:
+        _check_workspace(request.view_args)
+
+    @app.before_websocket
+    async def _check_websocket_workspace() -> None:
+        _check_workspace(websocket.view_args)
 
     for op in operations(ctx):
         rule = quart_rule(op.path)
@@ -83,6 +88,11 @@ def create_app(runtime: Any, settings: Settings, store: Any) -> QuartTrio:
         else:
             app.add_url_rule(rule, op.name, op.handler, methods=[op.method])
     return app
+
+
+def _check_workspace(values: dict[str, Any] | None) -> None:
+    if values and "workspace_id" in values:
+        check_workspace_id(values["workspace_id"])
 
 
 def api_context(app: QuartTrio) -> ApiContext:
