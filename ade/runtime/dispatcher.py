@@ -278,6 +278,7 @@ async def run_dispatcher(
                 message.reply.set(carry_out(actions))
         elif isinstance(message, RecoverJobs):
             carry_out(state.recover(message.jobs))
+            message.reply.set(None)
         elif isinstance(message, WorkerIdle):
             carry_out(state.worker_idle(message.worker_id))
         elif isinstance(message, WorkerFinished):

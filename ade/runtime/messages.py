@@ -111,6 +111,7 @@ class RecoverJobs:
     """Queued jobs found at start-up, oldest first; they bypass the capacity check."""
 
     jobs: tuple[JobRecord, ...]
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -245,9 +246,12 @@ class RecoverInterrupted:
 
 @attrs.frozen
 class NoteRequeued:
-    """Start-up: a job found ``queued`` is re-enqueued; write a ``recovery`` event."""
+    """Start-up: jobs found ``queued`` are re-enqueued; write each a ``recovery`` event.
 
-    job_id: str
+    One message for the whole batch: a restart with thousands of queued jobs should cost two
+    trips to a worker thread, not thousands."""
+
+    jobs: tuple[JobRecord, ...]
     reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
 
 

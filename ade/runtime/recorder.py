@@ -494,6 +494,24 @@ async def run_recorder(
         for event in plan.events:
             hub.publish(event)
 
+    async def requeued(jobs: tuple[JobRecord, ...]) -> None:
+        paths = [jobs_dir / job.id / EVENTS_FILE for job in jobs]
+        last_seqs = await trio.to_thread.run_sync(lambda: [_load_log(path) for path in paths])
+        plans = []
+        for job, last_seq in zip(jobs, last_seqs, strict=True):
+            state.load(job, last_seq)
+            plans.append(state.plan_requeued(job.id))
+
+        def append_all() -> None:
+            for path, plan in zip(paths, plans, strict=True):
+                append_events(path, plan.events)
+
+        await trio.to_thread.run_sync(append_all)
+        for plan in plans:
+            state.commit(plan)
+            for event in plan.events:
+                hub.publish(event)
+
     async def handle(message: RecorderMessage) -> Any:
         if isinstance(message, AcceptJob):
             plan = state.plan_accept(message.job)
@@ -501,6 +519,9 @@ async def run_recorder(
             return plan.record
         if isinstance(message, Progress):
             await carry_out(state.plan_progress(message.job_id, message.type, message.detail))
+            return None
+        if isinstance(message, NoteRequeued):
+            await requeued(message.jobs)
             return None
         await ensure_loaded(message.job_id)
         if isinstance(message, StartJob):
@@ -511,14 +532,12 @@ async def run_recorder(
             plan = state.plan_cancel_queued(message.job_id)
         elif isinstance(message, RecoverInterrupted):
             plan = state.plan_recover_interrupted(message.job_id)
-        elif isinstance(message, NoteRequeued):
-            plan = state.plan_requeued(message.job_id)
         elif isinstance(message, NoteRetry):
             plan = state.plan_retry_note(message.job_id, message.retry_job_id)
         else:  # pragma: no cover - the channel is typed; a stray message is a programming error
             raise TypeError(f"recorder got an unexpected message: {message!r}")
         await carry_out(plan)
-        if isinstance(message, NoteRequeued | NoteRetry):
+        if isinstance(message, NoteRetry):
             return None
         return plan.record
 

@@ -497,7 +497,8 @@ class Runtime:
                 on_change=self._dispatcher_changed.unpark_all,
             ),
         )
-        await self._dispatcher_send.send(RecoverJobs(tuple(queued)))
+        # Wait for the dispatcher to hold them: statistics() is right from the first call.
+        await self._ask(self._dispatcher_send, RecoverJobs(tuple(queued)))
         for slot, (_, receive) in zip(self._slots, self._worker_channels, strict=True):
             nursery.start_soon(
                 self._guard,
@@ -523,8 +524,8 @@ class Runtime:
                 logger.warning("killed %d leftover process(es) of job %s", len(killed), job.id)
             await self._ask(self._recorder_send, RecoverInterrupted(job.id))
         queued = await self._store.jobs_with_status(JobStatus.QUEUED)
-        for job in queued:
-            await self._ask(self._recorder_send, NoteRequeued(job.id))
+        if queued:
+            await self._ask(self._recorder_send, NoteRequeued(tuple(queued)))
         if queued:
             logger.info("re-enqueued %d queued job(s) after a restart", len(queued))
         return queued
