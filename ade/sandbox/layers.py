@@ -195,9 +195,13 @@ def _mirror_and_exit(status: int) -> None:
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         sig = -code
-        signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
-        os.kill(os.getpid(), sig)
+        try:
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be handled anyway
+                signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+            os.kill(os.getpid(), sig)
+        except (OSError, ValueError):
+            pass
         code = 128 + sig  # only if the signal did not end us (it should have)
     os._exit(code)
 
