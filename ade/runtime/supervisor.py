@@ -60,7 +60,17 @@ from ade.worker.request import (
     load_request,
 )
 
-__all__ = ["OUTPUT_FILES", "JobOutcome", "OnEvent", "supervise_job", "worker_command"]
+__all__ = [
+    "OUTPUT_FILES",
+    "STREAM_CAP",
+    "JobOutcome",
+    "OnEvent",
+    "RunObservation",
+    "TailBuffer",
+    "decide_outcome",
+    "supervise_job",
+    "worker_command",
+]
 
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -108,7 +118,7 @@ def worker_command(python: str, job_dir: Path, events_fd: int) -> list[str]:
     ]
 
 
-class _TailBuffer:
+class TailBuffer:
     """Keeps the last ``cap`` bytes of a stream and counts the rest."""
 
     def __init__(self, cap: int) -> None:
@@ -130,8 +140,9 @@ class _TailBuffer:
 
 
 @attrs.define
-class _Run:
-    """What one run observed; decided into a JobOutcome by :func:`_decide`."""
+class RunObservation:
+    """Everything one run observed, filled in as it happens. :func:`decide_outcome` turns it
+    into a :class:`JobOutcome`; kept apart so every ending can be tested without a process."""
 
     request: RunRequest | None = None
     launch_error: str | None = None
@@ -145,6 +156,9 @@ class _Run:
     escaped: bool = False
     events_dropped: int = 0
     publish_error: str | None = None
+    duration_seconds: float = 0.0
+    stdout: TailBuffer = attrs.Factory(lambda: TailBuffer(STREAM_CAP))
+    stderr: TailBuffer = attrs.Factory(lambda: TailBuffer(STREAM_CAP))
 
 
 def _env(job_dir: Path) -> dict[str, str]:
@@ -169,9 +183,10 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _decide(
-    run: _Run, settings: Settings, duration: float, stdout: _TailBuffer, stderr: _TailBuffer
-) -> JobOutcome:
+def decide_outcome(run: RunObservation, settings: Settings) -> JobOutcome:
+    """The specific, user-facing ending of a run. Order matters: launch failure, the deadline,
+    a believable result line, then the exit status."""
+    stdout, stderr, duration = run.stdout, run.stderr, run.duration_seconds
     spec = run.request.sandbox if run.request is not None else None
     cpu = spec.cpu_seconds if spec else settings.worker_cpu_seconds
     mem = spec.mem_mb if spec else settings.worker_mem_mb
@@ -314,9 +329,7 @@ async def supervise_job(
     Cancelling the caller kills the whole job (group and cgroup) before Cancelled propagates.
     ``python`` is the interpreter to start (the service's own by default).
     """
-    run = _Run()
-    stdout = _TailBuffer(STREAM_CAP)
-    stderr = _TailBuffer(STREAM_CAP)
+    run = RunObservation()
     started = trio.current_time()
     group = _Group(None)
     try:
@@ -327,10 +340,10 @@ async def supervise_job(
             group.cgroup = _cgroup_create(run.request.sandbox)
         except ValueError as exc:  # run-request.json unreadable: the message names the problem
             run.launch_error = str(exc)
-        except OSError as exc:
+        except Exception as exc:  # missing job dir, unwritable tmp/, cgroup refused, ...
             run.launch_error = f"{type(exc).__name__}: {exc}"
         else:
-            await _run_worker(settings, job_dir, python, run, group, stdout, stderr, on_event)
+            await _run_worker(settings, job_dir, python, run, group, on_event)
             if group.cgroup is not None:
                 run.oom_killed = _cgroup_oom_killed(group.cgroup)
             if (
@@ -347,17 +360,16 @@ async def supervise_job(
         if group.cgroup is not None:
             await _cgroup_remove(group.cgroup)
         _remove_tmp(job_dir)
-    return _decide(run, settings, trio.current_time() - started, stdout, stderr)
+    run.duration_seconds = trio.current_time() - started
+    return decide_outcome(run, settings)
 
 
 async def _run_worker(
     settings: Settings,
     job_dir: Path,
     python: str,
-    run: _Run,
+    run: RunObservation,
     group: _Group,
-    stdout: _TailBuffer,
-    stderr: _TailBuffer,
     on_event: OnEvent,
 ) -> None:
     async def kill_everything(_: trio.Process) -> None:
@@ -394,7 +406,7 @@ async def _run_worker(
                         os.close(write_fd)
                         write_fd = -1
                     group.pgid = proc.pid
-                    await _collect(proc, run, group, stdout, stderr, events, on_event, nursery)
+                    await _collect(proc, run, group, events, on_event, nursery)
             if deadline.cancelled_caught:
                 run.timed_out = True
             if proc is not None:
@@ -406,10 +418,8 @@ async def _run_worker(
 
 async def _collect(
     proc: trio.Process,
-    run: _Run,
+    run: RunObservation,
     group: _Group,
-    stdout: _TailBuffer,
-    stderr: _TailBuffer,
     events: trio.lowlevel.FdStream,
     on_event: OnEvent,
     nursery: trio.Nursery,
@@ -424,8 +434,8 @@ async def _collect(
             readers_done.set()
 
     assert proc.stdout is not None and proc.stderr is not None
-    nursery.start_soon(_pump, proc.stdout, stdout, reader_finished)
-    nursery.start_soon(_pump, proc.stderr, stderr, reader_finished)
+    nursery.start_soon(_pump, proc.stdout, run.stdout, reader_finished)
+    nursery.start_soon(_pump, proc.stderr, run.stderr, reader_finished)
     nursery.start_soon(_read_events, events, run, on_event, reader_finished)
     await proc.wait()
     run.returncode = proc.returncode
@@ -439,7 +449,7 @@ async def _collect(
 
 
 async def _pump(
-    stream: trio.abc.ReceiveStream, buffer: _TailBuffer, done: Callable[[], None]
+    stream: trio.abc.ReceiveStream, buffer: TailBuffer, done: Callable[[], None]
 ) -> None:
     try:
         async with stream:
@@ -450,7 +460,7 @@ async def _pump(
 
 
 async def _read_events(
-    stream: trio.abc.ReceiveStream, run: _Run, on_event: OnEvent, done: Callable[[], None]
+    stream: trio.abc.ReceiveStream, run: RunObservation, on_event: OnEvent, done: Callable[[], None]
 ) -> None:
     pending = bytearray()
     forwarded = 0
