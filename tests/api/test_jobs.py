@@ -1,0 +1,214 @@
+"""Admission over HTTP: 429 with nothing persisted, cancel, retry, Idempotency-Key, isolation."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from api_support import (
+    Service,
+    make_settings,
+    package_zip,
+    start_service,
+    wait_for_status,
+    workbook_bytes,
+)
+
+from ade.client import ApiError, open_websocket
+
+
+@pytest.fixture
+async def narrow(tmp_path: Path) -> AsyncIterator[Service]:
+    """One worker and a queue of one: the second waiting job is refused."""
+    settings = make_settings(tmp_path / "data", max_concurrency=1, queue_size=1)
+    async with trio.open_nursery() as nursery:
+        svc = await start_service(nursery, settings)
+        yield svc
+        svc.stop.set()
+
+
+async def _setup(http: httpx.AsyncClient, api: str, **package: object) -> tuple[str, str]:
+    config = await http.post(
+        f"{api}/configs", files={"package": ("c.zip", package_zip(**package), "application/zip")}
+    )
+    assert config.status_code == 201, config.text
+    document = await http.post(f"{api}/documents", files={"file": ("m.xlsx", workbook_bytes())})
+    assert document.status_code == 201, document.text
+    return config.json()["id"], document.json()["id"]
+
+
+def _job_rows(settings_db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(settings_db) as conn:
+        return conn.execute("SELECT id, status FROM jobs ORDER BY id").fetchall()
+
+
+async def test_full_queue_is_429_and_persists_nothing_then_cancel_both(narrow: Service) -> None:
+    api = narrow.api
+    async with httpx.AsyncClient(base_url=narrow.url, timeout=30) as http:
+        config_id, document_id = await _setup(http, api, sleep_seconds=30)
+        body = {"config_version_id": config_id, "document_ids": [document_id]}
+        first = await http.post(f"{api}/jobs", json=body)
+        assert first.status_code == 202
+        running = await wait_for_status(http, first.headers["Location"], {"running"})
+        second = await http.post(f"{api}/jobs", json=body)
+        assert second.status_code == 202
+        assert second.json()["status"] == "queued"
+
+        jobs_before = sorted(p.name for p in narrow.settings.jobs_dir.iterdir())
+        refused = await http.post(f"{api}/jobs", json=body)
+        assert refused.status_code == 429
+        payload = refused.json()
+        assert payload["error"]["code"] == "queue_full"
+        assert payload["queued"] == 1
+        assert payload["capacity"] == 1
+        assert payload["retry_after_seconds"] >= 1
+        assert int(refused.headers["Retry-After"]) == payload["retry_after_seconds"]
+        # Nothing persisted: no row, no job directory.
+        assert [row[0] for row in _job_rows(narrow.settings.db_path)] == sorted(
+            [running["id"], second.json()["id"]]
+        )
+        assert sorted(p.name for p in narrow.settings.jobs_dir.iterdir()) == jobs_before
+
+        # Not finished yet: artifact and output are 409.
+        for what in ("artifact", "output"):
+            conflict = await http.get(f"{api}/jobs/{running['id']}/{what}")
+            assert conflict.status_code == 409
+            assert conflict.json()["error"]["code"] == "conflict"
+        # Retrying an unfinished job is a conflict too.
+        assert (await http.post(f"{api}/jobs/{running['id']}/retry")).status_code == 409
+
+        # Cancel the queued job, then the running one while a websocket watches it.
+        cancelled = await http.post(f"{api}/jobs/{second.json()['id']}/cancel")
+        assert cancelled.status_code == 202
+        assert cancelled.json()["status"] == "cancelled"
+
+        events_url = narrow.url.replace("http://", "ws://") + f"{api[len(narrow.url) :]}"
+        events: list[dict] = []
+        with trio.fail_after(20):
+            async with open_websocket(f"{events_url}/jobs/{running['id']}/events") as ws:
+                async with trio.open_nursery() as nursery:
+
+                    async def watch() -> None:
+                        while True:
+                            event = json.loads(await ws.get_message())
+                            events.append(event)
+                            if event["type"] == "cancel":
+                                return
+
+                    nursery.start_soon(watch)
+                    stop = await http.post(f"{api}/jobs/{running['id']}/cancel")
+                    assert stop.status_code == 202
+                    assert stop.json()["status"] == "cancelled"
+        assert events[-1]["type"] == "cancel"
+        assert "start" in [e["type"] for e in events]
+
+        final = (await http.get(f"{api}/jobs/{running['id']}")).json()
+        assert final["status"] == "cancelled"
+        again = await http.post(f"{api}/jobs/{running['id']}/cancel")
+        assert again.status_code == 409
+        missing = await http.get(f"{api}/jobs/{running['id']}/output")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+
+        # A cancelled job can be retried: a new job, attempt 2, pointing back at the first.
+        retried = await http.post(f"{api}/jobs/{running['id']}/retry")
+        assert retried.status_code == 202
+        new = retried.json()
+        assert retried.headers["Location"].endswith(f"/jobs/{new['id']}")
+        assert new["attempt"] == 2
+        assert new["retry_of"] == running["id"]
+        assert (await http.post(f"{api}/jobs/{new['id']}/cancel")).status_code == 202
+
+
+async def test_idempotency_key_replays_and_refuses_reuse(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    api = service.api
+    config_id, document_id = await _setup(client, api)
+    body = {"config_version_id": config_id, "document_ids": [document_id]}
+    headers = {"Idempotency-Key": "order-42"}
+    first = await client.post(f"{api}/jobs", json=body, headers=headers)
+    assert first.status_code == 202
+    assert "Idempotent-Replayed" not in first.headers
+    # Same key, same body (keys in another order): the first response, not a second job.
+    reordered = {"document_ids": [document_id], "config_version_id": config_id}
+    replay = await client.post(f"{api}/jobs", json=reordered, headers=headers)
+    assert replay.status_code == 202
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.headers["Location"] == first.headers["Location"]
+    assert replay.json() == first.json()
+    # Same key, another request: 422.
+    other = {**body, "runtime_network_access": False, "document_ids": [document_id, document_id]}
+    reused = await client.post(f"{api}/jobs", json=other, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    # The same key in another workspace is another key.
+    bad_key = await client.post(f"{api}/jobs", json=body, headers={"Idempotency-Key": "a b"})
+    assert bad_key.status_code == 400
+    assert bad_key.json()["error"]["details"][0]["field"] == "Idempotency-Key"
+
+    jobs = (await client.get(f"{api}/jobs")).json()["items"]
+    assert [j["id"] for j in jobs] == [first.json()["id"]]
+    await wait_for_status(client, first.headers["Location"], {"success"})
+
+
+async def test_workspaces_are_isolated_and_paginated(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    api = service.api
+    other = f"{service.url}/api/v1/workspaces/team-b"
+    config_id, document_id = await _setup(client, api)
+    jobs = []
+    for _ in range(3):
+        submitted = await client.post(
+            f"{api}/jobs", json={"config_version_id": config_id, "document_ids": [document_id]}
+        )
+        assert submitted.status_code == 202
+        jobs.append(submitted.json()["id"])
+
+    # Another workspace sees none of it: 404 for every id, empty listings.
+    for path in (
+        f"/jobs/{jobs[0]}",
+        f"/jobs/{jobs[0]}/artifact",
+        f"/jobs/{jobs[0]}/output",
+        f"/documents/{document_id}",
+        f"/documents/{document_id}/content",
+        f"/configs/{config_id}",
+    ):
+        response = await client.get(other + path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+    for action in ("retry", "cancel"):
+        assert (await client.post(f"{other}/jobs/{jobs[0]}/{action}")).status_code == 404
+    assert (await client.get(f"{other}/jobs")).json() == {"items": [], "next_cursor": None}
+    assert (await client.get(f"{other}/documents")).json() == {"items": []}
+    # Submitting with another workspace's config and document: 404, nothing created.
+    cross = await client.post(
+        f"{other}/jobs", json={"config_version_id": config_id, "document_ids": [document_id]}
+    )
+    assert cross.status_code == 404
+    with pytest.raises(ApiError) as refused:
+        async with open_websocket(other.replace("http://", "ws://") + f"/jobs/{jobs[0]}/events"):
+            pass
+    assert refused.value.status == 404
+    assert refused.value.code == "not_found"
+
+    # Newest first, two per page, then the rest.
+    page1 = (await client.get(f"{api}/jobs", params={"limit": 2})).json()
+    assert [j["id"] for j in page1["items"]] == [jobs[2], jobs[1]]
+    assert page1["next_cursor"] == jobs[1]
+    page2 = (
+        await client.get(f"{api}/jobs", params={"limit": 2, "cursor": page1["next_cursor"]})
+    ).json()
+    assert [j["id"] for j in page2["items"]] == [jobs[0]]
+    assert page2["next_cursor"] is None
+    for job_id in jobs:
+        await wait_for_status(client, f"{api}/jobs/{job_id}", {"success"})
+    done = (await client.get(f"{api}/jobs", params={"status": "success"})).json()
+    assert {j["id"] for j in done["items"]} == set(jobs)
+    assert (await client.get(f"{api}/jobs", params={"status": "queued"})).json()["items"] == []
