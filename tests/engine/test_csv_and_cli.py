@@ -1,0 +1,149 @@
+"""CSV inputs and the ``ade run`` / ``ade demo`` commands (real subprocesses)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from ade.engine import parse_artifact, run_engine
+from ade.samples import ROSTER_CONFIG
+from ade.samples.generate import write_messy_csv, write_messy_workbook
+
+from .engine_support import copy_config, read_rows
+
+
+def test_messy_csv_exact_cells(tmp_path: Path) -> None:
+    source = write_messy_csv(tmp_path / "club.csv")
+    result = run_engine([source], ROSTER_CONFIG, tmp_path / "out")
+    assert read_rows(tmp_path / "out" / "normalized.xlsx") == [
+        ("Member ID", "First Name", "Last Name", "Email", "Phone", "Date of Birth", "Join Date"),
+        ("M501", "Kim", "Lee", "kim.lee@example.com", "(555) 303-0001",
+         datetime(1999, 9, 9), datetime(2020, 1, 2)),
+        ("M502", "Lou", "Ray", "lou@example", "(555) 303-0002",
+         datetime(1980, 1, 5), datetime(2021, 3, 4)),
+    ]  # fmt: skip
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    source_record = artifact.inputs[0]
+    assert (source_record.format, source_record.sheets[0].name) == ("csv", "club")
+    table = artifact.tables[0]
+    assert (table.range, table.ended_by, table.data_rows) == ("A3:G5", "totals", 2)
+    assert [c.header for c in table.columns] == [
+        "member_no",
+        "first name",
+        "last name",
+        "email address",
+        "tel",
+        "birth date",
+        "start date",
+    ]
+    assert result.issue_count == 3
+    assert [(i.cell, i.code) for i in artifact.validation.issues] == [
+        ("A4", "invalid_member_id"),  # "501" -> "M501": the config wants 4+ digits
+        ("A5", "invalid_member_id"),
+        ("D5", "invalid_email"),
+    ]
+
+
+def test_csv_in_latin1_and_semicolons(tmp_path: Path) -> None:
+    source = tmp_path / "export.csv"
+    source.write_bytes("Member ID;First Name;Last Name\nM1001;Zoë;Müller\n".encode("latin-1"))
+    run_engine([source], ROSTER_CONFIG, tmp_path / "out")
+    assert read_rows(tmp_path / "out" / "normalized.xlsx")[1][:3] == ("M1001", "Zoë", "Müller")
+
+
+def test_several_inputs_in_one_run(tmp_path: Path) -> None:
+    book = write_messy_workbook(tmp_path / "a.xlsx")
+    text = write_messy_csv(tmp_path / "b.csv")
+    result = run_engine([book, text], ROSTER_CONFIG, tmp_path / "out", input_names=["A", "B.csv"])
+    assert (result.tables_found, result.rows_written) == (4, 12)
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    assert [(t.id, t.input) for t in artifact.tables] == [
+        ("t1", "A"),
+        ("t2", "A"),
+        ("t3", "A"),
+        ("t4", "B.csv"),
+    ]
+
+
+def ade(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ade.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_ade_run_prints_a_summary(tmp_path: Path) -> None:
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    done = ade("run", str(source), "--config", str(ROSTER_CONFIG), "--out", "result", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "tables: 3 found, 3 written, 10 row(s) in normalized.xlsx",
+        "  t1  messy.xlsx!Roster B4:I9  5 row(s), 7 mapped, 1 unmapped column(s)",
+        "  t2  messy.xlsx!Roster A14:I17  3 row(s), 7 mapped, 2 unmapped column(s)",
+        "  t3  messy.xlsx!New Signups C3:H5  2 row(s), 5 mapped, 1 unmapped column(s)",
+        "  messy.xlsx!Instructions: no header row",
+        "mapped fields: member_id, first_name, last_name, email, phone, date_of_birth, join_date"
+        " (7 of 7)",
+        "required fields missing: none",
+        "issues: 4 (3 error(s), 1 warning(s))",
+        "wrote result/normalized.xlsx and result/artifact.json",
+    ]
+    assert (tmp_path / "result" / "normalized.xlsx").is_file()
+
+
+def test_ade_run_failures_are_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.xlsx"
+    fake.write_text("not a workbook")
+    done = ade("run", str(fake), "--config", str(ROSTER_CONFIG), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == (
+        "ade run: error: input 'fake.xlsx' is not a spreadsheet: an .xlsx workbook is a zip "
+        "archive and this file is not one\n"
+    )
+    broken = copy_config(tmp_path)
+    (broken / "manifest.json").write_text("{")
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    done = ade("run", str(source), "--config", str(broken), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "ade run: error: config package is invalid (1 problem(s)): manifest.json: bad JSON at "
+        "line 1 column 2: Expecting property name enclosed in double quotes\n"
+    )
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_ade_run_config_error_traceback_only_with_verbose(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    path = config / "columns" / "email.py"
+    path.write_text(
+        path.read_text() + "\ndef validate(*, values):\n    raise ValueError(values[0])\n"
+    )
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    done = ade("run", str(source), "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "ade run: error: config code raised ValueError in columns/email.py:validate during the "
+        "validate pass",
+        "ade run: re-run with --verbose to see the traceback",
+    ]
+    done = ade("run", str(source), "--config", str(config), "-v", cwd=tmp_path)
+    assert "ValueError: alice.smith@example.com" in done.stderr
+
+
+def test_ade_demo(tmp_path: Path) -> None:
+    done = ade("demo", "--out", "demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "sample input: demo/sample-roster.xlsx"
+    assert "tables: 3 found, 3 written, 10 row(s) in normalized.xlsx" in lines
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
+        "artifact.json",
+        "normalized.xlsx",
+        "sample-roster.xlsx",
+    ]
