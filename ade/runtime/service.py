@@ -186,6 +186,7 @@ class Runtime:
         cancel overtook it). Raises NotFound (unknown config or document, naming the id),
         InputError (no documents, a document listed twice), Conflict (network requested but the
         config does not allow it), QueueFull or ShuttingDown; then nothing was persisted."""
+        self._check_open()
         documents = await self._validate(
             workspace_id, config_version_id, tuple(document_ids), runtime_network_access
         )
@@ -256,11 +257,16 @@ class Runtime:
 
     def subscribe(self, workspace_id: str, job_id: str | None = None) -> Subscription:
         """Live events of a workspace (or one job). For a replay without gaps, subscribe
-        first, then :meth:`read_events`, and skip live events with ``seq`` already seen."""
-        return self._hub.subscribe(workspace_id, job_id)
+        first, then :meth:`read_events`, and skip live events with ``seq`` already seen.
+        Once the runtime has stopped, a new subscription ends at once."""
+        subscription = self._hub.subscribe(workspace_id, job_id)
+        if self._stopped:
+            subscription.close()
+        return subscription
 
     async def get_job(self, workspace_id: str, job_id: str) -> JobRecord:
         """The job, or NotFound — also when it belongs to another workspace."""
+        self._check_open()
         job = await self._store.get_job(job_id)
         if job is None or job.workspace_id != workspace_id:
             raise NotFound(
@@ -412,6 +418,11 @@ class Runtime:
                 raise ShuttingDown(f"the runtime stopped before job {job_id} finished")
             await ended.wait()
             ended = self._hub.terminal_event(job_id)
+
+    def _check_open(self) -> None:
+        # While draining, reads still work and only admission is refused (in _admit).
+        if self._stopped:
+            raise ShuttingDown("the runtime has stopped")
 
     @staticmethod
     def _finished_conflict(job: JobRecord) -> Conflict:

@@ -138,3 +138,20 @@ async def test_a_cancelled_host_still_drains_and_refuses_work_meanwhile(tmp_path
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
         final = await runtime.get_job("ws", job.id)
         assert (final.status, final.error_message) == (JobStatus.ERROR, SHUTDOWN_MESSAGE)
+
+
+async def test_after_the_runtime_stops_calls_fail_fast_and_streams_end(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    seeded = await seed(settings, [b"ok"])
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        live = runtime.subscribe("ws")
+    with trio.fail_after(2):
+        assert [e async for e in live] == []
+        assert [e async for e in runtime.subscribe("ws")] == []
+        with pytest.raises(ShuttingDown):
+            await runtime.submit(
+                workspace_id="ws",
+                config_version_id=seeded.config_id,
+                document_ids=[seeded.doc(b"ok")],
+            )
+        await runtime.drain()  # idempotent
