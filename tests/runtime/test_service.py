@@ -358,3 +358,35 @@ async def test_one_runtime_per_data_directory(settings: Settings) -> None:
         with pytest.raises(DataDirLocked, match=f"pid {os.getpid()}"):
             async with open_runtime(settings, runner=ScriptRunner()):
                 pass  # pragma: no cover
+
+
+async def test_a_runner_that_raises_ends_the_job_in_error_and_the_worker_goes_on(
+    settings: Settings,
+) -> None:
+    seeded = await seed(settings, [b"ok"])
+    calls: list[str] = []
+
+    async def broken_then_fine(settings: Settings, job_dir: Path, *, on_event):
+        calls.append(job_dir.name)
+        if len(calls) == 1:
+            raise FileNotFoundError(2, "No such file or directory", "run-request.json")
+        return await ScriptRunner()(settings, job_dir, on_event=on_event)
+
+    async with open_runtime(settings, runner=broken_then_fine) as runtime:
+        jobs = [
+            await runtime.submit(
+                workspace_id="ws",
+                config_version_id=seeded.config_id,
+                document_ids=[seeded.doc(b"ok")],
+            )
+            for _ in range(2)
+        ]
+        first, second = [await runtime.wait("ws", j.id) for j in jobs]
+        assert (first.status, first.error_message) == (
+            JobStatus.ERROR,
+            "worker could not start: FileNotFoundError",
+        )
+        error = (await runtime.read_events("ws", first.id))[-1]
+        assert error.type == "error"
+        assert error.detail["diagnostics"].startswith("FileNotFoundError: [Errno 2]")
+        assert second.status is JobStatus.SUCCESS
