@@ -27,6 +27,7 @@ exit code, signal, limit and a capped stderr tail travel alongside for diagnosti
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -71,6 +72,8 @@ __all__ = [
     "supervise_job",
     "worker_command",
 ]
+
+logger = logging.getLogger(__name__)
 
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -289,15 +292,25 @@ def _publish_outputs(job_dir: Path, output_dir: Path) -> None:
         if not (info.st_mode & 0o170000 == 0o100000) or info.st_nlink != 1:
             raise OSError(errno.EPERM, f"{name} is not a plain file")
     for name in OUTPUT_FILES:
-        os.replace(output_dir / name, job_dir / name)
+        target = job_dir / name
+        os.replace(output_dir / name, target)
+        if os.geteuid() == 0:
+            # Written under the job's dropped uid; published files belong to the service.
+            os.chown(target, 0, 0)
+            os.chmod(target, 0o644)
 
 
 def _remove_tmp(job_dir: Path) -> None:
+    """Remove tmp/ so the job directory is exactly the promised layout. A failure is logged,
+    not raised: the job's outcome is already decided and must still be recorded."""
     tmp = job_dir / "tmp"
-    if tmp.is_symlink():
-        tmp.unlink()
-    elif tmp.exists():
-        shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        elif tmp.exists():
+            shutil.rmtree(tmp)
+    except OSError as exc:
+        logger.warning("could not remove %s: %s", tmp, exc)
 
 
 class _Group:
@@ -359,7 +372,8 @@ async def supervise_job(
         group.kill()
         if group.cgroup is not None:
             await _cgroup_remove(group.cgroup)
-        _remove_tmp(job_dir)
+        with trio.CancelScope(shield=True):  # may run during cancellation; bounded work
+            await trio.to_thread.run_sync(_remove_tmp, job_dir)
     run.duration_seconds = trio.current_time() - started
     return decide_outcome(run, settings)
 

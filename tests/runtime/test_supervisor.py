@@ -62,6 +62,9 @@ async def test_success_with_the_bundled_sample_config(settings: Settings) -> Non
         "normalized.xlsx",
         "run-request.json",
     ]
+    for name in ("artifact.json", "normalized.xlsx"):
+        # Published by the service: its own files, whatever uid the job ran under.
+        assert (job_dir / name).stat().st_uid == os.geteuid()
     artifact = json.loads((job_dir / "artifact.json").read_text())
     assert isinstance(artifact, dict)
     assert "Ada" not in (job_dir / "artifact.json").read_text()
