@@ -1,0 +1,141 @@
+"""The OpenAPI document matches the url map exactly; websocket close codes for slow consumers
+and shutdown; health."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+import trio_websocket
+from api_support import Service, make_settings
+
+from ade.api import create_app
+from ade.api.errors import SLOW_CONSUMER_CLOSE_CODE
+from ade.api.server import serve_api
+from ade.client import open_websocket
+from ade.models import JobEvent
+from ade.store import open_store
+
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+async def test_openapi_paths_and_methods_match_the_url_map_exactly(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    app = create_app(runtime=None, settings=settings, store=open_store(settings))
+    served: set[tuple[str, str]] = set()
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[a-z_]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        if rule.websocket:
+            served.add((path, "get (websocket)"))
+        else:
+            served |= {(path, m.lower()) for m in rule.methods & _METHODS}
+    # The document this very app serves.
+    response = await app.test_client().get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    spec = await response.get_json()
+    documented: set[tuple[str, str]] = set()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            documented.add((path, "get (websocket)" if operation.get("x-websocket") else method))
+            declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            assert declared == set(re.findall(r"\{([a-z_]+)\}", path)), (path, method)
+            assert operation["responses"], (path, method)
+    assert served == documented
+    # health, openapi, 4 document, 3 config and 7 job routes, 2 websocket streams
+    assert len(served) == 18
+
+
+async def test_openapi_is_served_and_health_reports(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    assert spec["openapi"].startswith("3.")
+    assert "/api/v1/workspaces/{workspace_id}/jobs" in spec["paths"]
+    assert set(spec["paths"]["/api/v1/workspaces/{workspace_id}/jobs"]) == {"get", "post"}
+    health = await client.get("/api/v1/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "ok"
+    assert body["store"]["ok"] is True
+    assert body["runtime"]["capacity"] == service.settings.queue_size
+    assert body["runtime"]["workers"] == service.settings.max_concurrency
+    assert body["sandbox"]["mode"] == "best-effort"
+    assert {layer["name"] for layer in body["sandbox"]["layers"]} >= {"rlimits"}
+
+
+class _Subscription:
+    """Stands in for the runtime's subscription: delivers ``events`` then ends as ``dropped``
+    (when ``drop``) or stays open (a live stream that only ends at shutdown)."""
+
+    def __init__(self, events: list[JobEvent], drop: bool) -> None:
+        self.events = events
+        self.drop = drop
+        self.dropped = False
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[JobEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[JobEvent]:
+        for event in self.events:
+            yield event
+        if self.drop:
+            self.dropped = True
+            return
+        await trio.sleep_forever()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Runtime:
+    def __init__(self, subscription: _Subscription) -> None:
+        self.subscription = subscription
+
+    def subscribe(self, workspace_id: str, job_id: str | None = None) -> _Subscription:
+        assert (workspace_id, job_id) == ("default", None)
+        return self.subscription
+
+
+def _event(seq: int) -> JobEvent:
+    return JobEvent(seq, datetime(2026, 1, 1, tzinfo=UTC), "j1", "default", 1, "progress", {})
+
+
+@pytest.mark.parametrize("drop", [True, False])
+async def test_workspace_stream_closes_4008_for_a_dropped_subscriber_and_1001_on_shutdown(
+    tmp_path: Path, drop: bool
+) -> None:
+    settings = make_settings(tmp_path / "data")
+    subscription = _Subscription([_event(1), _event(2)], drop=drop)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(
+            lambda task_status: serve_api(
+                settings,
+                _Runtime(subscription),
+                open_store(settings),
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+        )
+        received = []
+        with trio.fail_after(10):
+            async with open_websocket(
+                url.replace("http://", "ws://") + "/api/v1/workspaces/default/events"
+            ) as ws:
+                with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                    while True:
+                        received.append(json.loads(await ws.get_message()))
+                        if len(received) == 2 and not drop:
+                            stop.set()
+        assert [e["seq"] for e in received] == [1, 2]
+        expected = SLOW_CONSUMER_CLOSE_CODE if drop else 1001
+        assert closed.value.reason.code == expected
+        assert subscription.closed
+        stop.set()
