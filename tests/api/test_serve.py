@@ -1,0 +1,92 @@
+"""`ade serve` as a real process: prints its URL, serves the bundled sample config, and on
+SIGTERM shuts down gracefully (the running job finishes, the queued one stays queued, exit 0)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+from api_support import package_zip, wait_for_status, workbook_bytes
+
+
+async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, buffer: bytearray) -> str:
+    while marker not in buffer:
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            raise AssertionError(f"ade serve exited before printing {marker!r}: {bytes(buffer)!r}")
+        buffer.extend(chunk)
+    line_start = buffer.index(marker)
+    return buffer[line_start : buffer.index(b"\n", line_start)].decode()
+
+
+async def test_sigterm_drains_gracefully(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "ADE_DATA_DIR": str(data),
+        "ADE_HOST": "127.0.0.1",
+        "ADE_PORT": "0",
+        "ADE_MAX_CONCURRENCY": "1",
+        "ADE_QUEUE_SIZE": "5",
+        "ADE_SHUTDOWN_GRACE_SECONDS": "30",
+    }
+    stderr = open(tmp_path / "serve.err", "wb")
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "ade.cli", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+    )
+    output = bytearray()
+    try:
+        assert process.stdout is not None
+        with trio.fail_after(60):
+            line = await _read_until(process.stdout, b"ADE serving on ", output)
+        url = line.split("ADE serving on ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        assert b"sample config " in output
+
+        api = f"{url}/api/v1/workspaces/default"
+        async with httpx.AsyncClient(timeout=30) as http:
+            configs = (await http.get(f"{api}/configs")).json()["items"]
+            assert [c["title"] for c in configs] == ["Member roster"]
+
+            config = await http.post(
+                f"{api}/configs",
+                files={"package": ("slow.zip", package_zip(sleep_seconds=1.5), "application/zip")},
+            )
+            document = await http.post(
+                f"{api}/documents", files={"file": ("m.xlsx", workbook_bytes())}
+            )
+            body = {
+                "config_version_id": config.json()["id"],
+                "document_ids": [document.json()["id"]],
+            }
+            running = (await http.post(f"{api}/jobs", json=body)).json()
+            queued = (await http.post(f"{api}/jobs", json=body)).json()
+            await wait_for_status(http, f"{api}/jobs/{running['id']}", {"running"})
+
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(45):
+            while chunk := await process.stdout.receive_some(4096):
+                output.extend(chunk)
+            code = await process.wait()
+        assert code == 0, (tmp_path / "serve.err").read_text()[-2000:]
+        assert b"ADE stopped" in output
+        assert b"SIGTERM: shutting down gracefully" in (tmp_path / "serve.err").read_bytes()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        stderr.close()
+
+    with sqlite3.connect(data / "ade.sqlite") as conn:
+        statuses = dict(conn.execute("SELECT id, status FROM jobs").fetchall())
+    # The running job was allowed to finish; the queued one waits for the next start.
+    assert statuses == {running["id"]: "success", queued["id"]: "queued"}
