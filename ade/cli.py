@@ -16,6 +16,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ade.commands.demo",
     "ade.commands.loadtest",
     "ade.commands.serve",
+    "ade.commands.config",
+    "ade.commands.submit",
+    "ade.commands.jobs",
     "ade.commands.doctor",
 )
 

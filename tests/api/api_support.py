@@ -50,19 +50,24 @@ def _column(label: str) -> str:
     )
 
 
-def package_files(*, sleep_seconds: float = 0.0, title: str = "Test config") -> dict[str, str]:
+def package_files(
+    *, sleep_seconds: float = 0.0, title: str = "Test config", fail: bool = False
+) -> dict[str, str]:
     """A valid package. ``sleep_seconds`` makes the config slow: columns/name.py sleeps when the
-    engine imports it, inside the job's subprocess."""
+    engine imports it, inside the job's subprocess. ``fail`` makes a column detector raise."""
     manifest = {**MANIFEST, "title": title}
     name_py = _column("Name")
     if sleep_seconds:
         name_py = f"import time\ntime.sleep({sleep_seconds})\n" + name_py
+    amount_py = _column("Amount")
+    if fail:
+        amount_py = "def detect_by_header(header):\n    raise RuntimeError('boom')\n"
     return {
         "manifest.json": json.dumps(manifest, indent=2),
         "row_types/header.py": HEADER_PY,
         "row_types/data.py": DATA_PY,
         "columns/name.py": name_py,
-        "columns/amount.py": _column("Amount"),
+        "columns/amount.py": amount_py,
     }
 
 
