@@ -75,13 +75,35 @@ def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None)
     print(startup_line(settings, report), file=sys.stderr, flush=True)
     try:
         trio.run(_serve, settings, sample, out)
-    except DataDirLocked as exc:
+    except (DataDirLocked, OSError) as exc:
         print(f"ade serve: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # the port is taken, the data directory is not writable, ...
-        print(f"ade serve: {exc}", file=sys.stderr)
+    except BaseExceptionGroup as group:
+        # From inside the nurseries: the port is taken, the data directory is locked by another
+        # `ade serve` or not writable. Those are start-up failures to report, not crashes.
+        failure = _startup_failure(group, (DataDirLocked, OSError))
+        if failure is None:
+            raise
+        print(f"ade serve: {failure}", file=sys.stderr)
         return 2
     return 0
+
+
+def _startup_failure(
+    group: BaseExceptionGroup, kinds: tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first leaf of ``group`` if every leaf is one of ``kinds``, else None."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    if leaves and all(isinstance(leaf, kinds) for leaf in leaves):
+        return leaves[-1]
+    return None
 
 
 async def _serve(settings: Settings, sample: bool, out: TextIO) -> None:
