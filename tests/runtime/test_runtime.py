@@ -70,9 +70,11 @@ async def test_cancelling_a_running_sandboxed_job_leaves_no_process(
         )
         await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
         job_dir = settings.jobs_dir / job.id
+        # Cancel once the worker is confined (its process group is known to the supervisor).
         with trio.fail_after(20):
-            while not processes_under(job_dir):
+            while "sandbox" not in [e.type for e in await runtime.read_events("ws", job.id)]:
                 await trio.sleep(0.02)
+        assert processes_under(job_dir) != []
         with trio.fail_after(5):
             cancelled = await runtime.cancel("ws", job.id)
         assert cancelled.status is JobStatus.CANCELLED
