@@ -99,12 +99,18 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         problems: list[FieldProblem] = []
         if not body.document_ids:
             problems.append(FieldProblem("document_ids", "at least one document id is required"))
+        for index, document_id in enumerate(body.document_ids):
+            if document_id in body.document_ids[:index]:
+                problems.append(
+                    FieldProblem(f"document_ids[{index}]", "listed twice; each document once")
+                )
         if len(body.document_ids) > MAX_DOCUMENTS_PER_JOB:
             problems.append(
                 FieldProblem("document_ids", f"at most {MAX_DOCUMENTS_PER_JOB} documents per job")
             )
         if problems:
-            raise BadRequest("invalid request body: document_ids", problems)
+            fields = ", ".join(p["field"] for p in problems)
+            raise BadRequest(f"invalid request body: {fields}", problems)
         config = await ctx.config(workspace_id, body.config_version_id)
         missing = []
         for document_id in dict.fromkeys(body.document_ids):
@@ -261,6 +267,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                 415: ("not application/json", "Error"),
                 422: ("Idempotency-Key reused for a different request", "Error"),
                 429: ("queue full; Retry-After; nothing persisted", "QueueFull"),
+                503: ("the service is shutting down; Retry-After", "Error"),
             },
             request_body=("json", "SubmitJob"),
             headers=(idem,),
@@ -323,6 +330,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                 404: ("unknown job", "Error"),
                 409: ("the job has not finished", "Error"),
                 429: ("queue full; Retry-After; nothing persisted", "QueueFull"),
+                503: ("the service is shutting down; Retry-After", "Error"),
             },
             headers=(idem,),
         ),

@@ -59,6 +59,16 @@ async def test_400_lists_every_wrong_field(service: Service, client: httpx.Async
         "invalid_request",
     )
     assert error["details"][0]["field"] == "document_ids"
+    error = _error(
+        await client.post(
+            f"{api}/jobs", json={"config_version_id": "c", "document_ids": ["d1", "d2", "d1"]}
+        ),
+        400,
+        "invalid_request",
+    )
+    assert error["details"] == [
+        {"field": "document_ids[2]", "message": "listed twice; each document once"}
+    ]
     _error(await client.post(f"{api}/jobs", json=[1, 2]), 400, "invalid_request")
     error = _error(
         await client.post(

@@ -163,13 +163,29 @@ async def test_workspaces_are_isolated_and_paginated(
     api = service.api
     other = f"{service.url}/api/v1/workspaces/team-b"
     config_id, document_id = await _setup(client, api)
+    ws_base = service.url.replace("http://", "ws://") + "/api/v1/workspaces"
     jobs = []
-    for _ in range(3):
-        submitted = await client.post(
-            f"{api}/jobs", json={"config_version_id": config_id, "document_ids": [document_id]}
-        )
-        assert submitted.status_code == 202
-        jobs.append(submitted.json()["id"])
+    seen: dict[str, list[dict]] = {"default": [], "team-b": []}
+    async with (
+        open_websocket(f"{ws_base}/default/events") as mine,
+        open_websocket(f"{ws_base}/team-b/events") as theirs,
+    ):
+        for _ in range(3):
+            submitted = await client.post(
+                f"{api}/jobs", json={"config_version_id": config_id, "document_ids": [document_id]}
+            )
+            assert submitted.status_code == 202
+            jobs.append(submitted.json()["id"])
+        # The workspace stream carries every job's events live, up to each job's finish.
+        with trio.fail_after(30):
+            while {e["job_id"] for e in seen["default"] if e["type"] == "finish"} != set(jobs):
+                seen["default"].append(json.loads(await mine.get_message()))
+        with trio.move_on_after(0.2):
+            seen["team-b"].append(json.loads(await theirs.get_message()))
+    assert seen["team-b"] == []
+    for job_id in jobs:
+        seqs = [e["seq"] for e in seen["default"] if e["job_id"] == job_id]
+        assert seqs == list(range(1, len(seqs) + 1))
 
     # Another workspace sees none of it: 404 for every id, empty listings.
     for path in (

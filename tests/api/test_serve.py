@@ -16,7 +16,7 @@ from api_support import package_zip, wait_for_status, workbook_bytes
 
 
 async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, buffer: bytearray) -> str:
-    while marker not in buffer:
+    while marker not in buffer or b"\n" not in buffer[buffer.index(marker) :]:
         chunk = await stream.receive_some(4096)
         if not chunk:
             raise AssertionError(f"ade serve exited before printing {marker!r}: {bytes(buffer)!r}")
