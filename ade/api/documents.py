@@ -65,7 +65,6 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
             raise NotFound(f"the content of document {document.id} is missing") from None
 
     base = f"{WORKSPACE_PREFIX}/documents"
-    doc = {"description": "the document", "schema": "Document"}
     return [
         Operation(
             "POST",
@@ -97,7 +96,7 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
             "get_document",
             get_document,
             "Describe one document",
-            {200: (doc["description"], "Document"), 404: ("unknown document", "Error")},
+            {200: ("the document", "Document"), 404: ("unknown document", "Error")},
             tag="documents",
         ),
         Operation(
