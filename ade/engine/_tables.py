@@ -126,7 +126,7 @@ class SheetScan:
             still_open = []
             for table in self.open:
                 cells = values[table.first_column - 1 : table.last_column]
-                filled = sum(v is not None for v in cells)
+                filled = len(cells) - cells.count(None)
                 if not filled:
                     self._close(table, "blank")
                     continue
@@ -142,7 +142,7 @@ class SheetScan:
                 self.on_data_row(table, row_number, cells)
                 still_open.append(table)
             self.open = still_open
-            outside = sum(v is not None for v in values) - claimed
+            outside = len(values) - values.count(None) - claimed
             if outside and still_open:
                 still_open[0].cells_outside_header += outside
             elif outside:

@@ -54,8 +54,8 @@ def parse_date(value):
         return value.date()
     if isinstance(value, dt.date):
         return value
-    if not isinstance(value, str):
-        return None
+    if not isinstance(value, str) or "@" in value or not any(c.isdigit() for c in value):
+        return None  # cheap rejections first: mapping tries every sampled cell of every column
     text = " ".join(value.replace(",", ", ").split()).replace(" ,", ",")
     for fmt in DATE_FORMATS:
         try:

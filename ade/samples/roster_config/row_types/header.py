@@ -4,29 +4,31 @@ _known_cache = {}
 
 
 def _known(field_labels):
+    """Every label and synonym, case-folded, with and without underscores (computed once)."""
     key = id(field_labels)
     if key not in _known_cache:
         _known_cache.clear()
-        _known_cache[key] = {
-            " ".join(str(label).casefold().replace("_", " ").split())
-            for labels in field_labels.values()
-            for label in labels
-        }
+        known = set()
+        for labels in field_labels.values():
+            for label in labels:
+                text = " ".join(str(label).casefold().split())
+                known.update({text, text.replace("_", " "), text.replace(" ", "_")})
+        _known_cache[key] = known
     return _known_cache[key]
 
 
 def detect_known_labels(*, values, non_empty, field_labels):
+    # Called for every row of every sheet: kept to one cheap test per cell.
     if non_empty < 2:
         return None
     known = _known(field_labels)
     hits = 0
     for v in values:
-        if type(v) is str and len(v) < 40:
-            if " ".join(v.casefold().replace("_", " ").split()) in known:
+        if type(v) is str:
+            if v.strip().casefold() in known:
                 hits += 1
         elif v is not None:
-            # numbers and dates do not appear in header rows
-            return {"header": -1.0}
+            return {"header": -1.0}  # numbers and dates do not appear in header rows
     if hits >= 2:
         return {"header": 1.0 + hits / non_empty, "data": -1.0}
     return None
