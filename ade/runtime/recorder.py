@@ -488,8 +488,13 @@ async def run_recorder(
         else:
             if plan.record is not None:
                 await store.update_job(plan.record)
-            if plan.events:
+            # From here the store holds the new state, so the state object must follow it
+            # whatever happens to the log: a line that cannot be written is reported, not
+            # allowed to split the two apart.
+            try:
                 await trio.to_thread.run_sync(append_events, path, plan.events)
+            except OSError:
+                logger.exception("could not append to %s", path)
         state.commit(plan)
         for event in plan.events:
             hub.publish(event)
@@ -504,7 +509,10 @@ async def run_recorder(
 
         def append_all() -> None:
             for path, plan in zip(paths, plans, strict=True):
-                append_events(path, plan.events)
+                try:
+                    append_events(path, plan.events)
+                except OSError:
+                    logger.exception("could not append to %s", path)
 
         await trio.to_thread.run_sync(append_all)
         for plan in plans:

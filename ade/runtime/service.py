@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from typing import Any
 import attrs
 import trio
 
-from ade.errors import Conflict, InputError, NotFound
+from ade.errors import AdeError, Conflict, InputError, NotFound
 from ade.ids import new_id
 from ade.models import Document, JobEvent, JobRecord, JobStatus
 from ade.runtime.dispatcher import (
@@ -378,7 +378,9 @@ class Runtime:
                 )
                 record: JobRecord = await self._ask(self._recorder_send, AcceptJob(job))
             except BaseException:
-                await self._dispatcher_send.send(ReleaseReservation(job.id))
+                with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                    # (closed only if the runtime is already broken; nothing to release then)
+                    await self._dispatcher_send.send(ReleaseReservation(job.id))
                 if job_dir is not None:
                     await trio.to_thread.run_sync(_remove_job_dir, job_dir)
                 raise
@@ -386,7 +388,12 @@ class Runtime:
             if not queued:
                 record = await self._ask(self._recorder_send, RecordCancelled(job.id))
             if retry_of is not None:
-                await self._ask(self._recorder_send, NoteRetry(retry_of, job.id))
+                try:
+                    await self._ask(self._recorder_send, NoteRetry(retry_of, job.id))
+                except (AdeError, OSError):
+                    # The retry job is committed; failing to annotate the original (its
+                    # directory removed by hand, say) must not turn its 202 into an error.
+                    logger.exception("could not note the retry on job %s", retry_of)
             return record
 
     # -- helpers -------------------------------------------------------------------------------

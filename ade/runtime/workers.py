@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import trio
 
 from ade.models import JobStatus
+from ade.runtime.leftovers import kill_leftover_processes
 from ade.runtime.messages import (
     FinishJob,
     JobResult,
@@ -34,6 +35,7 @@ from ade.runtime.recorder import CANCELLED_MESSAGE, SHUTDOWN_MESSAGE
 from ade.settings import Settings
 
 __all__ = [
+    "BACKSTOP_SECONDS",
     "JobRunner",
     "WorkerSlot",
     "crashed_result",
@@ -47,6 +49,9 @@ logger = logging.getLogger(__name__)
 EventCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
 # Diagnostics are for operators; keep them short enough to sit in one events.ndjson line.
 _MAX_DIAGNOSTICS = 2000
+# The runner kills a stopped job at once; if it has not returned this long after a stop, the
+# backstop kills whatever still works in the job directory (and again at this interval).
+BACKSTOP_SECONDS = 0.5
 
 
 class JobRunner(Protocol):
@@ -65,6 +70,7 @@ class WorkerSlot:
         self.worker_id = worker_id
         self.job_id: str | None = None
         self.scope = trio.CancelScope()
+        self.stopped = trio.Event()
         self.stop_reason: str | None = None
 
     def assign(self, job_id: str) -> None:
@@ -72,6 +78,7 @@ class WorkerSlot:
         # worker enters it (cancel right after dispatch) still takes effect on entry.
         self.job_id = job_id
         self.scope = trio.CancelScope()
+        self.stopped = trio.Event()
         self.stop_reason = None
 
     def stop(self, job_id: str, reason: str) -> bool:
@@ -81,6 +88,7 @@ class WorkerSlot:
         if self.stop_reason is None:
             self.stop_reason = reason
         self.scope.cancel()
+        self.stopped.set()
         return True
 
     def clear(self) -> None:
@@ -134,6 +142,20 @@ def crashed_result(exc: Exception, duration_seconds: float) -> JobResult:
     )
 
 
+async def _backstop(stopped: trio.Event, job_dir: Path) -> None:
+    """Defence in depth for "a stopped job's processes are gone": should the runner miss its
+    kill (say, a stop that lands while the process is being spawned), kill every process that
+    works in the job directory until the runner returns."""
+    await stopped.wait()
+    while True:
+        await trio.sleep(BACKSTOP_SECONDS)
+        killed = await trio.to_thread.run_sync(kill_leftover_processes, job_dir)
+        if killed:
+            logger.warning(
+                "backstop killed %d process(es) of stopped job %s", len(killed), job_dir.name
+            )
+
+
 async def _ask(channel: trio.MemorySendChannel[Any], message: Any) -> Any:
     reply: Reply[Any] = message.reply
     await channel.send(message)
@@ -167,13 +189,16 @@ async def run_worker(
                 logger.exception("could not mark job %s running", job.id)
                 result = crashed_result(exc, 0.0)
             if result is None:
-                with slot.scope:
-                    try:
-                        outcome = await runner(settings, job_dir, on_event=forward)
-                        result = result_from_outcome(outcome)
-                    except Exception as exc:
-                        logger.exception("the runner of job %s raised", job.id)
-                        result = crashed_result(exc, trio.current_time() - started)
+                async with trio.open_nursery() as guard:
+                    guard.start_soon(_backstop, slot.stopped, job_dir)
+                    with slot.scope:
+                        try:
+                            outcome = await runner(settings, job_dir, on_event=forward)
+                            result = result_from_outcome(outcome)
+                        except Exception as exc:
+                            logger.exception("the runner of job %s raised", job.id)
+                            result = crashed_result(exc, trio.current_time() - started)
+                    guard.cancel_scope.cancel()
                 duration = trio.current_time() - started
                 if slot.scope.cancelled_caught:
                     result = stopped_result(slot.stop_reason or "shutdown", duration)

@@ -13,6 +13,7 @@ from pathlib import Path
 import trio
 from actors_support import (  # noqa: F401 - the fixture is used by pytest
     MARKER,
+    ScriptRunner,
     make_settings,
     no_leaked_processes,
     processes_under,
@@ -21,8 +22,10 @@ from actors_support import (  # noqa: F401 - the fixture is used by pytest
     seed,
 )
 
-from ade.models import JobStatus
-from ade.runtime import RESTART_MESSAGE, read_events, scan_events
+from ade.ids import new_id
+from ade.models import JobRecord, JobStatus
+from ade.runtime import RESTART_MESSAGE, open_runtime, read_events, scan_events
+from ade.serde import utcnow
 from ade.store import open_store
 
 CHILD = Path(__file__).with_name("runtime_child.py")
@@ -163,3 +166,37 @@ async def test_recovery_kills_an_orphaned_sandboxed_worker(tmp_path: Path) -> No
     events = read_events(job_dir / "events.ndjson")
     assert [e.type for e in events][-2:] == ["recovery", "error"]
     assert events[-1].detail["message"] == RESTART_MESSAGE
+
+
+async def test_jobs_whose_directory_vanished_still_reach_a_terminal_state(tmp_path: Path) -> None:
+    """An operator removed job directories while the service was down: recovery must not stop
+    the service from starting, and no job may stay queued or running forever."""
+    settings = make_settings(tmp_path / "data", max_concurrency=1, queue_size=10)
+    seeded = await seed(settings, [b"ok"])
+    store = open_store(settings)
+    try:
+        jobs = {}
+        for status in (JobStatus.RUNNING, JobStatus.QUEUED):
+            job = JobRecord(
+                id=new_id(),
+                workspace_id="ws",
+                status=status,
+                config_version_id=seeded.config_id,
+                document_ids=(seeded.doc(b"ok"),),
+                runtime_network_access=False,
+                attempt=1,
+                created_at=utcnow(),
+            )
+            await store.insert_job(job)
+            jobs[status] = job.id
+    finally:
+        store.close()
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        with trio.fail_after(10):
+            interrupted = await runtime.wait("ws", jobs[JobStatus.RUNNING])
+            orphan = await runtime.wait("ws", jobs[JobStatus.QUEUED])
+    assert (interrupted.status, interrupted.error_message) == (JobStatus.ERROR, RESTART_MESSAGE)
+    assert (orphan.status, orphan.error_message) == (
+        JobStatus.ERROR,
+        "worker could not start: FileNotFoundError",
+    )

@@ -390,3 +390,19 @@ async def test_a_runner_that_raises_ends_the_job_in_error_and_the_worker_goes_on
         assert error.type == "error"
         assert error.detail["diagnostics"].startswith("FileNotFoundError: [Errno 2]")
         assert second.status is JobStatus.SUCCESS
+
+
+async def test_a_stopped_job_dies_even_if_its_runner_misses_the_kill(settings: Settings) -> None:
+    seeded = await seed(settings, [b"sleep 30"])
+    async with open_runtime(settings, runner=ScriptRunner(careless=True)) as runtime:
+        job = await runtime.submit(
+            workspace_id="ws",
+            config_version_id=seeded.config_id,
+            document_ids=[seeded.doc(b"sleep 30")],
+        )
+        await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
+        await wait_for_process(job.id)
+        with trio.fail_after(5):
+            cancelled = await runtime.cancel("ws", job.id)
+        assert cancelled.status is JobStatus.CANCELLED
+        assert processes_with(f"{MARKER}{job.id}") == []
