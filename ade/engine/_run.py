@@ -61,7 +61,13 @@ from ade.engine._artifact import (
     dump_artifact,
 )
 from ade.engine._cells import a1, a1_range, column_letter
-from ade.engine._code import ConfigFunction, LoadedConfig, contract_error, load_code
+from ade.engine._code import (
+    ConfigFunction,
+    LoadedConfig,
+    config_error,
+    contract_error,
+    load_code,
+)
 from ade.engine._mapping import decide_mapping
 from ade.engine._readers import InputFile, describe_input, open_sheets
 from ade.engine._spool import ChunkRef, Spool
@@ -483,7 +489,10 @@ class _Run:
             totals = dict.fromkeys(row_types, 0.0)
             for own_type, fn in detectors:
                 available["row_type"] = own_type
-                result = fn.call("detect", available)
+                try:  # inlined ConfigFunction.call: this loop runs per row per detector
+                    result = fn.invoke(available)
+                except (Exception, SystemExit) as exc:
+                    raise config_error(fn.file, fn.function, "detect", exc) from None
                 if result is None:
                     continue
                 if type(result) is dict:

@@ -4,6 +4,7 @@ from ..lib.text import header_score, share
 
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
 _FORMATTED = re.compile(r"^\(\d{3}\) \d{3}-\d{4}$")
+_SEPARATORS = str.maketrans("", "", " ()-.+")  # what people put between digits
 
 
 def detect_header(*, header, label, synonyms):
@@ -22,8 +23,10 @@ def transform(*, values):
         if v is None:
             out.append(None)
             continue
-        digits = re.sub(r"\D", "", str(v))
-        if len(digits) == 11 and digits.startswith("1"):
+        digits = str(v).translate(_SEPARATORS)
+        if not digits.isdigit():
+            digits = ""
+        elif len(digits) == 11 and digits.startswith("1"):
             digits = digits[1:]
         if len(digits) == 10:
             out.append(f"({digits[:3]}) {digits[3:6]}-{digits[6:]}")
