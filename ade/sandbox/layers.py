@@ -136,16 +136,19 @@ def unshare_user() -> None:
     uid, gid = os.getuid(), os.getgid()
     try:
         _sys.unshare(_sys.CLONE_NEWUSER)
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"{uid} {uid} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"{gid} {gid} 1")
     except OSError as exc:
         raise LayerUnavailable(
             "user_namespace", f"unshare(CLONE_NEWUSER): {_reason(exc)}"
         ) from None
+    maps = (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1"))
+    for name, text in maps:
+        try:
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+        except OSError as exc:
+            raise LayerUnavailable(
+                "user_namespace", f"writing /proc/self/{name}: {_reason(exc)}"
+            ) from None
 
 
 def unshare_network() -> None:
@@ -438,8 +441,10 @@ def apply_landlock(
         for path, access in rules:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # nothing there to allow
+            except (FileNotFoundError, PermissionError):
+                # Nothing there, or out of our reach already (an unprivileged service cannot
+                # traverse /root): nothing to allow.
+                continue
             try:
                 if not stat.S_ISDIR(os.fstat(fd).st_mode):
                     access &= _FS_FILE_ONLY
