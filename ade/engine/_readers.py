@@ -174,33 +174,42 @@ def open_sheets(source: InputFile) -> tuple[list[SheetReader], Callable[[], None
 def _xlsx_sheets(source: InputFile) -> tuple[list[SheetReader], Callable[[], None]]:
     import openpyxl  # imported here: csv-only runs never pay for it
 
+    # A file object, not the path: openpyxl refuses paths without an Excel extension, and
+    # stored uploads have none (the sniffing in describe_input already proved it is a zip).
+    handle = source.path.open("rb")
     try:
         with warnings.catch_warnings():
             # openpyxl warns about parts it drops (data validation, extensions); irrelevant here.
             warnings.simplefilter("ignore")
-            wb = openpyxl.load_workbook(
-                source.path, read_only=True, data_only=True, keep_links=False
-            )
-    except InputError:
-        raise
+            wb = openpyxl.load_workbook(handle, read_only=True, data_only=True, keep_links=False)
     except Exception as exc:
+        handle.close()
         raise InputError(
             f"input {source.name!r} could not be opened as a workbook ({type(exc).__name__}); "
             "it is damaged or not an Excel file"
         ) from exc
+    date_styles = frozenset(wb._date_formats)
+    timedelta_styles = frozenset(wb._timedelta_formats)
     sheets = []
     for index, ws in enumerate(wb.worksheets):
         parser = _SheetParser(
             source.name,
             ws.title,
             lambda ws=ws: ws._get_source(),
-            list(ws._shared_strings),
-            frozenset(wb._date_formats),
-            frozenset(wb._timedelta_formats),
+            ws._shared_strings,  # the reader's table, shared by all sheets (not copied)
+            date_styles,
+            timedelta_styles,
             wb.epoch,
         )
         sheets.append(SheetReader(ws.title, index, parser.rows))
-    return sheets, wb.close
+
+    def close() -> None:
+        try:
+            wb.close()
+        finally:
+            handle.close()
+
+    return sheets, close
 
 
 class _SheetParser:
@@ -244,7 +253,15 @@ class _SheetParser:
                         sheet_data = element
         except InputError:
             raise
-        except (ParseError, zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError) as exc:
+        except (
+            ParseError,
+            zipfile.BadZipFile,
+            zlib.error,
+            EOFError,
+            KeyError,
+            IndexError,  # a shared-string index past the table's end
+            ValueError,
+        ) as exc:
             raise InputError(
                 f"input {self.input_name!r} sheet {self.sheet_name!r} is corrupt after row "
                 f"{row_number} ({type(exc).__name__})"

@@ -147,3 +147,28 @@ def test_ade_demo(tmp_path: Path) -> None:
         "normalized.xlsx",
         "sample-roster.xlsx",
     ]
+
+
+def test_stored_document_without_extension_and_xlsm(tmp_path: Path) -> None:
+    """Uploaded documents are stored without a name; an .xlsm is an xlsx with another
+    content type. Both are read as workbooks."""
+    import zipfile
+
+    book = write_messy_workbook(tmp_path / "messy.xlsx")
+    stored = tmp_path / "01JDOCUMENT"
+    stored.write_bytes(book.read_bytes())
+    macro = tmp_path / "macro.xlsm"
+    with zipfile.ZipFile(book) as src, zipfile.ZipFile(macro, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "[Content_Types].xml":
+                data = data.replace(
+                    b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+                    b"application/vnd.ms-excel.sheet.macroEnabled.main+xml",
+                )
+                assert b"macroEnabled" in data
+            dst.writestr(info, data)
+    result = run_engine(
+        [stored, macro], ROSTER_CONFIG, tmp_path / "out", input_names=["members", "macro.xlsm"]
+    )
+    assert (result.tables_found, result.rows_written) == (6, 20)
