@@ -81,6 +81,9 @@ NORMALIZED_FILE = "normalized.xlsx"
 ARTIFACT_FILE = "artifact.json"
 CHUNK_ROWS = 1000
 PROGRESS_EVERY_ROWS = 100_000
+# Each table keeps its header and a sample in memory until mapping; this bounds that memory
+# for pathological sheets (thousands of one-row "tables").
+MAX_TABLES = 5000
 # A validator message that quotes the value it rejects would leak the cell into the artifact;
 # values this long or longer are masked in messages (shorter ones collide with ordinary words).
 _MIN_REDACTED_LENGTH = 3
@@ -418,6 +421,11 @@ class _Run:
                 del buffers[draft.id]
 
         def on_table_end(draft: TableDraft) -> None:
+            if len(self.tables) + len(found) >= MAX_TABLES:
+                raise InputError(
+                    f"input {source.name!r} has more than {MAX_TABLES} tables (sheet "
+                    f"{sheet_name!r}, row {draft.last_data_row}); ADE stops there"
+                )
             table = by_id[draft.id]
             pending = buffers.pop(draft.id, None)
             if pending is not None:

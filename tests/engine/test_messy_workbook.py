@@ -215,3 +215,26 @@ def test_artifact_round_trips_and_rejects_unknown_keys(messy_run) -> None:
     del doc["validation"]["issues"][0]["cell"]
     with pytest.raises(Exception, match="cell"):
         parse_artifact(json.dumps(doc))
+
+
+def test_output_declares_its_dimension(messy_run) -> None:
+    """openpyxl re-reads a sheet without <dimension> twice; ADE's output always has one."""
+    import zipfile
+
+    _, out, _ = messy_run
+    with zipfile.ZipFile(out / "normalized.xlsx") as zf:
+        sheet = zf.read("xl/worksheets/sheet1.xml")
+    assert b'<dimension ref="A1:K11"/>' in sheet
+
+
+def test_too_many_tables_is_an_input_error(tmp_path: Path, monkeypatch) -> None:
+    from ade.engine import _run
+    from ade.errors import InputError
+
+    monkeypatch.setattr(_run, "MAX_TABLES", 2)
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    with pytest.raises(InputError) as info:
+        run_engine([source], ROSTER_CONFIG, tmp_path / "out")
+    assert info.value.message == (
+        "input 'messy.xlsx' has more than 2 tables (sheet 'New Signups', row 5); ADE stops there"
+    )
