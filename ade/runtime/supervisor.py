@@ -109,16 +109,14 @@ class JobOutcome:
     summary: dict[str, Any] = attrs.field(factory=dict)
 
 
-def worker_command(python: str, job_dir: Path, events_fd: int) -> list[str]:
-    return [
-        python,
-        "-I",
-        "-m",
-        "ade.worker",
-        str(job_dir / REQUEST_FILE),
-        "--events-fd",
-        str(events_fd),
-    ]
+def worker_command(
+    python: str, job_dir: Path, events_fd: int, lifeline_fd: int | None = None
+) -> list[str]:
+    command = [python, "-I", "-m", "ade.worker", str(job_dir / REQUEST_FILE)]
+    command += ["--events-fd", str(events_fd)]
+    if lifeline_fd is not None:
+        command += ["--lifeline-fd", str(lifeline_fd)]
+    return command
 
 
 class TailBuffer:
@@ -391,6 +389,10 @@ async def _run_worker(
 
     read_fd, write_fd = os.pipe()
     events = trio.lowlevel.FdStream(read_fd)  # owns read_fd from here on
+    # The lifeline: the child gets the read end; we hold the write end until the job is over.
+    # If this process dies (even SIGKILL) the kernel closes it and the worker kills its group.
+    lifeline_read, lifeline_write = os.pipe()
+    child_fds = [write_fd, lifeline_read]
     proc: trio.Process | None = None
     try:
         async with events:
@@ -400,11 +402,11 @@ async def _run_worker(
                         proc = await nursery.start(
                             partial(
                                 trio.run_process,
-                                worker_command(python, job_dir, write_fd),
+                                worker_command(python, job_dir, write_fd, lifeline_read),
                                 stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE,
-                                pass_fds=(write_fd,),
+                                pass_fds=tuple(child_fds),
                                 cwd=str(job_dir),
                                 env=_env(job_dir),
                                 start_new_session=True,
@@ -416,9 +418,10 @@ async def _run_worker(
                         run.launch_error = f"{type(exc).__name__}: {exc.strerror or exc}"
                         return
                     finally:
-                        # The child has its copy; ours must go or the pipe never reaches EOF.
-                        os.close(write_fd)
-                        write_fd = -1
+                        # The child has its copies; ours must go or the pipe never reaches EOF.
+                        for fd in child_fds:
+                            os.close(fd)
+                        child_fds.clear()
                     group.pgid = proc.pid
                     await _collect(proc, run, group, events, on_event, nursery)
             if deadline.cancelled_caught:
@@ -426,8 +429,9 @@ async def _run_worker(
             if proc is not None:
                 run.returncode = proc.returncode  # also after a kill: the process is reaped
     finally:
-        if write_fd >= 0:
-            os.close(write_fd)
+        for fd in child_fds:
+            os.close(fd)
+        os.close(lifeline_write)
 
 
 async def _collect(

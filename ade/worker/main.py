@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import fcntl
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -23,7 +25,7 @@ from typing import Any, BinaryIO
 
 from ade.worker.request import EVENT_LINE_LIMIT, ResultCode, RunRequest, encode_event, load_request
 
-__all__ = ["classify_failure", "main"]
+__all__ = ["arm_lifeline", "classify_failure", "main"]
 
 EXIT_SUCCESS = 0
 EXIT_FAILED = 1
@@ -196,11 +198,50 @@ def _run(request: RunRequest, job_dir: Path, events: _Events) -> int:
     return EXIT_SUCCESS
 
 
+def arm_lifeline(fd: int) -> None:
+    """Die with the supervisor, even when it is SIGKILLed.
+
+    ``fd`` is the read end of a pipe whose only write end the supervisor holds; the kernel closes
+    it when the supervisor dies, however it dies. We ask for SIGIO on that fd (owner: this
+    process) and, on end-of-file, SIGKILL our whole process group; with a PID namespace the
+    namespace's init dies with us and takes every process of the job along.
+
+    Why a signal and not a watcher thread: the sandbox's Landlock and seccomp filters bind the
+    thread that applies them; a thread started before confinement would stay unconfined inside
+    the job process wherever confine cannot fork. Why not PR_SET_PDEATHSIG: trio starts
+    processes from a worker thread, and the death signal fires when that *thread* exits.
+    """
+
+    def on_sigio(signum: int, frame: object) -> None:
+        try:
+            data = os.read(fd, 1)
+        except BlockingIOError:
+            return  # readable for another reason; the supervisor never writes
+        except OSError:
+            data = b""
+        if data == b"":
+            os.killpg(0, signal.SIGKILL)
+
+    os.set_blocking(fd, False)
+    signal.signal(signal.SIGIO, on_sigio)
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    on_sigio(signal.SIGIO, None)  # the supervisor may have died before we armed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -I -m ade.worker")
     parser.add_argument("request", type=Path, help="the job's run-request.json")
     parser.add_argument("--events-fd", type=int, required=True, help="fd for JSON-line events")
+    parser.add_argument(
+        "--lifeline-fd",
+        type=int,
+        default=None,
+        help="pipe that reaches EOF when the supervisor dies",
+    )
     args = parser.parse_args(argv)
+    if args.lifeline_fd is not None:
+        arm_lifeline(args.lifeline_fd)
     try:
         stream = os.fdopen(args.events_fd, "wb")
     except OSError as exc:

@@ -241,3 +241,71 @@ async def test_cancelling_the_caller_kills_the_job_before_cancelled_propagates(
     # Dead by the time supervise_job let Cancelled through: nothing of the job is left.
     assert processes_mentioning(marker) == []
     assert not (job_dir / "tmp").exists()
+
+
+SERVER_SCRIPT = """
+import sys
+from pathlib import Path
+
+import trio
+
+from ade.runtime.supervisor import supervise_job
+from ade.settings import load_settings
+
+settings = load_settings({}, data_dir=Path(sys.argv[1]), job_timeout_seconds=60.0)
+
+
+async def on_event(event_type, detail):
+    if event_type == "sleeping":
+        print("sleeping", flush=True)
+
+
+trio.run(lambda: supervise_job(settings, Path(sys.argv[2]), on_event=on_event))
+"""
+
+
+async def test_a_sigkilled_supervisor_takes_its_job_along(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The service dies without any chance to clean up: the lifeline pipe reaches EOF and the
+    worker kills its whole group (and with it the job's PID namespace)."""
+    import subprocess
+    import sys
+
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        import time as _time
+        if _os.fork() == 0:
+            _os.setsid()
+            _time.sleep(1000)
+            _os._exit(0)
+        _report("sleeping")
+        _time.sleep(1000)
+        """,
+    )
+    job_dir = make_job_dir(settings, package)
+    script = tmp_path / "server.py"
+    script.write_text(SERVER_SCRIPT)
+    server = await trio.lowlevel.open_process(
+        [sys.executable, str(script), str(settings.data_dir), str(job_dir)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        with trio.fail_after(20):
+            line = await server.stdout.receive_some(100)
+        assert line.startswith(b"sleeping")
+        marker = str(job_dir)
+        assert processes_mentioning(marker) != []
+        server.kill()
+        await server.wait()
+        with trio.move_on_after(2.0):
+            while processes_mentioning(marker):
+                await trio.sleep(0.02)
+        assert processes_mentioning(marker) == []
+    finally:
+        server.kill()
+        await server.wait()
+        assert server.stdout is not None
+        await server.stdout.aclose()
