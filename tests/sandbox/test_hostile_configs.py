@@ -37,7 +37,7 @@ from ade.models import JobStatus
 from ade.runtime import open_runtime
 from ade.settings import load_settings
 
-TIMEOUT_S = 4
+TIMEOUT_S = 6
 CPU_S = 2
 MEM_MB = 256
 FSIZE_MB = 20
