@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import trio
 from quart import Response, request
@@ -18,7 +22,50 @@ from ade.ids import new_id
 from ade.models import Document
 from ade.serde import utcnow
 
-__all__ = ["document_operations"]
+__all__ = ["document_operations", "store_local_document"]
+
+
+def _copy_in(source: Path, folder: Path) -> tuple[Path, int, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".upload-", dir=folder)
+    temp = Path(name)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb") as out:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp, size, digest.hexdigest()
+
+
+async def store_local_document(
+    store: Any, documents_dir: Path, workspace_id: str, source: Path, filename: str
+) -> Document:
+    """Add a file from this machine as a document (``ade serve`` stores the bundled sample)."""
+    folder = documents_dir / workspace_id
+    temp, size, sha256 = await trio.to_thread.run_sync(_copy_in, source, folder)
+    document = Document(
+        id=new_id(),
+        workspace_id=workspace_id,
+        filename=filename,
+        size=size,
+        sha256=sha256,
+        created_at=utcnow(),
+    )
+    final = folder / document.id
+    try:
+        await trio.to_thread.run_sync(os.replace, temp, final)
+        await store.insert_document(document)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
+        raise
+    return document
 
 
 def document_operations(ctx: ApiContext) -> list[Operation]:

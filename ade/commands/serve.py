@@ -12,18 +12,45 @@ import argparse
 import logging
 import signal
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, TextIO
 
 import trio
 
 from ade.api.configs import publish_config
+from ade.api.documents import store_local_document
 from ade.api.server import run_service
 from ade.errors import AdeError
+from ade.models import ConfigVersion, Document
 from ade.settings import Settings, SettingsError, load_settings
 
-__all__ = ["SAMPLE_WORKSPACE", "register", "serve"]
+__all__ = ["SAMPLE_DOCUMENT_NAME", "SAMPLE_WORKSPACE", "register", "serve"]
 
 SAMPLE_WORKSPACE = "default"
+
+
+SAMPLE_DOCUMENT_NAME = "sample-roster.xlsx"
+
+
+async def _prepare_sample(store: Any, settings: Settings) -> tuple[ConfigVersion, Document]:
+    """Publish the bundled roster config and store a sample messy workbook (once) in the
+    default workspace, so a fresh install has something to submit."""
+    from ade.samples import ROSTER_CONFIG
+    from ade.samples.generate import write_messy_workbook
+
+    config, _ = await publish_config(store, settings.venvs_dir, SAMPLE_WORKSPACE, ROSTER_CONFIG)
+    for document in await store.list_documents(SAMPLE_WORKSPACE):
+        if document.filename == SAMPLE_DOCUMENT_NAME:
+            return config, document
+    with tempfile.TemporaryDirectory(dir=settings.data_dir) as scratch:
+        path = await trio.to_thread.run_sync(
+            write_messy_workbook, Path(scratch) / SAMPLE_DOCUMENT_NAME
+        )
+        document = await store_local_document(
+            store, settings.documents_dir, SAMPLE_WORKSPACE, path, SAMPLE_DOCUMENT_NAME
+        )
+    return config, document
 
 
 def register(subparsers: Any) -> None:
@@ -108,16 +135,14 @@ def _startup_failure(
 
 async def _serve(settings: Settings, sample: bool, out: TextIO) -> None:
     stop = trio.Event()
+    samples: list[tuple[ConfigVersion, Document]] = []
 
     async def prepare_sample(runtime: Any) -> None:
-        from ade.samples import ROSTER_CONFIG
-
-        config, _ = await publish_config(
-            runtime.store, settings.venvs_dir, SAMPLE_WORKSPACE, ROSTER_CONFIG
-        )
+        config, document = await _prepare_sample(runtime.store, settings)
+        samples.append((config, document))
         print(
-            f"sample config {config.id} ({config.title} {config.version}) "
-            f"ready in workspace {SAMPLE_WORKSPACE}",
+            f"sample config {config.id} ({config.title} {config.version}) and sample document "
+            f"{document.id} ({document.filename}) ready in workspace {SAMPLE_WORKSPACE}",
             file=out,
             flush=True,
         )
@@ -147,6 +172,17 @@ async def _serve(settings: Settings, sample: bool, out: TextIO) -> None:
             print(
                 f"ADE serving on {url}  (API: {url}/api/v1, Ctrl+C to stop)", file=out, flush=True
             )
+            for config, document in samples:
+                print(_try_lines(url, config, document), file=out, flush=True)
         # run_service returned: the API has stopped and the runtime has drained.
         nursery.cancel_scope.cancel()
     print("ADE stopped", file=out, flush=True)
+
+
+def _try_lines(url: str, config: ConfigVersion, document: Document) -> str:
+    body = f'{{"config_version_id": "{config.id}", "document_ids": ["{document.id}"]}}'
+    return (
+        f"  try: curl -H 'Content-Type: application/json' -d '{body}' "
+        f"{url}/api/v1/workspaces/{SAMPLE_WORKSPACE}/jobs\n"
+        f"  or:  ade submit YOUR.xlsx --config {config.id} --wait"
+    )

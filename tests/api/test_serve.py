@@ -48,6 +48,7 @@ async def test_sigterm_drains_gracefully(tmp_path: Path) -> None:
         assert process.stdout is not None
         with trio.fail_after(60):
             line = await _read_until(process.stdout, b"ADE serving on ", output)
+            await _read_until(process.stdout, b"  or:  ade submit", output)
         url = line.split("ADE serving on ", 1)[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
         assert b"sample config " in output
@@ -56,6 +57,11 @@ async def test_sigterm_drains_gracefully(tmp_path: Path) -> None:
         async with httpx.AsyncClient(timeout=30) as http:
             configs = (await http.get(f"{api}/configs")).json()["items"]
             assert [c["title"] for c in configs] == ["Member roster"]
+            documents = (await http.get(f"{api}/documents")).json()["items"]
+            assert [d["filename"] for d in documents] == ["sample-roster.xlsx"]
+            # The printed quick-start line names exactly these two.
+            assert f'"document_ids": ["{documents[0]["id"]}"]' in output.decode()
+            assert f'"config_version_id": "{configs[0]["id"]}"' in output.decode()
 
             config = await http.post(
                 f"{api}/configs",
