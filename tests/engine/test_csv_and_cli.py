@@ -172,3 +172,49 @@ def test_stored_document_without_extension_and_xlsm(tmp_path: Path) -> None:
         [stored, macro], ROSTER_CONFIG, tmp_path / "out", input_names=["members", "macro.xlsm"]
     )
     assert (result.tables_found, result.rows_written) == (6, 20)
+
+
+def test_side_by_side_tables_and_writer_options(tmp_path: Path) -> None:
+    from .engine_support import edit_manifest, write_xlsx
+
+    source = write_xlsx(
+        tmp_path / "side.xlsx",
+        {
+            "Two": [
+                (2, 2, ["Member ID", "First Name", "Last Name", "Notes", None, None,
+                        "Member ID", "First Name", "Last Name", "Notes"]),
+                (3, 2, ["M1001", "Ann", "Lee", "a", None, None, "M2001", "Bo", "Kim", "b"]),
+                (4, 2, ["M1002", "Cy", "Ng", None, None, None, "M2002", "Di", "Oz", None]),
+                (5, 2, ["M1003", "Ed", "Po"]),
+            ]
+        },
+    )  # fmt: skip
+    config = copy_config(tmp_path)
+    edit_manifest(config, lambda d: d["writer"].update(unmapped_prefix=""))
+    run_engine([source], config, tmp_path / "out")
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    assert [(t.id, t.range, t.data_rows, t.ended_by) for t in artifact.tables] == [
+        ("t1", "B2:E5", 3, "end_of_sheet"),
+        ("t2", "H2:K4", 2, "blank"),
+    ]
+    rows = read_rows(tmp_path / "out" / "normalized.xlsx")
+    assert rows[0] == (
+        "Member ID", "First Name", "Last Name", "Email", "Phone", "Date of Birth", "Join Date",
+        "Notes",
+    )  # fmt: skip
+    assert [r[:3] + r[7:] for r in rows[1:]] == [
+        ("M1001", "Ann", "Lee", "a"),
+        ("M1002", "Cy", "Ng", None),
+        ("M1003", "Ed", "Po", None),
+        ("M2001", "Bo", "Kim", "b"),
+        ("M2002", "Di", "Oz", None),
+    ]
+    # Without unmapped columns the output is the fields only; the artifact still lists them.
+    edit_manifest(config, lambda d: d["writer"].update(append_unmapped=False))
+    run_engine([source], config, tmp_path / "out2")
+    assert len(read_rows(tmp_path / "out2" / "normalized.xlsx")[0]) == 7
+    artifact = parse_artifact((tmp_path / "out2" / "artifact.json").read_text())
+    assert [(u.column, u.header, u.output_header) for u in artifact.unmapped_columns] == [
+        ("E", "Notes", None),
+        ("K", "Notes", None),
+    ]
