@@ -2,11 +2,12 @@
 
 Theory of operation
 -------------------
-The worker (``python -I -m ade.worker run-request.json --events-fd N``) starts in its own
-session, so it leads a fresh process group; the sandbox adds a PID namespace and a per-job cgroup
-where the machine has them. Three pipes come back: the events fd (JSON lines: progress, the
-sandbox layers, one final ``result``), stdout and stderr. Every pipe is read here, by us, into a
-capped buffer: a config that prints 100 MB neither blocks on a full pipe nor grows our memory.
+The worker (``python -I -m ade.worker run-request.json --events-fd N --lifeline-fd M``) starts
+in its own session, so it leads a fresh process group; the sandbox adds a PID namespace and a
+per-job cgroup where the machine has them. Three pipes come back: the events fd (JSON lines:
+progress, the sandbox layers, one final ``result``), stdout and stderr. Every pipe is read here,
+by us, into a capped buffer: a config that prints 100 MB neither blocks on a full pipe nor grows
+our memory.
 
 Killing is always "everything, at once": SIGKILL to the whole process group plus the cgroup's
 kill-all. trio's default (SIGTERM to the leader, 5 s grace) would let a child that ignores
@@ -16,7 +17,10 @@ SIGTERM outlive the deadline and let grandchildren survive. The kill runs
   shutdown) — before the Cancelled propagates, so a cancelled job is dead when we return;
 - after the leader exits, for anything it left behind (a grandchild holding a pipe open would
   otherwise keep the readers, and so the job, waiting);
-- in ``finally``, whatever happened.
+- in ``finally``, whatever happened;
+- and, if this process itself dies (even by SIGKILL), by the worker: it holds the read end of a
+  "lifeline" pipe whose write end only we hold, and kills its own group when that pipe reaches
+  end-of-file (see :func:`ade.worker.main.arm_lifeline`).
 
 The outcome is decided from, in order: launch failure, the deadline, the worker's own ``result``
 line (config error, input error, MemoryError, EFBIG ...), then the exit status (SIGXCPU after
