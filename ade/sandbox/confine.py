@@ -135,7 +135,8 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
         except L.LayerUnavailable as exc:
             t.fail("mount_namespace", exc.reason)
         try:
-            L.enter_pid_namespace()  # forks: from here on we are the job process
+            # Forks: from here on we are the job process.
+            L.enter_pid_namespace(private_mounts=mount_ns)
             pid_ns = True
             t.ok("pid_namespace")
         except L.LayerUnavailable as exc:

@@ -209,7 +209,7 @@ def _mirror_and_exit(status: int) -> None:
     os._exit(code)
 
 
-def enter_pid_namespace() -> None:
+def enter_pid_namespace(*, private_mounts: bool) -> None:
     """Make the rest of the job run in a new PID namespace. Returns only in the job process.
 
     Three processes: the *outer* one (our pid, in the supervisor's process group) waits and
@@ -242,10 +242,11 @@ def enter_pid_namespace() -> None:
     # Python's own SIGINT handler would turn a signal from the job into a traceback here.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
-    try:
-        mount_fresh_proc()
-    except LayerUnavailable:
-        pass  # reported by confine: it checks for the fresh /proc itself
+    if private_mounts:  # never over the host's /proc: only inside our own mount namespace
+        try:
+            mount_fresh_proc()
+        except LayerUnavailable:
+            pass  # reported by confine: it checks for the fresh /proc itself
     job = os.fork()
     if job == 0:
         os.close(status_w)
