@@ -49,8 +49,8 @@ _ENCRYPTED_MARKERS = (
     "EncryptionInfo".encode("utf-16-le"),
     "EncryptedPackage".encode("utf-16-le"),
 )
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _XLSX_SUFFIXES = {".xlsx", ".xlsm"}
-_CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 
 _NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _ROW = _NS + "row"
@@ -148,6 +148,8 @@ def _check_workbook_zip(path: Path, name: str) -> None:
 def _looks_like_text(path: Path) -> bool:
     with path.open("rb") as fh:
         sample = fh.read(8192)
+    if sample.startswith(_UTF16_BOMS):
+        return True  # Excel's "Unicode text" export: UTF-16, tab-separated
     if b"\x00" in sample:
         return False
     try:
@@ -364,10 +366,14 @@ def _inline_text(cell: Any) -> str | None:
 
 
 def _csv_encoding(path: Path) -> str:
-    """utf-8 (with or without BOM) if the whole file decodes, else cp1252-ish latin-1.
+    """utf-16 if it starts with its BOM; utf-8 (with or without BOM) if the whole file
+    decodes; else latin-1 (every byte is a character, so reading never fails midway).
 
     Decided up front, at C speed, because finding a bad byte halfway through would mean
     re-reading rows the engine already used."""
+    with path.open("rb") as fh:
+        if fh.read(2) in _UTF16_BOMS:
+            return "utf-16"
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         with path.open("rb") as fh:
@@ -406,7 +412,7 @@ def _csv_sheet(source: InputFile) -> SheetReader:
                                 f"ADE reads at most {MAX_ROW_CELLS} columns per row"
                             )
                     yield record, values
-        except csv.Error as exc:
+        except (csv.Error, UnicodeDecodeError) as exc:
             raise InputError(
                 f"input {source.name!r} is not valid csv after row {record} ({type(exc).__name__})"
             ) from exc

@@ -218,3 +218,13 @@ def test_side_by_side_tables_and_writer_options(tmp_path: Path) -> None:
         ("E", "Notes", None),
         ("K", "Notes", None),
     ]
+
+
+def test_utf16_tab_separated_text(tmp_path: Path) -> None:
+    """What Excel's "Unicode Text" export produces."""
+    source = tmp_path / "export.txt"
+    source.write_bytes(
+        "Member ID\tFirst Name\tLast Name\r\nM1001\tZoë\tMüller\r\n".encode("utf-16")
+    )
+    run_engine([source], ROSTER_CONFIG, tmp_path / "out")
+    assert read_rows(tmp_path / "out" / "normalized.xlsx")[1][:3] == ("M1001", "Zoë", "Müller")
