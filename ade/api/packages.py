@@ -42,9 +42,7 @@ def check_zip(
             name = member.filename
             pure = PurePosixPath(name)
             if "\\" in name or pure.is_absolute() or ".." in pure.parts or name.startswith("/"):
-                problems.append(
-                    PackageProblem(name, "unsafe path: absolute or outside the package")
-                )
+                problems.append(PackageProblem(name, "unsafe path: absolute or escapes the folder"))
             if stat.S_ISLNK(member.external_attr >> 16):
                 problems.append(PackageProblem(name, "symbolic links are not allowed"))
             if member.flag_bits & 0x1:

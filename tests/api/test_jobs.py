@@ -152,9 +152,25 @@ async def test_idempotency_key_replays_and_refuses_reuse(
     assert bad_key.status_code == 400
     assert bad_key.json()["error"]["details"][0]["field"] == "Idempotency-Key"
 
+    # Two concurrent requests with a new key: one job, the second replays the first.
+    answers: list[httpx.Response] = []
+
+    async def post() -> None:
+        answers.append(
+            await client.post(f"{api}/jobs", json=body, headers={"Idempotency-Key": "race"})
+        )
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(post)
+        nursery.start_soon(post)
+    assert [a.status_code for a in answers] == [202, 202]
+    assert answers[0].json()["id"] == answers[1].json()["id"]
+    assert sorted(a.headers.get("Idempotent-Replayed", "") for a in answers) == ["", "true"]
+
     jobs = (await client.get(f"{api}/jobs")).json()["items"]
-    assert [j["id"] for j in jobs] == [first.json()["id"]]
-    await wait_for_status(client, first.headers["Location"], {"success"})
+    assert [j["id"] for j in jobs] == [answers[0].json()["id"], first.json()["id"]]
+    for job in jobs:
+        await wait_for_status(client, f"{api}/jobs/{job['id']}", {"success"})
 
 
 async def test_workspaces_are_isolated_and_paginated(
