@@ -703,6 +703,8 @@ class _Run:
                     out[i] = after
                 table.out_chunks.append((shaped.write((numbers, out), n), out_row))
                 out_row += n
+                if rows // PROGRESS_EVERY_ROWS != (rows + n) // PROGRESS_EVERY_ROWS:
+                    self.progress.emit("pass_progress", {"pass": "transform", "rows": rows + n})
                 rows += n
         shaped.finish_writing()
         self.transforms = [
@@ -917,7 +919,12 @@ class _Run:
                 for ref, _ in table.out_chunks:
                     _, out = shaped.read(ref)
                     writer.write_rows(zip(*out, strict=True))
+                    before = self.rows_written
                     self.rows_written += ref.rows
+                    if before // PROGRESS_EVERY_ROWS != self.rows_written // PROGRESS_EVERY_ROWS:
+                        self.progress.emit(
+                            "pass_progress", {"pass": "write", "rows": self.rows_written}
+                        )
         finally:
             writer.close()
         stats["rows"] = self.rows_written

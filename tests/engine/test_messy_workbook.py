@@ -238,3 +238,35 @@ def test_too_many_tables_is_an_input_error(tmp_path: Path, monkeypatch) -> None:
     assert info.value.message == (
         "input 'messy.xlsx' has more than 2 tables (sheet 'New Signups', row 5); ADE stops there"
     )
+
+
+def test_progress_events_carry_counts_only(tmp_path: Path, monkeypatch) -> None:
+    from ade.engine import _run
+
+    monkeypatch.setattr(_run, "PROGRESS_EVERY_ROWS", 4)
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    events: list[tuple[str, dict]] = []
+    run_engine(
+        [source], ROSTER_CONFIG, tmp_path / "out", on_progress=lambda e, d: events.append((e, d))
+    )
+    progress = [(d["pass"], d["rows"]) for e, d in events if e == "pass_progress"]
+    assert progress == [
+        ("detect", 4),
+        ("detect", 8),
+        ("detect", 12),
+        ("detect", 16),
+        ("detect", 20),
+        ("transform", 5),
+        ("transform", 8),
+        ("write", 5),
+        ("write", 8),
+    ]
+    finished = {d["pass"]: d for e, d in events if e == "pass_finished"}
+    assert finished["map"] == {
+        "pass": "map",
+        "seconds": finished["map"]["seconds"],
+        "tables": 3,
+        "tables_written": 3,
+        "mapped_columns": 19,
+        "unmapped_columns": 4,
+    }
