@@ -392,14 +392,15 @@ async def _run_worker(
         group.kill()
 
     read_fd, write_fd = os.pipe()
-    events = trio.lowlevel.FdStream(read_fd)  # owns read_fd from here on
-    # The lifeline: the child gets the read end; we hold the write end until the job is over.
-    # If this process dies (even SIGKILL) the kernel closes it and the worker kills its group.
-    lifeline_read, lifeline_write = os.pipe()
-    child_fds = [write_fd, lifeline_read]
+    child_fds = [write_fd]  # ours to close once the child has its copies
+    lifeline_write: int | None = None
     proc: trio.Process | None = None
     try:
-        async with events:
+        async with trio.lowlevel.FdStream(read_fd) as events:  # owns read_fd
+            # The lifeline: the child gets the read end; we hold the write end until the job is
+            # over. If we die (even by SIGKILL) the kernel closes it and the worker kills its group.
+            lifeline_read, lifeline_write = os.pipe()
+            child_fds.append(lifeline_read)
             with trio.move_on_after(settings.job_timeout_seconds) as deadline:
                 async with trio.open_nursery() as nursery:
                     try:
@@ -435,7 +436,8 @@ async def _run_worker(
     finally:
         for fd in child_fds:
             os.close(fd)
-        os.close(lifeline_write)
+        if lifeline_write is not None:
+            os.close(lifeline_write)
 
 
 async def _collect(

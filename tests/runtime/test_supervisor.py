@@ -309,3 +309,18 @@ async def test_a_sigkilled_supervisor_takes_its_job_along(
         await server.wait()
         assert server.stdout is not None
         await server.stdout.aclose()
+
+
+async def test_no_file_descriptor_outlives_a_run(settings: Settings, tmp_path: Path) -> None:
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    await supervise_job(settings, job_dir, on_event=EventLog())  # warm-up: trio's own fds
+    before = sorted(os.listdir("/proc/self/fd"))
+    for python in (None, str(tmp_path / "no-python")):
+        job_dir = make_job_dir(settings, write_package(tmp_path / f"pkg-{python is None}"))
+        if python is None:
+            outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+            assert outcome.status == JobStatus.SUCCESS
+        else:
+            outcome = await supervise_job(settings, job_dir, on_event=EventLog(), python=python)
+            assert outcome.message is not None and "could not start" in outcome.message
+    assert sorted(os.listdir("/proc/self/fd")) == before
