@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import trio
 from quart import Response, request
@@ -19,10 +20,10 @@ from ade.errors import Conflict
 from ade.models import ConfigVersion
 from ade.serde import utcnow
 
-__all__ = ["config_operations", "publish_config"]
+__all__ = ["PREPARE_CONCURRENCY", "config_operations", "publish_config"]
 
 # Preparing copies files and may run pip: two at a time keeps the API responsive on 2 cores.
-_PREPARE_LIMIT = trio.CapacityLimiter(2)
+PREPARE_CONCURRENCY = 2
 
 
 def _prepare(package: Path, venvs_dir: Path) -> tuple[BuildRecord, str, str, bool]:
@@ -39,7 +40,12 @@ def _prepare(package: Path, venvs_dir: Path) -> tuple[BuildRecord, str, str, boo
 
 
 async def publish_config(
-    store: object, venvs_dir: Path, workspace_id: str, package: Path
+    store: Any,
+    venvs_dir: Path,
+    workspace_id: str,
+    package: Path,
+    *,
+    limiter: trio.CapacityLimiter | None = None,
 ) -> tuple[ConfigVersion, bool]:
     """Validate and prepare the package (.zip, or a folder) and record it in ``workspace_id``.
 
@@ -49,9 +55,9 @@ async def publish_config(
     bundled sample.
     """
     record, title, version, network = await trio.to_thread.run_sync(
-        _prepare, package, venvs_dir, limiter=_PREPARE_LIMIT
+        _prepare, package, venvs_dir, limiter=limiter
     )
-    existing = await store.get_config(workspace_id, record.config_id)  # type: ignore[attr-defined]
+    existing = await store.get_config(workspace_id, record.config_id)
     if existing is not None:
         return existing, False
     config = ConfigVersion(
@@ -64,10 +70,10 @@ async def publish_config(
         runtime_network_access=network,
     )
     try:
-        await store.insert_config(config)  # type: ignore[attr-defined]
+        await store.insert_config(config)
     except Conflict:
         # A concurrent publish of the same content won; its row is the version.
-        winner = await store.get_config(workspace_id, record.config_id)  # type: ignore[attr-defined]
+        winner = await store.get_config(workspace_id, record.config_id)
         if winner is None:
             raise
         return winner, False
@@ -75,6 +81,8 @@ async def publish_config(
 
 
 def config_operations(ctx: ApiContext) -> list[Operation]:
+    limiter = trio.CapacityLimiter(PREPARE_CONCURRENCY)
+
     async def publish(workspace_id: str) -> Response:
         uploads = ctx.settings.data_dir / ".uploads"
         received = await receive_file(
@@ -82,7 +90,7 @@ def config_operations(ctx: ApiContext) -> list[Operation]:
         )
         try:
             config, created = await publish_config(
-                ctx.store, ctx.settings.venvs_dir, workspace_id, received.path
+                ctx.store, ctx.settings.venvs_dir, workspace_id, received.path, limiter=limiter
             )
         finally:
             received.path.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ from quart import Response
 from ade.api.context import ApiContext
 from ade.api.files import json_response
 from ade.api.routing import API_PREFIX, Operation
+from ade.sandbox import detect_layers
 from ade.serde import converter
 
 __all__ = ["health_operations"]
@@ -18,8 +19,6 @@ __all__ = ["health_operations"]
 
 def health_operations(ctx: ApiContext) -> list[Operation]:
     async def health() -> Response:
-        from ade.sandbox import detect_layers  # cached after the first call
-
         def ping(conn: sqlite3.Connection) -> int:
             return int(conn.execute("SELECT 1").fetchone()[0])
 
@@ -31,7 +30,7 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
             # Reported, not raised: health must answer precisely when something is wrong.
             store["ok"] = False
             store["error"] = type(exc).__name__
-        layers = await trio.to_thread.run_sync(detect_layers)
+        layers = await trio.to_thread.run_sync(detect_layers)  # cached after the first call
         body = {
             "status": "ok" if store["ok"] and not ctx.shutting_down.is_set() else "degraded",
             "shutting_down": ctx.shutting_down.is_set(),

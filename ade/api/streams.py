@@ -19,7 +19,7 @@ event must ``accept()`` explicitly, or the client's handshake hangs.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import trio
 from quart import websocket
@@ -63,7 +63,7 @@ def _after_param() -> int:
     return int(raw)
 
 
-async def _until_shutdown(ctx: ApiContext, body: Any) -> int:
+async def _until_shutdown(ctx: ApiContext, body: Callable[[], Awaitable[int]]) -> int:
     """Run ``body()`` -> close code, or return 1001 as soon as the service shuts down."""
     code = GOING_AWAY
     async with trio.open_nursery() as nursery:
