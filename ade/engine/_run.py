@@ -84,6 +84,8 @@ PROGRESS_EVERY_ROWS = 100_000
 # Each table keeps its header and a sample in memory until mapping; this bounds that memory
 # for pathological sheets (thousands of one-row "tables").
 MAX_TABLES = 5000
+EXCEL_MAX_ROWS = 1_048_576
+EXCEL_MAX_COLUMNS = 16_384
 # A validator message that quotes the value it rejects would leak the cell into the artifact;
 # values this long or longer are masked in messages (shorter ones collide with ordinary words).
 _MIN_REDACTED_LENGTH = 3
@@ -201,9 +203,15 @@ def run_engine(
             artifact = run.execute(sources, started_at, clock)
         normalized = out_dir / NORMALIZED_FILE
         artifact_path = out_dir / ARTIFACT_FILE
-        os.replace(work / NORMALIZED_FILE, normalized)
+        # Both files are complete in the work folder before either is published; renames
+        # within one folder tree are atomic, so readers see both or neither.
         (work / ARTIFACT_FILE).write_text(dump_artifact(artifact), encoding="utf-8")
-        os.replace(work / ARTIFACT_FILE, artifact_path)
+        os.replace(work / NORMALIZED_FILE, normalized)
+        try:
+            os.replace(work / ARTIFACT_FILE, artifact_path)
+        except OSError:
+            normalized.unlink(missing_ok=True)
+            raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     written = [t for t in artifact.tables if t.status == "written"]
@@ -537,7 +545,7 @@ class _Run:
     def map_tables(self, stats: dict[str, int]) -> None:
         fields = self.package.fields
         threshold = self.package.engine.mapping_threshold
-        unmapped_headers: dict[str, int] = {}
+        unmapped_headers: set[str] = set()
         unmapped_order: list[str] = []
         prefix = self.package.writer.unmapped_prefix
         labels = {f.label for f in fields}
@@ -568,7 +576,7 @@ class _Run:
                     )
                     seen_here.add(output_header)
                     if output_header not in unmapped_headers:
-                        unmapped_headers[output_header] = -1
+                        unmapped_headers.add(output_header)
                         unmapped_order.append(output_header)
                 table.columns.append(
                     ColumnRecord(
@@ -611,6 +619,13 @@ class _Run:
                     table.output_sources[index_of[column.output_header]] = column.index
             table.output_first_row = next_row
             next_row += table.draft.data_rows
+        if next_row - 1 > EXCEL_MAX_ROWS or len(self.output_columns) > EXCEL_MAX_COLUMNS:
+            # Checked before writing: xlsxwriter would silently skip cells past the limits.
+            raise InputError(
+                f"the normalized output would be {next_row - 1} rows by "
+                f"{len(self.output_columns)} columns; an Excel sheet holds at most "
+                f"{EXCEL_MAX_ROWS} rows and {EXCEL_MAX_COLUMNS} columns"
+            )
         stats["tables"] = len(self.tables)
         stats["tables_written"] = sum(t.status == "written" for t in self.tables)
         stats["mapped_columns"] = sum(len(t.field_sources) for t in self.tables)

@@ -270,3 +270,20 @@ def test_progress_events_carry_counts_only(tmp_path: Path, monkeypatch) -> None:
         "mapped_columns": 19,
         "unmapped_columns": 4,
     }
+
+
+def test_output_larger_than_an_excel_sheet_is_refused_before_writing(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from ade.engine import _run
+    from ade.errors import InputError
+
+    monkeypatch.setattr(_run, "EXCEL_MAX_ROWS", 9)
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    with pytest.raises(InputError) as info:
+        run_engine([source], ROSTER_CONFIG, tmp_path / "out")
+    assert info.value.message == (
+        "the normalized output would be 11 rows by 11 columns; an Excel sheet holds at most "
+        "9 rows and 16384 columns"
+    )
+    assert list((tmp_path / "out").iterdir()) == []
