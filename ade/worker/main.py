@@ -2,8 +2,9 @@
 
 Channels (why three): the events fd carries progress and exactly one final ``result`` line, as
 JSON lines; stdout belongs to config code (a ``print()`` there is harmless — the supervisor caps
-and discards it); stderr carries tracebacks, which may quote cell values, so they only ever reach
-the capped diagnostics, never a user-facing message.
+and discards it); stderr carries tracebacks for the capped diagnostics (which reach
+events.ndjson): frames and exception types only, never a foreign exception's text, which may
+quote cell values (see :func:`safe_traceback`).
 
 Exit status: 0 after a ``success`` result, 1 after an ``error`` result, 2 when the request could
 not be read, 3 when the sandbox could not be applied. A death by signal (CPU limit, kill) leaves
@@ -25,7 +26,7 @@ from typing import Any, BinaryIO
 
 from ade.worker.request import EVENT_LINE_LIMIT, ResultCode, RunRequest, encode_event, load_request
 
-__all__ = ["arm_lifeline", "classify_failure", "main"]
+__all__ = ["arm_lifeline", "classify_failure", "main", "safe_traceback"]
 
 EXIT_SUCCESS = 0
 EXIT_FAILED = 1
@@ -111,6 +112,41 @@ def classify_failure(exc: BaseException, request: RunRequest) -> tuple[str, str,
     )
 
 
+def _describe(exc: BaseException) -> str:
+    """The last line of a traceback entry, without foreign exception text.
+
+    ADE's own errors carry messages written to be safe (file, function, pass, input name). Any
+    other exception's text may quote a cell value (``ValueError(f"bad {value}")``), so only its
+    type — and for OSError the errno name — is shown.
+    """
+    from ade.errors import AdeError
+
+    name = type(exc).__qualname__
+    if isinstance(exc, AdeError):
+        return f"{name}: {exc.message}"
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        return f"{name} [{errno.errorcode[exc.errno]}] (message withheld: it may quote data)"
+    return f"{name} (message withheld: it may quote data)"
+
+
+def safe_traceback(exc: BaseException) -> str:
+    """A traceback for the diagnostics: every frame (file, line, function, source line) of every
+    chained exception, oldest first, but no exception text that could carry cell values.
+
+    The engine reports config failures as ConfigCodeError raised ``from None`` while handling
+    the config's own exception, which stays reachable as ``__context__``: its frames (the
+    config's file and line) are exactly what the config author needs.
+    """
+    parts: list[str] = []
+    for position, item in enumerate(reversed(_chain(exc))):
+        if position:
+            parts.append("\nwhich led to:\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_list(traceback.extract_tb(item.__traceback__)))
+        parts.append(_describe(item) + "\n")
+    return "".join(parts)
+
+
 def _summary(result: object) -> dict[str, Any]:
     """The engine's summary numbers, if they fit in one small line."""
     import json
@@ -169,8 +205,6 @@ def _run(request: RunRequest, job_dir: Path, events: _Events) -> int:
         # Appended, not prepended: a config's requirements cannot shadow the engine's libraries.
         sys.path.append(str(job_dir / request.site_packages))
 
-    from ade.errors import ConfigCodeError
-
     try:
         from ade.engine import run_engine
 
@@ -184,14 +218,9 @@ def _run(request: RunRequest, job_dir: Path, events: _Events) -> int:
     except BaseException as exc:
         code, message, detail = classify_failure(exc, request)
         # Drop the frames (and whatever big objects they hold) before reporting a MemoryError.
-        trace = "".join(traceback.format_exception(exc)) if code != ResultCode.MEMORY else ""
-        if trace and isinstance(exc, ConfigCodeError):
-            trace += "The config code's own traceback:\n" + exc.traceback
+        trace = safe_traceback(exc) if code != ResultCode.MEMORY else ""
         del exc
-        if trace:
-            sys.stderr.write(trace)
-        else:
-            sys.stderr.write("MemoryError: the memory limit was reached\n")
+        sys.stderr.write(trace or "MemoryError: the memory limit was reached\n")
         events.emit("result", {"status": "error", "code": code, "message": message, **detail})
         return EXIT_FAILED
     events.emit("result", {"status": "success", "code": ResultCode.SUCCESS, **_summary(result)})

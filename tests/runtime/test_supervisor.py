@@ -85,21 +85,28 @@ async def test_config_code_error_names_file_function_and_pass_but_not_the_value(
     package = write_package(
         tmp_path / "pkg",
         name_module_extra="""
-        def detect_boom(header):
-            raise ValueError("SECRET-CELL-VALUE " + str(header))
+        def detect_boom(values):
+            raise ValueError("leaking " + "|".join(str(v) for v in values))
         """,
     )
-    job_dir = make_job_dir(settings, package)
+    rows: list[list[object]] = [["Name", "Amount"], ["Zebediah-7731", 10], ["Xanthe-0042", 20]]
+    job_dir = make_job_dir(settings, package, rows=rows)
     outcome = await supervise_job(settings, job_dir, on_event=EventLog())
     assert outcome.status == JobStatus.ERROR
-    assert outcome.message is not None
-    assert "ValueError" in outcome.message
-    assert "columns/name.py" in outcome.message and "detect_boom" in outcome.message
-    assert "SECRET" not in outcome.message
+    assert outcome.message == (
+        "config code raised ValueError in columns/name.py:detect_boom during the map pass"
+    )
     assert outcome.limit is None
     assert outcome.exit_code == 1
-    # The traceback (which may quote values) is diagnostics only.
-    assert "SECRET-CELL-VALUE" in outcome.diagnostics
+    # Diagnostics (which reach events.ndjson) show where it happened, never the values.
+    assert "Zebediah" not in outcome.diagnostics and "Xanthe" not in outcome.diagnostics
+    assert "columns/name.py" in outcome.diagnostics
+    assert ", in detect_boom\n" in outcome.diagnostics
+    assert "ValueError (message withheld: it may quote data)" in outcome.diagnostics
+    assert (
+        "ConfigCodeError: config code raised ValueError in columns/name.py:detect_boom"
+        in outcome.diagnostics
+    )
     # A failed job publishes no half output, and tmp/ is gone.
     assert sorted(os.listdir(job_dir)) == [".venv", "inputs", "run-request.json"]
 
