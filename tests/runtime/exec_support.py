@@ -91,6 +91,26 @@ def write_package(
 T0 = datetime(2026, 1, 2, tzinfo=UTC)
 
 
+def build_wheel(directory: Path, name: str, init_source: str) -> Path:
+    """A minimal pure-Python wheel on disk (pip installs it without any index access)."""
+    import zipfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    wheel = directory / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(f"{name}/__init__.py", init_source)
+        zf.writestr(
+            f"{name}-1.0.dist-info/METADATA",
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        )
+        zf.writestr(
+            f"{name}-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        zf.writestr(f"{name}-1.0.dist-info/RECORD", "")
+    return wheel
+
+
 def write_workbook(path: Path, rows: list[list[object]]) -> bytes:
     import openpyxl
 

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from exec_support import write_package
+from exec_support import build_wheel, write_package
 
 from ade.configs import load_package
 from ade.configs.prepare import (
@@ -155,19 +155,7 @@ def test_unsafe_zip_members_and_non_packages_are_refused(tmp_path: Path) -> None
 def test_requirements_are_installed_into_the_config_site_packages(tmp_path: Path) -> None:
     """A local wheel (no index access): pip --target installs it beside the snapshot."""
     wheel_dir = tmp_path / "wheels"
-    wheel_dir.mkdir()
-    wheel = wheel_dir / "adetestdep-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr("adetestdep/__init__.py", "VALUE = 42\n")
-        zf.writestr(
-            "adetestdep-1.0.dist-info/METADATA",
-            "Metadata-Version: 2.1\nName: adetestdep\nVersion: 1.0\n",
-        )
-        zf.writestr(
-            "adetestdep-1.0.dist-info/WHEEL",
-            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        )
-        zf.writestr("adetestdep-1.0.dist-info/RECORD", "")
+    wheel = build_wheel(wheel_dir, "adetestdep", "VALUE = 42\n")
     package = write_package(tmp_path / "pkg", extra_files={"requirements.txt": f"{wheel}\n"})
     venvs = tmp_path / "venvs"
     record = prepare_config(package, venvs)

@@ -331,3 +331,28 @@ async def test_no_file_descriptor_outlives_a_run(settings: Settings, tmp_path: P
             outcome = await supervise_job(settings, job_dir, on_event=EventLog(), python=python)
             assert outcome.message is not None and "could not start" in outcome.message
     assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+async def test_config_requirements_are_importable_inside_the_sandbox(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """prepare_config installs requirements.txt into venvs/<id>/site-packages; the confined
+    worker imports them through the job's .venv link."""
+    from exec_support import build_wheel
+
+    wheel = build_wheel(tmp_path / "wheels", "adereqdep", "def answer():\n    return 42\n")
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        import adereqdep as _dep
+        _report("dependency", answer=_dep.answer(), file=_dep.__file__)
+        """,
+        extra_files={"requirements.txt": f"{wheel}\n"},
+    )
+    job_dir = make_job_dir(settings, package)
+    log = EventLog()
+    outcome = await supervise_job(settings, job_dir, on_event=log)
+    assert outcome.status == JobStatus.SUCCESS, (outcome.message, outcome.diagnostics)
+    [report] = log.of("dependency")
+    assert report["answer"] == 42
+    assert report["file"] == str(job_dir / ".venv" / "site-packages" / "adereqdep" / "__init__.py")
