@@ -45,6 +45,11 @@ def run_command(args: argparse.Namespace) -> int:
         elif isinstance(exc, ConfigCodeError):
             print("ade run: re-run with --verbose to see the traceback", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. the output folder is not writable
+        print(
+            f"ade run: error: {exc.strerror or type(exc).__name__}: {exc.filename}", file=sys.stderr
+        )
+        return 1
     print(format_summary(Path(result.artifact_path)))
     return 0
 

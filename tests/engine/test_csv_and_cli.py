@@ -228,3 +228,11 @@ def test_utf16_tab_separated_text(tmp_path: Path) -> None:
     )
     run_engine([source], ROSTER_CONFIG, tmp_path / "out")
     assert read_rows(tmp_path / "out" / "normalized.xlsx")[1][:3] == ("M1001", "Zoë", "Müller")
+
+
+def test_ade_run_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    (tmp_path / "taken").write_text("a file where the output folder should be")
+    done = ade("run", str(source), "--config", str(ROSTER_CONFIG), "--out", "taken", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == "ade run: error: File exists: taken\n"
