@@ -72,7 +72,6 @@ _RET_ERRNO = 0x00050000
 
 _OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16  # struct seccomp_data; arg0 low word (little endian)
 _CLONE_NAMESPACES = 0x7E020000  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
-_AF_UNIX = 1
 
 
 def supported_arch() -> str | None:
@@ -109,14 +108,11 @@ def build_filter(*, network: bool) -> bytes:
         (_RET, 0, 0, _RET_ALLOW),
     ]
     if not network:
-        # socket(): AF_UNIX only. Covers _socket, ctypes and exec'd children alike.
-        prog += [
-            (_JEQ, 0, 4, table["socket"]),
-            (_LD_W_ABS, 0, 0, _OFF_ARG0),
-            (_JEQ, 1, 0, _AF_UNIX),
-            (_RET, 0, 0, _RET_ERRNO | errno.EACCES),
-            (_RET, 0, 0, _RET_ALLOW),
-        ]
+        # socket() of every family, AF_UNIX included: a named unix socket is network too (a
+        # local PostgreSQL or MySQL listens on a world-writable one, and Landlock does not
+        # govern connect() on it). socketpair() stays: it only makes a private, connected pair
+        # (asyncio's self-pipe, multiprocessing.Pipe). Covers _socket, ctypes and children.
+        prog += [(_JEQ, 0, 1, table["socket"]), (_RET, 0, 0, _RET_ERRNO | errno.EACCES)]
     prog.append((_RET, 0, 0, _RET_ALLOW))
     return b"".join(struct.pack("HBBI", *insn) for insn in prog)
 

@@ -152,7 +152,7 @@ _OK = {
     "uid_drop": (f"jobs run as uid {NOBODY}" if os.geteuid() == 0 else "the service is not root"),
     "no_new_privs": "setuid binaries grant nothing",
     "landlock": "filesystem allow-list, TCP deny, signal scoping",
-    "seccomp": "socket() but AF_UNIX, io_uring, ptrace, mount, unshare, bpf ... denied",
+    "seccomp": "socket() (unix too; socketpair stays), io_uring, ptrace, mount, bpf ... denied",
 }
 
 

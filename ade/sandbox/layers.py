@@ -466,8 +466,9 @@ def apply_landlock(
 def apply_seccomp(*, network: bool) -> None:
     """A syscall filter (hand-assembled BPF, see _bpf): deny the kernel attack surface listed
     in ``_bpf.DENIED_SYSCALLS``, clone() with namespace flags, clone3 (ENOSYS: glibc falls back
-    to clone, whose flags BPF can read) and — unless ``network`` — socket() for every family
-    but AF_UNIX, which stops _socket, ctypes and exec'd children alike (filters are inherited)."""
+    to clone, whose flags BPF can read) and — unless ``network`` — socket() of every family
+    (unix ones included: see _bpf), which stops _socket, ctypes and child processes alike
+    (filters are inherited). socketpair() is allowed."""
     try:
         _bpf.load_filter(_bpf.build_filter(network=network))
     except OSError as exc:

@@ -62,6 +62,7 @@ class Case:
     long: bool = False
     network: bool = False
     connections: int = 0  # what the TCP listener may see
+    unix_connections: int = 0  # what the unix-socket listener may see
     # Wall-clock limit; the CPU case needs room: CPU seconds come slower than wall seconds on
     # a busy machine, and the CPU limit (not the timeout) must be what stops it.
     timeout: float = TIMEOUT_S
@@ -143,6 +144,13 @@ CASES = [
         raised("PermissionError"),
         NET,
     ),
+    Case(
+        "unix-socket-local-service",  # a local database listens on a world-writable socket
+        "s = socket.socket(socket.AF_UNIX)\ns.connect('@UNIX@')",
+        ERROR,
+        raised("PermissionError"),
+        NET,
+    ),
     # control: the same connect with runtime_network_access reaches the listener, which shows
     # the listener check above can fail.
     Case(
@@ -152,6 +160,14 @@ CASES = [
         None,
         network=True,
         connections=1,
+    ),
+    Case(
+        "unix-allowed-control",
+        "s = socket.socket(socket.AF_UNIX)\ns.connect('@UNIX@')\ns.close()",
+        JobStatus.SUCCESS,
+        None,
+        network=True,
+        unix_connections=1,
     ),
     # 2. reading what is not ours
     Case(
@@ -393,15 +409,22 @@ def victim_process():
 
 
 @pytest.fixture
-def listeners():
-    """A TCP and a UDP socket on the host's loopback that no attack may reach."""
+def listeners(data_dir):
+    """A TCP and a UDP socket on the host's loopback, and a world-writable unix socket (as a
+    local database has), that no attack may reach."""
     tcp = socket.create_server(("127.0.0.1", 0))
     tcp.setblocking(False)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     udp.setblocking(False)
-    with tcp, udp:
-        yield tcp, udp
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = data_dir.parent / "service.sock"
+    unix.bind(str(path))
+    path.chmod(0o777)
+    unix.listen()
+    unix.setblocking(False)
+    with tcp, udp, unix:
+        yield tcp, udp, unix
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -422,7 +445,7 @@ async def test_hostile_config(case, data_dir, victim_process, listeners, monkeyp
         shutdown_grace_seconds=5.0,
     )
     settings.jobs_dir.mkdir(parents=True)
-    tcp, udp = listeners
+    tcp, udp, unix = listeners
     escape = data_dir.parent / "escaped.txt"
     victims_dir = data_dir.parent
     benign_config = await publish(settings, write_package(victims_dir / "benign", None))
@@ -433,6 +456,7 @@ async def test_hostile_config(case, data_dir, victim_process, listeners, monkeyp
         "@VICTIM_PID@": str(victim_process.pid),
         "@ESCAPE@": str(escape),
         "@SECRET@": SECRET,
+        "@UNIX@": unix.getsockname(),
     }
     document = await store_document(settings, victims_dir / "input.xlsx")
     victims = make_victims(settings)
@@ -487,6 +511,15 @@ async def test_hostile_config(case, data_dir, victim_process, listeners, monkeyp
         except BlockingIOError:
             break
     assert accepted == case.connections
+    unix_accepted = 0
+    while True:
+        try:
+            conn, _ = unix.accept()
+            conn.close()
+            unix_accepted += 1
+        except BlockingIOError:
+            break
+    assert unix_accepted == case.unix_connections
     with pytest.raises(BlockingIOError):
         udp.recv(16)
     assert victims.digest() == before

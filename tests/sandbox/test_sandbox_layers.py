@@ -359,7 +359,7 @@ def test_landlock_scopes_signals_to_the_job(job):
 # -- seccomp ----------------------------------------------------------------------------------
 
 
-def test_seccomp_denies_sockets_but_unix_and_dangerous_syscalls(job):
+def test_seccomp_denies_sockets_and_dangerous_syscalls_but_not_socketpair(job):
     require("seccomp")
     code = """
     import ctypes, socket, _socket
@@ -373,7 +373,8 @@ def test_seccomp_denies_sockets_but_unix_and_dangerous_syscalls(job):
     attempt("inet", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
     attempt("inet6 udp", lambda: _socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
     attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW))
-    attempt("unix", lambda: socket.socketpair())
+    attempt("unix", lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+    attempt("socketpair", lambda: socket.socketpair())
     def raw(nr, *args):
         if libc.syscall(nr, *args) < 0:
             raise OSError(ctypes.get_errno(), "")
@@ -391,7 +392,8 @@ def test_seccomp_denies_sockets_but_unix_and_dangerous_syscalls(job):
         "inet PermissionError",
         "inet6 udp PermissionError",
         "netlink PermissionError",
-        "unix allowed",
+        "unix PermissionError",
+        "socketpair allowed",
         "ctypes socket PermissionError",
         "ptrace PermissionError",
         "unshare PermissionError",
