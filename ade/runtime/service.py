@@ -642,6 +642,10 @@ async def open_runtime(
                 runner=runner if runner is not None else _default_runner(),
                 subscriber_buffer=subscriber_buffer,
             )
+            # An exception (or cancellation) of the caller's block is held while the runtime
+            # drains and re-raised as it is afterwards, rather than wrapped in the nursery's
+            # ExceptionGroup: `async with open_runtime(...)` behaves like any context manager.
+            body_error: BaseException | None = None
             try:
                 async with trio.open_nursery() as nursery:
                     try:
@@ -653,6 +657,8 @@ async def open_runtime(
                         raise
                     try:
                         yield runtime
+                    except BaseException as exc:
+                        body_error = exc
                     finally:
                         with trio.CancelScope(shield=True) as scope:
                             scope.deadline = (
@@ -666,5 +672,7 @@ async def open_runtime(
                             runtime._force_stop()
             finally:
                 runtime._stop()
+            if body_error is not None:
+                raise body_error
         finally:
             await trio.to_thread.run_sync(store.close)

@@ -155,3 +155,23 @@ async def test_after_the_runtime_stops_calls_fail_fast_and_streams_end(tmp_path:
                 document_ids=[seeded.doc(b"ok")],
             )
         await runtime.drain()  # idempotent
+
+
+async def test_an_error_in_the_callers_block_drains_and_propagates_unwrapped(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path / "data", shutdown_grace_seconds=0.2)
+    seeded = await seed(settings, [b"sleep 60"])
+    with pytest.raises(LookupError, match="caller's own bug"):
+        async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+            job = await runtime.submit(
+                workspace_id="ws",
+                config_version_id=seeded.config_id,
+                document_ids=[seeded.doc(b"sleep 60")],
+            )
+            await wait_for_process(job.id)
+            raise LookupError("the caller's own bug")
+    assert processes_with(f"{MARKER}{job.id}") == []
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        final = await runtime.get_job("ws", job.id)
+        assert (final.status, final.error_message) == (JobStatus.ERROR, SHUTDOWN_MESSAGE)
