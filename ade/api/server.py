@@ -11,6 +11,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from ade.api.app import api_context, create_app
+from ade.api.asgi import CloseUnreadBodies
 from ade.settings import Settings
 
 __all__ = ["GRACEFUL_TIMEOUT_SECONDS", "hypercorn_config", "run_service", "serve_api"]
@@ -53,7 +54,7 @@ async def serve_api(
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
             lambda task_status: serve(
-                app,
+                CloseUnreadBodies(app),
                 config=hypercorn_config(settings),
                 shutdown_trigger=trigger,
                 task_status=task_status,

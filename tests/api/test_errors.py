@@ -149,6 +149,15 @@ async def test_413_keeps_nothing_whatever_content_length_says(
     )
     assert error["details"] == {"max_bytes": limit}
 
+    # Declared far beyond the cap: refused before the body is read, and the connection is
+    # closed rather than left half-read (a reused connection would hang the next request).
+    for _ in range(2):
+        response = await client.post(
+            f"{api}/documents", files={"file": ("huge.csv", b"x" * (8 * limit))}
+        )
+        _error(response, 413, "payload_too_large")
+        assert response.headers["Connection"] == "close"
+
     # Chunked: no Content-Length at all, the cap is enforced while streaming.
     boundary = b"ADEBOUNDARY"
 
