@@ -117,7 +117,12 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
             L.unshare_user()
             namespaces = True
         except L.LayerUnavailable as exc:
-            for layer in ("network_namespace", "mount_namespace", "pid_namespace"):
+            for layer in (
+                "network_namespace",
+                "mount_namespace",
+                "ipc_namespace",
+                "pid_namespace",
+            ):
                 t.fail(layer, f"not root and no user namespace ({exc.reason})")
 
     mount_ns = pid_ns = False
@@ -134,6 +139,12 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
             mount_ns = True
         except L.LayerUnavailable as exc:
             t.fail("mount_namespace", exc.reason)
+        ipc_ns, ipc_reason = False, ""
+        try:
+            L.unshare_ipc()
+            ipc_ns = True
+        except L.LayerUnavailable as exc:
+            ipc_reason = exc.reason
         try:
             # Forks: from here on we are the job process.
             L.enter_pid_namespace(private_mounts=mount_ns)
@@ -146,6 +157,10 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
                 t.fail("mount_namespace", "could not mount a fresh /proc for the PID namespace")
             else:
                 t.ok("mount_namespace")
+        if ipc_ns:
+            t.ok("ipc_namespace")
+        else:
+            t.fail("ipc_namespace", ipc_reason)
     fresh_proc = pid_ns and mount_ns and _fresh_proc()
 
     if root:

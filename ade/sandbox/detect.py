@@ -149,6 +149,7 @@ _OK = {
     "network_namespace": "loopback only; DNS and every outside address unreachable",
     "pid_namespace": "the job's processes die with it; other pids are invisible",
     "mount_namespace": "fresh /proc; paths re-exposed for the dropped uid",
+    "ipc_namespace": "SysV IPC and message queues private to the job, freed with it",
     "uid_drop": (f"jobs run as uid {NOBODY}" if os.geteuid() == 0 else "the service is not root"),
     "no_new_privs": "setuid binaries grant nothing",
     "landlock": "filesystem allow-list, TCP deny, signal scoping",

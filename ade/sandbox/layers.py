@@ -39,6 +39,7 @@ __all__ = [
     "join_cgroup",
     "mount_fresh_proc",
     "set_no_new_privs",
+    "unshare_ipc",
     "unshare_mount",
     "unshare_network",
     "unshare_user",
@@ -171,6 +172,16 @@ def bring_loopback_up() -> None:
             fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
     except OSError as exc:
         raise LayerUnavailable("network_namespace", f"cannot bring lo up: {_reason(exc)}") from None
+
+
+def unshare_ipc() -> None:
+    """A private System V IPC / POSIX message-queue namespace: the job can neither reach other
+    processes' shared memory, semaphores or queues, nor leave its own behind (they are freed
+    with the namespace when the job's last process exits)."""
+    try:
+        _sys.unshare(_sys.CLONE_NEWIPC)
+    except OSError as exc:
+        raise LayerUnavailable("ipc_namespace", f"unshare(CLONE_NEWIPC): {_reason(exc)}") from None
 
 
 def unshare_mount() -> None:

@@ -26,6 +26,7 @@ LAYERS: tuple[str, ...] = (
     "network_namespace",  # nothing but loopback, DNS included
     "pid_namespace",  # the job's processes die with it; the server's pids are invisible
     "mount_namespace",  # a fresh /proc for the pid namespace; re-exposes paths for the uid drop
+    "ipc_namespace",  # no SysV IPC / mqueue shared with others or left behind
     "uid_drop",  # the job never runs as root
     "no_new_privs",  # setuid binaries give nothing; required by seccomp/landlock unprivileged
     "landlock",  # filesystem allow-list, TCP deny, signal scoping

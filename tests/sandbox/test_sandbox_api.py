@@ -197,6 +197,7 @@ def test_an_unprivileged_service_degrades_with_reasons(tmp_path):
         "network_namespace",
         "pid_namespace",
         "mount_namespace",
+        "ipc_namespace",
         "uid_drop",
         "no_new_privs",
         "landlock",

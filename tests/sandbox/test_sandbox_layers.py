@@ -243,6 +243,21 @@ def test_the_outer_process_mirrors_the_jobs_exit(job, code, expected):
     assert run.returncode == expected
 
 
+def test_ipc_namespace_keeps_sysv_objects_private_and_frees_them(job):
+    require("ipc_namespace")
+    key = 0x0ADE5EC7
+    code = f"""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    segment = libc.shmget({key}, 4096, 0o1000 | 0o666)  # IPC_CREAT
+    print(segment >= 0, open("/proc/sysvipc/shm").read().count("\\n"))
+    """
+    run = run_confined(spec_for(job), code)
+    assert run.stdout == "True 2\n", run.stderr  # header + its own segment, nobody else's
+    with open("/proc/sysvipc/shm") as f:
+        assert all(line.split()[0] != str(key) for line in f.readlines()[1:])
+
+
 # -- identity ---------------------------------------------------------------------------------
 
 
