@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 from api_support import Service, package_files, package_zip, workbook_bytes, zip_bytes
 
 from ade.client import ApiError, open_websocket
@@ -262,3 +263,27 @@ async def test_network_access_needs_a_config_that_allows_it(
     )
     assert error["details"][0]["field"] == "runtime_network_access"
     assert (await client.get(f"{api}/jobs")).json()["items"] == []
+
+
+async def test_a_client_that_hangs_up_mid_upload_leaves_nothing(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    host, port = service.url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    head = (
+        "POST /api/v1/workspaces/default/documents HTTP/1.1\r\n"
+        f"Host: {host}\r\n"
+        "Content-Type: multipart/form-data; boundary=B\r\n"
+        "Content-Length: 900000\r\n\r\n"
+        '--B\r\nContent-Disposition: form-data; name="file"; filename="part.csv"\r\n\r\n'
+    )
+    await stream.send_all(head.encode() + b"z" * 300_000)
+    folder = service.settings.documents_dir / "default"
+    with trio.fail_after(10):
+        while not list(folder.glob(".upload-*")):
+            await trio.sleep(0.02)
+    await stream.aclose()
+    with trio.fail_after(10):
+        while list(folder.iterdir()):
+            await trio.sleep(0.02)
+    assert (await client.get(f"{service.api}/documents")).json() == {"items": []}
