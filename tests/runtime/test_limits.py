@@ -112,6 +112,43 @@ async def test_memory_hog_hits_the_memory_limit(settings: Settings, tmp_path: Pa
     assert outcome.status == JobStatus.ERROR
     assert outcome.message == "memory limit of 256 MiB exceeded", outcome.diagnostics
     assert outcome.limit == "memory"
+    if "memory_cgroup" in outcome.sandbox_layers:
+        # Counted on real memory: the kernel's OOM killer ends the job.
+        assert (outcome.exit_code, outcome.exit_signal) == (None, signal.SIGKILL)
+    else:
+        assert (outcome.exit_code, outcome.exit_signal) == (1, None)
+
+
+async def test_memory_hog_without_a_memory_cgroup_hits_rlimit_as(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Where no cgroup is available the sandbox falls back to RLIMIT_AS: the allocation fails
+    with MemoryError inside config code and the worker reports the same limit."""
+    import json
+    import os
+
+    job_dir = _job(
+        settings,
+        tmp_path,
+        """
+        def detect_hog(header):
+            hog = []
+            for _ in range(64):
+                hog.append(bytearray(64 * 1024 * 1024))
+        """,
+    )
+    request_path = job_dir / "run-request.json"
+    request = json.loads(request_path.read_text())
+    request["sandbox"]["cgroup"] = None  # as on a machine without cgroups
+    os.chmod(request_path, 0o644)
+    request_path.write_text(json.dumps(request))
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.ERROR
+    assert outcome.message == "memory limit of 256 MiB exceeded", outcome.diagnostics
+    assert outcome.limit == "memory"
+    assert (outcome.exit_code, outcome.exit_signal) == (1, None)
+    assert "memory_cgroup" not in outcome.sandbox_layers
+    assert "MemoryError: the memory limit was reached" in outcome.diagnostics
 
 
 async def test_one_gib_file_write_hits_the_file_size_limit(
