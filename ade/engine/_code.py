@@ -142,7 +142,12 @@ def load_code(package: ConfigPackage, folder: Path) -> Iterator[LoadedConfig]:
         for name in sorted(package.files):
             if not name.endswith(".py"):
                 continue
-            dotted = ".".join(PurePosixPath(name).with_suffix("").parts)
+            parts = PurePosixPath(name).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]  # a package: importing it runs its __init__.py once
+                if not parts:
+                    continue
+            dotted = ".".join(parts)
             try:
                 modules[name] = importlib.import_module(f"{root_name}.{dotted}")
             except SyntaxError as exc:
