@@ -406,3 +406,55 @@ async def test_a_stopped_job_dies_even_if_its_runner_misses_the_kill(settings: S
             cancelled = await runtime.cancel("ws", job.id)
         assert cancelled.status is JobStatus.CANCELLED
         assert processes_with(f"{MARKER}{job.id}") == []
+
+
+async def test_concurrent_submits_and_cancels_leave_no_job_behind(tmp_path: Path) -> None:
+    """Submissions, cancels at every stage (while being submitted, queued, starting, running)
+    and refusals racing each other: every accepted job ends, every slot is given back, and the
+    statistics agree with the store."""
+    settings = make_settings(tmp_path / "data", max_concurrency=2, queue_size=4)
+    seeded = await seed(settings, [b"ok", b"sleep 0.2"])
+    accepted: list[str] = []
+    refused = 0
+    cancel_outcomes: list[str] = []
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+
+        async def client(index: int) -> None:
+            nonlocal refused
+            content = b"ok" if index % 3 else b"sleep 0.2"
+            await trio.sleep(index * 0.003)
+            try:
+                job = await runtime.submit(
+                    workspace_id="ws",
+                    config_version_id=seeded.config_id,
+                    document_ids=[seeded.doc(content)],
+                )
+            except QueueFull:
+                refused += 1
+                return
+            accepted.append(job.id)
+            if index % 2:
+                await trio.sleep((index % 5) * 0.01)
+                try:
+                    cancelled = await runtime.cancel("ws", job.id)
+                    cancel_outcomes.append(cancelled.status.value)
+                except Conflict:
+                    cancel_outcomes.append("too late")
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for index in range(40):
+                    nursery.start_soon(client, index)
+            finals = [await runtime.wait("ws", job_id) for job_id in accepted]
+            # A job is recorded finished just before its worker reports back as idle.
+            while runtime.statistics().idle_workers < 2:
+                await trio.sleep(0.01)
+        stats = runtime.statistics()
+        counts = await runtime.store.count_by_status()
+    assert refused > 0 and len(accepted) + refused == 40
+    assert all(final.status.is_terminal for final in finals)
+    assert set(cancel_outcomes) <= {"cancelled", "too late"} and "cancelled" in cancel_outcomes
+    assert (stats.queued, stats.reserved, stats.running, stats.idle_workers) == (0, 0, 0, 2)
+    assert stats.totals == StatusTotals(**{s.value: n for s, n in counts.items()})
+    assert stats.totals.cancelled == cancel_outcomes.count("cancelled")
+    assert sorted(job_dirs(settings)) == sorted(accepted)
