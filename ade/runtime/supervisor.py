@@ -48,9 +48,9 @@ import trio
 from ade.models import JobStatus
 from ade.sandbox import SandboxSpec
 from ade.sandbox.cgroup import (
-    CgroupError,
     JobCgroup,
-    create_job_cgroup,
+    add_process,
+    job_cgroup_for,
     job_cgroup_oom_killed,
     kill_job_cgroup,
     remove_job_cgroup,
@@ -428,6 +428,10 @@ async def _run_worker(
                             os.close(fd)
                         child_fds.clear()
                     group.pgid = proc.pid
+                    if group.cgroup is not None:
+                        nursery.start_soon(
+                            partial(trio.to_thread.run_sync, _cgroup_add, group.cgroup, proc.pid)
+                        )
                     await _collect(proc, run, group, events, on_event, nursery)
             if deadline.cancelled_caught:
                 run.timed_out = True
@@ -537,14 +541,19 @@ def _cgroup_create(spec: SandboxSpec) -> JobCgroup | None:
     A failure is fatal only when the spec requires a cgroup layer (ADE_SANDBOX=strict); in
     best-effort mode the worker finds no cgroup to join and reports the layer as missing.
     """
-    if spec.cgroup is None:
-        return None
+    required = bool({"memory_cgroup", "pids_cgroup"} & set(spec.required))
+    return job_cgroup_for(spec.cgroup, spec.mem_mb, spec.max_processes, required=required)
+
+
+def _cgroup_add(cgroup: JobCgroup, pid: int) -> None:
+    """Move the just-started worker into its cgroup from here, in a thread, overlapping the
+    interpreter's start-up (a cgroup move can wait for an RCU grace period: 6-15 ms). The
+    worker's own join completes the move if it gets there first, so a failure here only costs
+    time; it is logged, not raised."""
     try:
-        return create_job_cgroup(spec.cgroup, spec.mem_mb, spec.max_processes)
-    except CgroupError:
-        if {"memory_cgroup", "pids_cgroup"} & set(spec.required):
-            raise
-        return None
+        add_process(cgroup, pid)
+    except OSError as exc:
+        logger.debug("cgroup move of %d left to the worker: %s", pid, exc)
 
 
 def _cgroup_kill(cgroup: JobCgroup) -> None:
