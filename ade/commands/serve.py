@@ -9,6 +9,7 @@ the runtime drains (running jobs get ADE_SHUTDOWN_GRACE_SECONDS; queued jobs sta
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -103,7 +104,7 @@ def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None)
     try:
         trio.run(_serve, settings, sample, out)
     except (DataDirLocked, OSError) as exc:
-        print(f"ade serve: {exc}", file=sys.stderr)
+        print(f"ade serve: {_describe(exc, settings)}", file=sys.stderr)
         return 2
     except BaseExceptionGroup as group:
         # From inside the nurseries: the port is taken, the data directory is locked by another
@@ -111,9 +112,15 @@ def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None)
         failure = _startup_failure(group, (DataDirLocked, OSError))
         if failure is None:
             raise
-        print(f"ade serve: {failure}", file=sys.stderr)
+        print(f"ade serve: {_describe(failure, settings)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _describe(exc: BaseException, settings: Settings) -> str:
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+        return f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+    return str(exc)
 
 
 def _startup_failure(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -96,3 +97,36 @@ async def test_sigterm_drains_gracefully(tmp_path: Path) -> None:
         statuses = dict(conn.execute("SELECT id, status FROM jobs").fetchall())
     # The running job was allowed to finish; the queued one waits for the next start.
     assert statuses == {running["id"]: "success", queued["id"]: "queued"}
+
+
+async def test_a_taken_port_is_a_clear_start_up_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "ADE_DATA_DIR": str(tmp_path / "data"),
+            "ADE_HOST": "127.0.0.1",
+            "ADE_PORT": str(port),
+        }
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [sys.executable, "-m", "ade.cli", "serve", "--no-sample"],
+                env=env,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines()[-1] == (
+        f"ade serve: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    bad = await trio.run_process(
+        [sys.executable, "-m", "ade.cli", "serve"],
+        env={**env, "ADE_PORT": "eighty"},
+        capture_stderr=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.decode().strip() == "ade serve: ADE_PORT: cannot parse 'eighty'"
