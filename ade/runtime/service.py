@@ -237,9 +237,12 @@ class Runtime:
         if job.status.is_terminal:
             raise self._finished_conflict(job)
         ended = self._hub.terminal_event(job_id)
-        decision: CancelDecision = await self._ask(self._dispatcher_send, CancelJob(job_id))
-        if decision.where == "queue":
-            with trio.CancelScope(shield=True):
+        # Shielded: once the dispatcher has taken a job out of the queue, recording it
+        # cancelled must happen even if our caller gives up, or the job would stay "queued"
+        # in the store with no queue holding it.
+        with trio.CancelScope(shield=True):
+            decision: CancelDecision = await self._ask(self._dispatcher_send, CancelJob(job_id))
+            if decision.where == "queue":
                 return await self._ask(self._recorder_send, RecordCancelled(job_id))
         if decision.where in ("running", "reserved"):
             final = await self._wait_ended(job_id, ended)
