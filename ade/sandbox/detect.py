@@ -133,7 +133,14 @@ def _probe() -> LayerReport:
     statuses = []
     for layer in LAYERS:
         if layer in applied:
-            statuses.append(LayerStatus(layer, True, _OK.get(layer, "applies")))
+            reason = _OK.get(layer, "applies")
+            if layer == "landlock":
+                abi = int(output.get("abi", 0))
+                reason = "filesystem allow-list"
+                reason += ", TCP deny" if abi >= 4 else " (ABI < 4: no TCP rules)"
+                reason += ", signal scoping" if abi >= 6 else " (ABI < 6: signals not scoped)"
+                reason += f" (ABI {abi})"
+            statuses.append(LayerStatus(layer, True, reason))
         else:
             statuses.append(LayerStatus(layer, False, missing.get(layer, "not applied")))
     notes = tuple((k, v) for k, v in sorted(missing.items()) if k not in LAYERS)

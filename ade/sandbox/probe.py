@@ -8,6 +8,7 @@ import json
 import socket
 import sys
 
+from ade.sandbox._sys import landlock_abi
 from ade.sandbox.confine import confine_with_report
 from ade.sandbox.spec import SandboxSpec
 from ade.serde import converter
@@ -28,7 +29,12 @@ def main() -> int:
         "tcp_socket_denied": _blocked(lambda: socket.socket(socket.AF_INET).close()),
         "etc_shadow_unreadable": _blocked(lambda: open("/etc/shadow", "rb").close()),
     }
-    print(json.dumps({"applied": result.applied, "missing": result.missing, "checks": checks}))
+    try:
+        abi = landlock_abi()
+    except OSError:
+        abi = 0
+    report = {"applied": result.applied, "missing": result.missing, "checks": checks, "abi": abi}
+    print(json.dumps(report))
     return 0
 
 
