@@ -24,6 +24,7 @@ __all__ = [
     "check_id",
     "check_workspace_id",
     "parse_json_body",
+    "shown_id",
     "structure_body",
 ]
 
@@ -139,6 +140,10 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
         )
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise BadRequest(
+            "the request body is nested too deeply", [FieldProblem("(body)", "nested too deeply")]
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
         raise BadRequest(
@@ -179,3 +184,12 @@ def check_workspace_id(workspace_id: str) -> str:
 def check_id(value: str) -> bool:
     """Whether ``value`` could be an id ADE issued (so it is safe inside a path)."""
     return bool(ID_PATTERN.match(value))
+
+
+def shown_id(value: str) -> str:
+    """``value`` fit to quote in a message: as is when it could be an id, else escaped and cut
+    short (a client's 5000-character or control-character "id" is not echoed verbatim)."""
+    if check_id(value):
+        return value
+    cut = value if len(value) <= 64 else value[:61] + "..."
+    return json.dumps(cut)

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 import trio
 
-from ade.api.bodies import check_id
+from ade.api.bodies import check_id, shown_id
 from ade.errors import NotFound
 from ade.models import ConfigVersion, Document, JobRecord
 from ade.settings import Settings
@@ -35,7 +35,8 @@ class ApiContext:
         job = await self.store.get_job(job_id) if check_id(job_id) else None
         if job is None or job.workspace_id != workspace_id:
             raise NotFound(
-                f"job {job_id} not found in workspace {workspace_id}", {"job_id": job_id}
+                f"job {shown_id(job_id)} not found in workspace {workspace_id}",
+                {"job_id": shown_id(job_id)},
             )
         return job
 
@@ -47,8 +48,8 @@ class ApiContext:
         )
         if document is None:
             raise NotFound(
-                f"document {document_id} not found in workspace {workspace_id}",
-                {"document_id": document_id},
+                f"document {shown_id(document_id)} not found in workspace {workspace_id}",
+                {"document_id": shown_id(document_id)},
             )
         return document
 
@@ -58,7 +59,7 @@ class ApiContext:
         )
         if config is None:
             raise NotFound(
-                f"config version {config_id} not found in workspace {workspace_id}",
-                {"config_version_id": config_id},
+                f"config version {shown_id(config_id)} not found in workspace {workspace_id}",
+                {"config_version_id": shown_id(config_id)},
             )
         return config

@@ -13,6 +13,7 @@ from ade.api.bodies import (
     SubmitJob,
     check_id,
     parse_json_body,
+    shown_id,
     structure_body,
 )
 from ade.api.context import ApiContext
@@ -120,10 +121,13 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                 else None
             )
             if found is None:
-                missing.append(document_id)
+                missing.append(shown_id(document_id))
         if missing:
+            listed = ", ".join(missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
             raise NotFound(
-                f"document(s) not found in workspace {workspace_id}: {', '.join(missing)}",
+                f"document(s) not found in workspace {workspace_id}: {listed}",
                 {"document_ids": missing},
             )
         if body.runtime_network_access and not config.runtime_network_access:

@@ -80,6 +80,19 @@ async def test_400_lists_every_wrong_field(service: Service, client: httpx.Async
     )
     assert "not valid JSON" in error["message"]
     error = _error(
+        await client.post(
+            f"{api}/jobs",
+            content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"Content-Type": "application/json"},
+        ),
+        400,
+        "invalid_request",
+    )
+    assert error["message"] == "the request body is nested too deeply"
+    # An "id" that cannot be one is quoted escaped and cut short, never echoed verbatim.
+    error = _error(await client.get(f"{api}/jobs/{'a' * 500}"), 404, "not_found")
+    assert error["details"] == {"job_id": '"' + "a" * 61 + '..."'}
+    error = _error(
         await client.get(f"{service.url}/api/v1/workspaces/Not_OK!/jobs"), 400, "invalid_request"
     )
     assert error["details"][0]["field"] == "workspace_id"
