@@ -286,4 +286,12 @@ def main(argv: list[str] | None = None) -> int:
             {"status": "error", "code": ResultCode.BAD_REQUEST, "message": str(exc)},
         )
         return EXIT_BAD_REQUEST
-    return _run(request, args.request.resolve().parent, events)
+    code = _run(request, args.request.resolve().parent, events)
+    # Skip interpreter finalization (tearing down openpyxl, lxml, ... takes tens of ms): every
+    # output is closed and the result is on the pipe; only the standard streams need a flush.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a config closed or broke its own stdout: nothing left to lose
+    os._exit(code)
