@@ -258,6 +258,16 @@ def arm_lifeline(fd: int) -> None:
     on_sigio(signal.SIGIO, None)  # the supervisor may have died before we armed
 
 
+def _join_non_daemon_threads() -> None:
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon:
+            thread.join()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -I -m ade.worker")
     parser.add_argument("request", type=Path, help="the job's run-request.json")
@@ -289,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     code = _run(request, args.request.resolve().parent, events)
     # Skip interpreter finalization (tearing down openpyxl, lxml, ... takes tens of ms): every
     # output is closed and the result is on the pipe; only the standard streams need a flush.
+    # Python's own exit waits for non-daemon threads; so do we, so that config code behaves
+    # as it would anywhere else (a thread that never ends still meets the wall-clock limit).
+    _join_non_daemon_threads()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -356,3 +356,27 @@ async def test_config_requirements_are_importable_inside_the_sandbox(
     [report] = log.of("dependency")
     assert report["answer"] == 42
     assert report["file"] == str(job_dir / ".venv" / "site-packages" / "adereqdep" / "__init__.py")
+
+
+async def test_the_worker_waits_for_non_daemon_threads_as_python_does(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The worker skips interpreter finalization for speed, but not Python's exit semantics."""
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        import threading as _threading, time as _time
+
+        def _late():
+            _time.sleep(0.3)
+            _report("thread_done")
+
+        _threading.Thread(target=_late).start()
+        """,
+    )
+    job_dir = make_job_dir(settings, package)
+    log = EventLog()
+    outcome = await supervise_job(settings, job_dir, on_event=log)
+    assert outcome.status == JobStatus.SUCCESS, outcome.message
+    assert log.of("thread_done") == [{}]
+    assert [t for t, _ in log.events][-1] == "thread_done"
