@@ -166,12 +166,12 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
     if root:
         _drop_root(spec, t, mount_ns, "pids" in controllers)
     else:
-        if namespaces:
-            try:
+        try:
+            if namespaces:
                 L.drop_capabilities()  # the user namespace's, which we no longer need
-            except L.LayerUnavailable as exc:
-                t.fail("uid_drop", exc.reason)
-        t.ok("uid_drop")  # the service is unprivileged: so is the job
+            t.ok("uid_drop")  # the service is unprivileged: so is the job
+        except L.LayerUnavailable as exc:
+            t.fail("uid_drop", f"capabilities of the user namespace kept: {exc.reason}")
         if "pids" not in controllers:
             t.missing["rlimit_nproc"] = (
                 "RLIMIT_NPROC would count every process of the service's own uid"
