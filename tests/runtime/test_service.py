@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -458,3 +459,31 @@ async def test_concurrent_submits_and_cancels_leave_no_job_behind(tmp_path: Path
     assert stats.totals == StatusTotals(**{s.value: n for s, n in counts.items()})
     assert stats.totals.cancelled == cancel_outcomes.count("cancelled")
     assert sorted(job_dirs(settings)) == sorted(accepted)
+
+
+async def test_a_failed_insert_removes_the_job_directory_and_releases_the_slot(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seeded = await seed(settings, [b"ok"])
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        real_insert = runtime.store.insert_job
+
+        async def disk_full(job) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(runtime.store, "insert_job", disk_full)
+        for _ in range(3):
+            with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+                await runtime.submit(
+                    workspace_id="ws",
+                    config_version_id=seeded.config_id,
+                    document_ids=[seeded.doc(b"ok")],
+                )
+        assert await all_jobs(runtime) == [] and job_dirs(settings) == []
+        assert runtime.statistics().reserved == 0
+        monkeypatch.setattr(runtime.store, "insert_job", real_insert)
+        job = await runtime.submit(
+            workspace_id="ws", config_version_id=seeded.config_id, document_ids=[seeded.doc(b"ok")]
+        )
+        assert (await runtime.wait("ws", job.id)).status is JobStatus.SUCCESS
+        assert runtime.statistics().totals == StatusTotals(success=1)
