@@ -18,6 +18,12 @@ flight settle, give running jobs ``shutdown_grace_seconds``, then stop the rest 
 workers' cancel scopes (their process groups are killed, they are recorded as interrupted), and
 close the inboxes in dependency order: workers, dispatcher, recorder. Queued jobs stay queued in
 the store; the next start re-enqueues them.
+
+Cancellation of the host (Ctrl+C, a timeout around ``open_runtime``) must not cut the actors
+off before the drain has recorded every job's end, so each actor (and the drain) runs in its own
+shielded scope and stops when its inbox closes. Only two things cancel those scopes: an actor
+dying of an exception (the runtime is broken; callers waiting on it get ShuttingDown) and a
+drain that overruns its bound. Jobs left ``running`` then are recorded by the next start.
 """
 
 from __future__ import annotations
