@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 from actors_support import (  # noqa: F401 - the fixture is used by pytest
     MARKER,
@@ -20,6 +22,7 @@ from actors_support import (  # noqa: F401 - the fixture is used by pytest
     processes_with,
     publish,
     seed,
+    wait_for_status,
 )
 
 from ade.ids import new_id
@@ -200,3 +203,31 @@ async def test_jobs_whose_directory_vanished_still_reach_a_terminal_state(tmp_pa
         JobStatus.ERROR,
         "worker could not start: FileNotFoundError",
     )
+
+
+async def test_a_broken_store_stops_the_runtime_and_the_next_start_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path / "data", max_concurrency=1, queue_size=10)
+    seeded = await seed(settings, [b"sleep 0.3"])
+    with pytest.raises(BaseExceptionGroup) as failed:
+        async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+            job = await runtime.submit(
+                workspace_id="ws",
+                config_version_id=seeded.config_id,
+                document_ids=[seeded.doc(b"sleep 0.3")],
+            )
+            await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
+
+            async def disk_error(record: JobRecord) -> None:
+                raise sqlite3.OperationalError("disk I/O error")
+
+            # The job's end cannot be stored: the runtime must stop, not limp on.
+            monkeypatch.setattr(runtime.store, "update_job", disk_error)
+            with trio.fail_after(10):
+                await trio.sleep_forever()
+    assert failed.group_contains(sqlite3.OperationalError, match="disk I/O error")
+    assert processes_with(f"{MARKER}{job.id}") == []
+    async with open_runtime(settings, runner=ScriptRunner()) as runtime:
+        final = await runtime.get_job("ws", job.id)
+        assert (final.status, final.error_message) == (JobStatus.ERROR, RESTART_MESSAGE)
