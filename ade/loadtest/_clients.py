@@ -12,8 +12,9 @@ import json
 import random
 import ssl
 import time
+import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -23,6 +24,7 @@ import trio_websocket
 
 from ade.loadtest._ledger import JobBudget, Ledger, TrackedJob
 from ade.loadtest._options import LoadTestOptions
+from ade.loadtest._server import LOOPBACK
 from ade.loadtest._stats import RequestLog
 from ade.loadtest._target import Target
 from ade.runtime.events import TERMINAL_EVENT_TYPES
@@ -42,6 +44,33 @@ __all__ = [
 
 NORMAL_CLOSURE = 1000
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@contextlib.asynccontextmanager
+async def open_websocket(url: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+    """``trio_websocket.open_websocket_url`` with the TCP stream owned here.
+
+    Why: when the handshake or the stream is cancelled (the run's deadline, a chaos kill),
+    trio-websocket 0.12 leaves its socket for the garbage collector (a ResourceWarning, an
+    error under ``-W error``). Owning the stream lets us close it on every path.
+    """
+    split = urllib.parse.urlsplit(url)
+    host, port = split.hostname or LOOPBACK, split.port or 80
+    resource = split.path + (f"?{split.query}" if split.query else "")
+    stream = await trio.open_tcp_stream(host, port)
+    try:
+        async with trio.open_nursery() as nursery:
+            connection = await trio_websocket.wrap_client_stream(
+                nursery, stream, f"{host}:{port}", resource
+            )
+            try:
+                yield connection
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await connection.aclose()
+                nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(stream)
 
 
 class SessionAbandoned(Exception):
@@ -226,7 +255,7 @@ class Client:
         saw_terminal = False
         close_code: int | None = None
         try:
-            async with trio_websocket.open_websocket_url(url) as ws:
+            async with open_websocket(url) as ws:
                 self.log.record(route, "101")
                 while True:
                     try:
@@ -395,7 +424,7 @@ async def workspace_watcher(context: Client) -> None:
         await context.target.wait_up()
         started = time.monotonic()
         try:
-            async with trio_websocket.open_websocket_url(f"{context.target.ws_api}/events") as ws:
+            async with open_websocket(f"{context.target.ws_api}/events") as ws:
                 context.log.record(route, "101")
                 while True:
                     try:

@@ -101,6 +101,8 @@ class ServerProcess:
         env["ADE_DATA_DIR"] = str(self.data_dir)
         env["ADE_HOST"] = LOOPBACK
         env["ADE_PORT"] = str(self.port)
+        # Unbuffered, so the log tail quoted in a ServerStartError is what the server last said.
+        env["PYTHONUNBUFFERED"] = "1"
         return env
 
     def log_tail(self, limit: int = 4000) -> str:

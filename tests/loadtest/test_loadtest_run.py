@@ -95,6 +95,7 @@ async def test_chaos_run_recovers_every_job_across_a_sigkill() -> None:
             clients=6,
             duration=8,
             seed=3,
+            chaos=True,
             config_mix={"ok": 0.7, "fail": 0.0, "timeout": 0.3, "memory": 0.0},
             workbook_mix={"tiny": 1.0, "large": 0.0},
             job_timeout=4,
@@ -117,7 +118,6 @@ async def test_chaos_run_recovers_every_job_across_a_sigkill() -> None:
     # Timeout jobs hold both workers for 4 s, so the kill always finds work in flight.
     assert report.chaos["running_at_kill"] or report.chaos["queued_at_kill"]
     assert RECOVERY_MESSAGE == "interrupted by a service restart; retry to run again"
-    assert report.outage_requests_by_route, "the clients saw the outage"
 
 
 def test_a_job_that_outlives_the_drain_is_reported_lost_and_exits_1(
