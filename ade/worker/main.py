@@ -269,6 +269,8 @@ def _join_non_daemon_threads() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Returns the exit status when the job never started; after a run it ends the process
+    itself (``os._exit``) with 0 or 1."""
     parser = argparse.ArgumentParser(prog="python -I -m ade.worker")
     parser.add_argument("request", type=Path, help="the job's run-request.json")
     parser.add_argument("--events-fd", type=int, required=True, help="fd for JSON-line events")
@@ -302,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     # Python's own exit waits for non-daemon threads; so do we, so that config code behaves
     # as it would anywhere else (a thread that never ends still meets the wall-clock limit).
     _join_non_daemon_threads()
-    for stream in (sys.stdout, sys.stderr):
+    for standard_stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            standard_stream.flush()
         except (OSError, ValueError):
             pass  # a config closed or broke its own stdout: nothing left to lose
     os._exit(code)
