@@ -55,7 +55,7 @@ _SITE_PACKAGES = "site-packages"
 _REQUIREMENTS = "requirements.txt"
 # Never part of a package's identity: caches Python or editors leave behind.
 _IGNORED_DIRS = frozenset(
-    {"__pycache__", ".git", ".venv", ".hg", ".svn", ".mypy_cache", ".pytest_cache"}
+    {"__pycache__", ".git", ".venv", ".hg", ".svn", ".mypy_cache", ".pytest_cache", "__MACOSX"}
 )
 _IGNORED_SUFFIXES = (".pyc", ".pyo")
 _IGNORED_NAMES = frozenset({".DS_Store"})
@@ -113,7 +113,12 @@ def _problem(location: str, message: str) -> PackageInvalid:
 def _ignored(relative: PurePosixPath) -> bool:
     if any(part in _IGNORED_DIRS for part in relative.parts[:-1]):
         return True
-    return relative.name in _IGNORED_NAMES or relative.name.endswith(_IGNORED_SUFFIXES)
+    # "._name" files are macOS resource forks (AppleDouble), not part of anyone's package.
+    return (
+        relative.name in _IGNORED_NAMES
+        or relative.name.startswith("._")
+        or relative.name.endswith(_IGNORED_SUFFIXES)
+    )
 
 
 def _copy_folder(source: Path, dest: Path, max_bytes: int, max_files: int) -> None:
@@ -157,38 +162,47 @@ def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_files: int) -> N
     except (zipfile.BadZipFile, OSError) as exc:
         raise _problem(archive.name, f"not a readable zip archive ({type(exc).__name__})") from None
     with zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        names = [PurePosixPath(m.filename) for m in members]
-        # Unwrap a single top-level folder when manifest.json is not at the root.
-        strip = 0
-        tops = {n.parts[0] for n in names if n.parts}
-        if PurePosixPath("manifest.json") not in names and len(tops) == 1 and names:
-            if all(len(n.parts) > 1 for n in names):
-                strip = 1
-        total = 0
-        count = 0
-        for member, name in zip(members, names, strict=True):
+        members = []
+        for member in zf.infolist():
+            name = PurePosixPath(member.filename)
             if name.is_absolute() or ".." in name.parts or "\\" in member.filename:
                 raise _problem(member.filename, "unsafe path in zip archive")
+            if not member.is_dir() and not _ignored(name):
+                members.append((member, name))
+        # Unwrap a single top-level folder when manifest.json is not at the root.
+        strip = 0
+        tops = {name.parts[0] for _, name in members}
+        if len(tops) == 1 and all(len(name.parts) > 1 for _, name in members):
+            strip = 1
+        total = 0
+        count = 0
+        for member, name in members:
             if stat.S_ISLNK(member.external_attr >> 16):
                 raise _problem(member.filename, "symbolic links are not allowed in a package")
             relative = PurePosixPath(*name.parts[strip:])
-            if not relative.parts or _ignored(relative):
-                continue
             count += 1
             total += member.file_size
             if count > max_files or total > max_bytes:
                 raise _problem(".", f"package is larger than {max_files} files / {max_bytes} bytes")
             target = dest / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
             written = 0
-            with zf.open(member) as src, open(target, "xb") as out:
-                # Count real bytes: a forged header must not get past the size cap.
-                while chunk := src.read(1 << 16):
-                    written += len(chunk)
-                    if total - member.file_size + written > max_bytes:
-                        raise _problem(".", f"package is larger than {max_bytes} bytes unpacked")
-                    out.write(chunk)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, open(target, "xb") as out:
+                    # Count real bytes: a forged header must not get past the size cap.
+                    while chunk := src.read(1 << 16):
+                        written += len(chunk)
+                        if total - member.file_size + written > max_bytes:
+                            raise _problem(
+                                ".", f"package is larger than {max_bytes} bytes unpacked"
+                            )
+                        out.write(chunk)
+            except FileExistsError:
+                raise _problem(member.filename, "appears twice in the zip archive") from None
+            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise _problem(
+                    member.filename, f"cannot be extracted ({type(exc).__name__})"
+                ) from None
 
 
 def _make_read_only(root: Path) -> None:

@@ -171,3 +171,33 @@ def test_requirements_are_installed_into_the_config_site_packages(tmp_path: Path
     with pytest.raises(PackageInvalid, match=r"requirements\.txt: pip could not install"):
         prepare_config(broken, venvs)
     assert sorted(p.name for p in venvs.iterdir()) == [record.config_id]
+
+
+def test_a_zip_made_by_macos_finder_prepares_like_the_folder(tmp_path: Path) -> None:
+    """Finder's "Compress" adds __MACOSX/ and ._* resource forks (not UTF-8 .py files)."""
+    package = write_package(tmp_path / "pkg")
+    archive = tmp_path / "pkg.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(package.rglob("*")):
+            if path.is_file():
+                relative = path.relative_to(package).as_posix()
+                zf.write(path, f"pkg/{relative}")
+                zf.writestr(f"__MACOSX/pkg/._{path.name}", b"\x00\x05\x16\x07\xff\xfe")
+        zf.writestr("pkg/._manifest.json", b"\x00\x05\x16\x07\xff")
+    venvs = tmp_path / "venvs"
+    assert prepare_config(archive, venvs) == prepare_config(package, venvs)
+
+
+def test_a_zip_with_a_duplicate_member_is_refused_by_name(tmp_path: Path) -> None:
+    package = write_package(tmp_path / "pkg")
+    archive = tmp_path / "dup.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(package.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(package).as_posix())
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("columns/name.py", "x = 1\n")
+    venvs = tmp_path / "venvs"
+    with pytest.raises(PackageInvalid, match=r"columns/name\.py: appears twice in the zip"):
+        prepare_config(archive, venvs)
+    assert list(venvs.iterdir()) == []
