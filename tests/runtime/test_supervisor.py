@@ -380,3 +380,34 @@ async def test_the_worker_waits_for_non_daemon_threads_as_python_does(
     assert outcome.status == JobStatus.SUCCESS, outcome.message
     assert log.of("thread_done") == [{}]
     assert [t for t, _ in log.events][-1] == "thread_done"
+
+
+async def test_an_unreadable_input_is_named_by_its_uploaded_filename(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from exec_support import store_document
+
+    from ade.configs.prepare import prepare_config
+    from ade.ids import new_id
+    from ade.models import JobRecord
+    from ade.runtime.jobdir import create_job_dir
+
+    config_id = prepare_config(write_package(tmp_path / "pkg"), settings.venvs_dir).config_id
+    doc = store_document(settings, "ws", "Q3 report.xlsx", b"this is not a spreadsheet")
+    job = JobRecord(
+        id=new_id(),
+        workspace_id="ws",
+        status=JobStatus.QUEUED,
+        config_version_id=config_id,
+        document_ids=(doc.id,),
+        runtime_network_access=False,
+        attempt=1,
+        created_at=doc.created_at,
+    )
+    job_dir = create_job_dir(settings, job, [doc])
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.ERROR
+    assert outcome.message is not None
+    assert outcome.message.startswith("input 'Q3 report.xlsx' is not a spreadsheet")
+    assert (outcome.exit_code, outcome.limit) == (1, None)
+    assert "InputError: input 'Q3 report.xlsx'" in outcome.diagnostics
