@@ -107,7 +107,7 @@ def _server_env(options: LoadTestOptions) -> dict[str, str]:
         "ADE_JOB_TIMEOUT_SECONDS": str(options.job_timeout),
         "ADE_WORKER_MEM_MB": str(options.worker_mem_mb),
         # A load test should not wait half a minute for a drain on every stop.
-        "ADE_SHUTDOWN_GRACE_SECONDS": "5",
+        "ADE_SHUTDOWN_GRACE_SECONDS": "2",
     }
 
 

@@ -93,7 +93,7 @@ async def test_chaos_run_recovers_every_job_across_a_sigkill() -> None:
     report = await run_loadtest(
         LoadTestOptions(
             clients=6,
-            duration=8,
+            duration=6,
             seed=3,
             chaos=True,
             config_mix={"ok": 0.7, "fail": 0.0, "timeout": 0.3, "memory": 0.0},
@@ -126,7 +126,7 @@ def test_a_job_that_outlives_the_drain_is_reported_lost_and_exits_1(
     # One sleeping job, a 30 s job timeout and a 1 s drain: the job cannot be terminal in time.
     status = main(
         [
-            "--clients", "1", "--jobs", "1", "--duration", "5", "--configs", "timeout=1",
+            "--clients", "1", "--jobs", "1", "--duration", "2", "--configs", "timeout=1",
             "--job-timeout", "30", "--drain-timeout", "1", "--seed", "1",
         ]
     )  # fmt: skip
