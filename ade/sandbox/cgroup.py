@@ -151,8 +151,18 @@ def create_job_cgroup(name: str, mem_mb: int, max_processes: int) -> JobCgroup:
     if version == 2:
         parent = os.path.dirname(next(iter(dirs.values())))
         wanted = " ".join(f"+{c}" for c in dirs)
-        # v2 only lets a cgroup's children use a controller its subtree_control enables.
-        _write(os.path.join(parent, "cgroup.subtree_control"), wanted)
+        # v2 only lets a cgroup's children use a controller its subtree_control enables, and
+        # refuses (EBUSY) while the cgroup itself holds processes ("no internal processes").
+        try:
+            _write(os.path.join(parent, "cgroup.subtree_control"), wanted)
+        except CgroupError as exc:
+            if exc.errno == errno.EBUSY:
+                raise CgroupError(
+                    errno.EBUSY,
+                    f"{exc} (cgroup v2: the service's own cgroup holds processes; start the "
+                    "service in a delegated cgroup and move it into a leaf of its own)",
+                ) from None
+            raise
     cgroup = JobCgroup(name, tuple(sorted(dirs.items())), version)
     for directory in cgroup.unique_dirs():
         if os.path.isdir(directory):  # left over by a crashed service: empty it and start over
@@ -264,7 +274,15 @@ def job_cgroup_oom_killed(cgroup: JobCgroup) -> bool:
             fields = dict(line.split() for line in f if line.strip())
     except OSError:
         return False
-    return int(fields.get("oom_kill", "0")) > 0
+    if "oom_kill" in fields:
+        return int(fields["oom_kill"]) > 0
+    # Kernels before 4.13 have no oom_kill counter in v1: fall back to "the limit was hit"
+    # (memory.failcnt), which for a job that died of SIGKILL is the OOM killer's doing.
+    try:
+        with open(os.path.join(directory, "memory.failcnt")) as f:
+            return int(f.read().strip() or 0) > 0
+    except (OSError, ValueError):
+        return False
 
 
 def _rmdir(directory: str) -> bool:
