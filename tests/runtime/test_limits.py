@@ -328,3 +328,32 @@ async def test_network_is_off_unless_the_job_asks(
             pytest.skip(f"no network layer on this machine (layers: {outcome.sandbox_layers})")
         assert all(value != "ok" for value in results.values()), results
         assert accepted == []
+
+
+async def test_a_job_hitting_its_limit_does_not_disturb_jobs_running_beside_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Three jobs at once: one sleeps into its timeout, one spins into its CPU limit, one
+    succeeds. Each gets its own ending; the killed ones leave nothing behind."""
+    settings = load_settings(
+        {}, data_dir=settings.data_dir, job_timeout_seconds=TIMEOUT, worker_cpu_seconds=1
+    )
+    sleeper = _job(settings, tmp_path / "sleeper", "import time as _t\n_t.sleep(1000)\n")
+    spinner = _job(settings, tmp_path / "spinner", "\nwhile True:\n    pass\n")
+    fine = _job(settings, tmp_path / "fine", "")
+    outcomes: dict[str, object] = {}
+
+    async def run(name: str, job_dir: Path) -> None:
+        outcomes[name] = await supervise_job(settings, job_dir, on_event=EventLog())
+
+    async with trio.open_nursery() as nursery:
+        for name, job_dir in (("sleeper", sleeper), ("spinner", spinner), ("fine", fine)):
+            nursery.start_soon(run, name, job_dir)
+    messages = {name: outcome.message for name, outcome in outcomes.items()}  # type: ignore[attr-defined]
+    assert messages == {
+        "sleeper": "timed out after 2 s",
+        "spinner": "CPU limit of 1 s exceeded",
+        "fine": None,
+    }
+    assert (fine / "normalized.xlsx").is_file()
+    assert await _wait_gone(str(tmp_path), within=1.0) == []
