@@ -35,6 +35,7 @@ from sandbox_support import require
 
 from ade.models import JobStatus
 from ade.runtime import open_runtime
+from ade.sandbox import LAYERS, check_required, detect_layers
 from ade.settings import load_settings
 
 TIMEOUT_S = 6
@@ -528,3 +529,22 @@ async def test_hostile_config(case, data_dir, victim_process, listeners, monkeyp
     # nothing of the job survives, and the secret went nowhere
     assert job_processes(job_dir) == []
     assert leaked_secret(job_dir, json.dumps([e.detail for e in events]), repr(final)) == []
+
+
+async def test_strict_mode_runs_a_job_with_every_layer_recorded(data_dir):
+    require(*LAYERS)
+    settings = load_settings({"ADE_SANDBOX": "strict"}, data_dir=data_dir)
+    settings.jobs_dir.mkdir(parents=True)
+    check_required(settings, detect_layers())  # what `ade serve` does at start-up
+    config = await publish(settings, write_package(data_dir.parent / "benign", None))
+    document = await store_document(settings, data_dir.parent / "input.xlsx")
+    async with open_runtime(settings) as runtime:
+        job = await runtime.submit(
+            workspace_id="ws", config_version_id=config, document_ids=[document]
+        )
+        with trio.fail_after(60):
+            final = await runtime.wait("ws", job.id)
+    assert (final.status, final.error_message) == (JobStatus.SUCCESS, None)
+    assert final.sandbox_layers == LAYERS
+    request = json.loads((settings.jobs_dir / job.id / "run-request.json").read_text())
+    assert tuple(request["sandbox"]["required"]) == LAYERS
