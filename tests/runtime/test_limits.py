@@ -18,7 +18,7 @@ import trio
 from exec_support import EventLog, make_job_dir, processes_mentioning, write_package
 
 from ade.models import JobStatus
-from ade.runtime.supervisor import supervise_job
+from ade.runtime.supervisor import JobOutcome, supervise_job
 from ade.settings import Settings, load_settings
 
 TIMEOUT = 2.0
@@ -341,7 +341,7 @@ async def test_a_job_hitting_its_limit_does_not_disturb_jobs_running_beside_it(
     sleeper = _job(settings, tmp_path / "sleeper", "import time as _t\n_t.sleep(1000)\n")
     spinner = _job(settings, tmp_path / "spinner", "\nwhile True:\n    pass\n")
     fine = _job(settings, tmp_path / "fine", "")
-    outcomes: dict[str, object] = {}
+    outcomes: dict[str, JobOutcome] = {}
 
     async def run(name: str, job_dir: Path) -> None:
         outcomes[name] = await supervise_job(settings, job_dir, on_event=EventLog())
@@ -349,7 +349,7 @@ async def test_a_job_hitting_its_limit_does_not_disturb_jobs_running_beside_it(
     async with trio.open_nursery() as nursery:
         for name, job_dir in (("sleeper", sleeper), ("spinner", spinner), ("fine", fine)):
             nursery.start_soon(run, name, job_dir)
-    messages = {name: outcome.message for name, outcome in outcomes.items()}  # type: ignore[attr-defined]
+    messages = {name: outcome.message for name, outcome in outcomes.items()}
     assert messages == {
         "sleeper": "timed out after 2 s",
         "spinner": "CPU limit of 1 s exceeded",
