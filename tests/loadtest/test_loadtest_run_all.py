@@ -74,3 +74,23 @@ def test_a_failed_run_is_shown_with_its_output() -> None:
     assert "2026-01-01 00:00 UTC, 2 cores" in block
     assert "**The run failed (exit 3).**" in block
     assert "partial table" in block and "Traceback: boom" in block
+
+
+def test_placeholder_line_and_json_dumps() -> None:
+    run_all = _run_all()
+    existing = "## Engine\n**Results** (2 cores):\n\nRESULTS_TABLE\n\nTargets: prose.\n"
+    block = "<!-- results:engine -->\nT\n<!-- /results:engine -->"
+    doc = run_all.render_doc(existing, {"engine": block}, "x")
+    engine = doc.split("## Engine\n", 1)[1].split("## Job overhead", 1)[0]
+    assert engine.strip().splitlines() == [
+        "**Results** (2 cores):",
+        "",
+        "<!-- results:engine -->",
+        "T",
+        "<!-- /results:engine -->",
+        "",
+        "Targets: prose.",
+    ]
+    assert (
+        run_all.markdown_of('| a |\n|---|\n{"rows": 1}\n{not json\n') == "| a |\n|---|\n{not json"
+    )
