@@ -122,7 +122,8 @@ async def _upload_configs(context: Client, workload: Workload) -> dict[str, str]
             "/configs",
             files={"package": (f"loadtest-{kind}.zip", package, "application/zip")},
         )
-        if response.status_code != 201:
+        # 201 prepared now, 200 the same content was prepared before (idempotent by hash).
+        if response.status_code not in (200, 201):
             raise SessionAbandoned(
                 f"POST /configs of the {kind!r} package answered {response.status_code}: "
                 f"{response.text[:500]}"
