@@ -315,6 +315,13 @@ def _remove_tmp(job_dir: Path) -> None:
         logger.warning("could not remove %s: %s", tmp, exc)
 
 
+def _prelaunch(job_dir: Path) -> tuple[Path, RunRequest, JobCgroup | None]:
+    job_dir = job_dir.resolve(strict=True)
+    request = load_request(job_dir / REQUEST_FILE)
+    _prepare_tmp(job_dir, request.sandbox)
+    return job_dir, request, _cgroup_create(request.sandbox)
+
+
 class _Group:
     """The job's processes: its process group and, when the sandbox provides one, its cgroup."""
 
@@ -349,10 +356,12 @@ async def supervise_job(
     group = _Group(None)
     try:
         try:
-            job_dir = job_dir.resolve(strict=True)
-            run.request = load_request(job_dir / REQUEST_FILE)
-            _prepare_tmp(job_dir, run.request.sandbox)
-            group.cgroup = _cgroup_create(run.request.sandbox)
+            # File and cgroup work, off the event loop; shielded so that a cgroup created in the
+            # thread is always seen (and removed) by the finally below.
+            with trio.CancelScope(shield=True):
+                job_dir, run.request, group.cgroup = await trio.to_thread.run_sync(
+                    _prelaunch, job_dir
+                )
         except ValueError as exc:  # run-request.json unreadable: the message names the problem
             run.launch_error = str(exc)
         except Exception as exc:  # missing job dir, unwritable tmp/, cgroup refused, ...

@@ -1,6 +1,6 @@
 """Every limit, with a real worker subprocess running hostile config code.
 
-Small limits keep the suite fast: timeout 2 s, CPU 1 s, memory 256 MiB, file size 10 MiB.
+Small limits keep the suite fast: timeout 3 s, CPU 1 s, memory 256 MiB, file size 10 MiB.
 Config code runs when the engine imports ``columns/name.py``; it reports to the test through
 the events fd (see ``exec_support.REPORT_PY``). "Nothing survives" is checked on the host's
 /proc by a marker on each process's command line (the job directory path).
@@ -21,7 +21,7 @@ from ade.models import JobStatus
 from ade.runtime.supervisor import JobOutcome, supervise_job
 from ade.settings import Settings, load_settings
 
-TIMEOUT = 2.0
+TIMEOUT = 3.0
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ async def test_timeout_kills_the_whole_group_at_the_deadline(
 
     assert log.of("sleeping") == [{}], outcome.diagnostics
     assert outcome.status == JobStatus.ERROR
-    assert outcome.message == "timed out after 2 s"
+    assert outcome.message == "timed out after 3 s"
     assert outcome.limit == "timeout"
     assert outcome.exit_signal == signal.SIGKILL
     assert TIMEOUT <= elapsed < TIMEOUT + 1.0
@@ -338,20 +338,23 @@ async def test_a_job_hitting_its_limit_does_not_disturb_jobs_running_beside_it(
     settings = load_settings(
         {}, data_dir=settings.data_dir, job_timeout_seconds=TIMEOUT, worker_cpu_seconds=1
     )
+    # The spinner gets a generous wall clock: on a busy machine it must reach 1 s of CPU first.
+    roomy = load_settings({}, data_dir=settings.data_dir, job_timeout_seconds=30.0)
     sleeper = _job(settings, tmp_path / "sleeper", "import time as _t\n_t.sleep(1000)\n")
     spinner = _job(settings, tmp_path / "spinner", "\nwhile True:\n    pass\n")
     fine = _job(settings, tmp_path / "fine", "")
     outcomes: dict[str, JobOutcome] = {}
 
-    async def run(name: str, job_dir: Path) -> None:
-        outcomes[name] = await supervise_job(settings, job_dir, on_event=EventLog())
+    async def run(name: str, job_dir: Path, job_settings: Settings) -> None:
+        outcomes[name] = await supervise_job(job_settings, job_dir, on_event=EventLog())
 
     async with trio.open_nursery() as nursery:
-        for name, job_dir in (("sleeper", sleeper), ("spinner", spinner), ("fine", fine)):
-            nursery.start_soon(run, name, job_dir)
+        nursery.start_soon(run, "sleeper", sleeper, settings)
+        nursery.start_soon(run, "spinner", spinner, roomy)
+        nursery.start_soon(run, "fine", fine, roomy)
     messages = {name: outcome.message for name, outcome in outcomes.items()}
     assert messages == {
-        "sleeper": "timed out after 2 s",
+        "sleeper": "timed out after 3 s",
         "spinner": "CPU limit of 1 s exceeded",
         "fine": None,
     }
