@@ -81,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.drain_timeout,
         help="seconds every accepted job may take to finish after the load",
     )
+    load.add_argument(
+        "--request-timeout",
+        type=float,
+        default=defaults.request_timeout,
+        help="seconds a request may take before it counts as failed",
+    )
     server = parser.add_argument_group("the server the harness starts")
     server.add_argument("--queue-size", type=int, default=defaults.queue_size)
     server.add_argument("--max-concurrency", type=int, default=defaults.max_concurrency)
@@ -122,6 +128,7 @@ def options_from_args(args: argparse.Namespace) -> LoadTestOptions:
         job_timeout=args.job_timeout,
         worker_mem_mb=args.worker_mem_mb,
         drain_timeout=args.drain_timeout,
+        request_timeout=args.request_timeout,
     )
 
 
