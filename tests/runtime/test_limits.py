@@ -13,6 +13,7 @@ import socket
 import textwrap
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 from exec_support import EventLog, make_job_dir, processes_mentioning, write_package
@@ -26,10 +27,12 @@ TIMEOUT = 3.0
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    """Small limits; a roomy wall clock so that only the timeout tests meet it (a busy machine
+    must not turn a CPU, memory or file-size ending into a timeout)."""
     return load_settings(
         {},
         data_dir=tmp_path / "data",
-        job_timeout_seconds=TIMEOUT,
+        job_timeout_seconds=30.0,
         worker_cpu_seconds=1,
         worker_mem_mb=256,
         worker_fsize_mb=10,
@@ -52,6 +55,7 @@ def _job(settings: Settings, tmp_path: Path, code: str, *, network: bool = False
 async def test_timeout_kills_the_whole_group_at_the_deadline(
     settings: Settings, tmp_path: Path, ignore_sigterm: bool
 ) -> None:
+    settings = attrs.evolve(settings, job_timeout_seconds=TIMEOUT)
     job_dir = _job(
         settings,
         tmp_path,
@@ -84,9 +88,6 @@ async def test_timeout_kills_the_whole_group_at_the_deadline(
 
 
 async def test_cpu_spin_hits_the_cpu_limit(settings: Settings, tmp_path: Path) -> None:
-    settings = load_settings(
-        {}, data_dir=settings.data_dir, job_timeout_seconds=20.0, worker_cpu_seconds=1
-    )
     job_dir = _job(settings, tmp_path, "\nwhile True:\n    pass\n")
     outcome = await supervise_job(settings, job_dir, on_event=EventLog())
     assert outcome.status == JobStatus.ERROR
@@ -303,9 +304,7 @@ async def _listener_counting(task_status: trio.TaskStatus[tuple[int, list[int]]]
 async def test_network_is_off_unless_the_job_asks(
     settings: Settings, tmp_path: Path, network: bool
 ) -> None:
-    settings = load_settings(
-        {}, data_dir=settings.data_dir, job_timeout_seconds=30.0, worker_cpu_seconds=10
-    )
+    settings = attrs.evolve(settings, worker_cpu_seconds=10)  # curl attempts may take a while
     async with trio.open_nursery() as nursery:
         port, accepted = await nursery.start(_listener_counting)
         job_dir = _job(settings, tmp_path, NETWORK_ATTEMPTS.format(port=port), network=network)
@@ -335,11 +334,8 @@ async def test_a_job_hitting_its_limit_does_not_disturb_jobs_running_beside_it(
 ) -> None:
     """Three jobs at once: one sleeps into its timeout, one spins into its CPU limit, one
     succeeds. Each gets its own ending; the killed ones leave nothing behind."""
-    settings = load_settings(
-        {}, data_dir=settings.data_dir, job_timeout_seconds=TIMEOUT, worker_cpu_seconds=1
-    )
-    # The spinner gets a generous wall clock: on a busy machine it must reach 1 s of CPU first.
-    roomy = load_settings({}, data_dir=settings.data_dir, job_timeout_seconds=30.0)
+    roomy = settings
+    settings = attrs.evolve(settings, job_timeout_seconds=TIMEOUT)
     sleeper = _job(settings, tmp_path / "sleeper", "import time as _t\n_t.sleep(1000)\n")
     spinner = _job(settings, tmp_path / "spinner", "\nwhile True:\n    pass\n")
     fine = _job(settings, tmp_path / "fine", "")
