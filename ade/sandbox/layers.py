@@ -444,7 +444,8 @@ def apply_landlock(
     rules += [(p, _FS_READ_FILE | _FS_WRITE_FILE | _FS_TRUNCATE) for p in _DEV_READ_WRITE]
     if fresh_proc:  # only this namespace's processes are in it
         rules.append(("/proc", read))
-    rules += [(p, handled) for p in writable]
+    # Everything but execute: a binary the job writes (or copies) into tmp/ must not run.
+    rules += [(p, handled & ~_FS_EXECUTE) for p in writable]
     try:
         ruleset = _sys.landlock_create_ruleset(handled, net, scoped, abi)
     except OSError as exc:

@@ -325,6 +325,10 @@ def test_landlock_allows_own_job_and_denies_everything_else(tmp_path):
     attempt("etc shadow", lambda: open("/etc/shadow").read())
     attempt("write /tmp", lambda: open("/tmp/ade-escape", "w"))
     attempt("exec", lambda: os.execv("/bin/true", ["true"]))
+    import shutil, sys
+    shutil.copy(os.path.realpath(sys.executable), "tmp/own-binary")
+    os.chmod("tmp/own-binary", 0o755)
+    attempt("exec own copy", lambda: os.execv("tmp/own-binary", ["x", "-c", "pass"]))
     """
     code = f"SNAP = {str(snapshot)!r}\nOTHER = {str(other)!r}\n" + textwrap.dedent(code)
     run = run_confined(spec_for(job, snapshot), code)
@@ -344,6 +348,7 @@ def test_landlock_allows_own_job_and_denies_everything_else(tmp_path):
         "etc shadow EACCES",
         "write /tmp EACCES",
         "exec EACCES",
+        "exec own copy EACCES",
     ], run.stderr
     assert not os.path.exists("/tmp/ade-escape")
 
