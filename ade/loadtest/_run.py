@@ -220,13 +220,13 @@ def _job_figures(ledger: Ledger) -> tuple[list[float], float]:
 
 
 def _invariants(
-    options: LoadTestOptions,
     context: Client,
     queue: _QueueWatch,
     chaos: _Chaos | None,
     events: tuple[int, list[str]] | None,
     events_skip_reason: str,
     workers_left: list[str] | None,
+    stop_status: int | None,
 ) -> list[Invariant]:
     checks: list[Invariant] = []
     errors = context.log.server_errors()
@@ -292,6 +292,15 @@ def _invariants(
                 "no worker process left after the server stops",
                 FAIL if workers_left else PASS,
                 "; ".join(workers_left[:5]) if workers_left else "none in /proc",
+            )
+        )
+    if workers_left is not None:
+        checks.append(
+            Invariant(
+                "the server stops gracefully on SIGTERM",
+                PASS if stop_status == 0 else FAIL,
+                f"exit status {stop_status}"
+                + ("" if stop_status == 0 else " (negative: killed by that signal)"),
             )
         )
     transport = context.log.transport_errors()
@@ -442,8 +451,9 @@ async def _run_against(
     events_skip = ""
     workers_left: list[str] | None = None
     snapshot: StoreSnapshot | None = None
+    stop_status: int | None = None
     if server is not None:
-        await server.stop()
+        stop_status = await server.stop()
         workers_left = await reap_workers(server.data_dir, _WORKER_GRACE_SECONDS)
     if data_dir is not None:
         snapshot = await read_store(data_dir)
@@ -511,6 +521,6 @@ async def _run_against(
             "surviving_restart": chaos.surviving_restart,
         },
         invariants=tuple(
-            _invariants(options, context, queue, chaos, events, events_skip, workers_left)
+            _invariants(context, queue, chaos, events, events_skip, workers_left, stop_status)
         ),
     )

@@ -158,7 +158,8 @@ class ServerProcess:
             self.process.wait()
 
     async def stop(self, timeout: float = 60.0) -> int | None:
-        """Graceful SIGTERM; SIGKILL if it does not exit within ``timeout``. Returns the status."""
+        """Graceful SIGTERM; SIGKILL if it does not exit within ``timeout``. Returns the exit
+        status (0 after a graceful shutdown; -9 when it had to be killed)."""
         process = self.process
         if process is None:
             return None

@@ -40,6 +40,7 @@ INVARIANTS = [
     "queue bound never exceeded",
     "every events.ndjson parses and ends in its terminal event",
     "no worker process left after the server stops",
+    "the server stops gracefully on SIGTERM",
     "no request failed without a response (outside a chaos outage)",
     "429s carry Retry-After; streams end in the terminal event; downloads are well-formed",
 ]
