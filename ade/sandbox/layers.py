@@ -24,6 +24,7 @@ from ade.sandbox import cgroup as _cgroup
 from ade.sandbox.spec import SandboxSpec
 
 __all__ = [
+    "NETWORK_READONLY_PATHS",
     "SYSTEM_READONLY_PATHS",
     "LayerUnavailable",
     "apply_landlock",
@@ -59,6 +60,19 @@ SYSTEM_READONLY_PATHS: tuple[str, ...] = (
     "/etc/localtime",
     "/etc/mime.types",  # mimetypes (imported by openpyxl) reads it when present
     "/usr/share/zoneinfo",
+)
+# Read-only for a job allowed on the network only: name resolution and TLS trust anchors.
+NETWORK_READONLY_PATHS: tuple[str, ...] = (
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/usr/share/ca-certificates",
 )
 _DEV_READ = ("/dev/urandom", "/dev/random", "/dev/zero")
 _DEV_READ_WRITE = ("/dev/null",)
@@ -439,7 +453,8 @@ def apply_landlock(
     net = _NET_TCP if abi >= 4 and not network else 0
     scoped = _SCOPE_ALL if abi >= 6 else 0
     read = _FS_READ_FILE | _FS_READ_DIR
-    rules: list[tuple[str, int]] = [(p, read) for p in (*SYSTEM_READONLY_PATHS, *readonly)]
+    system = SYSTEM_READONLY_PATHS + (NETWORK_READONLY_PATHS if network else ())
+    rules: list[tuple[str, int]] = [(p, read) for p in (*system, *readonly)]
     rules += [(p, _FS_READ_FILE) for p in _DEV_READ]
     rules += [(p, _FS_READ_FILE | _FS_WRITE_FILE | _FS_TRUNCATE) for p in _DEV_READ_WRITE]
     if fresh_proc:  # only this namespace's processes are in it

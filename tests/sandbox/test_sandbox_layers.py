@@ -423,7 +423,7 @@ def test_seccomp_denies_sockets_and_dangerous_syscalls_but_not_socketpair(job):
     ], run.stderr
 
 
-def test_network_true_lets_the_job_reach_a_local_listener(job):
+def test_network_true_lets_the_job_resolve_and_reach_a_local_listener(job):
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(20)
     port = listener.getsockname()[1]
@@ -441,7 +441,7 @@ def test_network_true_lets_the_job_reach_a_local_listener(job):
     thread.start()
     code = f"""
     import socket
-    socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
+    socket.create_connection(("localhost", {port}), timeout=5).close()
     print("connected")
     """
     run = run_confined(spec_for(job, network=True), code)
