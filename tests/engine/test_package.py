@@ -198,3 +198,29 @@ def test_message_lists_every_problem(tmp_path: Path) -> None:
         "config package is invalid (1 problem(s)): manifest.json:columns.order[7]: "
         "unknown field 'ghost' (not in columns.fields)"
     )
+
+
+def test_engine_runs_a_zip_package(tmp_path: Path) -> None:
+    from ade.samples.generate import write_messy_workbook
+
+    from .engine_support import read_rows
+
+    archive = tmp_path / "roster.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in sorted(ROSTER_CONFIG.rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                zf.write(file, file.relative_to(ROSTER_CONFIG).as_posix())
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    run_engine([source], archive, tmp_path / "zip-out")
+    run_engine([source], ROSTER_CONFIG, tmp_path / "folder-out")
+    assert read_rows(tmp_path / "zip-out" / "normalized.xlsx") == read_rows(
+        tmp_path / "folder-out" / "normalized.xlsx"
+    )
+
+
+def test_zip_with_unsafe_paths_is_rejected(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("manifest.json", "{}")
+        zf.writestr("../escape.py", "x = 1")
+    assert problems(archive) == [("../escape.py", "unsafe path in zip archive")]
