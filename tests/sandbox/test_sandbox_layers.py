@@ -217,12 +217,14 @@ def test_killing_the_outer_process_kills_the_whole_namespace(job):
         cwd=job,
     )
     assert proc.stdout is not None
-    proc.stdout.readline()
-    assert proc.stdout.readline() == b"ready\n"
-    assert len(processes_with(marker)) == 6  # outer, pid 1, job, 3 children
-    proc.kill()  # the outer process only: PDEATHSIG takes pid 1, the kernel the rest
-    proc.wait()
-    proc.stdout.close()
+    with proc.stdout:
+        try:
+            proc.stdout.readline()
+            assert proc.stdout.readline() == b"ready\n"
+            assert len(processes_with(marker)) == 6  # outer, pid 1, job, 3 children
+        finally:
+            proc.kill()  # the outer process only: PDEATHSIG takes pid 1, the kernel the rest
+            proc.wait()
     deadline = time.monotonic() + 2
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.02)
