@@ -6,7 +6,8 @@ never share modules. Every call goes through :class:`ConfigFunction`, which pass
 keyword arguments the function declares and turns any exception into
 :class:`ade.errors.ConfigCodeError` naming the file, function and pass: the exception *text*
 may quote cell values, so only its type reaches the message; the traceback travels on the
-exception (``.traceback``) for diagnostics.
+exception (``.traceback``) and as its ``__cause__``, so any traceback printer (the worker's
+stderr diagnostics) shows where in the config code it happened.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class ConfigFunction:
         try:
             return self.invoke(available)
         except (Exception, SystemExit) as exc:
-            raise config_error(self.file, self.function, pass_name, exc) from None
+            raise config_error(self.file, self.function, pass_name, exc) from exc
 
 
 def _invoker(fn: Callable[..., Any], names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:

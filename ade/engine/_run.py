@@ -508,7 +508,7 @@ class _Run:
                 try:  # inlined ConfigFunction.call: this loop runs per row per detector
                     result = fn.invoke(available)
                 except (Exception, SystemExit) as exc:
-                    raise config_error(fn.file, fn.function, "detect", exc) from None
+                    raise config_error(fn.file, fn.function, "detect", exc) from exc
                 if result is None:
                     continue
                 if type(result) is dict:

@@ -243,3 +243,21 @@ def test_no_cell_value_reaches_the_artifact_or_events(tmp_path: Path) -> None:
         assert sentinel not in events_text
     # ...while the output itself does carry the data.
     assert read_rows(tmp_path / "out" / "normalized.xlsx")[1][1] == SENTINELS[1].title()
+
+
+def test_config_traceback_is_the_cause_for_diagnostics(tmp_path: Path) -> None:
+    """A generic traceback printer (the worker writes one to its stderr) shows the config
+    frames, because the config exception is the ConfigCodeError's cause."""
+    import traceback
+
+    config = copy_config(tmp_path)
+    append(config / "columns" / "email.py", "def validate(*, values):\n    raise ValueError('x')\n")
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    with pytest.raises(ConfigCodeError) as info:
+        run_engine([source], config, tmp_path / "out")
+    printed = "".join(traceback.format_exception(info.value))
+    assert isinstance(info.value.__cause__, ValueError)
+    assert 'columns/email.py", line ' in printed  # the config frame, file and line
+    assert "ValueError: x" in printed
+    # The text formatted while the files existed also quotes the failing source line.
+    assert "raise ValueError('x')" in info.value.traceback
