@@ -175,7 +175,8 @@ class ConfigPackage:
     writer: WriterOptions
     hooks: tuple[HookRef, ...]
     row_types: tuple[str, ...]
-    files: Mapping[str, bytes] = attrs.field(repr=False)
+    # Equality and hashing go by content_hash; the dict itself is neither hashable nor small.
+    files: Mapping[str, bytes] = attrs.field(repr=False, eq=False)
     content_hash: str
 
     @property

@@ -38,6 +38,8 @@ def test_sample_package_loads_with_engine_defaults() -> None:
         "hooks/audit.py:on_job_end",
     ]
     assert len(package.content_hash) == 64
+    assert package == load_package(ROSTER_CONFIG)
+    assert hash(package) == hash(load_package(ROSTER_CONFIG))  # usable as a cache key
 
 
 def test_zip_package_with_top_folder_loads_the_same(tmp_path: Path) -> None:
