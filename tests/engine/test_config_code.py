@@ -261,3 +261,39 @@ def test_config_traceback_is_the_cause_for_diagnostics(tmp_path: Path) -> None:
     assert "ValueError: x" in printed
     # The text formatted while the files existed also quotes the failing source line.
     assert "raise ValueError('x')" in info.value.traceback
+
+
+def test_a_table_nothing_maps_to_is_skipped_and_reported(tmp_path: Path) -> None:
+    """A lookup table that the (eager) header detector accepts but no column maps to is
+    reported as skipped, not written into the output."""
+    config = copy_config(tmp_path)
+    (config / "row_types" / "header.py").write_text(
+        "def detect_text_row(*, values, non_empty, previous_row_type):\n"
+        "    texts = sum(isinstance(v, str) for v in values)\n"
+        "    if non_empty >= 2 and texts == non_empty and previous_row_type != 'header':\n"
+        "        return {'header': 2.0, 'data': -1.5}\n"
+        "    return None\n"
+    )
+    source = write_xlsx(
+        tmp_path / "lookup.xlsx",
+        {
+            "Lookup": [(1, 1, ["Code", "Meaning"]), (2, 1, ["G", 1]), (3, 1, ["S", 2])],
+            "Members": [
+                (1, 1, ["Member ID", "First Name", "Last Name"]),
+                (2, 1, ["M1001", "Ann", 3]),
+            ],
+        },
+    )
+    result = run_engine([source], config, tmp_path / "out")
+    assert (result.tables_found, result.tables_written, result.rows_written) == (2, 1, 1)
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    lookup = artifact.tables[0]
+    assert (lookup.sheet, lookup.range, lookup.status, lookup.skip_reason) == (
+        "Lookup",
+        "A1:B3",
+        "skipped",
+        "no column scored at or above the mapping threshold",
+    )
+    assert (lookup.output_first_row, lookup.output_last_row) == (None, None)
+    assert [c.output_header for c in lookup.columns] == [None, None]
+    assert read_rows(tmp_path / "out" / "normalized.xlsx")[1][:3] == ("M1001", "Ann", 3)
