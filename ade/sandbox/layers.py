@@ -250,14 +250,44 @@ def enter_pid_namespace(*, private_mounts: bool) -> None:
         raise LayerUnavailable("pid_namespace", f"unshare(CLONE_NEWPID): {_reason(exc)}") from None
     alive_r, alive_w = os.pipe()  # write end held by the outer process only
     status_r, status_w = os.pipe()  # pid 1 -> outer: the job's wait status
-    init = os.fork()
+    try:
+        init = os.fork()
+    except OSError as exc:
+        for fd in (alive_r, alive_w, status_r, status_w):
+            os.close(fd)
+        raise LayerUnavailable("pid_namespace", f"fork: {_reason(exc)}") from None
     if init:
         os.close(alive_r)
         os.close(status_w)
         own = _wait_status(init)
         reported = os.read(status_r, 4)
         _mirror_and_exit(struct.unpack("i", reported)[0] if len(reported) == 4 else own)
-    # pid 1 of the namespace.
+    # pid 1 of the namespace. Whatever goes wrong here must end this process: returning (or
+    # raising) would let the reaper run the job's code without the layers still to come.
+    try:
+        job = _become_init(alive_r, alive_w, status_r, private_mounts)
+    except BaseException as exc:
+        os.write(2, f"ade.sandbox: the PID namespace's init failed: {exc!r}\n".encode())
+        os._exit(_INIT_FAILED)
+    if job == 0:
+        os.close(status_w)
+        return
+    try:
+        while True:  # reap everything re-parented to us until the job itself ends
+            pid, status = os.waitpid(-1, 0)
+            if pid == job:
+                os.write(status_w, struct.pack("i", status))
+                os._exit(0)
+    except BaseException:
+        os._exit(_INIT_FAILED)
+
+
+# pid 1 could not set the namespace up (or lost its job): the outer process exits with this.
+_INIT_FAILED = 125
+
+
+def _become_init(alive_r: int, alive_w: int, status_r: int, private_mounts: bool) -> int:
+    """pid 1's set-up; returns the result of forking the job process."""
     os.close(alive_w)
     os.close(status_r)
     _sys.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the outer dies -> we die -> all die
@@ -272,18 +302,7 @@ def enter_pid_namespace(*, private_mounts: bool) -> None:
             mount_fresh_proc()
         except LayerUnavailable:
             pass  # reported by confine: it checks for the fresh /proc itself
-    job = os.fork()
-    if job == 0:
-        os.close(status_w)
-        return
-    while True:  # reap everything re-parented to us until the job itself ends
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(1)
-        if pid == job:
-            os.write(status_w, struct.pack("i", status))
-            os._exit(0)
+    return os.fork()
 
 
 def mount_fresh_proc() -> None:
