@@ -9,6 +9,7 @@ Each layer is one function in :mod:`ade.sandbox.layers`; docs/security.md explai
 from ade.sandbox.cgroup import (
     CgroupError,
     JobCgroup,
+    add_process,
     create_job_cgroup,
     job_cgroup_oom_killed,
     kill_job_cgroup,
@@ -28,6 +29,7 @@ __all__ = [
     "SandboxError",
     "SandboxSpec",
     "SandboxUnavailable",
+    "add_process",
     "build_spec",
     "check_required",
     "confine",
