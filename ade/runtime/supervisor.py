@@ -397,7 +397,10 @@ async def _run_worker(
     group: _Group,
     on_event: OnEvent,
 ) -> None:
-    async def kill_everything(_: trio.Process) -> None:
+    async def kill_everything(process: trio.Process) -> None:
+        # A cancel can land while nursery.start() is still spawning, before group.pgid is set
+        # below: take the group from the process itself (own session, so pgid == pid).
+        group.pgid = process.pid
         group.kill()
 
     read_fd, write_fd = os.pipe()
