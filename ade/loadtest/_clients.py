@@ -84,8 +84,8 @@ class Problems:
     missing_retry_after: int = 0
     # Websocket streams that closed normally without a terminal event, or out of order.
     bad_streams: list[str] = attrs.field(factory=list)
-    # Downloads whose body was not what the route promises.
-    bad_downloads: list[str] = attrs.field(factory=list)
+    # Bodies (JSON answers, downloads) that were not what the route promises.
+    bad_bodies: list[str] = attrs.field(factory=list)
 
 
 def is_terminal_event(event: dict[str, Any]) -> bool:
@@ -94,25 +94,19 @@ def is_terminal_event(event: dict[str, Any]) -> bool:
 
 
 def queue_depth_of(health: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(jobs waiting, queue capacity) from a /api/v1/health body, wherever the runtime put them."""
-    runtime = health.get("runtime", health)
+    """(jobs waiting, queue capacity) from a /api/v1/health body.
+
+    ``runtime`` is the runtime's statistics snapshot; the bound ADE_QUEUE_SIZE applies to
+    ``queued + reserved`` (a reservation is a submission between admission and its row), so
+    that sum is the depth. (None, None) when the body lacks them: the invariant then FAILs
+    with "never reported a queue depth" rather than passing on no evidence."""
+    runtime = health.get("runtime")
     if not isinstance(runtime, dict):
         return None, None
-    queue = runtime.get("queue") if isinstance(runtime.get("queue"), dict) else runtime
-    depth = None
-    for key in ("queued", "queue_depth", "depth", "waiting"):
-        if isinstance(queue.get(key), int):
-            depth = queue[key]
-            break
-    # The dispatcher bounds queued + reserved (a reservation is a submission in progress).
-    if depth is not None and isinstance(queue.get("reserved"), int):
-        depth += queue["reserved"]
-    capacity = None
-    for key in ("capacity", "queue_size", "queue_capacity"):
-        if isinstance(queue.get(key), int):
-            capacity = queue[key]
-            break
-    return depth, capacity
+    queued, reserved, capacity = (runtime.get(k) for k in ("queued", "reserved", "capacity"))
+    if not (isinstance(queued, int) and isinstance(reserved, int)):
+        return None, capacity if isinstance(capacity, int) else None
+    return queued + reserved, capacity if isinstance(capacity, int) else None
 
 
 @attrs.define
@@ -196,6 +190,19 @@ class Client:
                 self.log.record_submit_latency(elapsed)
             return response
 
+    def body(self, route: str, response: httpx.Response) -> dict[str, Any]:
+        """The JSON object a 2xx promises; a malformed one is recorded and ends the session."""
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            self.problems.bad_bodies.append(
+                f"{route} {response.status_code}: not a JSON object with an id"
+            )
+            raise SessionAbandoned(f"{route}: malformed body")
+        return data
+
     async def upload(self, workbook_kind: str, rng: random.Random) -> str:
         name = f"{workbook_kind}-{rng.randrange(10**9)}.xlsx"
         response = await self.request(
@@ -206,7 +213,7 @@ class Client:
         )
         if response.status_code != 201:
             raise SessionAbandoned(f"upload answered {response.status_code}")
-        return str(response.json()["id"])
+        return str(self.body("POST /documents", response)["id"])
 
     async def admit(self, route: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         """POST until 202. On 429 wait Retry-After (greedy: retry at once). A fresh
@@ -219,7 +226,7 @@ class Client:
                 kwargs["json"] = body
             response = await self.request(route, "POST", path, **kwargs)
             if response.status_code == 202:
-                return dict(response.json())
+                return self.body(route, response)
             if response.status_code != 429:
                 raise SessionAbandoned(f"{route} answered {response.status_code}")
             delay = _retry_after(response)
@@ -236,7 +243,7 @@ class Client:
         response = await self.request("GET /jobs/{id}", "GET", f"/jobs/{job_id}")
         if response.status_code != 200:
             raise SessionAbandoned(f"GET /jobs/{job_id} answered {response.status_code}")
-        return dict(response.json())
+        return self.body("GET /jobs/{id}", response)
 
     async def poll(self, tracked: TrackedJob) -> None:
         while True:
@@ -264,9 +271,15 @@ class Client:
                         close_code = closed.reason.code if closed.reason else None
                         self.log.record(f"{route} close", str(close_code))
                         break
-                    event = json.loads(message)
+                    try:
+                        event = json.loads(message)
+                        seq = int(event["seq"])
+                    except (ValueError, TypeError, KeyError):
+                        self.problems.bad_streams.append(
+                            f"{tracked.job_id}: a message is not an event with a seq"
+                        )
+                        continue
                     self.shared.ws_events += 1
-                    seq = int(event.get("seq", 0))
                     if seq <= last_seq:
                         self.problems.bad_streams.append(
                             f"{tracked.job_id}: seq {seq} after {last_seq}"
@@ -298,14 +311,14 @@ class Client:
             try:
                 json.loads(artifact.content)
             except ValueError:
-                self.problems.bad_downloads.append(f"{tracked.job_id}: artifact is not JSON")
+                self.problems.bad_bodies.append(f"{tracked.job_id}: artifact is not JSON")
         output = await self.request(
             "GET /jobs/{id}/output", "GET", f"/jobs/{tracked.job_id}/output"
         )
         if output.status_code == 200 and not output.content.startswith(b"PK"):
-            self.problems.bad_downloads.append(f"{tracked.job_id}: output is not an xlsx")
+            self.problems.bad_bodies.append(f"{tracked.job_id}: output is not an xlsx")
         if tracked.status == "success" and output.status_code != 200:
-            self.problems.bad_downloads.append(
+            self.problems.bad_bodies.append(
                 f"{tracked.job_id}: success but output answered {output.status_code}"
             )
 

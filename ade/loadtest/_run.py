@@ -315,10 +315,10 @@ def _invariants(
     protocol = []
     if problems.missing_retry_after:
         protocol.append(f"{problems.missing_retry_after} 429s without Retry-After")
-    protocol += problems.bad_streams[:5] + problems.bad_downloads[:5]
+    protocol += problems.bad_streams[:5] + problems.bad_bodies[:5]
     checks.append(
         Invariant(
-            "429s carry Retry-After; streams end in the terminal event; downloads are well-formed",
+            "429s carry Retry-After; streams end in the terminal event; bodies are well-formed",
             FAIL if protocol else PASS,
             "; ".join(protocol),
         )

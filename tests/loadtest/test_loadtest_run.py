@@ -42,7 +42,7 @@ INVARIANTS = [
     "no worker process left after the server stops",
     "the server stops gracefully on SIGTERM",
     "no request failed without a response (outside a chaos outage)",
-    "429s carry Retry-After; streams end in the terminal event; downloads are well-formed",
+    "429s carry Retry-After; streams end in the terminal event; bodies are well-formed",
 ]
 
 

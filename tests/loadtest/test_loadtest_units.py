@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import trio
 
 from ade.loadtest._ledger import JobBudget, Ledger, TrackedJob
 from ade.loadtest._options import LoadTestOptions, OptionsError, parse_mix
@@ -96,3 +97,33 @@ def test_budget_and_ledger() -> None:
     assert ledger.pending() == [first]
     first.record = {"status": "success"}
     assert ledger.pending() == []
+
+
+def test_queue_depth_is_queued_plus_reserved() -> None:
+    from ade.loadtest._clients import queue_depth_of
+
+    health = {"status": "ok", "runtime": {"queued": 7, "reserved": 2, "capacity": 10}}
+    assert queue_depth_of(health) == (9, 10)
+    assert queue_depth_of({"runtime": {"capacity": 10}}) == (None, 10)
+    assert queue_depth_of({"status": "ok"}) == (None, None)
+
+
+async def test_outage_windows_cover_requests_that_overlap_them() -> None:
+    from ade.loadtest._target import Target
+
+    target = Target("http://127.0.0.1:1/", "default")
+    assert target.api == "http://127.0.0.1:1/api/v1/workspaces/default"
+    assert target.ws_api == "ws://127.0.0.1:1/api/v1/workspaces/default"
+    assert not target.overlaps_outage(0.0, 1e12)
+    target.mark_down()
+    ((start, end),) = target.outages
+    assert end is None and not target.is_up
+    # An outage still open covers everything from its start on.
+    assert target.overlaps_outage(start - 1, start) and target.overlaps_outage(start + 5, start + 6)
+    assert not target.overlaps_outage(start - 2, start - 1)
+    target.mark_up("http://127.0.0.1:2")
+    ((start, end),) = target.outages
+    assert end is not None and target.is_up and target.base_url == "http://127.0.0.1:2"
+    assert not target.overlaps_outage(end + 1, end + 2)
+    with trio.fail_after(1):
+        await target.wait_up()
