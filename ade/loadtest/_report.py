@@ -102,11 +102,19 @@ def format_table(report: Report) -> str:
     )
     if report.chaos is not None:
         chaos = report.chaos
-        lines.append(
-            f"chaos: SIGKILL at {chaos['killed_at_seconds']:.1f} s with "
-            f"{len(chaos['running_at_kill'])} running and {len(chaos['queued_at_kill'])} queued; "
-            f"back after {chaos['restart_seconds']:.2f} s"
-        )
+        if chaos["killed_at_seconds"] is None:
+            lines.append("chaos: the kill never happened")
+        else:
+            back = (
+                f"back after {chaos['restart_seconds']:.2f} s"
+                if chaos["restart_seconds"] is not None
+                else "the restart FAILED"
+            )
+            lines.append(
+                f"chaos: SIGKILL at {chaos['killed_at_seconds']:.1f} s with "
+                f"{len(chaos['running_at_kill'])} running and "
+                f"{len(chaos['queued_at_kill'])} queued; {back}"
+            )
     lines.append("")
     for invariant in report.invariants:
         detail = f" — {invariant.detail}" if invariant.detail else ""

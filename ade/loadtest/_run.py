@@ -97,6 +97,7 @@ class _Chaos:
     # restarted server answered (its recovery should have ended them).
     surviving_workers: list[str] = attrs.field(factory=list)
     surviving_restart: list[str] = attrs.field(factory=list)
+    restart_error: str | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
 
 
@@ -128,7 +129,7 @@ async def _upload_configs(context: Client, workload: Workload) -> dict[str, str]
                 f"POST /configs of the {kind!r} package answered {response.status_code}: "
                 f"{response.text[:500]}"
             )
-        ids[kind] = str(response.json()["id"])
+        ids[kind] = str(context.body("POST /configs", response)["id"])
     return ids
 
 
@@ -157,7 +158,13 @@ async def _chaos(
         except ServerStartError:
             # The old port may still be held (TIME_WAIT); any free port will do.
             server.port = free_port()
-            chaos.restart_seconds = await server.start()
+            try:
+                chaos.restart_seconds = await server.start()
+            except ServerStartError as exc:
+                # Reported as a failed invariant; clients keep waiting, the drain times out
+                # and every pending job is reported lost.
+                chaos.restart_error = str(exc)
+                return
         target.mark_up(server.url)
         chaos.surviving_restart = await reap_these(
             server.data_dir, chaos.surviving_workers, _WORKER_GRACE_SECONDS
@@ -332,6 +339,14 @@ def _chaos_invariants(ledger: Ledger, chaos: _Chaos) -> list[Invariant]:
     if chaos.killed_at is None:
         return [
             Invariant("chaos: the server was killed and restarted", FAIL, "the kill never happened")
+        ]
+    if chaos.restart_error is not None:
+        return [
+            Invariant(
+                "chaos: the server was killed and restarted",
+                FAIL,
+                f"the restart failed: {chaos.restart_error[-1500:]}",
+            )
         ]
     records = {job_id: job.record or {} for job_id, job in ledger.jobs.items()}
     survivors = chaos.surviving_workers
@@ -519,6 +534,7 @@ async def _run_against(
             "queued_at_kill": sorted(chaos.queued),
             "surviving_workers": chaos.surviving_workers,
             "surviving_restart": chaos.surviving_restart,
+            "restart_error": chaos.restart_error,
         },
         invariants=tuple(
             _invariants(context, queue, chaos, events, events_skip, workers_left, stop_status)
