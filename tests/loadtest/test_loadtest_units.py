@@ -127,3 +127,46 @@ async def test_outage_windows_cover_requests_that_overlap_them() -> None:
     assert not target.overlaps_outage(end + 1, end + 2)
     with trio.fail_after(1):
         await target.wait_up()
+
+
+def test_table_and_json_render_a_failed_chaos_run() -> None:
+    import json
+
+    from ade.loadtest import FAIL, PASS, Invariant, Report, format_table, report_json
+
+    report = Report(
+        machine={"cores": 2, "date": "2026-01-01 00:00 UTC", "python": "3.11.7"},
+        settings={
+            "target": "x", "clients": 1, "duration": 1.0, "jobs": None,
+            "greedy": False, "chaos": True, "seed": 1,
+        },
+        duration_seconds=1.5,
+        requests_by_route={"POST /jobs": {"202": 1}},
+        outage_requests_by_route={"GET /jobs/{id}": {"transport:ConnectError": 2}},
+        requests_total=3,
+        submit_latency_ms=summarize([5.0]),
+        job_latency_seconds=summarize([]),
+        jobs={"accepted": 1, "retries": 0, "cancels_requested": 0,
+              "by_status": {"queued": 1}, "by_kind": {"ok": {"queued": 1}}},
+        jobs_per_second=0.0,
+        queue={"max_depth_seen": 1, "queue_size": 10, "samples": 3},
+        chaos={"killed_at_seconds": 0.4, "restart_seconds": None,
+               "running_at_kill": [], "queued_at_kill": ["j1"]},
+        invariants=(
+            Invariant("zero 5xx", PASS),
+            Invariant("chaos: the server was killed and restarted", FAIL, "the restart failed"),
+        ),
+    )  # fmt: skip
+    table = format_table(report)
+    assert "GET /jobs/{id} (outage)" in table and "transport:ConnectError" in table
+    assert "p50 5.0" in table and "job end-to-end s (n=0):  p50 -" in table
+    assert "chaos: SIGKILL at 0.4 s with 0 running and 1 queued; the restart FAILED" in table
+    assert "[FAIL] chaos: the server was killed and restarted — the restart failed" in table
+    assert table.endswith("RESULT: FAIL")
+    data = json.loads(report_json(report))
+    assert data["passed"] is False
+    assert data["invariants"][1] == {
+        "name": "chaos: the server was killed and restarted",
+        "result": "FAIL",
+        "detail": "the restart failed",
+    }
