@@ -29,10 +29,14 @@ from typing import Any
 import httpx
 import trio
 
-from ade.loadtest import ServerProcess, free_port, machine_facts
-from ade.loadtest._options import LoadTestOptions
-from ade.loadtest._stats import summarize
-from ade.loadtest._workload import build_workload
+from ade.loadtest import (
+    LoadTestOptions,
+    ServerProcess,
+    build_workload,
+    free_port,
+    machine_facts,
+    summarize,
+)
 
 WORKSPACE = "default"
 PREFIX = f"/api/v1/workspaces/{WORKSPACE}"

@@ -31,10 +31,13 @@ import httpx
 import trio
 
 from ade.ids import new_id
-from ade.loadtest import ServerProcess, machine_facts
-from ade.loadtest._options import LoadTestOptions
-from ade.loadtest._stats import summarize
-from ade.loadtest._workload import build_workload
+from ade.loadtest import (
+    LoadTestOptions,
+    ServerProcess,
+    build_workload,
+    machine_facts,
+    summarize,
+)
 from ade.models import JobRecord, JobStatus
 from ade.runtime.jobdir import create_job_dir
 from ade.serde import utcnow

@@ -10,6 +10,8 @@ from ade.loadtest._options import CONFIG_KINDS, WORKBOOK_KINDS, LoadTestOptions,
 from ade.loadtest._report import FAIL, PASS, SKIP, Invariant, Report, format_table, report_json
 from ade.loadtest._run import RECOVERY_MESSAGE, machine_facts, run_loadtest
 from ade.loadtest._server import ServerProcess, ServerStartError, free_port, worker_processes
+from ade.loadtest._stats import LatencySummary, percentile, summarize
+from ade.loadtest._workload import Workload, build_workload
 
 __all__ = [
     "CONFIG_KINDS",
@@ -19,19 +21,24 @@ __all__ = [
     "SKIP",
     "WORKBOOK_KINDS",
     "Invariant",
+    "LatencySummary",
     "LoadTestOptions",
     "OptionsError",
     "Report",
     "ServerProcess",
     "ServerStartError",
+    "Workload",
     "add_arguments",
+    "build_workload",
     "format_table",
     "free_port",
     "machine_facts",
     "main",
     "options_from_args",
+    "percentile",
     "report_json",
     "run_from_args",
     "run_loadtest",
+    "summarize",
     "worker_processes",
 ]

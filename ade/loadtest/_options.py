@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -52,7 +53,7 @@ def parse_mix(option: str, text: str, kinds: tuple[str, ...]) -> dict[str, float
     return {name: weight / total for name, weight in weights.items()}
 
 
-def _fraction(option: str):  # type: ignore[no-untyped-def]
+def _fraction(option: str) -> Callable[[object, object, float], None]:
     def check(_instance: object, _attribute: object, value: float) -> None:
         if not 0.0 <= value <= 1.0:
             raise OptionsError(f"{option} must be between 0 and 1, got {value}")
@@ -60,7 +61,7 @@ def _fraction(option: str):  # type: ignore[no-untyped-def]
     return check
 
 
-def _positive(option: str):  # type: ignore[no-untyped-def]
+def _positive(option: str) -> Callable[[object, object, float | None], None]:
     def check(_instance: object, _attribute: object, value: float | None) -> None:
         if value is not None and not value > 0:
             raise OptionsError(f"{option} must be > 0, got {value}")
