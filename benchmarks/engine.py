@@ -5,7 +5,8 @@
 
 The *floor* is what the chosen libraries cost with no logic at all: every row of the same
 workbook read with ADE's reader (openpyxl workbook parts + its own row parser) and written with
-ADE's writer (xlsxwriter, constant memory), once each. The *engine* is ``run_engine`` with the
+ADE's streaming writer (``ade/engine/_xlsx_stream.py``), once each. The *engine* is
+``run_engine`` with the
 bundled member-roster config: row detection, mapping, transforms, validation, the disk spool
 between passes, and artifact.json. Each measurement runs in a fresh subprocess; its peak RSS
 and CPU time come from ``os.wait4`` (the child's own rusage). Floor and engine runs alternate.
@@ -32,8 +33,9 @@ HERE = Path(__file__).resolve()
 
 def _child_floor(source: Path, out: Path) -> dict[str, float]:
     from ade.engine._readers import describe_input, open_sheets
-    from ade.engine._writer import NormalizedWriter
+    from ade.engine._xlsx_stream import StreamingXlsxWriter
 
+    total = int(source.stem.rsplit("-", 1)[-1])  # members-<rows>.xlsx
     started = time.perf_counter()
     info = describe_input(source, source.name, 0)
     sheets, close = open_sheets(info)
@@ -42,9 +44,9 @@ def _child_floor(source: Path, out: Path) -> dict[str, float]:
     try:
         for sheet in sheets:
             for _, values in sheet.rows():
-                if writer is None:
-                    writer = NormalizedWriter(
-                        out / "floor.xlsx", "Floor", [str(v) for v in values], [None] * 12, out
+                if writer is None:  # the header row; the row count is the file's, less it
+                    writer = StreamingXlsxWriter(
+                        out / "floor.xlsx", "Floor", [str(v) for v in values], [None] * 12, total
                     )
                     continue
                 writer.write_rows((values,))

@@ -11,7 +11,7 @@
    spools the output-shaped chunk.
 4. **validate** streams those chunks through each field's ``validate`` (and the engine's own
    required-value check), collecting issues.
-5. **write** streams them into normalized.xlsx with a constant-memory writer.
+5. **write** streams them into normalized.xlsx, straight into the zip (`_xlsx_stream`).
 
 So the input is parsed once and memory holds one chunk (plus per-table samples) whatever the
 row count; the spool is the price, and benchmarks/engine.py measures it against the floor.
@@ -72,7 +72,7 @@ from ade.engine._mapping import decide_mapping
 from ade.engine._readers import InputFile, describe_input, open_sheets
 from ade.engine._spool import ChunkRef, Spool
 from ade.engine._tables import SheetScan, TableDraft
-from ade.engine._writer import NormalizedWriter
+from ade.engine._xlsx_stream import StreamingXlsxWriter
 from ade.errors import InputError
 
 __all__ = ["ARTIFACT_FILE", "NORMALIZED_FILE", "EngineResult", "ProgressCallback", "run_engine"]
@@ -620,7 +620,7 @@ class _Run:
             table.output_first_row = next_row
             next_row += table.draft.data_rows
         if next_row - 1 > EXCEL_MAX_ROWS or len(self.output_columns) > EXCEL_MAX_COLUMNS:
-            # Checked before writing: xlsxwriter would silently skip cells past the limits.
+            # Checked before writing: Excel cannot open a sheet past these limits.
             raise InputError(
                 f"the normalized output would be {next_row - 1} rows by "
                 f"{len(self.output_columns)} columns; an Excel sheet holds at most "
@@ -920,13 +920,15 @@ class _Run:
             self.package.field(c.field).type if c.field is not None else None
             for c in self.output_columns
         ]
-        writer = NormalizedWriter(
+        total = sum(t.draft.data_rows for t in self.tables if t.status == "written")
+        writer = StreamingXlsxWriter(
             self.work / NORMALIZED_FILE,
             self.package.writer.sheet_name,
             [c.header for c in self.output_columns],
             types,
-            self.work,
+            total,
         )
+        finished = False
         try:
             for table in self.tables:
                 if table.status != "written":
@@ -940,8 +942,12 @@ class _Run:
                         self.progress.emit(
                             "pass_progress", {"pass": "write", "rows": self.rows_written}
                         )
+            finished = True
         finally:
-            writer.close()
+            if finished:
+                writer.close()
+            else:
+                writer.abort()  # the work folder (and this file) is discarded
         stats["rows"] = self.rows_written
         stats["columns"] = len(self.output_columns)
 
