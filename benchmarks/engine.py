@@ -6,10 +6,10 @@
 The *floor* is what the chosen libraries cost with no logic at all: every row of the same
 workbook read with ADE's reader (openpyxl workbook parts + its own row parser) and written with
 ADE's streaming writer (``ade/engine/_xlsx_stream.py``), once each. The *engine* is
-``run_engine`` with the
-bundled member-roster config: row detection, mapping, transforms, validation, the disk spool
-between passes, and artifact.json. Each measurement runs in a fresh subprocess; its peak RSS
-and CPU time come from ``os.wait4`` (the child's own rusage). Floor and engine runs alternate.
+``run_engine`` with the bundled member-roster config: row detection, mapping, transforms,
+validation, the disk spool between passes, and artifact.json. Each measurement runs in a
+fresh subprocess; its peak RSS and CPU time come from ``os.wait4`` (the child's own rusage).
+Floor and engine runs alternate.
 Figures are medians of the repeats; the ratio is given on wall time and on CPU time (the
 machine is shared, and CPU time is what load disturbs least).
 Generated workbooks are cached in ``--bench-dir``.
