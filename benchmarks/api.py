@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import trio
 
@@ -96,14 +97,40 @@ def serve_bare(port: int) -> None:
 # -- the load ------------------------------------------------------------------------------
 
 
+@attrs.define
+class Tally:
+    """Everything one server's slices measured, added up."""
+
+    seconds: float = 0.0
+    submit_ms: dict[str, list[float]] = attrs.field(factory=dict)  # by status code
+    status_codes: dict[str, int] = attrs.field(factory=dict)
+    transport_errors: int = 0
+
+    def result(self) -> dict[str, Any]:
+        every = [ms for values in self.submit_ms.values() for ms in values]
+        summary = summarize(every)
+        status_done = sum(self.status_codes.values())
+        return {
+            "seconds": self.seconds,
+            "submit_count": summary.count,
+            "submit_p50_ms": summary.p50,
+            "submit_p99_ms": summary.p99,
+            "submit_max_ms": summary.max,
+            "submit_codes": {code: len(v) for code, v in sorted(self.submit_ms.items())},
+            # Accepted (202) and refused (429) submissions take different paths: split them.
+            "submit_p99_ms_by_code": {
+                code: summarize(values).p99 for code, values in sorted(self.submit_ms.items())
+            },
+            "status_requests_per_second": status_done / self.seconds,
+            "status_codes": dict(sorted(self.status_codes.items())),
+            "transport_errors": self.transport_errors,
+        }
+
+
 async def drive(
-    base: str, body: dict[str, Any], status_id: str, clients: int, duration: float
-) -> dict[str, Any]:
-    submit_latencies: list[float] = []
-    submit_codes: dict[str, int] = {}
-    status_codes: dict[str, int] = {}
-    status_done = 0
-    transport_errors = 0
+    tally: Tally, base: str, body: dict[str, Any], status_id: str, clients: int, duration: float
+) -> None:
+    """One slice: half the clients submit back to back, half read one job's status."""
     # One AsyncClient per simulated user: a single shared httpx pool collapses under 100
     # concurrent requests (see ade.loadtest._clients.new_http_client).
     tls = ssl.create_default_context()
@@ -120,117 +147,156 @@ async def drive(
                 nursery.start_soon(http.get, f"{PREFIX}/jobs/{status_id}")
 
         async def submitter(http: httpx.AsyncClient) -> None:
-            nonlocal transport_errors
             while True:
                 started = time.monotonic()
                 try:
                     response = await http.post(f"{PREFIX}/jobs", json=body)
                 except httpx.TransportError:
-                    transport_errors += 1
+                    tally.transport_errors += 1
                     continue
-                submit_latencies.append((time.monotonic() - started) * 1000)
-                code = str(response.status_code)
-                submit_codes[code] = submit_codes.get(code, 0) + 1
+                elapsed_ms = (time.monotonic() - started) * 1000
+                tally.submit_ms.setdefault(str(response.status_code), []).append(elapsed_ms)
 
         async def poller(http: httpx.AsyncClient) -> None:
-            nonlocal status_done, transport_errors
             while True:
                 try:
                     response = await http.get(f"{PREFIX}/jobs/{status_id}")
                 except httpx.TransportError:
-                    transport_errors += 1
+                    tally.transport_errors += 1
                     continue
-                status_done += 1
                 code = str(response.status_code)
-                status_codes[code] = status_codes.get(code, 0) + 1
+                tally.status_codes[code] = tally.status_codes.get(code, 0) + 1
 
         started = time.monotonic()
         with trio.move_on_after(duration):
             async with trio.open_nursery() as nursery:
                 for index, http in enumerate(pool):
                     nursery.start_soon(submitter if index % 2 == 0 else poller, http)
-        elapsed = time.monotonic() - started
-    summary = summarize(submit_latencies)
-    return {
-        "seconds": elapsed,
-        "submit_count": summary.count,
-        "submit_p50_ms": summary.p50,
-        "submit_p99_ms": summary.p99,
-        "submit_max_ms": summary.max,
-        "submit_codes": submit_codes,
-        "status_requests_per_second": status_done / elapsed,
-        "status_codes": status_codes,
-        "transport_errors": transport_errors,
-    }
+        tally.seconds += time.monotonic() - started
 
 
-async def bench_ade(scratch: Path, clients: int, duration: float) -> dict[str, Any]:
+@attrs.frozen
+class Target:
+    name: str
+    base: str
+    body: dict[str, Any]
+    status_id: str
+
+
+async def start_ade(scratch: Path) -> tuple[ServerProcess, Target]:
     env = {
         "ADE_QUEUE_SIZE": "10",
         "ADE_MAX_CONCURRENCY": "2",
-        "ADE_SHUTDOWN_GRACE_SECONDS": "5",
+        "ADE_SHUTDOWN_GRACE_SECONDS": "2",
     }
     server = ServerProcess(scratch / "data", scratch / "logs", env)
     workload = build_workload(LoadTestOptions(), scratch / "workload")
     await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60.0) as http:
-            config = await http.post(
-                f"{PREFIX}/configs",
-                files={"package": ("ok.zip", workload.config_zips["ok"], "application/zip")},
-            )
-            config.raise_for_status()
-            document = await http.post(
-                f"{PREFIX}/documents",
-                files={"file": ("tiny.xlsx", workload.workbooks["tiny"], XLSX)},
-            )
-            document.raise_for_status()
-            body = {
-                "config_version_id": config.json()["id"],
-                "document_ids": [document.json()["id"]],
-            }
-            first = await http.post(f"{PREFIX}/jobs", json=body)
-            first.raise_for_status()
-        result = await drive(server.url, body, first.json()["id"], clients, duration)
-    finally:
-        await server.stop()
-    return result
+    async with httpx.AsyncClient(base_url=server.url, timeout=60.0) as http:
+        config = await http.post(
+            f"{PREFIX}/configs",
+            files={"package": ("ok.zip", workload.config_zips["ok"], "application/zip")},
+        )
+        config.raise_for_status()
+        document = await http.post(
+            f"{PREFIX}/documents", files={"file": ("tiny.xlsx", workload.workbooks["tiny"], XLSX)}
+        )
+        document.raise_for_status()
+        body = {"config_version_id": config.json()["id"], "document_ids": [document.json()["id"]]}
+        first = await http.post(f"{PREFIX}/jobs", json=body)
+        first.raise_for_status()
+    return server, Target("ade", server.url, body, first.json()["id"])
 
 
-async def bench_bare(scratch: Path, clients: int, duration: float) -> dict[str, Any]:
+async def start_bare(scratch: Path) -> tuple[subprocess.Popen[bytes], Target]:
     port = free_port()
-    log = (scratch / "bare.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-bare", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
+    with (scratch / "bare.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-bare", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=5.0) as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if (await http.get("/api/v1/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise RuntimeError(f"the bare app did not start; see {log.name}") from None
-                await trio.sleep(0.05)
-            body = {"config_version_id": "cfg", "document_ids": ["doc"]}
-            first = await http.post(f"{PREFIX}/jobs", json=body)
-        return await drive(base, body, first.json()["id"], clients, duration)
-    finally:
-        process.terminate()
-        process.wait()
-        log.close()
+    async with httpx.AsyncClient(base_url=base, timeout=5.0) as http:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if (await http.get("/api/v1/health")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    process.kill()
+                    process.wait()
+                    raise RuntimeError(f"the bare app did not start; see {log.name}") from None
+            await trio.sleep(0.05)
+        body = {"config_version_id": "cfg", "document_ids": ["doc"]}
+        first = await http.post(f"{PREFIX}/jobs", json=body)
+    return process, Target("bare", base, body, first.json()["id"])
+
+
+async def wait_idle(server: ServerProcess, limit: float = 60.0) -> None:
+    """Let ADE's queue drain before the bare app's slice: its workers would take the CPU."""
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            runtime = (await http.get(f"{server.url}/api/v1/health")).json()["runtime"]
+            if runtime["queued"] + runtime["reserved"] + runtime["running"] == 0:
+                return
+            await trio.sleep(0.2)
+
+
+async def run(clients: int, duration: float, slices: int) -> dict[str, Any]:
+    """Alternate the two servers in ``slices`` slices each (ADE, bare, bare, ADE, ...), so a
+    change in the shared machine's load during the run hits both alike."""
+    tallies = {"ade": Tally(), "bare": Tally()}
+    with tempfile.TemporaryDirectory(prefix="ade-bench-api-") as name:
+        scratch = Path(name)
+        server, ade = await start_ade(scratch)
+        try:
+            bare_process, bare = await start_bare(scratch)
+            try:
+                for index in range(slices):
+                    for target in (ade, bare) if index % 2 == 0 else (bare, ade):
+                        if target is bare:
+                            await wait_idle(server)
+                        await drive(
+                            tallies[target.name],
+                            target.base,
+                            target.body,
+                            target.status_id,
+                            clients,
+                            duration / slices,
+                        )
+            finally:
+                bare_process.terminate()
+                bare_process.wait()
+        finally:
+            await server.stop()
+    ade_result, bare_result = tallies["ade"].result(), tallies["bare"].result()
+    return {
+        "machine": machine_facts(),
+        "clients": clients,
+        "duration": duration,
+        "slices": slices,
+        "ade": ade_result,
+        "bare": bare_result,
+        "ratios": {
+            "submit_p50": ade_result["submit_p50_ms"] / bare_result["submit_p50_ms"],
+            "submit_p99": ade_result["submit_p99_ms"] / bare_result["submit_p99_ms"],
+            # < 1 means ADE serves fewer status reads per second than the bare app.
+            "status_rps": ade_result["status_requests_per_second"]
+            / bare_result["status_requests_per_second"],
+        },
+    }
 
 
 def render(result: dict[str, Any]) -> str:
     ade, bare, machine = result["ade"], result["bare"], result["machine"]
     lines = [
         f"Measured {machine['date']} on {machine['cores']} cores (Python {machine['python']}): "
-        f"{result['clients']} concurrent clients for {result['duration']:.0f} s per server, "
-        "half submitting, half reading one job's status; ADE with ADE_QUEUE_SIZE=10, "
-        "ADE_MAX_CONCURRENCY=2.",
+        f"{result['clients']} concurrent clients for {result['duration']:.0f} s per server "
+        f"(in {result['slices']} alternating slices), half submitting, half reading one job's "
+        "status; ADE with ADE_QUEUE_SIZE=10, ADE_MAX_CONCURRENCY=2.",
         "",
         "| | ADE | bare quart-trio | ratio ADE / bare |",
         "|---|---|---|---|",
@@ -240,47 +306,35 @@ def render(result: dict[str, Any]) -> str:
         f"{result['ratios']['submit_p99']:.2f} |",
         f"| status GET requests/s | {ade['status_requests_per_second']:.0f} | "
         f"{bare['status_requests_per_second']:.0f} | {result['ratios']['status_rps']:.2f} |",
+        f"| submit p99 by answer (ms) | {_by_code(ade)} | {_by_code(bare)} | |",
         f"| submit answers | {_codes(ade['submit_codes'])} | {_codes(bare['submit_codes'])} | |",
         f"| status answers | {_codes(ade['status_codes'])} | {_codes(bare['status_codes'])} | |",
     ]
     return "\n".join(lines)
 
 
+def _by_code(result: dict[str, Any]) -> str:
+    return ", ".join(f"{code}: {p99:.1f}" for code, p99 in result["submit_p99_ms_by_code"].items())
+
+
 def _codes(codes: dict[str, int]) -> str:
     return ", ".join(f"{count} x {code}" for code, count in sorted(codes.items()))
-
-
-async def run(clients: int, duration: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="ade-bench-api-") as name:
-        scratch = Path(name)
-        ade = await bench_ade(scratch, clients, duration)
-        bare = await bench_bare(scratch, clients, duration)
-    return {
-        "machine": machine_facts(),
-        "clients": clients,
-        "duration": duration,
-        "ade": ade,
-        "bare": bare,
-        "ratios": {
-            "submit_p50": ade["submit_p50_ms"] / bare["submit_p50_ms"],
-            "submit_p99": ade["submit_p99_ms"] / bare["submit_p99_ms"],
-            # < 1 means ADE serves fewer status reads per second than the bare app.
-            "status_rps": ade["status_requests_per_second"] / bare["status_requests_per_second"],
-        },
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per server")
+    parser.add_argument(
+        "--slices", type=int, default=2, help="alternating slices per server (default 2)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
-    result = trio.run(run, args.clients, args.duration)
+    result = trio.run(run, args.clients, args.duration, args.slices)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(render(result))
