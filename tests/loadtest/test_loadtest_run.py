@@ -54,9 +54,10 @@ def test_short_run_through_the_cli_holds_every_invariant() -> None:
     completed = subprocess.run(
         [
             sys.executable, "-c", "import sys; from ade.cli import main; sys.exit(main())",
-            "loadtest", "--clients", "6", "--duration", "6", "--jobs", "14", "--seed", "11",
+            # --jobs ends the run; --duration is only the safety bound on a busy machine.
+            "loadtest", "--clients", "6", "--duration", "60", "--jobs", "14", "--seed", "11",
             "--configs", "ok=6,fail=1,timeout=1,memory=1", "--workbooks", "tiny=3,large=1",
-            "--large-rows", "300", "--job-timeout", "2", "--cancel-fraction", "0",
+            "--large-rows", "300", "--job-timeout", "5", "--cancel-fraction", "0",
             "--retry-fraction", "1", "--queue-size", "3", "--json",
         ],
         capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
