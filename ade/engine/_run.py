@@ -73,7 +73,7 @@ from ade.engine._readers import InputFile, describe_input, open_sheets
 from ade.engine._spool import ChunkRef, Spool
 from ade.engine._tables import SheetScan, TableDraft
 from ade.engine._xlsx_stream import StreamingXlsxWriter
-from ade.errors import InputError
+from ade.errors import ConfigCodeError, InputError
 
 __all__ = ["ARTIFACT_FILE", "NORMALIZED_FILE", "EngineResult", "ProgressCallback", "run_engine"]
 
@@ -413,20 +413,14 @@ class _Run:
         raw: Spool,
         stats: dict[str, int],
     ) -> SheetRecord:
-        buffers: dict[str, tuple[list[int], list[list[Any]]]] = {}
         found: list[_Table] = []
         by_id: dict[str, _Table] = {}
 
-        def on_data_row(draft: TableDraft, row_number: int, cells: list[Any]) -> None:
+        def on_chunk(draft: TableDraft, numbers: list[int], rows: list[list[Any]]) -> None:
             table = by_id.get(draft.id)
             if table is None:
                 table = by_id[draft.id] = _Table(draft, source, sheet_name, [])
-            numbers, buffered = buffers.setdefault(draft.id, ([], []))
-            numbers.append(row_number)
-            buffered.append(cells)
-            if len(buffered) >= CHUNK_ROWS:
-                table.chunks.append(raw.write((numbers, _columns(buffered)), len(buffered)))
-                del buffers[draft.id]
+            table.chunks.append(raw.write((numbers, _columns(rows)), len(rows)))
 
         def on_table_end(draft: TableDraft) -> None:
             if len(self.tables) + len(found) >= MAX_TABLES:
@@ -434,15 +428,10 @@ class _Run:
                     f"input {source.name!r} has more than {MAX_TABLES} tables (sheet "
                     f"{sheet_name!r}, row {draft.last_data_row}); ADE stops there"
                 )
-            table = by_id[draft.id]
-            pending = buffers.pop(draft.id, None)
-            if pending is not None:
-                numbers, buffered = pending
-                table.chunks.append(raw.write((numbers, _columns(buffered)), len(buffered)))
-            found.append(table)
+            found.append(by_id[draft.id])
 
         sample_rows = self.package.engine.sample_rows
-        scan = SheetScan(self._new_table_id, sample_rows, on_data_row, on_table_end)
+        scan = SheetScan(self._new_table_id, sample_rows, CHUNK_ROWS, on_chunk, on_table_end)
         classify = self._classifier(source.name, sheet_name)
         previous: str | None = None
         total = stats.get("rows", 0)
@@ -483,16 +472,34 @@ class _Run:
         self, input_name: str, sheet_name: str
     ) -> Callable[[int, list[Any], str | None], str]:
         row_types = self.package.row_types
-        detectors = [
-            (row_type, fn) for row_type in row_types for fn in self.code.row_detectors[row_type]
+        plan = [
+            (row_type, fn.invoke, fn)
+            for row_type in row_types
+            for fn in self.code.row_detectors[row_type]
         ]
         available: dict[str, Any] = {
             "field_labels": self.field_labels,
             "sheet_name": sheet_name,
             "input_name": input_name,
         }
-        known = frozenset(row_types)
+        zero = dict.fromkeys(row_types, 0.0)
+        numbers = (int, float, bool)
 
+        def bad_vote(fn: ConfigFunction, result: Any) -> ConfigCodeError:
+            shown = (
+                "{" + ", ".join(f"{k!r}: {type(v).__name__}" for k, v in result.items()) + "}"
+                if isinstance(result, dict)
+                else type(result).__name__
+            )
+            return contract_error(
+                fn.file,
+                fn.function,
+                "detect",
+                f"returned {shown}; expected a number or a dict of row types "
+                f"{sorted(zero)} to numbers",
+            )
+
+        # Runs once per row: every statement here is paid a million times on a big sheet.
         def classify(row_number: int, values: list[Any], previous: str | None) -> str:
             available["values"] = tuple(values)
             available["row_number"] = row_number
@@ -502,40 +509,30 @@ class _Run:
                 first = next(i for i, v in enumerate(values, start=1) if v is not None)
             available["first_column"] = first
             available["previous_row_type"] = previous
-            totals = dict.fromkeys(row_types, 0.0)
-            for own_type, fn in detectors:
+            totals = zero.copy()
+            for own_type, invoke, fn in plan:
                 available["row_type"] = own_type
-                try:  # inlined ConfigFunction.call: this loop runs per row per detector
-                    result = fn.invoke(available)
+                try:
+                    result = invoke(available)
                 except (Exception, SystemExit) as exc:
                     raise config_error(fn.file, fn.function, "detect", exc) from exc
                 if result is None:
                     continue
                 if type(result) is dict:
-                    for key, delta in result.items():
-                        if key not in known or not _is_number(delta):
-                            raise contract_error(
-                                fn.file,
-                                fn.function,
-                                "detect",
-                                f"returned {{{key!r}: {type(delta).__name__}}}; expected row "
-                                f"types {sorted(known)} mapped to numbers",
-                            )
-                        totals[key] += delta
-                elif _is_number(result):
+                    try:
+                        for key, delta in result.items():
+                            totals[key] += delta if type(delta) in numbers else None  # type: ignore[operator]
+                    except (KeyError, TypeError):
+                        raise bad_vote(fn, result) from None
+                elif type(result) in numbers:
                     totals[own_type] += result
                 else:
-                    raise contract_error(
-                        fn.file,
-                        fn.function,
-                        "detect",
-                        f"returned {type(result).__name__}; expected a number or a dict",
-                    )
+                    raise bad_vote(fn, result)
             best = "other"
             best_score = 0.0
-            for row_type in row_types:  # header, data, then the others: ties go to the first
-                if totals[row_type] > best_score:
-                    best, best_score = row_type, totals[row_type]
+            for row_type, score in totals.items():  # header, data, then the others: ties
+                if score > best_score:  # go to the first
+                    best, best_score = row_type, score
             return best
 
         return classify

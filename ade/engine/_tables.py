@@ -38,9 +38,12 @@ class TableDraft:
     data_rows: int = 0
     first_data_row: int = 0
     last_data_row: int = 0
-    ended_by: str = "end_of_sheet"
+    ended_by: str = "open"  # set when the table ends: what ended it
     cells_outside_header: int = 0
     sample: list[list[Any]] = attrs.field(factory=list)
+    # Data rows not yet handed to on_chunk (at most chunk_rows of them).
+    pending_numbers: list[int] = attrs.field(factory=list)
+    pending_rows: list[list[Any]] = attrs.field(factory=list)
 
     @property
     def width(self) -> int:
@@ -75,19 +78,22 @@ def header_segments(values: list[Any]) -> list[tuple[int, int]]:
 
 
 class SheetScan:
-    """Feeds rows of one sheet; calls ``on_data_row(table, row_number, values)`` for each data
-    row a table claims and ``on_table_end(table)`` when a table with data rows is complete."""
+    """Feeds rows of one sheet. Data rows are buffered per table and handed over in chunks:
+    ``on_chunk(table, row_numbers, rows)`` when ``chunk_rows`` are buffered and when the table
+    ends; then ``on_table_end(table)`` for each table that got data rows."""
 
     def __init__(
         self,
         new_table_id: Callable[[], str],
         sample_rows: int,
-        on_data_row: Callable[[TableDraft, int, list[Any]], None],
+        chunk_rows: int,
+        on_chunk: Callable[[TableDraft, list[int], list[list[Any]]], None],
         on_table_end: Callable[[TableDraft], None],
     ) -> None:
         self.new_table_id = new_table_id
         self.sample_rows = sample_rows
-        self.on_data_row = on_data_row
+        self.chunk_rows = chunk_rows
+        self.on_chunk = on_chunk
         self.on_table_end = on_table_end
         self.open: list[TableDraft] = []
         self.row_counts: dict[str, int] = {}
@@ -112,43 +118,59 @@ class SheetScan:
 
     def feed(self, row_number: int, row_type: str, values: list[Any]) -> None:
         self.rows_read += 1
-        self.count(row_type)
-        if row_type == "header":
+        counts = self.row_counts
+        counts[row_type] = counts.get(row_type, 0) + 1
+        if row_type == "data":
+            self._data(row_number, values)
+        elif row_type == "header":
             self.close_all("header")
             for first, last in header_segments(values):
                 headers = [header_text(v) for v in values[first - 1 : last]]
                 self.open.append(TableDraft(self.new_table_id(), row_number, first, last, headers))
-        elif row_type == "data":
-            if not self.open:
-                self.orphan_data_rows += 1
-                return
-            claimed = 0
-            still_open = []
-            for table in self.open:
-                cells = values[table.first_column - 1 : table.last_column]
-                filled = len(cells) - cells.count(None)
-                if not filled:
-                    self._close(table, "blank")
-                    continue
-                claimed += filled
-                if len(cells) < table.width:
-                    cells.extend([None] * (table.width - len(cells)))
-                if not table.data_rows:
-                    table.first_data_row = row_number
-                table.data_rows += 1
-                table.last_data_row = row_number
-                if len(table.sample) < self.sample_rows:
-                    table.sample.append(cells)
-                self.on_data_row(table, row_number, cells)
-                still_open.append(table)
-            self.open = still_open
-            outside = len(values) - values.count(None) - claimed
-            if outside and still_open:
-                still_open[0].cells_outside_header += outside
-            elif outside:
-                self.orphan_data_rows += 1
         else:
             self.close_all(row_type)
+
+    def _data(self, row_number: int, values: list[Any]) -> None:
+        open_tables = self.open
+        if not open_tables:
+            self.orphan_data_rows += 1
+            return
+        claimed = 0
+        closed = False
+        for table in open_tables:
+            cells = values[table.first_column - 1 : table.last_column]
+            filled = len(cells) - cells.count(None)
+            if not filled:
+                self._close(table, "blank")
+                closed = True
+                continue
+            claimed += filled
+            missing = table.width - len(cells)
+            if missing:
+                cells.extend([None] * missing)
+            if not table.data_rows:
+                table.first_data_row = row_number
+            table.data_rows += 1
+            table.last_data_row = row_number
+            if len(table.sample) < self.sample_rows:
+                table.sample.append(cells)
+            table.pending_numbers.append(row_number)
+            table.pending_rows.append(cells)
+            if len(table.pending_rows) >= self.chunk_rows:
+                self._flush(table)
+        if closed:
+            open_tables = self.open = [t for t in open_tables if t.ended_by == "open"]
+        outside = len(values) - values.count(None) - claimed
+        if outside and open_tables:
+            open_tables[0].cells_outside_header += outside
+        elif outside:
+            self.orphan_data_rows += 1
+
+    def _flush(self, table: TableDraft) -> None:
+        if table.pending_rows:
+            self.on_chunk(table, table.pending_numbers, table.pending_rows)
+            table.pending_numbers = []
+            table.pending_rows = []
 
     def close_all(self, ended_by: str) -> None:
         for table in self.open:
@@ -156,10 +178,11 @@ class SheetScan:
         self.open = []
 
     def _close(self, table: TableDraft, ended_by: str) -> None:
+        table.ended_by = ended_by
         if not table.data_rows:
             self.headers_without_data += 1
             return
-        table.ended_by = ended_by
+        self._flush(table)
         self.tables.append(table)
         self.on_table_end(table)
 

@@ -77,7 +77,7 @@ def test_every_pass_reports_its_name(
         ("columns/email.py", "def validate(*, values):\n    return [{'index': 99, 'code': 'x'}]\n",
          "gave an issue that is not"),
         ("row_types/data.py", "def detect_typo(*, values):\n    return {'dta': 1.0}\n",
-         "returned {'dta': float}; expected row types"),
+         "returned {'dta': float}; expected a number or a dict of row types"),
         ("hooks/audit.py", "def on_job_start(*, inputs):\n    return 'done'\n",
          "returned str; a hook returns None, a dict or a list of dicts"),
     ],

@@ -86,6 +86,7 @@ def test_header_segments_split_side_by_side_tables() -> None:
 class Recorder:
     def __init__(self) -> None:
         self.rows: list[tuple[str, int, list[Any]]] = []
+        self.chunks: list[tuple[str, list[int]]] = []
         self.ended: list[str] = []
         self.n = 0
 
@@ -94,12 +95,11 @@ class Recorder:
         return f"t{self.n}"
 
     def scan(self) -> SheetScan:
-        return SheetScan(
-            self.new_id,
-            2,
-            lambda t, r, cells: self.rows.append((t.id, r, cells)),
-            lambda t: self.ended.append(t.id),
-        )
+        return SheetScan(self.new_id, 2, 2, self.on_chunk, lambda t: self.ended.append(t.id))
+
+    def on_chunk(self, table: TableDraft, numbers: list[int], rows: list[list[Any]]) -> None:
+        self.chunks.append((table.id, list(numbers)))
+        self.rows.extend((table.id, n, cells) for n, cells in zip(numbers, rows, strict=True))
 
 
 def feed(scan: SheetScan, rows: list[tuple[int, str, list[Any]]]) -> list[TableDraft]:
@@ -127,6 +127,9 @@ def test_side_by_side_tables_end_independently() -> None:
     ]
     assert [s for s in tables[1].sample] == [[1, "a"], [2, "b"]]  # sample capped at 2
     assert rec.rows[-1] == ("t1", 4, [3, "c"])
+    # Rows arrive in chunks of 2, and a table's last partial chunk when it ends.
+    assert rec.chunks == [("t1", [2, 3]), ("t2", [2]), ("t1", [4])]
+    assert rec.ended == ["t2", "t1"]
 
 
 def test_blank_rows_notes_and_orphans() -> None:
