@@ -137,29 +137,36 @@ class SheetScan:
             return
         claimed = 0
         closed = False
+        spans_row = False  # a table's span covers every cell of the row: nothing outside
         for table in open_tables:
-            cells = values[table.first_column - 1 : table.last_column]
+            first = table.first_column
+            cells = values[first - 1 : table.last_column]
             filled = len(cells) - cells.count(None)
             if not filled:
                 self._close(table, "blank")
                 closed = True
                 continue
+            if first == 1 and len(values) <= table.last_column:
+                spans_row = True
             claimed += filled
             missing = table.width - len(cells)
             if missing:
                 cells.extend([None] * missing)
-            if not table.data_rows:
+            count = table.data_rows = table.data_rows + 1
+            if count == 1:
                 table.first_data_row = row_number
-            table.data_rows += 1
             table.last_data_row = row_number
-            if len(table.sample) < self.sample_rows:
+            if count <= self.sample_rows:
                 table.sample.append(cells)
+            pending = table.pending_rows
+            pending.append(cells)
             table.pending_numbers.append(row_number)
-            table.pending_rows.append(cells)
-            if len(table.pending_rows) >= self.chunk_rows:
+            if len(pending) >= self.chunk_rows:
                 self._flush(table)
         if closed:
             open_tables = self.open = [t for t in open_tables if t.ended_by == "open"]
+        if spans_row:
+            return
         outside = len(values) - values.count(None) - claimed
         if outside and open_tables:
             open_tables[0].cells_outside_header += outside

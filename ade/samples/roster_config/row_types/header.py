@@ -1,6 +1,7 @@
 """Votes for header rows: several cells that are known labels or synonyms, all of them text."""
 
 _known_cache = {}
+_NOT_A_HEADER = {"header": -1.0}
 
 
 def _known(field_labels):
@@ -21,14 +22,14 @@ def detect_known_labels(*, values, non_empty, field_labels):
     # Called for every row of every sheet: kept to one cheap test per cell.
     if non_empty < 2:
         return None
+    for v in values:  # a type test first: most rows have a number or a date somewhere
+        if v is not None and type(v) is not str:
+            return _NOT_A_HEADER  # numbers and dates do not appear in header rows
     known = _known(field_labels)
     hits = 0
     for v in values:
-        if type(v) is str:
-            if v.strip().casefold() in known:
-                hits += 1
-        elif v is not None:
-            return {"header": -1.0}  # numbers and dates do not appear in header rows
+        if v is not None and v.strip().casefold() in known:
+            hits += 1
     if hits >= 2:
         return {"header": 1.0 + hits / non_empty, "data": -1.0}
     return None
