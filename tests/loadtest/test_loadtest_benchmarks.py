@@ -1,0 +1,62 @@
+"""The benchmark scripts in their quick modes: they run end to end against real servers and
+produce every figure (timings are not asserted: benchmarks measure, tests prove behaviour)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str, tmp_path: Path) -> dict:
+    out = tmp_path / "result.json"
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    # Every printed figure carries the machine's core count and the date.
+    assert f"on {os.cpu_count()} cores" in completed.stdout
+    assert result["machine"]["date"] in completed.stdout
+    return result
+
+
+def test_api_benchmark_quick_mode(tmp_path: Path) -> None:
+    result = _run("api.py", "--duration", "2", "--clients", "20", tmp_path=tmp_path)
+    for name in ("ade", "bare"):
+        side = result[name]
+        assert side["transport_errors"] == 0, side
+        assert side["submit_codes"].get("202", 0) > 0, side
+        # ADE may refuse with 429 (queue of 10); nothing else is an acceptable answer.
+        assert set(side["submit_codes"]) <= {"202", "429"}, side
+        assert set(side["status_codes"]) == {"200"}, side
+        assert side["submit_p99_ms"] >= side["submit_p50_ms"] > 0
+    assert set(result["bare"]["submit_codes"]) == {"202"}
+    assert set(result["ratios"]) == {"submit_p50", "submit_p99", "status_rps"}
+    assert all(value > 0 for value in result["ratios"].values())
+
+
+def test_history_benchmark_quick_mode(tmp_path: Path) -> None:
+    result = _run(
+        "history.py", "--finished", "300", "--queued", "30", "--submits", "10", "--reads", "20",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result["full"]["finished_jobs"] == 300
+    assert result["restart_queued"]["queued_jobs"] == 30
+    for phase in ("empty", "full"):
+        assert result[phase]["submit_ms"]["count"] == 10
+        assert result[phase]["status_ms"]["count"] == 20
+        assert result[phase]["list_ms"]["count"] == 4
+    assert result["restart_empty"]["ready_seconds"] > 0
+    assert set(result["ratios"]) == {
+        "submit_p50", "submit_p99", "status_p50", "status_p99", "list_p50", "restart",
+    }  # fmt: skip
