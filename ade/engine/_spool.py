@@ -1,9 +1,10 @@
-"""A disk spool of row chunks, so that data rows are read from the input once and memory holds
-one chunk at a time whatever the table's length.
+"""A spool of row chunks between passes, so that data rows are read from the input once and
+memory holds a bounded amount whatever the table's length.
 
 Chunks are pickled (the values are plain str/int/float/bool/datetime; pickle is the fastest
-faithful codec for them in the standard library) into segment files of bounded size: the worker
-runs with RLIMIT_FSIZE, which caps each file, not the total.
+faithful codec for them in the standard library). The first ``memory_budget`` bytes stay in
+memory — small and medium inputs never touch the disk — and the rest goes to segment files of
+bounded size: the worker runs with RLIMIT_FSIZE, which caps each file, not the total.
 """
 
 from __future__ import annotations
@@ -17,21 +18,26 @@ import attrs
 __all__ = ["ChunkRef", "Spool"]
 
 SEGMENT_BYTES = 32 * 1024 * 1024
+MEMORY_BUDGET_BYTES = 32 * 1024 * 1024
+_IN_MEMORY = -1
 
 
 @attrs.frozen
 class ChunkRef:
-    segment: int
+    segment: int  # -1: held in memory (offset is the index)
     offset: int
     length: int
     rows: int
 
 
 class Spool:
-    def __init__(self, folder: Path, name: str) -> None:
+    def __init__(self, folder: Path, name: str, memory_budget: int = MEMORY_BUDGET_BYTES) -> None:
         self.folder = folder
         self.name = name
+        self.memory_budget = memory_budget
         self.segment = -1
+        self._memory: list[bytes | None] = []
+        self._memory_bytes = 0
         self._out: BinaryIO | None = None
         self._offset = 0
         self._readers: dict[int, BinaryIO] = {}
@@ -42,6 +48,11 @@ class Spool:
 
     def write(self, payload: Any, rows: int) -> ChunkRef:
         data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        self.bytes_written += len(data)
+        if self.segment < 0 and self._memory_bytes + len(data) <= self.memory_budget:
+            self._memory.append(data)
+            self._memory_bytes += len(data)
+            return ChunkRef(_IN_MEMORY, len(self._memory) - 1, len(data), rows)
         if self._out is None or self._offset + len(data) > SEGMENT_BYTES:
             if self._out is not None:
                 self._out.close()
@@ -51,7 +62,6 @@ class Spool:
         self._out.write(data)
         ref = ChunkRef(self.segment, self._offset, len(data), rows)
         self._offset += len(data)
-        self.bytes_written += len(data)
         return ref
 
     def finish_writing(self) -> None:
@@ -60,6 +70,10 @@ class Spool:
             self._out = None
 
     def read(self, ref: ChunkRef) -> Any:
+        if ref.segment == _IN_MEMORY:
+            data = self._memory[ref.offset]
+            assert data is not None, "chunk already released"
+            return pickle.loads(data)
         reader = self._readers.get(ref.segment)
         if reader is None:
             for old in self._readers.values():
@@ -74,5 +88,7 @@ class Spool:
         for reader in self._readers.values():
             reader.close()
         self._readers = {}
+        self._memory = []
+        self._memory_bytes = 0
         for segment in range(self.segment + 1):
             self._path(segment).unlink(missing_ok=True)
