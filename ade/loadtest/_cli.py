@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +18,34 @@ from ade.loadtest._options import (
     OptionsError,
     parse_mix,
 )
-from ade.loadtest._report import format_table, report_json
+from ade.loadtest._report import Report, format_table, report_json
 from ade.loadtest._run import run_loadtest
 from ade.loadtest._server import ServerStartError
 
 __all__ = ["add_arguments", "main", "options_from_args", "run_from_args"]
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+
+
+async def _run_until_signal(options: LoadTestOptions) -> Report | None:
+    """The run, or None when SIGINT/SIGTERM cancelled it. Handling the signals ourselves (not
+    KeyboardInterrupt, not the default SIGTERM death) lets the run unwind, so the server it
+    started and that server's workers are stopped rather than left behind."""
+
+    report: Report | None = None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_on_signal() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(cancel_on_signal)
+            report = await run_loadtest(options)
+            nursery.cancel_scope.cancel()
+    return report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,10 +162,13 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"ade loadtest: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        report = trio.run(run_loadtest, options)
+        report = trio.run(_run_until_signal, options)
     except (ServerStartError, SessionAbandoned) as exc:
         print(f"ade loadtest: cannot run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if report is None:
+        print("ade loadtest: interrupted; the server it started was stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(report_json(report) if args.json else format_table(report))
     return EXIT_PASS if report.passed else EXIT_FAIL
 

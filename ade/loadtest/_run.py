@@ -411,8 +411,11 @@ async def run_loadtest(options: LoadTestOptions) -> Report:
             return await _run_against(options, rng, scratch, server, base_url, data_dir)
         finally:
             if server is not None:
-                await server.stop()
-                await reap_workers(server.data_dir, 0.0)
+                # Shielded: after Ctrl+C or a crash the run is being cancelled, and the server
+                # (in its own session, so the terminal's SIGINT never reached it) must still go.
+                with trio.CancelScope(shield=True):
+                    await server.stop()
+                    await reap_workers(server.data_dir, 0.0)
 
 
 async def _run_against(

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,50 @@ def test_usage_errors_exit_2_and_name_the_option(capsys: pytest.CaptureFixture[s
     assert "--configs: 'bogus=2' is not KIND=WEIGHT" in capsys.readouterr().err
     assert main(["--url", "http://127.0.0.1:1", "--chaos"]) == 2
     assert "--chaos needs a server the harness starts" in capsys.readouterr().err
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_sigterm_stops_the_harness_and_the_server_it_started() -> None:
+    harness = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from ade.cli import main; sys.exit(main())",
+         "loadtest", "--clients", "2", "--duration", "60", "--configs", "ok=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        servers: list[int] = []
+        while not servers and time.monotonic() < deadline:
+            time.sleep(0.1)
+            servers = _children(harness.pid)
+        assert servers, "the harness never started its server"
+        time.sleep(2)  # let the load begin
+        harness.send_signal(signal.SIGTERM)
+        _, err = harness.communicate(timeout=60)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait()
+    assert harness.returncode == 130, err[-2000:]
+    assert "ade loadtest: interrupted; the server it started was stopped" in err
+    for pid in servers:
+        assert _state(pid) in (None, "Z"), f"server {pid} still running"
+
+
+def _state(pid: int) -> str | None:
+    """The process state letter, or None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
