@@ -1,5 +1,4 @@
-import datetime as dt
-
+from ..lib.dates import transform_dates, validate_dates
 from ..lib.text import header_score, parse_date, share
 
 
@@ -13,31 +12,8 @@ def detect_date_values(*, values):
 
 
 def transform(*, values):
-    out = []
-    warnings = []
-    for i, v in enumerate(values):
-        if v is None:
-            out.append(None)
-            continue
-        parsed = parse_date(v)
-        if parsed is None:
-            out.append(v)
-            warnings.append(
-                {"index": i, "code": "unparsed_date", "message": "not a known date format"}
-            )
-        else:
-            out.append(parsed)
-    return {"values": out, "warnings": warnings}
+    return transform_dates(values)
 
 
 def validate(*, values):
-    today = dt.date.today()
-    issues = []
-    for i, v in enumerate(values):
-        if v is None:
-            continue
-        if type(v) is not dt.date:
-            issues.append({"index": i, "code": "invalid_date", "message": "not a date"})
-        elif v > today:
-            issues.append({"index": i, "code": "future_date", "message": "date is in the future"})
-    return issues
+    return validate_dates(values)
