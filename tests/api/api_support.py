@@ -5,49 +5,17 @@ from __future__ import annotations
 
 import io
 import json
-import textwrap
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
+from config_fixtures import DATA_PY, HEADER_PY, column_py
+from config_fixtures import manifest as manifest_for_tests
 
 from ade.api.server import run_service
 from ade.settings import Settings, load_settings
-
-MANIFEST = {
-    "schema": "ade.manifest/v1",
-    "title": "Test config",
-    "version": "1.0.0",
-    "columns": {
-        "order": ["name", "amount"],
-        "fields": {
-            "name": {"label": "Name", "synonyms": ["full name"], "required": True},
-            "amount": {"label": "Amount", "type": "number"},
-        },
-    },
-}
-
-HEADER_PY = """
-def detect_header(values, non_empty):
-    texts = [str(v).strip().lower() for v in values if isinstance(v, str)]
-    return {"header": 1.0} if non_empty and len(texts) == non_empty else {}
-"""
-
-DATA_PY = """
-def detect_data(values, non_empty):
-    return {"data": 0.5} if non_empty else {}
-"""
-
-
-def _column(label: str) -> str:
-    return textwrap.dedent(
-        f"""
-        def detect_by_header(header):
-            return 1.0 if header and str(header).strip().lower() == {label.lower()!r} else 0.0
-        """
-    )
 
 
 def package_files(
@@ -55,11 +23,11 @@ def package_files(
 ) -> dict[str, str]:
     """A valid package. ``sleep_seconds`` makes the config slow: columns/name.py sleeps when the
     engine imports it, inside the job's subprocess. ``fail`` makes a column detector raise."""
-    manifest = {**MANIFEST, "title": title}
-    name_py = _column("Name")
+    manifest = manifest_for_tests(title, name_required=True)
+    name_py = column_py("Name")
     if sleep_seconds:
         name_py = f"import time\ntime.sleep({sleep_seconds})\n" + name_py
-    amount_py = _column("Amount")
+    amount_py = column_py("Amount")
     if fail:
         amount_py = "def detect_by_header(header):\n    raise RuntimeError('boom')\n"
     return {

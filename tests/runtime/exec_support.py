@@ -10,35 +10,13 @@ import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
+from config_fixtures import DATA_PY, HEADER_PY, column_py
+from config_fixtures import manifest as manifest_for_tests
+
 from ade.configs.prepare import prepare_config
 from ade.ids import new_id
 from ade.models import Document, JobRecord, JobStatus
 from ade.settings import Settings
-
-MANIFEST = {
-    "schema": "ade.manifest/v1",
-    "title": "Test config",
-    "version": "1.0.0",
-    "columns": {
-        "order": ["name", "amount"],
-        "fields": {
-            "name": {"label": "Name", "synonyms": ["full name"]},
-            "amount": {"label": "Amount", "type": "number"},
-        },
-    },
-}
-
-HEADER_PY = """
-def detect_header(values, non_empty):
-    texts = [str(v).strip().lower() for v in values if isinstance(v, str)]
-    return {"header": 1.0} if non_empty and len(texts) == non_empty else {}
-"""
-
-DATA_PY = """
-def detect_data(values, non_empty):
-    return {"data": 0.5} if non_empty else {}
-"""
-
 
 # Config code that reports to the test through the worker's events fd (it knows the number from
 # its own command line). The supervisor forwards well-formed lines to on_event.
@@ -51,15 +29,6 @@ def _report(kind, **detail):
 """
 
 
-def column_py(label: str) -> str:
-    return textwrap.dedent(
-        f"""
-        def detect_by_header(header):
-            return 1.0 if header and str(header).strip().lower() == {label.lower()!r} else 0.0
-        """
-    )
-
-
 def write_package(
     root: Path,
     *,
@@ -69,7 +38,7 @@ def write_package(
 ) -> Path:
     """A valid package at ``root``. ``name_module_extra`` is appended to columns/name.py, which
     is where tests put hostile code (it runs when the engine imports the package)."""
-    manifest = dict(MANIFEST)
+    manifest = manifest_for_tests()
     manifest.update(manifest_changes or {})
     files = {
         "manifest.json": json.dumps(manifest, indent=2),

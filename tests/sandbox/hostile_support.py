@@ -16,6 +16,8 @@ from pathlib import Path
 
 import attrs
 import trio
+from config_fixtures import DATA_PY, HEADER_PY, column_py
+from config_fixtures import manifest as manifest_for_tests
 
 from ade.configs.prepare import prepare_config
 from ade.ids import new_id
@@ -27,47 +29,16 @@ T0 = datetime(2026, 1, 2, tzinfo=UTC)
 # anything the attacking job leaves behind (events, record, outputs, diagnostics).
 SECRET = "ade-victim-secret-4f1c9e"
 
-MANIFEST = {
-    "schema": "ade.manifest/v1",
-    "title": "Hostile config",
-    "version": "1.0.0",
-    "columns": {
-        "order": ["name", "amount"],
-        "fields": {
-            "name": {"label": "Name", "synonyms": ["full name"]},
-            "amount": {"label": "Amount", "type": "number"},
-        },
-    },
-}
-
-HEADER_PY = """
-def detect_header(values, non_empty):
-    texts = [str(v).strip().lower() for v in values if isinstance(v, str)]
-    return {"header": 1.0} if non_empty and len(texts) == non_empty else {}
-"""
-
-DATA_PY = """
-def detect_data(values, non_empty):
-    return {"data": 0.5} if non_empty else {}
-"""
-
-
-def _column(label: str) -> str:
-    return (
-        "def detect_by_header(header):\n"
-        f"    return 1.0 if header and str(header).strip().lower() == {label.lower()!r} else 0.0\n"
-    )
-
 
 def write_package(root: Path, attack: str | None, *, network: bool = False) -> Path:
     """A valid config package; with ``attack``, hooks/attack.py:on_job_start runs it."""
-    manifest = json.loads(json.dumps(MANIFEST))
+    manifest = manifest_for_tests("Hostile config")
     manifest["engine"] = {"runtime_network_access": network}
     files = {
         "row_types/header.py": HEADER_PY,
         "row_types/data.py": DATA_PY,
-        "columns/name.py": _column("Name"),
-        "columns/amount.py": _column("Amount"),
+        "columns/name.py": column_py("Name"),
+        "columns/amount.py": column_py("Amount"),
     }
     if attack is not None:
         manifest["hooks"] = {"on_job_start": ["hooks/attack.py"]}

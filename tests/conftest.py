@@ -1,0 +1,56 @@
+"""Suite-wide guarantees that no single test module can give.
+
+The leak check: every job process ADE starts runs with its job directory (under this session's
+pytest temp tree) as cwd or on its command line. When the session ends, none may be left — a
+surviving worker, grandchild or setsid daemon is a defect of the code under test, not noise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Shared helpers (tests/config_fixtures.py) importable from every test folder.
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def _processes_under(root: str) -> list[tuple[int, str]]:
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
+            try:
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+            except OSError:
+                cwd = ""
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue  # gone while we looked
+        if state == b"Z":
+            continue  # already dead, waiting for its parent to reap it
+        if cwd.startswith(root) or root in cmdline:
+            found.append((int(entry), cmdline[:200]))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    root = str(tmp_path_factory.getbasetemp())
+    yield
+    leftovers = _processes_under(root)
+    for pid, _ in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not leftovers, f"processes outlived the test suite: {leftovers}"
