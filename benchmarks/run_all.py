@@ -153,7 +153,7 @@ def results_block(outcome: Outcome, cores: int | None, date: str, quick: bool) -
     command = " ".join([".venv/bin/python", benchmark.script, *args])
     lines = [
         f"<!-- results:{benchmark.key} -->",
-        f"*{date}, {cores} cores — `{command}` — {outcome.seconds:.0f} s"
+        f"*Measured by run_all: {date}, {cores} cores — `{command}` — {outcome.seconds:.0f} s"
         + (" — quick mode, not comparable with full runs" if quick else "")
         + "*",
         "",
