@@ -7,7 +7,7 @@ is an added module, not a rewrite. Implementations live next to their subsystem.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
 
@@ -88,3 +88,7 @@ class JobService(Protocol):
     async def cancel(self, workspace_id: str, job_id: str) -> JobRecord: ...
 
     def subscribe(self, workspace_id: str, job_id: str | None = None) -> EventSubscription: ...
+
+    def statistics(self) -> Any:
+        """A frozen snapshot (``ade.runtime.RuntimeStatistics``): queue, workers, totals."""
+        ...

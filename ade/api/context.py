@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -10,17 +10,22 @@ import trio
 from ade.api.bodies import check_id, shown_id
 from ade.errors import NotFound
 from ade.models import ConfigVersion, Document, JobRecord
+from ade.protocols import JobService
 from ade.settings import Settings
 from ade.store.idempotency import IdempotencyStore, KeyLocks
+
+if TYPE_CHECKING:
+    from ade.store import SqliteStore
 
 __all__ = ["ApiContext"]
 
 
 @attrs.define
 class ApiContext:
-    runtime: Any  # ade.protocols.JobService + statistics()
+    runtime: JobService
     settings: Settings
-    store: Any  # ade.store.SqliteStore: JobStore + CatalogStore + run()
+    # JobStore + CatalogStore, and run() for the tables the API adds (idempotency keys).
+    store: SqliteStore
     idempotency: IdempotencyStore
     key_locks: KeyLocks = attrs.field(factory=KeyLocks)
     # Set when the service begins to shut down: websocket streams close with 1001.
