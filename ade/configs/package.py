@@ -19,6 +19,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -112,6 +113,10 @@ MAX_PACKAGE_BYTES = 20 * 1024 * 1024
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 _SKIPPED_PARTS = {"__pycache__", ".git", ".venv"}
+_ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
+_ZIP_METHODS = frozenset(
+    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+)
 
 
 @attrs.frozen
@@ -270,11 +275,23 @@ def _read_zip(archive: Path) -> dict[str, bytes]:
                 rel = PurePosixPath(*name.parts[len(prefix) :]) if prefix else name
                 if _SKIPPED_PARTS.intersection(rel.parts) or rel.suffix == ".pyc":
                     continue
+                # zipfile raises RuntimeError / NotImplementedError for these: name them.
+                if info.flag_bits & _ZIP_ENCRYPTED:
+                    raise _problem(
+                        info.filename,
+                        "encrypted zip entry; zip the package again without a password",
+                    )
+                if info.compress_type not in _ZIP_METHODS:
+                    raise _problem(
+                        info.filename,
+                        f"zip compression method {info.compress_type} is not supported; "
+                        "zip the package again with deflate",
+                    )
                 total += info.file_size
                 _check_bounds(len(files) + 1, total, info.filename)
                 files[rel.as_posix()] = zf.read(info)
             return files
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
         raise _problem(archive.name, f"unreadable zip archive ({type(exc).__name__})") from exc
 
 

@@ -65,3 +65,29 @@ def simple_table(rows: int = 3, first_row: int = 1, column: int = 1) -> list[tup
             (first_row + i, column, [f"M{1000 + i}", f"First{i}", f"Last{i}", f"p{i}@example.com"])
         )
     return table
+
+
+def patch_zip_entry(
+    path: Path, member: str, *, flag_bits: int = 0, method: int | None = None
+) -> None:
+    """Rewrite one entry's headers in place (local and central): OR in ``flag_bits`` (0x1 marks
+    it encrypted, as a zip made with a password) and/or set its compression ``method`` (99 is
+    the AES method 7-Zip and WinZip use, which Python's zipfile cannot read)."""
+    import struct
+    import zipfile
+
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        local = zf.getinfo(member).header_offset
+    central = data.find(b"PK\x01\x02")
+    while central != -1:
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", data, central + 28)
+        if bytes(data[central + 46 : central + 46 + name_len]).decode() == member:
+            # flags at +8 (central) / +6 (local), method at +10 / +8
+            for flags_at in (central + 8, local + 6):
+                old = struct.unpack_from("<H", data, flags_at)[0]
+                struct.pack_into("<H", data, flags_at, old | flag_bits)
+                if method is not None:
+                    struct.pack_into("<H", data, flags_at + 2, method)
+        central = data.find(b"PK\x01\x02", central + 46 + name_len + extra_len + comment_len)
+    path.write_bytes(bytes(data))

@@ -14,7 +14,7 @@ from ade.engine import run_engine
 from ade.errors import PackageInvalid
 from ade.samples import ROSTER_CONFIG
 
-from .engine_support import copy_config, edit_manifest, leftovers
+from .engine_support import copy_config, edit_manifest, leftovers, patch_zip_entry
 
 
 def problems(config: Path) -> list[tuple[str, str]]:
@@ -226,3 +226,44 @@ def test_zip_with_unsafe_paths_is_rejected(tmp_path: Path) -> None:
         zf.writestr("manifest.json", "{}")
         zf.writestr("../escape.py", "x = 1")
     assert problems(archive) == [("../escape.py", "unsafe path in zip archive")]
+
+
+def zipped_sample(archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(ROSTER_CONFIG.rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                zf.write(file, file.relative_to(ROSTER_CONFIG).as_posix())
+    return archive
+
+
+def test_zip_with_a_password_is_rejected_naming_the_entry(tmp_path: Path) -> None:
+    archive = zipped_sample(tmp_path / "locked.zip")
+    patch_zip_entry(archive, "manifest.json", flag_bits=0x1)
+    assert problems(archive) == [
+        ("manifest.json", "encrypted zip entry; zip the package again without a password")
+    ]
+
+
+def test_zip_with_an_unsupported_compression_method_is_rejected(tmp_path: Path) -> None:
+    archive = zipped_sample(tmp_path / "aes.zip")
+    patch_zip_entry(archive, "columns/email.py", method=99)
+    assert problems(archive) == [
+        (
+            "columns/email.py",
+            "zip compression method 99 is not supported; zip the package again with deflate",
+        )
+    ]
+
+
+def test_zip_with_damaged_compressed_data_is_rejected(tmp_path: Path) -> None:
+    archive = zipped_sample(tmp_path / "damaged.zip")
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo("manifest.json")
+    data = bytearray(archive.read_bytes())
+    # The compressed bytes start after the 30-byte local header, the name and the extra field.
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start : start + 16] = b"\xff" * 16
+    archive.write_bytes(bytes(data))
+    [(location, message)] = problems(archive)
+    assert location == "damaged.zip"
+    assert message.startswith("unreadable zip archive (")
