@@ -5,6 +5,9 @@ touching the service). The flip side is that when the service itself is SIGKILLe
 is not: it keeps running as an orphan, writing into a job that recovery is about to mark
 interrupted. Workers always run with the job directory as their working directory, so on Linux
 ``/proc/<pid>/cwd`` identifies them without any bookkeeping that a crash could lose.
+The job's cgroup (when the sandbox made one) is named after the job, so it is found the same
+way: :func:`remove_leftover_cgroup` kills its members (even those that changed directory) and
+removes it, so a crash does not leave one cgroup per interrupted job behind for good.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import signal
 from pathlib import Path
 
-__all__ = ["kill_leftover_processes", "processes_in"]
+__all__ = ["kill_leftover_processes", "processes_in", "remove_leftover_cgroup"]
 
 _PROC = Path("/proc")
 
@@ -61,3 +64,12 @@ def kill_leftover_processes(directory: Path) -> list[int]:
         except (ProcessLookupError, PermissionError):
             continue
     return pids
+
+
+def remove_leftover_cgroup(job_id: str) -> str | None:
+    """Kill and remove the per-job cgroup a dead service left for ``job_id``; returns its name,
+    or None when there was none. Raises ``CgroupError`` when it cannot be removed."""
+    from ade.sandbox import job_cgroup_name, remove_leftover_job_cgroup
+
+    found = remove_leftover_job_cgroup(job_cgroup_name(job_id))
+    return None if found is None else found.name

@@ -50,7 +50,7 @@ from ade.runtime.dispatcher import (
     run_dispatcher,
 )
 from ade.runtime.events import EVENTS_FILE, read_events
-from ade.runtime.leftovers import kill_leftover_processes
+from ade.runtime.leftovers import kill_leftover_processes, remove_leftover_cgroup
 from ade.runtime.messages import (
     AcceptJob,
     Assign,
@@ -543,12 +543,21 @@ class Runtime:
 
     async def _recover(self) -> list[JobRecord]:
         """Jobs found running were interrupted by the death of the previous service: kill any
-        processes they left and mark them error. Queued jobs are returned, oldest first."""
+        processes and cgroups they left and mark them error. Queued jobs are returned, oldest
+        first."""
         for job in await self._store.jobs_with_status(JobStatus.RUNNING):
             job_dir = self._settings.jobs_dir / job.id
             killed = await trio.to_thread.run_sync(kill_leftover_processes, job_dir)
             if killed:
                 logger.warning("killed %d leftover process(es) of job %s", len(killed), job.id)
+            try:
+                cgroup = await trio.to_thread.run_sync(remove_leftover_cgroup, job.id)
+            except OSError as exc:
+                # Not fatal: the job is still recorded; the operator can remove it by hand.
+                logger.warning("could not remove the leftover cgroup of job %s: %s", job.id, exc)
+            else:
+                if cgroup is not None:
+                    logger.warning("removed leftover cgroup %s of job %s", cgroup, job.id)
             await self._ask(self._recorder_send, RecoverInterrupted(job.id))
         queued = await self._store.jobs_with_status(JobStatus.QUEUED)
         if queued:

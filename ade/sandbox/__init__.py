@@ -14,9 +14,10 @@ from ade.sandbox.cgroup import (
     job_cgroup_oom_killed,
     kill_job_cgroup,
     remove_job_cgroup,
+    remove_leftover_job_cgroup,
 )
 from ade.sandbox.confine import ConfineResult, SandboxError, confine, confine_with_report
-from ade.sandbox.spec import LAYERS, NOBODY, SandboxSpec, build_spec
+from ade.sandbox.spec import LAYERS, NOBODY, SandboxSpec, build_spec, job_cgroup_name
 
 __all__ = [
     "LAYERS",
@@ -36,9 +37,11 @@ __all__ = [
     "confine_with_report",
     "create_job_cgroup",
     "detect_layers",
+    "job_cgroup_name",
     "job_cgroup_oom_killed",
     "kill_job_cgroup",
     "remove_job_cgroup",
+    "remove_leftover_job_cgroup",
     "startup_line",
 ]
 

@@ -33,6 +33,7 @@ __all__ = [
     "join",
     "kill_job_cgroup",
     "remove_job_cgroup",
+    "remove_leftover_job_cgroup",
 ]
 
 _ROOT = "/sys/fs/cgroup"
@@ -254,6 +255,23 @@ def _kill_all(directory: str) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def remove_leftover_job_cgroup(name: str) -> JobCgroup | None:
+    """Kill the members of, and remove, the job cgroup ``name`` if a dead service left it
+    (its supervisor never reached its own removal). Returns what was found, or None.
+
+    Recovery calls this for every job it finds ``running``: only those can have a cgroup left,
+    and naming it exactly never touches the jobs of another service sharing our cgroup.
+    """
+    version, dirs, inside = _job_dirs(name)
+    existing = {c: d for c, d in dirs.items() if os.path.isdir(d)}
+    if not existing or inside:
+        return None
+    cgroup = JobCgroup(name, tuple(sorted(existing.items())), version)
+    if not remove_job_cgroup(cgroup):
+        raise CgroupError(errno.EBUSY, f"job cgroup {name} is still busy after killing it")
+    return cgroup
 
 
 def kill_job_cgroup(cgroup: JobCgroup) -> None:

@@ -15,7 +15,14 @@ import attrs
 
 from ade.settings import Settings
 
-__all__ = ["LAYERS", "NOBODY", "SandboxSpec", "build_spec", "runtime_readonly_paths"]
+__all__ = [
+    "LAYERS",
+    "NOBODY",
+    "SandboxSpec",
+    "build_spec",
+    "job_cgroup_name",
+    "runtime_readonly_paths",
+]
 
 # Every layer the sandbox knows, in the order `confine` applies them. These names are what
 # JobRecord.sandbox_layers, /health, `ade doctor` and ADE_SANDBOX=strict talk about.
@@ -76,6 +83,11 @@ def runtime_readonly_paths() -> tuple[str, ...]:
     return tuple(sorted(paths))
 
 
+def job_cgroup_name(job_id: str) -> str:
+    """The per-job cgroup's name; recovery derives it again to remove a dead service's leftover."""
+    return f"ade-{job_id}"
+
+
 def build_spec(settings: Settings, job_dir: Path, snapshot_dir: Path, network: bool) -> SandboxSpec:
     """The spec for one job. ``snapshot_dir`` is the config's prepared directory
     (``venvs/<config_id>``: the frozen snapshot and its installed requirements), read-only.
@@ -93,7 +105,7 @@ def build_spec(settings: Settings, job_dir: Path, snapshot_dir: Path, network: b
         uid = gid = NOBODY
     cgroup = None
     if report.available("memory_cgroup") or report.available("pids_cgroup"):
-        cgroup = f"ade-{Path(job).name}"
+        cgroup = job_cgroup_name(Path(job).name)
     required = LAYERS if settings.sandbox == "strict" else ()
     return SandboxSpec(
         job_dir=job,

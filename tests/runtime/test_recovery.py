@@ -28,8 +28,10 @@ from actors_support import (  # noqa: F401 - the fixture is used by pytest
 from ade.ids import new_id
 from ade.models import JobRecord, JobStatus
 from ade.runtime import RESTART_MESSAGE, open_runtime, read_events, scan_events
+from ade.sandbox.cgroup import controller_dirs
 from ade.serde import utcnow
 from ade.store import open_store
+from ade.worker.request import load_request
 
 CHILD = Path(__file__).with_name("runtime_child.py")
 
@@ -136,9 +138,19 @@ async def test_a_restart_marks_running_jobs_interrupted_and_runs_queued_ones(
     assert os.path.exists(settings.data_dir / "runtime.lock")
 
 
+def job_cgroup_dirs(job_dir: Path) -> list[str]:
+    """The directories of the job's cgroup named in its run-request.json (none without one)."""
+    name = load_request(job_dir / "run-request.json").sandbox.cgroup
+    if name is None:
+        return []
+    _, bases, _ = controller_dirs()
+    return sorted({os.path.join(base, name) for base in bases.values()})
+
+
 async def test_recovery_kills_an_orphaned_sandboxed_worker(tmp_path: Path) -> None:
     """Same story with the real runner: the SIGKILLed service leaves its sandboxed worker
-    behind; the next start finds it by its working directory and kills it."""
+    behind; the next start finds it by its working directory and kills it, and removes the
+    job's cgroup."""
     settings = make_settings(tmp_path / "data", max_concurrency=1, queue_size=10)
     config_id, document_id = await publish(settings, tmp_path, sleep=60)
     process = await trio.lowlevel.open_process(
@@ -160,12 +172,16 @@ async def test_recovery_kills_an_orphaned_sandboxed_worker(tmp_path: Path) -> No
         assert process.stdout is not None
         await process.stdout.aclose()
     assert processes_under(job_dir) != []
+    # Where the machine gives jobs a cgroup, the dead service left it behind too.
+    cgroup_dirs = job_cgroup_dirs(job_dir)
+    assert all(os.path.isdir(d) for d in cgroup_dirs)
     with trio.fail_after(30):
         await trio.run_process(
             [*child_command(settings.data_dir, config_id, until_done=True), "--runner", "real"],
             capture_stdout=True,
         )
     assert processes_under(job_dir) == []
+    assert [d for d in cgroup_dirs if os.path.exists(d)] == []
     events = read_events(job_dir / "events.ndjson")
     assert [e.type for e in events][-2:] == ["recovery", "error"]
     assert events[-1].detail["message"] == RESTART_MESSAGE
