@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import stat
 import warnings
 import zipfile
 import zlib
@@ -51,6 +52,10 @@ _ENCRYPTED_MARKERS = (
 )
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _XLSX_SUFFIXES = {".xlsx", ".xlsm"}
+_ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
+_ZIP_METHODS = frozenset(
+    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+)
 
 _NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _ROW = _NS + "row"
@@ -85,21 +90,27 @@ def describe_input(path: Path, name: str, index: int) -> InputFile:
     """Check that ``path`` looks like a spreadsheet we can read; raise :class:`InputError`
     naming what is wrong otherwise. Reads the file once (for the sha256)."""
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except OSError as exc:
         raise InputError(f"input {name!r} cannot be read ({type(exc).__name__})") from exc
+    if stat.S_ISDIR(status.st_mode):
+        raise InputError(f"input {name!r} is a folder, not a file")
+    size = status.st_size
     if size == 0:
         raise InputError(f"input {name!r} is empty (0 bytes)")
     digest = hashlib.sha256()
     head = b""
     cfb_encrypted = False
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            if not head:
-                head = chunk[:8]
-            if head.startswith(_CFB_MAGIC) and not cfb_encrypted:
-                cfb_encrypted = any(marker in chunk for marker in _ENCRYPTED_MARKERS)
-            digest.update(chunk)
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                if not head:
+                    head = chunk[:8]
+                if head.startswith(_CFB_MAGIC) and not cfb_encrypted:
+                    cfb_encrypted = any(marker in chunk for marker in _ENCRYPTED_MARKERS)
+                digest.update(chunk)
+    except OSError as exc:  # a folder, no read permission, an I/O error
+        raise InputError(f"input {name!r} cannot be read ({type(exc).__name__})") from exc
     suffix = Path(name).suffix.lower()
     if head.startswith(_CFB_MAGIC):
         if cfb_encrypted:
@@ -133,16 +144,31 @@ def describe_input(path: Path, name: str, index: int) -> InputFile:
 def _check_workbook_zip(path: Path, name: str) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
+            infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise InputError(
             f"input {name!r} is a corrupt zip archive ({type(exc).__name__}); "
             "the workbook is damaged or was not fully uploaded"
         ) from exc
-    if "xl/workbook.xml" not in names:
+    if not any(info.filename == "xl/workbook.xml" for info in infos):
         raise InputError(
             f"input {name!r} is a zip archive but not an Excel workbook (no xl/workbook.xml)"
         )
+    # zipfile would raise RuntimeError / NotImplementedError on the first read of such a part.
+    for info in infos:
+        if info.flag_bits & _ZIP_ENCRYPTED:
+            reason = (
+                "is encrypted (a zip password); save the workbook again from Excel without a "
+                "password"
+            )
+        elif info.compress_type not in _ZIP_METHODS:
+            reason = (
+                f"uses zip compression method {info.compress_type}, which ADE cannot read; "
+                "save the workbook again from Excel"
+            )
+        else:
+            continue
+        raise InputError(f"input {name!r} cannot be read: its part {info.filename} {reason}")
 
 
 def _looks_like_text(path: Path) -> bool:

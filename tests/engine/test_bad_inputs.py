@@ -15,7 +15,7 @@ from ade.errors import InputError
 from ade.samples import ROSTER_CONFIG
 from ade.samples.generate import write_messy_workbook
 
-from .engine_support import leftovers, read_rows, simple_table, write_xlsx
+from .engine_support import leftovers, patch_zip_entry, read_rows, simple_table, write_xlsx
 
 
 def fails(tmp_path: Path, source: Path, name: str | None = None) -> str:
@@ -74,6 +74,12 @@ def test_empty_file(tmp_path: Path) -> None:
     assert fails(tmp_path, empty) == "input 'empty.xlsx' is empty (0 bytes)"
 
 
+def test_a_folder_given_as_input(tmp_path: Path) -> None:
+    folder = tmp_path / "exports.xlsx"
+    folder.mkdir()
+    assert fails(tmp_path, folder) == "input 'exports.xlsx' is a folder, not a file"
+
+
 def test_text_file_named_xlsx(tmp_path: Path) -> None:
     fake = tmp_path / "report.xlsx"
     fake.write_text("this is a note, not a workbook\n")
@@ -121,6 +127,32 @@ def test_zip_that_is_not_a_workbook(tmp_path: Path) -> None:
         zf.writestr("a.txt", "hello")
     assert fails(tmp_path, archive) == (
         "input 'photos.xlsx' is a zip archive but not an Excel workbook (no xl/workbook.xml)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag_bits", "method", "reason"),
+    [
+        (
+            0x1,
+            None,
+            "is encrypted (a zip password); save the workbook again from Excel without a password",
+        ),
+        (
+            0,
+            99,
+            "uses zip compression method 99, which ADE cannot read; save the workbook again "
+            "from Excel",
+        ),
+    ],
+)
+def test_workbook_zip_with_an_unreadable_entry(
+    tmp_path: Path, flag_bits: int, method: int | None, reason: str
+) -> None:
+    source = write_messy_workbook(tmp_path / "locked.xlsx")
+    patch_zip_entry(source, "xl/worksheets/sheet1.xml", flag_bits=flag_bits, method=method)
+    assert fails(tmp_path, source) == (
+        f"input 'locked.xlsx' cannot be read: its part xl/worksheets/sheet1.xml {reason}"
     )
 
 
