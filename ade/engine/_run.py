@@ -708,7 +708,7 @@ class _Run:
                                     source_index,
                                     code,
                                     "warning",
-                                    _redact(message, before[index]),
+                                    _redact(message, before[index], after[index]),
                                     out_row,
                                 )
                             )
@@ -1113,13 +1113,15 @@ def _issue_fields(
     return index, code, message, severity
 
 
-def _redact(message: str, value: Any) -> str:
-    if value is None:
-        return message
-    text = value if isinstance(value, str) else str(value)
-    text = text.strip()
-    if len(text) >= _MIN_REDACTED_LENGTH and text in message:
-        return message.replace(text, "<value>")
+def _redact(message: str, *values: Any) -> str:
+    """Mask each of ``values`` (the cell an issue is about, before and after a transform)
+    where ``message`` quotes it."""
+    for value in values:
+        if value is None:
+            continue
+        text = (value if isinstance(value, str) else str(value)).strip()
+        if len(text) >= _MIN_REDACTED_LENGTH and text in message:
+            message = message.replace(text, "<value>")
     return message
 
 

@@ -208,6 +208,25 @@ def test_validator_messages_quoting_values_are_masked(tmp_path: Path) -> None:
     assert "alice.smith@example.com" not in text
 
 
+def test_transform_warnings_quoting_the_new_value_are_masked(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    append(
+        config / "columns" / "email.py",
+        "def transform(*, values):\n"
+        "    out = [v.strip().lower() if isinstance(v, str) else v for v in values]\n"
+        "    return {'values': out, 'warnings': [\n"
+        "        {'index': i, 'code': 'lowered', 'message': f'stored as {v}'}\n"
+        "        for i, v in enumerate(out) if v]}\n",
+    )
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    run_engine([source], config, tmp_path / "out")
+    text = (tmp_path / "out" / "artifact.json").read_text()
+    [record] = [t for t in json.loads(text)["transforms"] if t["field"] == "email"]
+    assert record["warnings"] > 0
+    assert {w["message"] for w in record["warning_samples"]} == {"stored as <value>"}
+    assert "alice.smith@example.com" not in text
+
+
 SENTINELS = [f"zq{n:03d}sentinel" for n in range(12)]
 
 
