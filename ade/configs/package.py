@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import io
 import json
 import re
 import zipfile
@@ -197,9 +196,6 @@ class ConfigPackage:
             if spec.name == name:
                 return spec
         raise KeyError(name)
-
-    def hooks_for(self, hook: str) -> tuple[HookRef, ...]:
-        return tuple(h for h in self.hooks if h.hook == hook)
 
     def manifest_summary(self) -> dict[str, Any]:
         """The manifest as hooks see it: names and labels only, never data."""
@@ -672,13 +668,3 @@ def _top_level_names(tree: ast.Module) -> dict[str, ast.stmt]:
             for alias in node.names:
                 names[(alias.asname or alias.name).split(".")[0]] = node
     return names
-
-
-def package_bytes_io(package: ConfigPackage) -> io.BytesIO:
-    """The package as a zip in memory (used by tests and tools that need a .zip)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(package.files):
-            zf.writestr(name, package.files[name])
-    buffer.seek(0)
-    return buffer

@@ -36,7 +36,7 @@ class Spool:
         self.name = name
         self.memory_budget = memory_budget
         self.segment = -1
-        self._memory: list[bytes | None] = []
+        self._memory: list[bytes] = []
         self._memory_bytes = 0
         self._out: BinaryIO | None = None
         self._offset = 0
@@ -71,9 +71,7 @@ class Spool:
 
     def read(self, ref: ChunkRef) -> Any:
         if ref.segment == _IN_MEMORY:
-            data = self._memory[ref.offset]
-            assert data is not None, "chunk already released"
-            return pickle.loads(data)
+            return pickle.loads(self._memory[ref.offset])
         reader = self._readers.get(ref.segment)
         if reader is None:
             for old in self._readers.values():
