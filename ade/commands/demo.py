@@ -25,20 +25,23 @@ def register(subparsers: Any) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from ade.commands.run import format_summary
+    from ade.commands.run import format_summary, os_error_message
     from ade.engine import run_engine
     from ade.samples import ROSTER_CONFIG
     from ade.samples.generate import write_messy_workbook
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    sample = write_messy_workbook(out / "sample-roster.xlsx")
-    print(f"sample input: {sample}")
-    print(f"config: {ROSTER_CONFIG}")
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        sample = write_messy_workbook(out / "sample-roster.xlsx")
+        print(f"sample input: {sample}")
+        print(f"config: {ROSTER_CONFIG}")
         result = run_engine([sample], ROSTER_CONFIG, out)
     except AdeError as exc:
         print(f"ade demo: error: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. the output folder is not writable
+        print(f"ade demo: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
     print(format_summary(Path(result.artifact_path)))
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from ade.errors import AdeError, ConfigCodeError
 
-__all__ = ["format_summary", "register", "run_command"]
+__all__ = ["format_summary", "os_error_message", "register", "run_command"]
 
 
 def register(subparsers: Any) -> None:
@@ -46,12 +46,16 @@ def run_command(args: argparse.Namespace) -> int:
             print("ade run: re-run with --verbose to see the traceback", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. the output folder is not writable
-        print(
-            f"ade run: error: {exc.strerror or type(exc).__name__}: {exc.filename}", file=sys.stderr
-        )
+        print(f"ade run: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
     print(format_summary(Path(result.artifact_path)))
     return 0
+
+
+def os_error_message(exc: OSError) -> str:
+    """``Permission denied: out/x`` (the file name only when the error names one)."""
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason}: {exc.filename}" if exc.filename is not None else reason
 
 
 def format_summary(artifact_path: Path) -> str:

@@ -236,3 +236,11 @@ def test_ade_run_unwritable_output_is_one_line(tmp_path: Path) -> None:
     done = ade("run", str(source), "--config", str(ROSTER_CONFIG), "--out", "taken", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr == "ade run: error: File exists: taken\n"
+
+
+def test_ade_demo_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the output folder should be")
+    done = ade("demo", "--out", "taken", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == "ade demo: error: File exists: taken\n"
