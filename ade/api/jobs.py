@@ -96,7 +96,8 @@ async def _idempotent(
 
 
 def job_operations(ctx: ApiContext) -> list[Operation]:
-    async def validate_submission(workspace_id: str, body: SubmitJob) -> None:
+    def check_submission(body: SubmitJob) -> None:
+        """The checks that need no lookup, every problem listed (the runtime stops at one)."""
         problems: list[FieldProblem] = []
         if not body.document_ids:
             problems.append(FieldProblem("document_ids", "at least one document id is required"))
@@ -112,9 +113,14 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         if problems:
             fields = ", ".join(p["field"] for p in problems)
             raise BadRequest(f"invalid request body: {fields}", problems)
+
+    async def explain_refusal(workspace_id: str, body: SubmitJob) -> None:
+        """After the runtime refused a submission (NotFound or Conflict), look again and raise
+        the API's fuller error: every missing document, ids escaped, network access as a 400.
+        Returns if nothing is wrong any more (the caller re-raises the runtime's error)."""
         config = await ctx.config(workspace_id, body.config_version_id)
         missing = []
-        for document_id in dict.fromkeys(body.document_ids):
+        for document_id in body.document_ids:
             found = (
                 await ctx.store.get_document(workspace_id, document_id)
                 if check_id(document_id)
@@ -148,13 +154,19 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
         async def create() -> Response:
-            await validate_submission(workspace_id, body)
-            job = await ctx.runtime.submit(
-                workspace_id=workspace_id,
-                config_version_id=body.config_version_id,
-                document_ids=body.document_ids,
-                runtime_network_access=body.runtime_network_access,
-            )
+            check_submission(body)
+            # The runtime looks the config and documents up itself: looking them up here first
+            # too doubled the store round trips of every submission (429s included).
+            try:
+                job = await ctx.runtime.submit(
+                    workspace_id=workspace_id,
+                    config_version_id=body.config_version_id,
+                    document_ids=body.document_ids,
+                    runtime_network_access=body.runtime_network_access,
+                )
+            except (NotFound, Conflict):
+                await explain_refusal(workspace_id, body)
+                raise
             return _accepted(job)
 
         return await _idempotent(ctx, workspace_id, canonical, create)

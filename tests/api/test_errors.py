@@ -299,6 +299,33 @@ async def test_network_access_needs_a_config_that_allows_it(
     assert (await client.get(f"{api}/jobs")).json()["items"] == []
 
 
+async def test_404_names_every_missing_document_and_leaves_no_job(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    api = service.api
+    config = await client.post(
+        f"{api}/configs", files={"package": ("p.zip", package_zip(), "application/zip")}
+    )
+    document = await client.post(f"{api}/documents", files={"file": ("m.xlsx", workbook_bytes())})
+    odd = "x" * 70 + "/.."
+    error = _error(
+        await client.post(
+            f"{api}/jobs",
+            json={
+                "config_version_id": config.json()["id"],
+                "document_ids": ["gone1", document.json()["id"], odd],
+            },
+        ),
+        404,
+        "not_found",
+    )
+    shown = '"' + "x" * 61 + '..."'
+    assert error["details"] == {"document_ids": ["gone1", shown]}
+    assert error["message"] == f"document(s) not found in workspace default: gone1, {shown}"
+    assert (await client.get(f"{api}/jobs")).json()["items"] == []
+    assert _leftovers(service.settings.jobs_dir) == []
+
+
 async def test_a_client_that_hangs_up_mid_upload_leaves_nothing(
     service: Service, client: httpx.AsyncClient
 ) -> None:
