@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import re
 import zipfile
 import zlib
@@ -467,7 +468,11 @@ class _Checker:
         )
         defaults = EngineDefaults()
         threshold = engine.get("mapping_threshold", defaults.mapping_threshold)
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not math.isfinite(threshold)  # json.loads accepts NaN and Infinity
+        ):
             self.add(f"{where}.mapping_threshold", "must be a number")
             threshold = defaults.mapping_threshold
         network = engine.get("runtime_network_access", False)

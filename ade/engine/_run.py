@@ -1043,8 +1043,10 @@ def _table_range(d: TableDraft) -> str:
     return a1_range(d.first_column, d.header_row, d.last_column, d.last_data_row or d.header_row)
 
 
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and not (type(value) is float and math.isnan(value))
+def _is_finite_number(value: Any) -> bool:
+    # Not bool (a vote is a score); not NaN or infinity (scores land in artifact.json, which
+    # must stay strict JSON).
+    return type(value) is int or (type(value) is float and math.isfinite(value))
 
 
 def _unique(header: str, taken: set[str]) -> str:
@@ -1061,23 +1063,24 @@ def _column_votes(
 ) -> list[tuple[str, float]]:
     if result is None:
         return []
-    if _is_number(result):
+    if _is_finite_number(result):
         return [(spec.name, float(result))]
     if isinstance(result, dict):
         votes = []
         for key, delta in result.items():
-            if key not in field_names or not _is_number(delta):
+            if key not in field_names or not _is_finite_number(delta):
                 raise contract_error(
                     fn.file,
                     fn.function,
                     "map",
                     f"returned {{{key!r}: {type(delta).__name__}}}; expected field names "
-                    "from manifest.json mapped to numbers",
+                    "from manifest.json mapped to finite numbers",
                 )
             votes.append((key, float(delta)))
         return votes
+    shown = repr(result) if type(result) is float else type(result).__name__
     raise contract_error(
-        fn.file, fn.function, "map", f"returned {type(result).__name__}; expected a number or dict"
+        fn.file, fn.function, "map", f"returned {shown}; expected a finite number or a dict"
     )
 
 

@@ -80,6 +80,11 @@ def test_every_pass_reports_its_name(
          "returned {'dta': float}; expected a number or a dict of row types"),
         ("hooks/audit.py", "def on_job_start(*, inputs):\n    return 'done'\n",
          "returned str; a hook returns None, a dict or a list of dicts"),
+        # Infinity would make artifact.json invalid JSON (scores and deltas are recorded).
+        ("columns/phone.py", "def detect_inf(*, header):\n    return float('inf')\n",
+         "returned inf; expected a finite number or a dict"),
+        ("columns/phone.py", "def detect_inf(*, header):\n    return {'email': float('-inf')}\n",
+         "returned {'email': float}; expected field names from manifest.json mapped to finite numbers"),
     ],
 )  # fmt: skip
 def test_wrong_return_shapes_are_config_errors(

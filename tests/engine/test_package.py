@@ -141,6 +141,13 @@ def test_manifest_values_are_checked(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf")])
+def test_mapping_threshold_must_be_finite(tmp_path: Path, threshold: float) -> None:
+    config = copy_config(tmp_path)
+    edit_manifest(config, lambda doc: doc["engine"].update(mapping_threshold=threshold))
+    assert problems(config) == [("manifest.json:engine.mapping_threshold", "must be a number")]
+
+
 def test_unknown_parameter_and_stray_column_module(tmp_path: Path) -> None:
     config = copy_config(tmp_path)
     (config / "columns" / "email.py").write_text("def detect_x(*, header, colour):\n    return 0\n")
