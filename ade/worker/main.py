@@ -147,6 +147,64 @@ def safe_traceback(exc: BaseException) -> str:
     return "".join(parts)
 
 
+def _install_safe_hooks() -> None:
+    """Make the interpreter's own reports on stderr as careful as :func:`safe_traceback`.
+
+    Python prints an exception that ends a thread, an exception raised in ``__del__`` and every
+    warning with its text — and config code can raise ``ValueError(f"bad {value}")`` in a
+    thread or ``warnings.warn(f"odd {value}")``. stderr becomes the diagnostics in
+    events.ndjson, so these reports keep their frames and types but withhold the text.
+    """
+    import threading
+    import types
+    import warnings
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return  # as Python's own hook: a thread ending with sys.exit() is not an error
+        name = args.thread.name if args.thread is not None else "?"
+        if args.exc_value is None:
+            sys.stderr.write(f"Exception in thread {name}: {args.exc_type.__qualname__}\n")
+        else:
+            sys.stderr.write(f"Exception in thread {name}:\n" + safe_traceback(args.exc_value))
+
+    def unraisable_hook(args: Any) -> None:
+        # A function (``__del__``) or class is named; any other object only by its type: its
+        # repr could show data.
+        obj = args.object
+        if isinstance(obj, (types.FunctionType, types.MethodType, type)):
+            where = f" in {obj.__qualname__}"
+        elif obj is not None:
+            where = f" in a {type(obj).__qualname__} object"
+        else:
+            where = ""
+        if args.exc_value is None:
+            sys.stderr.write(f"Exception ignored{where}: {args.exc_type.__qualname__}\n")
+        else:
+            sys.stderr.write(f"Exception ignored{where}:\n" + safe_traceback(args.exc_value))
+
+    def show_warning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        stream = file if file is not None else sys.stderr
+        try:
+            stream.write(
+                f"{filename}:{lineno}: {category.__qualname__} "
+                "(message withheld: it may quote data)\n"
+            )
+        except (OSError, ValueError):
+            pass  # as Python's own: a closed stderr loses the warning, not the job
+
+    threading.excepthook = thread_hook
+    sys.unraisablehook = unraisable_hook
+    warnings.showwarning = show_warning
+
+
 def _summary(result: object) -> dict[str, Any]:
     """The engine's summary numbers, if they fit in one small line."""
     import json
@@ -193,6 +251,7 @@ def _run(request: RunRequest, job_dir: Path, events: _Events) -> int:
         )
         return EXIT_SANDBOX
     events.emit("sandbox", {"layers": list(layers)})
+    _install_safe_hooks()
 
     # Temp files (openpyxl's write-only mode makes some) and HOME stay inside the job directory.
     tmp = job_dir / request.tmp_dir

@@ -111,6 +111,53 @@ async def test_config_code_error_names_file_function_and_pass_but_not_the_value(
     assert sorted(os.listdir(job_dir)) == [".venv", "inputs", "run-request.json"]
 
 
+async def test_interpreter_reports_on_stderr_keep_values_out_of_the_diagnostics(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Python itself prints an exception that ends a thread, one raised in ``__del__`` and
+    every warning, with their text; config code can put a cell value in any of them."""
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        import threading as _threading, warnings as _warnings
+
+        # Built at run time, as a cell value would be: source lines are shown, values are not.
+        _ZEB, _XAN, _QUI = ("".join(parts) for parts in (
+            ("Zebe", "diah"), ("Xan", "the"), ("Quil", "lon")))
+
+        def _leak():
+            raise ValueError("leaking " + _ZEB)
+
+        _thread = _threading.Thread(target=_leak, name="leaker")
+        _thread.start()
+        _thread.join()
+
+        class _Leaky:
+            def __del__(self):
+                raise KeyError("leaking " + _XAN)
+
+        _Leaky()
+        _warnings.warn("leaking " + _QUI)
+        """,
+    )
+    job_dir = make_job_dir(settings, package)
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.SUCCESS, (outcome.message, outcome.diagnostics)
+    for value in ("Zebediah", "Xanthe", "Quillon"):  # (the config spells them in pieces)
+        assert value not in outcome.diagnostics
+    assert "Exception in thread leaker:\n" in outcome.diagnostics
+    assert ", in _leak\n" in outcome.diagnostics
+    assert "ValueError (message withheld: it may quote data)" in outcome.diagnostics
+    assert "Exception ignored in _Leaky.__del__:\n" in outcome.diagnostics
+    assert "KeyError (message withheld: it may quote data)" in outcome.diagnostics
+    source = (package / "columns" / "name.py").read_text().splitlines()
+    warn_line = next(n for n, text in enumerate(source, 1) if "_warnings.warn(" in text)
+    assert (
+        f"columns/name.py:{warn_line}: UserWarning (message withheld: it may quote data)\n"
+        in outcome.diagnostics
+    )
+
+
 async def test_print_flood_is_harmless_and_capped(settings: Settings, tmp_path: Path) -> None:
     package = write_package(
         tmp_path / "pkg",
