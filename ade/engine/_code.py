@@ -34,7 +34,7 @@ from ade.configs.package import (
 )
 from ade.errors import ConfigCodeError, PackageInvalid, PackageProblem
 
-__all__ = ["ConfigFunction", "LoadedConfig", "config_error", "load_code"]
+__all__ = ["ConfigFunction", "LoadedConfig", "config_error", "contract_error", "load_code"]
 
 _counter = itertools.count(1)
 

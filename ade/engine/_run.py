@@ -13,6 +13,10 @@
    required-value check), collecting issues.
 5. **write** streams them into normalized.xlsx, straight into the zip (`_xlsx_stream`).
 
+Row classification lives in ``_classify``, the checks on what config functions return in
+``_returns``, the mapping decision in ``_mapping``; this module runs the passes and records
+what they decided.
+
 So the input is parsed once and memory holds one chunk (plus per-table samples) whatever the
 row count; the spool is the price, and benchmarks/engine.py measures it against the floor.
 Outputs appear in ``out_dir`` only when the run succeeds (written under a temp folder, then
@@ -22,10 +26,6 @@ renamed); a failed run leaves nothing half-written.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
-import fractions
-import json
-import math
 import operator
 import os
 import shutil
@@ -61,19 +61,21 @@ from ade.engine._artifact import (
     dump_artifact,
 )
 from ade.engine._cells import a1, a1_range, column_letter
-from ade.engine._code import (
-    ConfigFunction,
-    LoadedConfig,
-    config_error,
-    contract_error,
-    load_code,
-)
+from ade.engine._classify import row_classifier
+from ade.engine._code import ConfigFunction, LoadedConfig, load_code
 from ade.engine._mapping import decide_mapping
 from ade.engine._readers import InputFile, describe_input, open_sheets
+from ade.engine._returns import (
+    column_votes,
+    hook_annotations,
+    redact,
+    transform_result,
+    validate_result,
+)
 from ade.engine._spool import ChunkRef, Spool
 from ade.engine._tables import SheetScan, TableDraft
 from ade.engine._xlsx_stream import StreamingXlsxWriter
-from ade.errors import ConfigCodeError, InputError
+from ade.errors import InputError
 
 __all__ = ["ARTIFACT_FILE", "NORMALIZED_FILE", "EngineResult", "ProgressCallback", "run_engine"]
 
@@ -86,27 +88,7 @@ PROGRESS_EVERY_ROWS = 100_000
 MAX_TABLES = 5000
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLUMNS = 16_384
-# A validator message that quotes the value it rejects would leak the cell into the artifact;
-# values this long or longer are masked in messages (shorter ones collide with ordinary words).
-_MIN_REDACTED_LENGTH = 3
-
 ProgressCallback = Callable[[str, dict[str, Any]], None]
-
-_WRITABLE = (
-    str,
-    int,
-    float,
-    bool,
-    dt.datetime,
-    dt.date,
-    dt.time,
-    dt.timedelta,
-    decimal.Decimal,
-    fractions.Fraction,
-    type(None),
-)
-_WRITABLE_EXACT = frozenset(_WRITABLE)
-_SEVERITIES = ("error", "warning")
 
 
 @attrs.frozen
@@ -321,7 +303,7 @@ class _Run:
         }
         for fn in functions:
             result = fn.call(name, available)
-            self.hook_records.append(HookRecord(name, fn.rule, _annotations(fn, name, result)))
+            self.hook_records.append(HookRecord(name, fn.rule, hook_annotations(fn, name, result)))
 
     def table_summaries(self) -> list[dict[str, Any]]:
         summaries = []
@@ -432,7 +414,9 @@ class _Run:
 
         sample_rows = self.package.engine.sample_rows
         scan = SheetScan(self._new_table_id, sample_rows, CHUNK_ROWS, on_chunk, on_table_end)
-        classify = self._classifier(source.name, sheet_name)
+        classify = row_classifier(
+            self.package, self.code, self.field_labels, source.name, sheet_name
+        )
         previous: str | None = None
         total = stats.get("rows", 0)
         for row_number, values in rows:
@@ -467,75 +451,6 @@ class _Run:
             headers_without_data=scan.headers_without_data,
             orphan_data_rows=scan.orphan_data_rows,
         )
-
-    def _classifier(
-        self, input_name: str, sheet_name: str
-    ) -> Callable[[int, list[Any], str | None], str]:
-        row_types = self.package.row_types
-        plan = [
-            (row_type, fn.invoke, fn)
-            for row_type in row_types
-            for fn in self.code.row_detectors[row_type]
-        ]
-        available: dict[str, Any] = {
-            "field_labels": self.field_labels,
-            "sheet_name": sheet_name,
-            "input_name": input_name,
-        }
-        zero = dict.fromkeys(row_types, 0.0)
-        numbers = (int, float, bool)
-
-        def bad_vote(fn: ConfigFunction, result: Any) -> ConfigCodeError:
-            shown = (
-                "{" + ", ".join(f"{k!r}: {type(v).__name__}" for k, v in result.items()) + "}"
-                if isinstance(result, dict)
-                else type(result).__name__
-            )
-            return contract_error(
-                fn.file,
-                fn.function,
-                "detect",
-                f"returned {shown}; expected a number or a dict of row types "
-                f"{sorted(zero)} to numbers",
-            )
-
-        # Runs once per row: every statement here is paid a million times on a big sheet.
-        def classify(row_number: int, values: list[Any], previous: str | None) -> str:
-            available["values"] = tuple(values)
-            available["row_number"] = row_number
-            available["non_empty"] = len(values) - values.count(None)
-            first = 1
-            if values[0] is None:
-                first = next(i for i, v in enumerate(values, start=1) if v is not None)
-            available["first_column"] = first
-            available["previous_row_type"] = previous
-            totals = zero.copy()
-            for own_type, invoke, fn in plan:
-                available["row_type"] = own_type
-                try:
-                    result = invoke(available)
-                except (Exception, SystemExit) as exc:
-                    raise config_error(fn.file, fn.function, "detect", exc) from exc
-                if result is None:
-                    continue
-                if type(result) is dict:
-                    try:
-                        for key, delta in result.items():
-                            totals[key] += delta if type(delta) in numbers else None  # type: ignore[operator]
-                    except (KeyError, TypeError):
-                        raise bad_vote(fn, result) from None
-                elif type(result) in numbers:
-                    totals[own_type] += result
-                else:
-                    raise bad_vote(fn, result)
-            best = "other"
-            best_score = 0.0
-            for row_type, score in totals.items():  # header, data, then the others: ties
-                if score > best_score:  # go to the first
-                    best, best_score = row_type, score
-            return best
-
-        return classify
 
     # -- pass 2: map ----------------------------------------------------------------------------
 
@@ -657,7 +572,7 @@ class _Run:
                 }
                 for fn in self.code.column_detectors[spec.name]:
                     result = fn.call("map", available)
-                    for field, delta in _column_votes(fn, spec, result, field_names):
+                    for field, delta in column_votes(fn, spec, result, field_names):
                         if delta:
                             column_scores[field] = column_scores.get(field, 0.0) + delta
                             contributions.append(RuleScore(fn.rule, field, round(delta, 6)))
@@ -708,7 +623,7 @@ class _Run:
                                     source_index,
                                     code,
                                     "warning",
-                                    _redact(message, before[index], after[index]),
+                                    redact(message, before[index], after[index]),
                                     out_row,
                                 )
                             )
@@ -746,40 +661,7 @@ class _Run:
             "input_name": table.source.name,
             "table_id": table.draft.id,
         }
-        result = fn.call("transform", available)
-        warnings: list[tuple[int, str, str]] = []
-        if isinstance(result, dict):
-            raw_warnings = result.get("warnings") or []
-            result = result.get("values")
-            if not isinstance(raw_warnings, list):
-                raise contract_error(
-                    fn.file, fn.function, "transform", "returned 'warnings' that is not a list"
-                )
-            for item in raw_warnings:
-                index, code, message, _ = _issue_fields(
-                    fn, "transform", item, len(values), "warning"
-                )
-                warnings.append((index, code, message))
-        if not isinstance(result, list) or len(result) != len(values):
-            got = f"list of {len(result)}" if isinstance(result, list) else type(result).__name__
-            raise contract_error(
-                fn.file,
-                fn.function,
-                "transform",
-                f"returned {got}; expected a list of {len(values)} values (or a dict with "
-                "'values' and 'warnings')",
-            )
-        if not _WRITABLE_EXACT.issuperset(map(type, result)):  # C speed in the common case
-            for value in result:
-                if type(value) not in _WRITABLE_EXACT and not isinstance(value, _WRITABLE):
-                    raise contract_error(
-                        fn.file,
-                        fn.function,
-                        "transform",
-                        f"returned a value of type {type(value).__name__}; a cell holds text, "
-                        "numbers, booleans, dates/times or None",
-                    )
-        return result, warnings
+        return transform_result(fn, fn.call("transform", available), len(values))
 
     def _issue(
         self,
@@ -850,7 +732,7 @@ class _Run:
                                     source_index,
                                     code,
                                     severity,
-                                    _redact(message, values[index]),
+                                    redact(message, values[index]),
                                     out_row,
                                 )
                             )
@@ -896,19 +778,7 @@ class _Run:
             "input_name": table.source.name,
             "table_id": table.draft.id,
         }
-        result = fn.call("validate", available)
-        if result is None:
-            return []
-        try:
-            items = list(result)
-        except TypeError:
-            raise contract_error(
-                fn.file,
-                fn.function,
-                "validate",
-                f"returned {type(result).__name__}; expected a list of issue dicts",
-            ) from None
-        return [_issue_fields(fn, "validate", item, len(values), "error") for item in items]
+        return validate_result(fn, fn.call("validate", available), len(values))
 
     # -- pass 5: write --------------------------------------------------------------------------
 
@@ -1043,12 +913,6 @@ def _table_range(d: TableDraft) -> str:
     return a1_range(d.first_column, d.header_row, d.last_column, d.last_data_row or d.header_row)
 
 
-def _is_finite_number(value: Any) -> bool:
-    # Not bool (a vote is a score); not NaN or infinity (scores land in artifact.json, which
-    # must stay strict JSON).
-    return type(value) is int or (type(value) is float and math.isfinite(value))
-
-
 def _unique(header: str, taken: set[str]) -> str:
     if header not in taken:
         return header
@@ -1056,92 +920,3 @@ def _unique(header: str, taken: set[str]) -> str:
     while f"{header} ({n})" in taken:
         n += 1
     return f"{header} ({n})"
-
-
-def _column_votes(
-    fn: ConfigFunction, spec: FieldSpec, result: Any, field_names: frozenset[str]
-) -> list[tuple[str, float]]:
-    if result is None:
-        return []
-    if _is_finite_number(result):
-        return [(spec.name, float(result))]
-    if isinstance(result, dict):
-        votes = []
-        for key, delta in result.items():
-            if key not in field_names or not _is_finite_number(delta):
-                raise contract_error(
-                    fn.file,
-                    fn.function,
-                    "map",
-                    f"returned {{{key!r}: {type(delta).__name__}}}; expected field names "
-                    "from manifest.json mapped to finite numbers",
-                )
-            votes.append((key, float(delta)))
-        return votes
-    shown = repr(result) if type(result) is float else type(result).__name__
-    raise contract_error(
-        fn.file, fn.function, "map", f"returned {shown}; expected a finite number or a dict"
-    )
-
-
-def _issue_fields(
-    fn: ConfigFunction, pass_name: str, item: Any, n: int, default_severity: str
-) -> tuple[int, str, str, str]:
-    shape = "{'index': int, 'code': str, 'message': str, 'severity': 'error'|'warning'}"
-    if not isinstance(item, dict):
-        raise contract_error(
-            fn.file,
-            fn.function,
-            pass_name,
-            f"gave an issue of type {type(item).__name__}; expected {shape}",
-        )
-    index = item.get("index")
-    code = item.get("code")
-    message = item.get("message", "")
-    severity = item.get("severity", default_severity)
-    if (
-        type(index) is not int
-        or not 0 <= index < n
-        or not isinstance(code, str)
-        or not code
-        or not isinstance(message, str)
-        or severity not in _SEVERITIES
-    ):
-        raise contract_error(
-            fn.file,
-            fn.function,
-            pass_name,
-            f"gave an issue that is not {shape} with 0 <= index < {n}",
-        )
-    return index, code, message, severity
-
-
-def _redact(message: str, *values: Any) -> str:
-    """Mask each of ``values`` (the cell an issue is about, before and after a transform)
-    where ``message`` quotes it."""
-    for value in values:
-        if value is None:
-            continue
-        text = (value if isinstance(value, str) else str(value)).strip()
-        if len(text) >= _MIN_REDACTED_LENGTH and text in message:
-            message = message.replace(text, "<value>")
-    return message
-
-
-def _annotations(fn: ConfigFunction, hook: str, result: Any) -> list[dict[str, Any]]:
-    if result is None:
-        return []
-    items = [result] if isinstance(result, dict) else result
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise contract_error(
-            fn.file,
-            fn.function,
-            hook,
-            f"returned {type(result).__name__}; a hook returns None, a dict or a list of dicts",
-        )
-    try:
-        return json.loads(json.dumps(items, allow_nan=False))
-    except (TypeError, ValueError):
-        raise contract_error(
-            fn.file, fn.function, hook, "returned annotations that are not plain JSON values"
-        ) from None
