@@ -406,10 +406,16 @@ class _Run:
 
         def on_table_end(draft: TableDraft) -> None:
             if len(self.tables) + len(found) >= MAX_TABLES:
-                raise InputError(
-                    f"input {source.name!r} has more than {MAX_TABLES} tables (sheet "
-                    f"{sheet_name!r}, row {draft.last_data_row}); ADE stops there"
-                )
+                where = f"sheet {sheet_name!r}, row {draft.last_data_row}"
+                # The limit is on the run, not per input: say so when earlier inputs count too.
+                if self.tables and self.tables[0].source.index != source.index:
+                    what = (
+                        f"the inputs have more than {MAX_TABLES} tables together (the limit "
+                        f"was reached in input {source.name!r}, {where})"
+                    )
+                else:
+                    what = f"input {source.name!r} has more than {MAX_TABLES} tables ({where})"
+                raise InputError(f"{what}; ADE stops there")
             found.append(by_id[draft.id])
 
         sample_rows = self.package.engine.sample_rows

@@ -240,6 +240,23 @@ def test_too_many_tables_is_an_input_error(tmp_path: Path, monkeypatch) -> None:
     )
 
 
+def test_too_many_tables_across_inputs_says_the_limit_is_per_run(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from ade.engine import _run
+    from ade.errors import InputError
+
+    monkeypatch.setattr(_run, "MAX_TABLES", 4)  # the messy workbook has 3
+    first = write_messy_workbook(tmp_path / "first.xlsx")
+    second = write_messy_workbook(tmp_path / "second.xlsx")
+    with pytest.raises(InputError) as info:
+        run_engine([first, second], ROSTER_CONFIG, tmp_path / "out")
+    assert info.value.message == (
+        "the inputs have more than 4 tables together (the limit was reached in input "
+        "'second.xlsx', sheet 'Roster', row 17); ADE stops there"
+    )
+
+
 def test_progress_events_carry_counts_only(tmp_path: Path, monkeypatch) -> None:
     from ade.engine import _run
 
