@@ -54,11 +54,15 @@ class EventStreamClosed(Exception):
 
 @asynccontextmanager
 async def open_websocket(url: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
-    """``trio_websocket.open_websocket_url``, but the TCP stream is ours and always closed.
+    """``trio_websocket.open_websocket_url``, but the TCP stream is ours and always closed, and
+    exceptions come out as themselves.
 
     Why: trio-websocket 0.12 never closes a client's TCP socket after a server-initiated close
-    (the reader task stops on EOF without closing it) nor after a rejected handshake; the
-    socket then leaks until garbage collection (a ResourceWarning, an error under -W error).
+    (the reader task stops on EOF without closing it), after a rejected handshake, nor when the
+    handshake or the stream is cancelled; the socket then leaks until garbage collection (a
+    ResourceWarning, an error under -W error). And the connection lives in a nursery, which
+    wraps whatever the ``async with`` body raises in an ExceptionGroup: a lone exception is
+    unwrapped, so ``except EventStreamClosed`` (or ``ApiError`` for a refused handshake) works.
     """
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
@@ -71,20 +75,28 @@ async def open_websocket(url: str) -> AsyncIterator[trio_websocket.WebSocketConn
         stream = await trio.open_tcp_stream(host, port)
     try:
         async with trio.open_nursery() as nursery:
-            ws = await trio_websocket.wrap_client_stream(nursery, stream, host, resource)
+            ws = await trio_websocket.wrap_client_stream(
+                nursery, stream, parts.netloc or host, resource
+            )
             try:
                 yield ws
             finally:
-                await ws.aclose()
+                # Shielded and bounded: the close handshake is sent even when the caller was
+                # cancelled, and a server that never answers it cannot hold us.
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # The handshake is refused inside trio-websocket's reader task: surface it the way
-        # every other refusal is reported, as an ApiError with the server's error body.
-        rejected = [e for e in group.exceptions if isinstance(e, trio_websocket.ConnectionRejected)]
-        if len(group.exceptions) == 1 and rejected:
-            raise _rejection_error(rejected[0]) from None
-        raise
+        if len(group.exceptions) != 1:
+            raise
+        only = group.exceptions[0]
+        if isinstance(only, trio_websocket.ConnectionRejected):
+            # The handshake is refused inside trio-websocket's reader task: surface it the way
+            # every other refusal is reported, as an ApiError with the server's error body.
+            raise _rejection_error(only) from None
+        raise only from None
     finally:
-        await stream.aclose()
+        await trio.aclose_forcefully(stream)
 
 
 def _rejection_error(rejected: trio_websocket.ConnectionRejected) -> ApiError:

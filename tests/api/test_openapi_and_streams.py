@@ -18,8 +18,8 @@ from api_support import Service, make_settings
 from ade.api import create_app
 from ade.api.errors import SLOW_CONSUMER_CLOSE_CODE
 from ade.api.server import serve_api
-from ade.client import open_websocket
-from ade.models import JobEvent
+from ade.client import AdeClient, EventStreamClosed, open_websocket
+from ade.models import JobEvent, JobRecord, JobStatus
 from ade.store import open_store
 
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -138,4 +138,47 @@ async def test_workspace_stream_closes_4008_for_a_dropped_subscriber_and_1001_on
         expected = SLOW_CONSUMER_CLOSE_CODE if drop else 1001
         assert closed.value.reason.code == expected
         assert subscription.closed
+        stop.set()
+
+
+class _JobRuntime(_Runtime):
+    def subscribe(self, workspace_id: str, job_id: str | None = None) -> _Subscription:
+        assert (workspace_id, job_id) == ("default", "j1")
+        return self.subscription
+
+
+async def test_client_event_stream_raises_event_stream_closed_itself(tmp_path: Path) -> None:
+    """A dropped stream comes out of AdeClient.events as EventStreamClosed (what wait() and
+    `ade submit --wait` catch), not wrapped in the websocket nursery's ExceptionGroup."""
+    settings = make_settings(tmp_path / "data")
+    store = open_store(settings)
+    await store.insert_job(
+        JobRecord("j1", "default", JobStatus.RUNNING, "c1", ("d1",), False, 1, _event(1).ts)
+    )
+    subscription = _Subscription([_event(1), _event(2)], drop=True)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(
+            lambda task_status: serve_api(
+                settings,
+                _JobRuntime(subscription),
+                store,
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+        )
+        seen = []
+        with trio.fail_after(10):
+            async with AdeClient(url) as client:
+                with pytest.raises(EventStreamClosed) as closed:
+                    async for event in client.events("j1"):
+                        seen.append(event["seq"])
+        assert seen == [1, 2]
+        assert (closed.value.code, closed.value.last_seq) == (SLOW_CONSUMER_CLOSE_CODE, 2)
+        # Any exception of the `async with` body comes out as itself.
+        with pytest.raises(LookupError), trio.fail_after(10):
+            async with open_websocket(
+                url.replace("http://", "ws://") + "/api/v1/workspaces/default/jobs/j1/events"
+            ):
+                raise LookupError("from the body")
         stop.set()
