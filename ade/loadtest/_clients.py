@@ -12,9 +12,8 @@ import json
 import random
 import ssl
 import time
-import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -22,9 +21,9 @@ import httpx
 import trio
 import trio_websocket
 
+from ade.client import ApiError, open_websocket
 from ade.loadtest._ledger import JobBudget, Ledger, TrackedJob
 from ade.loadtest._options import LoadTestOptions
-from ade.loadtest._server import LOOPBACK
 from ade.loadtest._stats import RequestLog
 from ade.loadtest._target import Target
 from ade.runtime.events import TERMINAL_EVENT_TYPES
@@ -44,33 +43,6 @@ __all__ = [
 
 NORMAL_CLOSURE = 1000
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@contextlib.asynccontextmanager
-async def open_websocket(url: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
-    """``trio_websocket.open_websocket_url`` with the TCP stream owned here.
-
-    Why: when the handshake or the stream is cancelled (the run's deadline, a chaos kill),
-    trio-websocket 0.12 leaves its socket for the garbage collector (a ResourceWarning, an
-    error under ``-W error``). Owning the stream lets us close it on every path.
-    """
-    split = urllib.parse.urlsplit(url)
-    host, port = split.hostname or LOOPBACK, split.port or 80
-    resource = split.path + (f"?{split.query}" if split.query else "")
-    stream = await trio.open_tcp_stream(host, port)
-    try:
-        async with trio.open_nursery() as nursery:
-            connection = await trio_websocket.wrap_client_stream(
-                nursery, stream, f"{host}:{port}", resource
-            )
-            try:
-                yield connection
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(2):
-                    await connection.aclose()
-                nursery.cancel_scope.cancel()
-    finally:
-        await trio.aclose_forcefully(stream)
 
 
 class SessionAbandoned(Exception):
@@ -287,8 +259,8 @@ class Client:
                     last_seq = seq
                     if is_terminal_event(event):
                         saw_terminal = True
-        except trio_websocket.ConnectionRejected as rejected:
-            self.log.record(route, str(rejected.status_code))
+        except ApiError as rejected:  # the handshake was refused
+            self.log.record(route, str(rejected.status))
         except (trio_websocket.HandshakeError, OSError) as exc:
             outage = self.target.overlaps_outage(started, time.monotonic())
             self.log.record(route, f"transport:{type(exc).__name__}", during_outage=outage)
@@ -447,8 +419,8 @@ async def workspace_watcher(context: Client) -> None:
                         context.log.record(f"{route} close", str(code))
                         break
                     context.shared.ws_events += 1
-        except trio_websocket.ConnectionRejected as rejected:
-            context.log.record(route, str(rejected.status_code))
+        except ApiError as rejected:  # the handshake was refused
+            context.log.record(route, str(rejected.status))
             await trio.sleep(1.0)
         except (trio_websocket.HandshakeError, OSError) as exc:
             outage = context.target.overlaps_outage(started, time.monotonic())
