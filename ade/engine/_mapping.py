@@ -78,8 +78,8 @@ def decide_mapping(
                 f"(score {column_field[winner][1]:g} vs {score:g})"
             )
             decisions.append(ColumnDecision(index, None, score, reason))
-        elif best is None or best <= 0:
-            decisions.append(ColumnDecision(index, None, best, "no detector voted for any field"))
+        elif best is None:
+            decisions.append(ColumnDecision(index, None, None, "no detector voted for any field"))
         else:
             best_field = max(column_scores, key=lambda f: (column_scores[f], -order[f]))
             reason = (

@@ -75,6 +75,11 @@ def test_threshold_and_no_votes() -> None:
         (None, "best score 0.5 (field 'email') is below the threshold 1"),
         (None, "no detector voted for any field"),
     ]
+    # Detectors that only voted against a field did vote: the reason says how it scored.
+    d = decide_mapping(["Notes"], [{"email": -2.0}], FIELDS, 1.0, LETTERS)
+    assert [(x.field, x.score, x.unmapped_reason) for x in d] == [
+        (None, -2.0, "best score -2 (field 'email') is below the threshold 1"),
+    ]
 
 
 def test_header_segments_split_side_by_side_tables() -> None:
