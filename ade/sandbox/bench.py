@@ -11,17 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import attrs
 
 from ade.sandbox import cgroup as _cgroup
-from ade.sandbox.spec import NOBODY, SandboxSpec, runtime_readonly_paths
+from ade.sandbox.scratch import scratch_job
 from ade.serde import converter
 
 __all__ = ["SandboxCost", "main", "measure"]
@@ -68,58 +66,41 @@ def measure(rounds: int = 20, *, network: bool = False) -> SandboxCost:
     moves: list[float] = []
     removes: list[float] = []
     missing: tuple[tuple[str, str], ...] = ()
-    root = os.geteuid() == 0
     for i in range(rounds):
-        workdir = tempfile.mkdtemp(prefix="ade-sandbox-bench-")
-        try:
-            os.chmod(workdir, 0o755)
-            writable = os.path.join(workdir, "tmp")
-            os.mkdir(writable)
-            if root:
-                os.chown(writable, NOBODY, NOBODY)
-            name = f"ade-bench-{os.getpid()}-{i}"
-            start = time.perf_counter()
-            try:
-                cgroup: _cgroup.JobCgroup | None = _cgroup.create_job_cgroup(name, 256, 64)
-            except OSError:
-                cgroup = None
-            creates.append(_ms(start))
-            spec = SandboxSpec(
-                job_dir=workdir,
-                readonly_paths=(workdir, *runtime_readonly_paths()),
-                writable_paths=(writable,),
-                cpu_seconds=10,
-                mem_mb=256,
-                fsize_mb=10,
-                max_files=64,
-                max_processes=64,
-                network=network,
-                cgroup=cgroup.name if cgroup else None,
-                run_as_uid=NOBODY if root else None,
-                run_as_gid=NOBODY if root else None,
-            )
+        with scratch_job(
+            f"ade-bench-{os.getpid()}-{i}",
+            mem_mb=256,
+            max_processes=64,
+            fsize_mb=10,
+            max_files=64,
+            network=network,
+        ) as scratch:
+            creates.append(scratch.cgroup_create_ms)
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _CHILD, converter.dumps(spec)],
+                [sys.executable, "-I", "-c", _CHILD, converter.dumps(scratch.spec)],
                 stdout=subprocess.PIPE,
-                cwd=workdir,
+                cwd=scratch.workdir,
                 env={"PATH": "/usr/bin:/bin", "MALLOC_ARENA_MAX": "2"},
             )
-            if cgroup is not None:
-                start = time.perf_counter()
-                _cgroup.add_process(cgroup, proc.pid)
-                moves.append(_ms(start))
-            out, _ = proc.communicate(timeout=30)
+            try:
+                if scratch.cgroup is not None:
+                    start = time.perf_counter()
+                    _cgroup.add_process(scratch.cgroup, proc.pid)
+                    moves.append(_ms(start))
+                out, _ = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:  # a failed move or a timeout: never leave it running
+                    proc.kill()
+                    proc.communicate()
             report = json.loads(out.decode().strip().splitlines()[-1])
             for step, ms in report["timings"]:
                 steps.setdefault(step, []).append(ms)
             totals.append(report["total"])
             missing = tuple(tuple(x) for x in report["missing"])  # type: ignore[misc]
-            if cgroup is not None:
+            if scratch.cgroup is not None:
                 start = time.perf_counter()
-                _cgroup.remove_job_cgroup(cgroup)
+                _cgroup.remove_job_cgroup(scratch.cgroup)
                 removes.append(_ms(start))
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
 
     def med(values: list[float]) -> float:
         return round(statistics.median(values), 3) if values else 0.0

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 
 import attrs
 
 from ade.errors import AdeError
-from ade.sandbox import cgroup as _cgroup
-from ade.sandbox.spec import LAYERS, NOBODY, SandboxSpec, runtime_readonly_paths
+from ade.sandbox.scratch import scratch_job
+from ade.sandbox.spec import LAYERS, NOBODY
 from ade.serde import converter
 from ade.settings import Settings
 
@@ -78,41 +76,16 @@ def detect_layers(*, refresh: bool = False) -> LayerReport:
 
 
 def _probe() -> LayerReport:
-    workdir = tempfile.mkdtemp(prefix="ade-sandbox-probe-")
-    cgroup: _cgroup.JobCgroup | None = None
-    cgroup_reason = ""
-    try:
-        os.chmod(workdir, 0o755)
-        writable = os.path.join(workdir, "tmp")
-        os.mkdir(writable)
-        root = os.geteuid() == 0
-        if root:
-            os.chown(writable, NOBODY, NOBODY)
-        name = f"ade-probe-{os.getpid()}"
-        try:
-            cgroup = _cgroup.create_job_cgroup(name, mem_mb=256, max_processes=32)
-        except OSError as exc:
-            cgroup_reason = str(exc)
-        spec = SandboxSpec(
-            job_dir=workdir,
-            readonly_paths=(workdir, *runtime_readonly_paths()),
-            writable_paths=(writable,),
-            cpu_seconds=10,
-            mem_mb=256,
-            fsize_mb=1,
-            max_files=64,
-            max_processes=32,
-            network=False,
-            cgroup=cgroup.name if cgroup else None,
-            run_as_uid=NOBODY if root else None,
-            run_as_gid=NOBODY if root else None,
-        )
+    with scratch_job(
+        f"ade-probe-{os.getpid()}", mem_mb=256, max_processes=32, fsize_mb=1, max_files=64
+    ) as scratch:
+        cgroup_reason = scratch.cgroup_reason
         try:
             proc = subprocess.run(
-                [sys.executable, "-I", "-m", "ade.sandbox.probe", converter.dumps(spec)],
+                [sys.executable, "-I", "-m", "ade.sandbox.probe", converter.dumps(scratch.spec)],
                 capture_output=True,
                 timeout=20,
-                cwd=workdir,
+                cwd=scratch.workdir,
                 env={"PATH": "/usr/bin:/bin", "MALLOC_ARENA_MAX": "2"},
                 check=False,
             )
@@ -120,10 +93,6 @@ def _probe() -> LayerReport:
         except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
             reason = f"the sandbox probe failed: {type(exc).__name__}: {exc}"
             return LayerReport(tuple(LayerStatus(n, False, reason) for n in LAYERS))
-    finally:
-        if cgroup is not None:
-            _cgroup.remove_job_cgroup(cgroup)
-        shutil.rmtree(workdir, ignore_errors=True)
 
     applied = set(output["applied"])
     missing = dict(output["missing"])

@@ -30,9 +30,12 @@ from ade.sandbox import (
     job_cgroup_oom_killed,
     kill_job_cgroup,
     remove_job_cgroup,
+    remove_leftover_job_cgroup,
     startup_line,
 )
-from ade.sandbox.cgroup import CgroupError, add_process, job_cgroup_for
+from ade.sandbox.bench import measure
+from ade.sandbox.cgroup import CgroupError, add_process, controller_dirs, job_cgroup_for
+from ade.sandbox.scratch import scratch_job
 from ade.serde import converter
 from ade.settings import load_settings
 
@@ -130,6 +133,59 @@ def test_a_leftover_cgroup_is_reset_and_bad_names_refused():
     with pytest.raises(CgroupError, match="is not a single path component"):
         create_job_cgroup("../escape", mem_mb=64, max_processes=4)
     assert job_cgroup_for(None, 64, 4, required=True) is None
+
+
+def test_a_dead_services_job_cgroup_is_emptied_and_removed_by_name():
+    require("pids_cgroup")
+    cgroup = create_job_cgroup("ade-test-dead-service", mem_mb=64, max_processes=8)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        add_process(cgroup, sleeper.pid)
+        found = remove_leftover_job_cgroup("ade-test-dead-service")
+        assert found is not None and found.unique_dirs() == cgroup.unique_dirs()
+        assert sleeper.wait(timeout=5) == -9
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        remove_job_cgroup(cgroup)
+    assert not any(os.path.exists(d) for d in cgroup.unique_dirs())
+    assert remove_leftover_job_cgroup("ade-test-dead-service") is None
+
+
+def test_a_scratch_job_leaves_nothing_even_when_its_user_fails():
+    with pytest.raises(RuntimeError, match="the probe broke"):
+        with scratch_job(
+            "ade-test-scratch", mem_mb=64, max_processes=8, fsize_mb=1, max_files=64
+        ) as scratch:
+            workdir = scratch.workdir
+            assert scratch.spec.writable_paths == (os.path.join(workdir, "tmp"),)
+            assert os.path.isdir(os.path.join(workdir, "tmp"))
+            assert (scratch.cgroup is None) == bool(scratch.cgroup_reason)
+            sleeper = subprocess.Popen(["sleep", "60"])
+            if scratch.cgroup is not None:
+                add_process(scratch.cgroup, sleeper.pid)
+            raise RuntimeError("the probe broke")
+    assert not os.path.exists(workdir)
+    if scratch.cgroup is not None:
+        assert not any(os.path.exists(d) for d in scratch.cgroup.unique_dirs())
+        assert sleeper.wait(timeout=5) == -9  # killed with its cgroup
+    else:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_the_sandbox_bench_measures_and_cleans_up():
+    cost = measure(1)
+    assert cost.rounds == 1 and cost.worker_total_ms > 0
+    assert cost.worker_steps[0][0] == "rlimits"
+    _, bases, _ = controller_dirs()
+    leftovers = [
+        name
+        for base in set(bases.values())
+        for name in os.listdir(base)
+        if name.startswith(f"ade-bench-{os.getpid()}-")
+    ]
+    assert leftovers == []
 
 
 def test_ade_doctor_prints_every_layer(capsys):
