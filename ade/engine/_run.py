@@ -196,15 +196,14 @@ def run_engine(
             raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    written = [t for t in artifact.tables if t.status == "written"]
-    mapped = {f for t in written for f in t.mapped_fields}
+    summary = run.summary()
     return EngineResult(
-        tables_found=len(artifact.tables),
-        tables_written=len(written),
-        rows_written=artifact.output.rows_written,
-        mapped_fields=tuple(f for f in package.field_names if f in mapped),
-        required_missing=tuple(artifact.required_missing),
-        issue_count=artifact.validation.issue_count,
+        tables_found=summary["tables_found"],
+        tables_written=summary["tables_written"],
+        rows_written=summary["rows_written"],
+        mapped_fields=tuple(summary["mapped_fields"]),
+        required_missing=tuple(summary["required_missing"]),
+        issue_count=summary["issue_count"],
         errors=artifact.validation.errors,
         warnings=artifact.validation.warnings,
         normalized_path=str(normalized),
@@ -343,13 +342,15 @@ class _Run:
         }
 
     def summary(self) -> dict[str, Any]:
+        """The run in numbers: the ``on_job_end`` hook's ``summary`` and the EngineResult."""
         written = [t for t in self.tables if t.status == "written"]
+        mapped = {f for t in written for f in t.field_sources}
         assert self.validation is not None
         return {
             "tables_found": len(self.tables),
             "tables_written": len(written),
             "rows_written": self.rows_written,
-            "mapped_fields": sorted({f for t in written for f in t.field_sources}),
+            "mapped_fields": [f for f in self.package.field_names if f in mapped],
             "required_missing": self.required_missing(),
             "issue_count": self.validation.issue_count,
         }

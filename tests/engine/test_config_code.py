@@ -130,6 +130,25 @@ def test_only_declared_arguments_are_passed_and_kwargs_gets_all(tmp_path: Path) 
     ]
 
 
+def test_on_job_end_summary_is_the_engine_result(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    (config / "hooks" / "report.py").write_text("def on_job_end(*, summary):\n    return summary\n")
+    edit_manifest(config, lambda d: d.update(hooks={"on_job_end": ["hooks/report.py"]}))
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    result = run_engine([source], config, tmp_path / "out")
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    [summary] = artifact.hooks[0].annotations
+    assert summary == {
+        "tables_found": result.tables_found,
+        "tables_written": result.tables_written,
+        "rows_written": result.rows_written,
+        "mapped_fields": list(result.mapped_fields),  # manifest order, like everywhere else
+        "required_missing": list(result.required_missing),
+        "issue_count": result.issue_count,
+    }
+    assert summary["mapped_fields"][:2] == ["member_id", "first_name"]
+
+
 def test_all_hook_points_run_in_order(tmp_path: Path) -> None:
     config = copy_config(tmp_path)
     (config / "hooks" / "order.py").write_text(
