@@ -204,7 +204,9 @@ class AdeClient:
         return (await self._json("GET", f"{self._prefix}/documents"))["items"]  # type: ignore[no-any-return]
 
     async def document_content(self, document_id: str) -> bytes:
-        response = await self._http.get(f"{self._prefix}/documents/{document_id}/content")
+        response = await self._http.get(
+            f"{self._prefix}/documents/{quote(document_id, safe='')}/content"
+        )
         _raise_for(response)
         return response.content
 
@@ -223,7 +225,7 @@ class AdeClient:
         return (await self._json("GET", f"{self._prefix}/configs"))["items"]  # type: ignore[no-any-return]
 
     async def get_config(self, config_id: str) -> dict[str, Any]:
-        return await self._json("GET", f"{self._prefix}/configs/{config_id}")  # type: ignore[no-any-return]
+        return await self._json("GET", f"{self._prefix}/configs/{quote(config_id, safe='')}")  # type: ignore[no-any-return]
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -255,14 +257,16 @@ class AdeClient:
         return await self._json("GET", f"{self._prefix}/jobs", params=params)  # type: ignore[no-any-return]
 
     async def get_job(self, job_id: str) -> dict[str, Any]:
-        return await self._json("GET", f"{self._prefix}/jobs/{job_id}")  # type: ignore[no-any-return]
+        return await self._json("GET", f"{self._prefix}/jobs/{quote(job_id, safe='')}")  # type: ignore[no-any-return]
 
     async def artifact(self, job_id: str) -> dict[str, Any]:
-        return await self._json("GET", f"{self._prefix}/jobs/{job_id}/artifact")  # type: ignore[no-any-return]
+        return await self._json("GET", f"{self._prefix}/jobs/{quote(job_id, safe='')}/artifact")  # type: ignore[no-any-return]
 
     async def download_output(self, job_id: str, destination: Path) -> Path:
         """Stream normalized.xlsx to ``destination`` (a file, or a folder: the server's name)."""
-        async with self._http.stream("GET", f"{self._prefix}/jobs/{job_id}/output") as response:
+        async with self._http.stream(
+            "GET", f"{self._prefix}/jobs/{quote(job_id, safe='')}/output"
+        ) as response:
             if not response.is_success:
                 await response.aread()
                 _raise_for(response)
@@ -275,10 +279,12 @@ class AdeClient:
 
     async def retry(self, job_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return await self._json("POST", f"{self._prefix}/jobs/{job_id}/retry", headers=headers)  # type: ignore[no-any-return]
+        return await self._json(
+            "POST", f"{self._prefix}/jobs/{quote(job_id, safe='')}/retry", headers=headers
+        )  # type: ignore[no-any-return]
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
-        return await self._json("POST", f"{self._prefix}/jobs/{job_id}/cancel")  # type: ignore[no-any-return]
+        return await self._json("POST", f"{self._prefix}/jobs/{quote(job_id, safe='')}/cancel")  # type: ignore[no-any-return]
 
     # -- event streams ----------------------------------------------------------------------
 
@@ -290,7 +296,9 @@ class AdeClient:
     async def events(self, job_id: str, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
         """The job's events with ``seq > after``: the replay, then live, ending after the
         terminal event. Raises :class:`EventStreamClosed` if the stream ends early."""
-        url = self._ws_url(f"{self._prefix}/jobs/{job_id}/events") + f"?after={after}"
+        url = (
+            self._ws_url(f"{self._prefix}/jobs/{quote(job_id, safe='')}/events") + f"?after={after}"
+        )
         last = after
         async with open_websocket(url) as ws:
             while True:
@@ -317,18 +325,27 @@ class AdeClient:
                     return
                 yield _parse_event(message)
 
-    async def wait(self, job_id: str) -> dict[str, Any]:
-        """Follow the job's events to the end (reconnecting after a drop) and return the job."""
+    async def follow(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
+        """All of the job's events, each once, to its terminal event: :meth:`events`, but after
+        a drop (4008, this client fell behind) it reconnects with ``?after=<last seq>``.
+        Raises :class:`EventStreamClosed` when the service is going away (1001)."""
         after = 0
         while True:
             try:
                 async for event in self.events(job_id, after=after):
-                    after = int(event["seq"])
-                return await self.get_job(job_id)
+                    after = int(event.get("seq", after))
+                    yield event
+                return
             except EventStreamClosed as closed:
                 if closed.code == 1001:
                     raise
                 after = closed.last_seq
+
+    async def wait(self, job_id: str) -> dict[str, Any]:
+        """Follow the job's events to the end (reconnecting after a drop) and return the job."""
+        async for _ in self.follow(job_id):
+            pass
+        return await self.get_job(job_id)
 
 
 def _parse_event(message: str | bytes) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -181,4 +182,59 @@ async def test_client_event_stream_raises_event_stream_closed_itself(tmp_path: P
                 url.replace("http://", "ws://") + "/api/v1/workspaces/default/jobs/j1/events"
             ):
                 raise LookupError("from the body")
+        stop.set()
+
+
+class _EventList:
+    """A live subscription that delivers ``events`` and then waits (an iterator object, not an
+    async generator: the stream stops reading it at the terminal event)."""
+
+    def __init__(self, events: list[JobEvent]) -> None:
+        self.events = list(events)
+        self.dropped = False
+
+    def __aiter__(self) -> _EventList:
+        return self
+
+    async def __anext__(self) -> JobEvent:
+        if not self.events:
+            await trio.sleep_forever()
+        return self.events.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_client_follow_reconnects_after_a_drop_and_sees_each_event_once(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path / "data")
+    store = open_store(settings)
+    await store.insert_job(
+        JobRecord("j1", "default", JobStatus.RUNNING, "c1", ("d1",), False, 1, _event(1).ts)
+    )
+    # First connection: seq 1-2 then dropped (4008); the reconnect (after=2) gets 3 and the end.
+    finish = JobEvent(4, _event(1).ts, "j1", "default", 1, "finish", {"status": "success"})
+    streams = iter(
+        [
+            _Subscription([_event(1), _event(2)], drop=True),
+            _EventList([_event(2), _event(3), finish]),
+        ]
+    )
+
+    class Runtime:
+        def subscribe(self, workspace_id: str, job_id: str | None = None) -> Any:
+            return next(streams)
+
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(
+            lambda task_status: serve_api(
+                settings, Runtime(), store, shutdown_trigger=stop.wait, task_status=task_status
+            )
+        )
+        with trio.fail_after(10):
+            async with AdeClient(url) as client:
+                seen = [event["seq"] async for event in client.follow("j1")]
+        assert seen == [1, 2, 3, 4]
         stop.set()
