@@ -48,6 +48,8 @@ def _submit(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     async def action(client: AdeClient) -> int:
+        # An unknown config is refused before anything is uploaded: nothing is left behind.
+        await client.get_config(args.config)
         document_ids = []
         for path in args.files:
             document = await client.upload_document(path)
@@ -62,7 +64,7 @@ def _submit(args: argparse.Namespace) -> int:
         if not args.wait:
             return 0
         view = ProgressView(terminal=sys.stderr.isatty())
-        async for event in client.events(job["id"]):
+        async for event in client.follow(job["id"]):
             sys.stderr.write(view.render(event))
             sys.stderr.flush()
         final = await client.get_job(job["id"])

@@ -109,3 +109,17 @@ async def test_submit_wait_exits_non_zero_when_the_job_fails(
     job_id = out.strip()
     assert f"job {job_id} error: config code raised RuntimeError" in err
     assert "boom" not in err  # the exception text stays in diagnostics
+
+
+async def test_submit_with_an_unknown_config_uploads_nothing(
+    service: Service,
+    client: httpx.AsyncClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    workbook = tmp_path / "members.xlsx"
+    workbook.write_bytes(workbook_bytes())
+    code = await _ade("submit", str(workbook), "--config", "nope", "--url", service.url)
+    assert code == 1
+    assert "404 not_found: config version nope not found" in capsys.readouterr().err
+    assert (await client.get(f"{service.api}/documents")).json() == {"items": []}
