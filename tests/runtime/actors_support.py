@@ -30,7 +30,7 @@ import trio
 
 from ade.configs.prepare import prepare_config, snapshot_dir
 from ade.ids import new_id
-from ade.models import ConfigVersion, Document, JobStatus
+from ade.models import ConfigVersion, Document, JobRecord, JobStatus
 from ade.settings import Settings, load_settings
 from ade.store import open_store
 
@@ -56,6 +56,15 @@ class Seeded:
 
     def doc(self, content: bytes) -> str:
         return self.documents[content]
+
+    async def submit(self, runtime: Any, content: bytes, **options: Any) -> JobRecord:
+        """Submit the seeded document ``content`` with the seeded config in workspace "ws"."""
+        return await runtime.submit(
+            workspace_id="ws",
+            config_version_id=self.config_id,
+            document_ids=[self.doc(content)],
+            **options,
+        )
 
 
 async def seed(

@@ -228,11 +228,7 @@ async def test_a_broken_store_stops_the_runtime_and_the_next_start_recovers(
     seeded = await seed(settings, [b"sleep 0.3"])
     with pytest.raises(BaseExceptionGroup) as failed:
         async with open_runtime(settings, runner=ScriptRunner()) as runtime:
-            job = await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(b"sleep 0.3")],
-            )
+            job = await seeded.submit(runtime, b"sleep 0.3")
             await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
 
             async def disk_error(record: JobRecord) -> None:

@@ -45,11 +45,7 @@ async def test_a_job_runs_and_its_events_are_logged_and_streamed_in_order(
     seeded = await seed(settings, [b"events"])
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
         live = runtime.subscribe("ws")
-        job = await runtime.submit(
-            workspace_id="ws",
-            config_version_id=seeded.config_id,
-            document_ids=[seeded.doc(b"events")],
-        )
+        job = await seeded.submit(runtime, b"events")
         assert (job.status, job.attempt, job.retry_of) == (JobStatus.QUEUED, 1, None)
         final = await runtime.wait("ws", job.id)
         assert final.status is JobStatus.SUCCESS and final.error_message is None
@@ -85,11 +81,7 @@ async def test_queue_full_refusal_persists_nothing_and_hints_retry_after(
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
 
         async def submit(content: bytes):
-            return await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(content)],
-            )
+            return await seeded.submit(runtime, content)
 
         running = await submit(b"sleep 30")
         await wait_for_status(runtime, "ws", running.id, JobStatus.RUNNING)
@@ -113,19 +105,8 @@ async def test_jobs_start_in_submission_order(settings: Settings) -> None:
     seeded = await seed(settings, [b"sleep 0.3", b"ok"])
     runner = ScriptRunner()
     async with open_runtime(settings, runner=runner) as runtime:
-        first = await runtime.submit(
-            workspace_id="ws",
-            config_version_id=seeded.config_id,
-            document_ids=[seeded.doc(b"sleep 0.3")],
-        )
-        others = [
-            await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(b"ok")],
-            )
-            for _ in range(2)
-        ]
+        first = await seeded.submit(runtime, b"sleep 0.3")
+        others = [await seeded.submit(runtime, b"ok") for _ in range(2)]
         finals = [await runtime.wait("ws", j.id) for j in (first, *others)]
     assert runner.started == [first.id, *(j.id for j in others)]
     starts = [f.started_at for f in finals]
@@ -189,12 +170,7 @@ async def test_bad_submissions_name_what_is_wrong_and_leave_nothing(settings: Se
 async def test_network_access_is_allowed_when_the_config_declares_it(settings: Settings) -> None:
     seeded = await seed(settings, [b"ok"], network=True)
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
-        job = await runtime.submit(
-            workspace_id="ws",
-            config_version_id=seeded.config_id,
-            document_ids=[seeded.doc(b"ok")],
-            runtime_network_access=True,
-        )
+        job = await seeded.submit(runtime, b"ok", runtime_network_access=True)
         assert job.runtime_network_access is True
         assert (await runtime.wait("ws", job.id)).status is JobStatus.SUCCESS
 
@@ -208,16 +184,10 @@ async def test_a_failure_while_building_the_job_directory_releases_the_slot(
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
         for _ in range(3):  # more attempts than the queue has slots: none may leak
             with pytest.raises(NotFound, match="content of document"):
-                await runtime.submit(
-                    workspace_id="ws",
-                    config_version_id=seeded.config_id,
-                    document_ids=[seeded.doc(b"fail")],
-                )
+                await seeded.submit(runtime, b"fail")
         assert await all_jobs(runtime) == [] and job_dirs(settings) == []
         assert runtime.statistics().reserved == 0
-        job = await runtime.submit(
-            workspace_id="ws", config_version_id=seeded.config_id, document_ids=[seeded.doc(b"ok")]
-        )
+        job = await seeded.submit(runtime, b"ok")
         assert (await runtime.wait("ws", job.id)).status is JobStatus.SUCCESS
 
 
@@ -225,14 +195,8 @@ async def test_cancel_a_queued_job(settings: Settings) -> None:
     seeded = await seed(settings, [b"sleep 30", b"ok"])
     runner = ScriptRunner()
     async with open_runtime(settings, runner=runner) as runtime:
-        running = await runtime.submit(
-            workspace_id="ws",
-            config_version_id=seeded.config_id,
-            document_ids=[seeded.doc(b"sleep 30")],
-        )
-        queued = await runtime.submit(
-            workspace_id="ws", config_version_id=seeded.config_id, document_ids=[seeded.doc(b"ok")]
-        )
+        running = await seeded.submit(runtime, b"sleep 30")
+        queued = await seeded.submit(runtime, b"ok")
         cancelled = await runtime.cancel("ws", queued.id)
         assert (cancelled.status, cancelled.error_message, cancelled.limit) == (
             JobStatus.CANCELLED,
@@ -252,11 +216,7 @@ async def test_cancel_a_queued_job(settings: Settings) -> None:
 async def test_cancel_a_running_job_kills_its_process(settings: Settings) -> None:
     seeded = await seed(settings, [b"sleep 30"])
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
-        job = await runtime.submit(
-            workspace_id="ws",
-            config_version_id=seeded.config_id,
-            document_ids=[seeded.doc(b"sleep 30")],
-        )
+        job = await seeded.submit(runtime, b"sleep 30")
         await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
         assert len(await wait_for_process(job.id)) == 1
         with trio.fail_after(5):
@@ -272,11 +232,7 @@ async def test_cancel_a_running_job_kills_its_process(settings: Settings) -> Non
 async def test_retry_creates_a_new_attempt_with_the_same_inputs(settings: Settings) -> None:
     seeded = await seed(settings, [b"fail", b"sleep 30"])
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
-        failed = await runtime.submit(
-            workspace_id="ws",
-            config_version_id=seeded.config_id,
-            document_ids=[seeded.doc(b"fail")],
-        )
+        failed = await seeded.submit(runtime, b"fail")
         failed = await runtime.wait("ws", failed.id)
         assert (failed.status, failed.error_message, failed.exit_code) == (
             JobStatus.ERROR,
@@ -299,11 +255,7 @@ async def test_retry_creates_a_new_attempt_with_the_same_inputs(settings: Settin
         retry_events = await runtime.read_events("ws", again.id)
         assert retry_events[0].detail["retry_of"] == failed.id and retry_events[0].attempt == 2
 
-        busy = await runtime.submit(
-            workspace_id="ws",
-            config_version_id=seeded.config_id,
-            document_ids=[seeded.doc(b"sleep 30")],
-        )
+        busy = await seeded.submit(runtime, b"sleep 30")
         with pytest.raises(Conflict, match="only a finished job can be retried"):
             await runtime.retry("ws", busy.id)
         await runtime.cancel("ws", busy.id)
@@ -313,9 +265,7 @@ async def test_workspaces_are_isolated(settings: Settings) -> None:
     seeded = await seed(settings, [b"ok"])
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
         elsewhere = runtime.subscribe("other")
-        job = await runtime.submit(
-            workspace_id="ws", config_version_id=seeded.config_id, document_ids=[seeded.doc(b"ok")]
-        )
+        job = await seeded.submit(runtime, b"ok")
         await runtime.wait("ws", job.id)
         for call in (
             runtime.get_job,
@@ -336,14 +286,7 @@ async def test_a_subscriber_that_never_reads_is_dropped_and_jobs_go_on(tmp_path:
     async with open_runtime(settings, runner=ScriptRunner(), subscriber_buffer=2) as runtime:
         stuck = runtime.subscribe("ws")
         with trio.fail_after(10):
-            jobs = [
-                await runtime.submit(
-                    workspace_id="ws",
-                    config_version_id=seeded.config_id,
-                    document_ids=[seeded.doc(b"events")],
-                )
-                for _ in range(4)
-            ]
+            jobs = [await seeded.submit(runtime, b"events") for _ in range(4)]
             finals = [await runtime.wait("ws", j.id) for j in jobs]
         assert all(f.status is JobStatus.SUCCESS for f in finals)
         assert stuck.dropped is True
@@ -374,14 +317,7 @@ async def test_a_runner_that_raises_ends_the_job_in_error_and_the_worker_goes_on
         return await ScriptRunner()(settings, job_dir, on_event=on_event)
 
     async with open_runtime(settings, runner=broken_then_fine) as runtime:
-        jobs = [
-            await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(b"ok")],
-            )
-            for _ in range(2)
-        ]
+        jobs = [await seeded.submit(runtime, b"ok") for _ in range(2)]
         first, second = [await runtime.wait("ws", j.id) for j in jobs]
         assert (first.status, first.error_message) == (
             JobStatus.ERROR,
@@ -396,11 +332,7 @@ async def test_a_runner_that_raises_ends_the_job_in_error_and_the_worker_goes_on
 async def test_a_stopped_job_dies_even_if_its_runner_misses_the_kill(settings: Settings) -> None:
     seeded = await seed(settings, [b"sleep 30"])
     async with open_runtime(settings, runner=ScriptRunner(careless=True)) as runtime:
-        job = await runtime.submit(
-            workspace_id="ws",
-            config_version_id=seeded.config_id,
-            document_ids=[seeded.doc(b"sleep 30")],
-        )
+        job = await seeded.submit(runtime, b"sleep 30")
         await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
         await wait_for_process(job.id)
         with trio.fail_after(5):
@@ -425,11 +357,7 @@ async def test_concurrent_submits_and_cancels_leave_no_job_behind(tmp_path: Path
             content = b"ok" if index % 3 else b"sleep 0.2"
             await trio.sleep(index * 0.003)
             try:
-                job = await runtime.submit(
-                    workspace_id="ws",
-                    config_version_id=seeded.config_id,
-                    document_ids=[seeded.doc(content)],
-                )
+                job = await seeded.submit(runtime, content)
             except QueueFull:
                 refused += 1
                 return
@@ -474,16 +402,10 @@ async def test_a_failed_insert_removes_the_job_directory_and_releases_the_slot(
         monkeypatch.setattr(runtime.store, "insert_job", disk_full)
         for _ in range(3):
             with pytest.raises(sqlite3.OperationalError, match="disk is full"):
-                await runtime.submit(
-                    workspace_id="ws",
-                    config_version_id=seeded.config_id,
-                    document_ids=[seeded.doc(b"ok")],
-                )
+                await seeded.submit(runtime, b"ok")
         assert await all_jobs(runtime) == [] and job_dirs(settings) == []
         assert runtime.statistics().reserved == 0
         monkeypatch.setattr(runtime.store, "insert_job", real_insert)
-        job = await runtime.submit(
-            workspace_id="ws", config_version_id=seeded.config_id, document_ids=[seeded.doc(b"ok")]
-        )
+        job = await seeded.submit(runtime, b"ok")
         assert (await runtime.wait("ws", job.id)).status is JobStatus.SUCCESS
         assert runtime.statistics().totals == StatusTotals(success=1)

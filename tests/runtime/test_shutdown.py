@@ -30,19 +30,8 @@ async def test_running_jobs_finish_within_the_grace_period_and_queued_ones_wait(
     )
     seeded = await seed(settings, [b"sleep 0.5", b"ok"])
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
-        running = await runtime.submit(
-            workspace_id="ws",
-            config_version_id=seeded.config_id,
-            document_ids=[seeded.doc(b"sleep 0.5")],
-        )
-        queued = [
-            await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(b"ok")],
-            )
-            for _ in range(2)
-        ]
+        running = await seeded.submit(runtime, b"sleep 0.5")
+        queued = [await seeded.submit(runtime, b"ok") for _ in range(2)]
         await wait_for_status(runtime, "ws", running.id, JobStatus.RUNNING)
         store = runtime.store
         with trio.fail_after(5):
@@ -51,11 +40,7 @@ async def test_running_jobs_finish_within_the_grace_period_and_queued_ones_wait(
         for job in queued:
             assert (await store.get_job(job.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
         with pytest.raises(ShuttingDown):
-            await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(b"ok")],
-            )
+            await seeded.submit(runtime, b"ok")
         assert runtime.statistics().accepting is False
 
     # The next start runs what was left queued, in order.
@@ -74,14 +59,7 @@ async def test_jobs_that_outlast_the_grace_period_are_killed_and_marked_interrup
     )
     seeded = await seed(settings, [b"sleep 60", b"ok"])
     async with open_runtime(settings, runner=ScriptRunner()) as runtime:
-        slow = [
-            await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(b"sleep 60")],
-            )
-            for _ in range(2)
-        ]
+        slow = [await seeded.submit(runtime, b"sleep 60") for _ in range(2)]
         for job in slow:
             await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
             await wait_for_process(job.id)
@@ -114,21 +92,13 @@ async def test_a_cancelled_host_still_drains_and_refuses_work_meanwhile(tmp_path
     refusals: list[str] = []
     with trio.move_on_after(10) as outer:
         async with open_runtime(settings, runner=ScriptRunner()) as runtime:
-            job = await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(b"sleep 60")],
-            )
+            job = await seeded.submit(runtime, b"sleep 60")
             await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(runtime.drain)
                 await trio.sleep(0.05)
                 try:
-                    await runtime.submit(
-                        workspace_id="ws",
-                        config_version_id=seeded.config_id,
-                        document_ids=[seeded.doc(b"ok")],
-                    )
+                    await seeded.submit(runtime, b"ok")
                 except ShuttingDown as refused:
                     refusals.append(refused.code)
                 # The host is cancelled (say, Ctrl+C) while the drain is under way.
@@ -149,11 +119,7 @@ async def test_after_the_runtime_stops_calls_fail_fast_and_streams_end(tmp_path:
         assert [e async for e in live] == []
         assert [e async for e in runtime.subscribe("ws")] == []
         with pytest.raises(ShuttingDown):
-            await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(b"ok")],
-            )
+            await seeded.submit(runtime, b"ok")
         await runtime.drain()  # idempotent
 
 
@@ -164,11 +130,7 @@ async def test_an_error_in_the_callers_block_drains_and_propagates_unwrapped(
     seeded = await seed(settings, [b"sleep 60"])
     with pytest.raises(LookupError, match="caller's own bug"):
         async with open_runtime(settings, runner=ScriptRunner()) as runtime:
-            job = await runtime.submit(
-                workspace_id="ws",
-                config_version_id=seeded.config_id,
-                document_ids=[seeded.doc(b"sleep 60")],
-            )
+            job = await seeded.submit(runtime, b"sleep 60")
             await wait_for_process(job.id)
             raise LookupError("the caller's own bug")
     assert processes_with(f"{MARKER}{job.id}") == []
