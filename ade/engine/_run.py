@@ -824,6 +824,7 @@ class _Run:
                 writer.abort()  # the work folder (and this file) is discarded
         stats["rows"] = self.rows_written
         stats["columns"] = len(self.output_columns)
+        stats["truncated_cells"] = writer.truncated_cells
 
     # -- artifact -------------------------------------------------------------------------------
 

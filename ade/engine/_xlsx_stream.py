@@ -163,6 +163,8 @@ class StreamingXlsxWriter:
             ).encode()
         )
         self.next_row = 1  # 1-based sheet row of the next row written
+        # Text cells cut to Excel's 32,767 characters (counted so the artifact can say so).
+        self.truncated_cells = 0
         self._write([list(headers)], header=True)
 
     def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
@@ -184,6 +186,8 @@ class StreamingXlsxWriter:
                 if kind is str:
                     if not value:
                         continue
+                    if len(value) > EXCEL_MAX_TEXT:
+                        self.truncated_cells += 1
                     text = _text(value)
                     space = (
                         ' xml:space="preserve"'
@@ -232,6 +236,8 @@ class StreamingXlsxWriter:
         raise TypeError(f"cannot write a {type(value).__name__} to a cell")
 
     def _string_subclass(self, ref: str, value: str) -> str:
+        if len(value) > EXCEL_MAX_TEXT:
+            self.truncated_cells += 1
         text = _text(str.__str__(value))
         if not text:
             return ""

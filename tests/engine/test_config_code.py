@@ -149,6 +149,21 @@ def test_on_job_end_summary_is_the_engine_result(tmp_path: Path) -> None:
     assert summary["mapped_fields"][:2] == ["member_id", "first_name"]
 
 
+def test_text_cut_to_excels_cell_limit_is_counted(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    append(
+        config / "columns" / "email.py",
+        "def transform(*, values):\n    return [v * 40000 if v else v for v in values]\n",
+    )
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    run_engine([source], config, tmp_path / "out")
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    [write] = [p for p in artifact.passes if p.name == "write"]
+    assert write.stats["truncated_cells"] == 9  # the filled email cells: 5 + 2 + 2 in t1-t3
+    rows = read_rows(tmp_path / "out" / "normalized.xlsx")
+    assert len(rows[1][3]) == 32_767
+
+
 def test_all_hook_points_run_in_order(tmp_path: Path) -> None:
     config = copy_config(tmp_path)
     (config / "hooks" / "order.py").write_text(

@@ -31,6 +31,7 @@ def test_every_cell_type_round_trips(tmp_path: Path) -> None:
         ]
     )
     writer.close()
+    assert writer.truncated_cells == 1
     workbook = openpyxl.load_workbook(path)
     sheet = workbook.active
     assert sheet.title == "A&B 'q'"
