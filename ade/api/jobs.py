@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 from pathlib import PurePath
 
+import trio
 from quart import Response, request
 
 from ade.api.bodies import (
@@ -80,18 +81,22 @@ async def _idempotent(
             return _replayed(decision.response)
         response = await create()
         if 200 <= response.status_code < 300:
-            body = (await response.get_data(as_text=True)) or ""
-            await ctx.idempotency.remember(
-                workspace_id,
-                key,
-                StoredResponse(
-                    status=response.status_code,
-                    body=body,
-                    location=response.headers.get("Location"),
-                    request_hash=request_hash,
-                    created_at=utcnow(),
-                ),
-            )
+            # Shielded: the job exists now. Were the request cancelled here (the client hung
+            # up) the key would be forgotten, and the client's retry with it would create a
+            # second job -- exactly what the key is for.
+            with trio.CancelScope(shield=True):
+                body = (await response.get_data(as_text=True)) or ""
+                await ctx.idempotency.remember(
+                    workspace_id,
+                    key,
+                    StoredResponse(
+                        status=response.status_code,
+                        body=body,
+                        location=response.headers.get("Location"),
+                        request_hash=request_hash,
+                        created_at=utcnow(),
+                    ),
+                )
         return response
 
 

@@ -139,3 +139,46 @@ def test_progress_plain_lines_and_bar() -> None:
     assert frames[-1].rstrip().endswith("1/5 error")
     assert frames[-1].endswith("\n")
     assert not frames[3].endswith("\n")
+
+
+async def test_an_accepted_response_is_remembered_even_if_the_request_is_cancelled(
+    tmp_path: Path,
+) -> None:
+    """The job exists once create() returns: a hang-up right then must not lose the key, or
+    the client's retry with the same key would create a second job."""
+    from api_support import make_settings
+    from quart_trio import QuartTrio
+
+    from ade.api.context import ApiContext
+    from ade.api.files import json_response
+    from ade.api.jobs import _idempotent
+    from ade.store import open_store
+    from ade.store.idempotency import IdempotencyStore
+
+    settings = make_settings(tmp_path / "data")
+    store = open_store(settings)
+    ctx = ApiContext(
+        runtime=None,  # type: ignore[arg-type]
+        settings=settings,
+        store=store,
+        idempotency=IdempotencyStore(store),
+    )
+    path = "/api/v1/workspaces/default/jobs"
+    async with QuartTrio("t").test_request_context(
+        path, method="POST", headers={"Idempotency-Key": "k1"}
+    ):
+        with trio.CancelScope() as scope:
+
+            async def create():  # type: ignore[no-untyped-def]
+                scope.cancel()  # the client hangs up as the job is created
+                return json_response({"id": "j1"}, 202, {"Location": f"{path}/j1"})
+
+            await _idempotent(ctx, "default", b"{}", create)
+    remembered = await ctx.idempotency.lookup("default", "k1")
+    assert remembered is not None
+    assert (remembered.status, remembered.body, remembered.location) == (
+        202,
+        '{"id":"j1"}',
+        f"{path}/j1",
+    )
+    store.close()
