@@ -150,7 +150,19 @@ def _check_workbook_zip(path: Path, name: str) -> None:
             f"input {name!r} is a corrupt zip archive ({type(exc).__name__}); "
             "the workbook is damaged or was not fully uploaded"
         ) from exc
-    if not any(info.filename == "xl/workbook.xml" for info in infos):
+    names = {info.filename for info in infos}
+    if "xl/workbook.xml" not in names:
+        # Two look-alikes people upload: name them and say what to do.
+        if "xl/workbook.bin" in names:
+            raise InputError(
+                f"input {name!r} is an Excel binary workbook (.xlsb); save it as .xlsx and "
+                "upload it again"
+            )
+        if "content.xml" in names and "mimetype" in names:
+            raise InputError(
+                f"input {name!r} is an OpenDocument spreadsheet (.ods); save it as .xlsx and "
+                "upload it again"
+            )
         raise InputError(
             f"input {name!r} is a zip archive but not an Excel workbook (no xl/workbook.xml)"
         )

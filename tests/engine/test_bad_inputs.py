@@ -131,6 +131,23 @@ def test_zip_that_is_not_a_workbook(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("parts", "what"),
+    [
+        (["[Content_Types].xml", "xl/workbook.bin"], "an Excel binary workbook (.xlsb)"),
+        (["mimetype", "content.xml"], "an OpenDocument spreadsheet (.ods)"),
+    ],
+)
+def test_other_spreadsheet_zips_are_named(tmp_path: Path, parts: list[str], what: str) -> None:
+    archive = tmp_path / "upload.xlsx"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for part in parts:
+            zf.writestr(part, "x")
+    assert fails(tmp_path, archive) == (
+        f"input 'upload.xlsx' is {what}; save it as .xlsx and upload it again"
+    )
+
+
+@pytest.mark.parametrize(
     ("flag_bits", "method", "reason"),
     [
         (
