@@ -445,7 +445,10 @@ async def _run_worker(
                             partial(trio.to_thread.run_sync, _cgroup_add, group.cgroup, proc.pid)
                         )
                     await _collect(proc, run, group, events, on_event, nursery)
-            if deadline.cancelled_caught:
+            # Only a deadline that cut the worker short is a timeout: one that fires while we
+            # wait for the pipes after the worker exited (a straggler holding them) must not
+            # turn a finished run into "timed out" (its outputs may be about to be published).
+            if deadline.cancelled_caught and run.returncode is None:
                 run.timed_out = True
             if proc is not None:
                 run.returncode = proc.returncode  # also after a kill: the process is reaped
@@ -581,6 +584,13 @@ def _cgroup_oom_killed(cgroup: JobCgroup) -> bool:
 
 async def _cgroup_remove(cgroup: JobCgroup) -> None:
     # Waits (briefly, in a thread) for killed members to be reaped; shielded because it runs in
-    # a finally that may be reached by cancellation.
+    # a finally that may be reached by cancellation. A cgroup that stays busy or cannot be
+    # removed is logged, not raised: the job's outcome must still be recorded.
     with trio.CancelScope(shield=True):
-        await trio.to_thread.run_sync(remove_job_cgroup, cgroup)
+        try:
+            removed = await trio.to_thread.run_sync(remove_job_cgroup, cgroup)
+        except OSError as exc:
+            logger.warning("could not remove job cgroup %s: %s", cgroup.name, exc)
+            return
+    if not removed:
+        logger.warning("job cgroup %s stayed busy after its processes were killed", cgroup.name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import trio
 from exec_support import EventLog, make_job_dir, processes_mentioning, write_package
 
 from ade.models import JobStatus
-from ade.runtime.supervisor import STREAM_CAP, supervise_job
+from ade.runtime.supervisor import STREAM_CAP, TailBuffer, supervise_job
 from ade.settings import Settings, load_settings
 
 
@@ -156,6 +157,34 @@ async def test_interpreter_reports_on_stderr_keep_values_out_of_the_diagnostics(
         f"columns/name.py:{warn_line}: UserWarning (message withheld: it may quote data)\n"
         in outcome.diagnostics
     )
+
+
+async def test_a_deadline_after_the_worker_exited_is_not_a_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wall-clock deadline can fire while the supervisor waits for the pipes of a worker
+    that has already exited with its result (a straggler holding stdout open): the run is
+    finished, so it must end as what it was, not as "timed out" with its outputs published."""
+    from ade.runtime import supervisor
+
+    settings = load_settings({}, data_dir=tmp_path / "data", job_timeout_seconds=4.0)
+    pump = supervisor._pump
+
+    async def stdout_held_open(
+        stream: trio.abc.ReceiveStream, buffer: TailBuffer, done: Callable[[], None]
+    ) -> None:
+        await pump(stream, buffer, lambda: None)
+        await trio.sleep_forever()  # as if a process outside the group still held the pipe
+
+    monkeypatch.setattr(supervisor, "_pump", stdout_held_open)
+    monkeypatch.setattr(supervisor, "_PIPE_GRACE_SECONDS", 60.0)
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    with trio.fail_after(30):
+        outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert (outcome.status, outcome.message, outcome.limit) == (JobStatus.SUCCESS, None, None)
+    assert outcome.exit_code == 0
+    assert outcome.duration_seconds >= 4.0  # the deadline did fire
+    assert (job_dir / "normalized.xlsx").is_file()
 
 
 async def test_print_flood_is_harmless_and_capped(settings: Settings, tmp_path: Path) -> None:
