@@ -34,13 +34,23 @@ from ade.serde import converter
 from ade.settings import Settings
 from ade.worker.request import REQUEST_FILE, InputFile, RunRequest
 
-__all__ = ["INPUTS_DIR", "VENV_LINK", "create_job_dir", "input_file_name", "job_dir_path"]
+__all__ = [
+    "INPUTS_DIR",
+    "VENV_LINK",
+    "create_job_dir",
+    "input_file_name",
+    "job_dir_path",
+    "remove_job_dir",
+    "remove_unfinished_builds",
+]
 
 INPUTS_DIR = "inputs"
 VENV_LINK = ".venv"
 # Suffixes the engine may use to pick a reader; anything else gets none.
 _KNOWN_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xltx", ".xltm", ".csv", ".tsv", ".txt"})
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# A job directory being built; never a job id (ids cannot start with a dot).
+_BUILDING_PREFIX = ".creating-"
 
 
 def job_dir_path(settings: Settings, job_id: str) -> Path:
@@ -97,7 +107,7 @@ def create_job_dir(settings: Settings, job: JobRecord, documents: Sequence[Docum
         raise Conflict(f"job directory for {job.id} already exists")
 
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".creating-{job.id}-", dir=settings.jobs_dir))
+    building = Path(tempfile.mkdtemp(prefix=f"{_BUILDING_PREFIX}{job.id}-", dir=settings.jobs_dir))
     try:
         # mkdtemp's 0o700 would lock out a worker that runs under a dropped uid.
         building.chmod(0o755)
@@ -145,7 +155,7 @@ def create_job_dir(settings: Settings, job: JobRecord, documents: Sequence[Docum
             raise exc
         _fsync_dir(settings.jobs_dir)
     except BaseException:
-        _remove_tree(building)
+        remove_job_dir(building)
         raise
     return final
 
@@ -158,7 +168,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _remove_tree(path: Path) -> None:
+def remove_job_dir(path: Path) -> None:
+    """Remove a job directory (or one being built); ``inputs/`` is read-only by design, so
+    directories are made writable first. A missing directory is fine."""
     if not path.exists():
         return
     for root, dirs, _ in os.walk(path):
@@ -167,3 +179,19 @@ def _remove_tree(path: Path) -> None:
             if not os.path.islink(target):
                 os.chmod(target, 0o755)
     shutil.rmtree(path)
+
+
+def remove_unfinished_builds(jobs_dir: Path) -> list[str]:
+    """Remove the hidden ``.creating-*`` directories a service that died in the middle of
+    :func:`create_job_dir` left in ``jobs_dir``; returns their names. Only safe while no
+    submission can be in flight, i.e. at start-up under the data directory's lock."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(jobs_dir))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(_BUILDING_PREFIX) and entry.is_dir(follow_symlinks=False):
+            remove_job_dir(Path(entry.path))
+            removed.append(entry.name)
+    return sorted(removed)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from functools import partial
@@ -601,13 +600,9 @@ def _create_job_dir(settings: Settings, job: JobRecord, documents: list[Document
 
 
 def _remove_job_dir(path: Path) -> None:
-    # inputs/ is read-only by design; make directories writable so the tree can go.
-    for root, dirs, _ in os.walk(path):
-        for name in dirs:
-            target = os.path.join(root, name)
-            if not os.path.islink(target):
-                os.chmod(target, 0o755)
-    shutil.rmtree(path, ignore_errors=False)
+    from ade.runtime.jobdir import remove_job_dir
+
+    remove_job_dir(path)
 
 
 @contextmanager
@@ -628,6 +623,12 @@ def _data_dir_lock(settings: Settings) -> Any:
         yield
     finally:
         os.close(fd)
+
+
+def _remove_unfinished_builds(settings: Settings) -> list[str]:
+    from ade.runtime.jobdir import remove_unfinished_builds
+
+    return remove_unfinished_builds(settings.jobs_dir)
 
 
 def _default_runner() -> JobRunner:
@@ -652,6 +653,9 @@ async def open_runtime(
     """
     with _data_dir_lock(settings):
         settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        leftovers = await trio.to_thread.run_sync(_remove_unfinished_builds, settings)
+        if leftovers:
+            logger.warning("removed %d half-built job directories: %s", len(leftovers), leftovers)
         store = await trio.to_thread.run_sync(open_store, settings)
         try:
             runtime = Runtime(

@@ -221,6 +221,22 @@ async def test_jobs_whose_directory_vanished_still_reach_a_terminal_state(tmp_pa
     )
 
 
+async def test_half_built_job_directories_of_a_dead_service_are_removed_at_start(
+    tmp_path: Path,
+) -> None:
+    """A service killed inside create_job_dir leaves its hidden build directory (with a
+    read-only inputs/); the next start removes it and nothing else."""
+    settings = make_settings(tmp_path / "data")
+    building = settings.jobs_dir / ".creating-01JOB-abc123"
+    (building / "inputs").mkdir(parents=True)
+    (building / "inputs" / "001-doc.csv").write_text("name\n")
+    (building / "inputs").chmod(0o555)
+    kept = settings.jobs_dir / "01KEPT"
+    kept.mkdir()
+    async with open_runtime(settings, runner=ScriptRunner()):
+        assert sorted(os.listdir(settings.jobs_dir)) == ["01KEPT"]
+
+
 async def test_a_broken_store_stops_the_runtime_and_the_next_start_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
