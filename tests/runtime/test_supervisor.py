@@ -15,8 +15,11 @@ import trio
 from exec_support import EventLog, make_job_dir, processes_mentioning, write_package
 
 from ade.models import JobStatus
+from ade.runtime.leftovers import remove_leftover_cgroup
 from ade.runtime.supervisor import STREAM_CAP, TailBuffer, supervise_job
+from ade.sandbox.cgroup import controller_dirs
 from ade.settings import Settings, load_settings
+from ade.worker.request import load_request
 
 
 @pytest.fixture
@@ -387,11 +390,19 @@ async def test_a_sigkilled_supervisor_takes_its_job_along(
             while processes_mentioning(marker):
                 await trio.sleep(0.02)
         assert processes_mentioning(marker) == []
+        # The dead service's cgroup for the job is left (recovery removes it), but empty.
+        name = load_request(job_dir / "run-request.json").sandbox.cgroup
+        if name is not None:
+            _, bases, _ = controller_dirs()
+            for base in set(bases.values()):
+                procs = Path(base, name, "cgroup.procs")
+                assert not procs.exists() or procs.read_text() == ""
     finally:
         server.kill()
         await server.wait()
         assert server.stdout is not None
         await server.stdout.aclose()
+        remove_leftover_cgroup(job_dir.name)
 
 
 async def test_no_file_descriptor_outlives_a_run(settings: Settings, tmp_path: Path) -> None:
