@@ -2,7 +2,8 @@
 
 It runs the same probe the service runs at start-up (a throwaway worker confined as a job
 would be), so what it prints is measured, not guessed. Exit status 0 when every layer is
-available, 1 when some are missing (best-effort would run; ADE_SANDBOX=strict would refuse).
+available and every probe check held, 1 when some are missing (best-effort would run;
+ADE_SANDBOX=strict would refuse) or a probe check failed.
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ def doctor_command(args: argparse.Namespace) -> int:
         print(f"ade doctor: {exc}", file=sys.stderr)
         return 2
     report = detect_layers()
+    # A probe check that failed means a layer said it applied yet the attack got through:
+    # as much a reason for a non-zero status as a missing layer.
+    failed = [check for check, passed in report.probe_checks if not passed]
+    status = 0 if not report.missing() and not failed else 1
     if args.json:
         print(json.dumps(converter.unstructure(report), indent=2))
-        return 0 if not report.missing() else 1
+        return status
     width = max(len(layer.name) for layer in report.layers)
     print(f"ADE sandbox layers on this machine (ADE_SANDBOX={settings.sandbox}):")
     for layer in report.layers:
@@ -59,6 +64,8 @@ def doctor_command(args: argparse.Namespace) -> int:
         print(f"missing: {names} — ADE_SANDBOX={settings.sandbox} {verdict}")
     else:
         print("every layer is available: ADE_SANDBOX=strict would start")
+    if failed:
+        print(f"FAILED probe checks: {', '.join(failed)} — a layer that applied did not hold")
     if args.bench:
         from ade.sandbox.bench import measure
 
@@ -67,4 +74,4 @@ def doctor_command(args: argparse.Namespace) -> int:
         for step, ms in cost.worker_steps:
             print(f"  {step:<{width}}  {ms:7.3f}")
         print(f"  {'total':<{width}}  {cost.total_ms:7.3f}")
-    return 0 if not missing else 1
+    return status

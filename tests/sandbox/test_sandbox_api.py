@@ -196,10 +196,27 @@ def test_ade_doctor_prints_every_layer(capsys):
     for line, layer in zip(out[1 : 1 + len(LAYERS)], report.layers, strict=True):
         assert line.split()[:2] == ["yes" if layer.available else "NO", layer.name]
         assert line.endswith(layer.reason)
-    assert code == (0 if not report.missing() else 1)
+    failed = [check for check, passed in report.probe_checks if not passed]
+    assert code == (0 if not report.missing() and not failed else 1)
     ade_main(["doctor", "--json"])
     parsed = json.loads(capsys.readouterr().out)
     assert [layer["name"] for layer in parsed["layers"]] == list(LAYERS)
+
+
+def test_ade_doctor_fails_when_a_probe_check_did_not_hold(capsys, monkeypatch):
+    import ade.sandbox.detect as detect
+
+    report = attrs.evolve(
+        _report(), probe_checks=(("etc_shadow_unreadable", False), ("tcp_socket_denied", True))
+    )
+    monkeypatch.setattr(detect, "detect_layers", lambda: report)
+    assert ade_main(["doctor"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "  probe etc_shadow_unreadable: FAILED" in out
+    assert out[-1] == (
+        "FAILED probe checks: etc_shadow_unreadable — a layer that applied did not hold"
+    )
+    assert ade_main(["doctor", "--json"]) == 1
 
 
 def test_an_unprivileged_service_degrades_with_reasons(tmp_path):
