@@ -20,7 +20,10 @@ import attrs
 from ade.sandbox import cgroup as _cgroup
 from ade.sandbox.spec import NOBODY, SandboxSpec, runtime_readonly_paths
 
-__all__ = ["ScratchJob", "scratch_job"]
+__all__ = ["SCRATCH_PREFIXES", "ScratchJob", "remove_stale_scratch_cgroups", "scratch_job"]
+
+# Scratch cgroups are named <prefix><pid of the creating process>[-<round>].
+SCRATCH_PREFIXES = ("ade-probe-", "ade-bench-")
 
 
 @attrs.frozen
@@ -31,6 +34,42 @@ class ScratchJob:
     # Why there is no cgroup ("" when there is one).
     cgroup_reason: str
     cgroup_create_ms: float
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_scratch_cgroups() -> list[str]:
+    """Remove the scratch cgroups of processes that died before their ``finally`` ran (a
+    service killed while probing): their names carry a pid that never comes back to them.
+    A cgroup whose pid is alive is left alone, whoever that process is."""
+    _, bases, _ = _cgroup.controller_dirs()
+    removed: list[str] = []
+    for base in set(bases.values()):
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            prefix = next((p for p in SCRATCH_PREFIXES if name.startswith(p)), None)
+            if prefix is None or name in removed:
+                continue
+            pid = name[len(prefix) :].split("-", 1)[0]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            try:
+                _cgroup.remove_leftover_job_cgroup(name)
+            except OSError:
+                continue  # still busy: the next scratch job tries again
+            removed.append(name)
+    return sorted(removed)
 
 
 @contextmanager
@@ -44,7 +83,9 @@ def scratch_job(
     network: bool = False,
 ) -> Iterator[ScratchJob]:
     """A scratch job directory, its cgroup (when this machine allows one) and its spec; the
-    directory and the cgroup (after killing what is left in it) are removed on exit."""
+    directory and the cgroup (after killing what is left in it) are removed on exit. Scratch
+    cgroups that dead processes left behind are removed first."""
+    remove_stale_scratch_cgroups()
     workdir = tempfile.mkdtemp(prefix="ade-sandbox-scratch-")
     cgroup: _cgroup.JobCgroup | None = None
     try:

@@ -174,6 +174,22 @@ def test_a_scratch_job_leaves_nothing_even_when_its_user_fails():
         sleeper.wait()
 
 
+def test_scratch_cgroups_of_dead_processes_are_swept():
+    require("pids_cgroup")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = create_job_cgroup(f"ade-probe-{dead.pid}", mem_mb=64, max_processes=8)
+    live = create_job_cgroup(f"ade-probe-{os.getpid()}-live", mem_mb=64, max_processes=8)
+    try:
+        with scratch_job("ade-test-sweep", mem_mb=64, max_processes=8, fsize_mb=1, max_files=64):
+            pass
+        assert not any(os.path.exists(d) for d in stale.unique_dirs())
+        assert all(os.path.isdir(d) for d in live.unique_dirs())  # its process is alive
+    finally:
+        remove_job_cgroup(stale)
+        remove_job_cgroup(live)
+
+
 def test_the_sandbox_bench_measures_and_cleans_up():
     cost = measure(1)
     assert cost.rounds == 1 and cost.worker_total_ms > 0
