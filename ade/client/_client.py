@@ -272,9 +272,17 @@ class AdeClient:
                 _raise_for(response)
             if destination.is_dir():
                 destination = destination / _download_name(response, f"{job_id}.xlsx")
-            with open(destination, "wb") as out:
-                async for chunk in response.aiter_bytes():
-                    out.write(chunk)
+            # Into a hidden neighbour, renamed once complete: a download cut short (the server
+            # gone, Ctrl+C) leaves no truncated workbook under the real name.
+            partial = destination.with_name(f".{destination.name}.part")
+            try:
+                with open(partial, "wb") as out:
+                    async for chunk in response.aiter_bytes():
+                        out.write(chunk)
+                partial.replace(destination)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
         return destination
 
     async def retry(self, job_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:

@@ -182,3 +182,32 @@ async def test_an_accepted_response_is_remembered_even_if_the_request_is_cancell
         f"{path}/j1",
     )
     store.close()
+
+
+async def test_an_interrupted_download_leaves_no_file(tmp_path: Path) -> None:
+    import httpx
+
+    from ade.client import AdeClient
+
+    class _CutShort(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            yield b"PK\x03\x04 the first part"
+            raise httpx.ReadError("connection lost")
+
+    cut = True
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Disposition": 'attachment; filename="m.normalized.xlsx"'}
+        if cut:
+            return httpx.Response(200, headers=headers, stream=_CutShort())
+        return httpx.Response(200, headers=headers, content=b"PK\x03\x04 all of it")
+
+    async with AdeClient("http://ade.test", transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(httpx.ReadError):
+            await client.download_output("j1", tmp_path)
+        assert list(tmp_path.iterdir()) == []
+        cut = False
+        saved = await client.download_output("j1", tmp_path)
+    assert saved == tmp_path / "m.normalized.xlsx"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.normalized.xlsx"]
+    assert saved.read_bytes() == b"PK\x03\x04 all of it"
