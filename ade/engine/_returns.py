@@ -171,10 +171,19 @@ def redact(message: str, *values: Any) -> str:
     for value in values:
         if value is None:
             continue
-        text = (value if isinstance(value, str) else str(value)).strip()
-        if len(text) >= _MIN_REDACTED_LENGTH and text in message:
-            message = message.replace(text, "<value>")
+        for text in _spellings(value):
+            if len(text) >= _MIN_REDACTED_LENGTH and text in message:
+                message = message.replace(text, "<value>")
     return message
+
+
+def _spellings(value: Any) -> tuple[str, ...]:
+    """How a message may quote ``value``, longest first. A date-time cell (every Excel date is
+    one) is usually quoted as its date alone."""
+    text = (value if isinstance(value, str) else str(value)).strip()
+    if isinstance(value, dt.datetime):
+        return (text, value.isoformat(), value.date().isoformat())
+    return (text,)
 
 
 def hook_annotations(fn: ConfigFunction, hook: str, result: Any) -> list[dict[str, Any]]:

@@ -266,6 +266,27 @@ def test_transform_warnings_quoting_the_new_value_are_masked(tmp_path: Path) -> 
     assert "alice.smith@example.com" not in text
 
 
+def test_messages_quoting_a_datetime_as_a_date_are_masked(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    append(
+        config / "columns" / "date_of_birth.py",
+        "def transform(*, values):\n    return values\n"
+        "def validate(*, values):\n"
+        "    import datetime as dt\n"
+        "    return [{'index': i, 'code': 'seen', 'message': f'{v:%Y-%m-%d} seen'}\n"
+        "            for i, v in enumerate(values) if isinstance(v, dt.datetime)]\n",
+    )
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    run_engine([source], config, tmp_path / "out")
+    text = (tmp_path / "out" / "artifact.json").read_text()
+    seen = [i for i in json.loads(text)["validation"]["issues"] if i["code"] == "seen"]
+    assert [(i["cell"], i["message"]) for i in seen] == [
+        ("G5", "<value> seen"),  # alice's date of birth, a real date cell
+        ("G16", "<value> seen"),  # grace's
+    ]
+    assert "1985-04-03" not in text
+
+
 SENTINELS = [f"zq{n:03d}sentinel" for n in range(12)]
 
 
