@@ -23,6 +23,7 @@ __all__ = [
     "SubmitJob",
     "check_id",
     "check_workspace_id",
+    "parse_count",
     "parse_json_body",
     "shown_id",
     "structure_body",
@@ -179,6 +180,15 @@ def check_workspace_id(workspace_id: str) -> str:
             ],
         )
     return workspace_id
+
+
+def parse_count(raw: str) -> int | None:
+    """A whole number >= 0 from a query parameter, or None. Not ``raw.isdigit()`` alone: "²"
+    passes it and then fails int(), and so does a 5000-digit number (Python's int-from-string
+    limit) -- a ValueError there was a 500 for a client's typo."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= 18:
+        return int(raw)
+    return None
 
 
 def check_id(value: str) -> bool:

@@ -13,6 +13,7 @@ from ade.api.bodies import (
     MAX_DOCUMENTS_PER_JOB,
     SubmitJob,
     check_id,
+    parse_count,
     parse_json_body,
     shown_id,
     structure_body,
@@ -188,9 +189,9 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                 problems.append(FieldProblem("status", f"one of {allowed}"))
         limit = DEFAULT_PAGE
         if "limit" in args:
-            raw_limit = args["limit"]
-            if raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_PAGE:
-                limit = int(raw_limit)
+            parsed = parse_count(args["limit"])
+            if parsed is not None and 1 <= parsed <= MAX_PAGE:
+                limit = parsed
             else:
                 problems.append(FieldProblem("limit", f"a whole number from 1 to {MAX_PAGE}"))
         cursor = args.get("cursor")

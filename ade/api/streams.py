@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 import trio
 from quart import websocket
 
+from ade.api.bodies import parse_count
 from ade.api.context import ApiContext
 from ade.api.errors import SLOW_CONSUMER_CLOSE_CODE, BadRequest, FieldProblem
 from ade.api.routing import WORKSPACE_PREFIX, Operation, Param
@@ -55,12 +56,12 @@ async def _send(event: JobEvent) -> None:
 
 
 def _after_param() -> int:
-    raw = websocket.args.get("after", "0")
-    if not raw.isdigit():
+    after = parse_count(websocket.args.get("after", "0"))
+    if after is None:
         raise BadRequest(
             "invalid query parameter", [FieldProblem("after", "a whole number >= 0 (an event seq)")]
         )
-    return int(raw)
+    return after
 
 
 async def _until_shutdown(ctx: ApiContext, body: Callable[[], Awaitable[int]]) -> int:

@@ -137,7 +137,9 @@ def _raise_for(response: httpx.Response) -> None:
         code,
         message,
         details,
-        float(retry_after) if retry_after and retry_after.isdigit() else None,
+        float(retry_after)
+        if retry_after and retry_after.isascii() and retry_after.isdigit()
+        else None,
     )
 
 

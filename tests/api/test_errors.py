@@ -7,6 +7,7 @@ import json
 import stat
 import zipfile
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -116,6 +117,27 @@ async def test_400_lists_every_wrong_field(service: Service, client: httpx.Async
         ):
             pass
     assert (refused.value.status, refused.value.code) == (400, "invalid_request")
+
+
+async def test_numbers_int_cannot_read_are_a_400_not_a_500(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    # "²" passes str.isdigit() but not int(); 5000 digits exceed Python's int-from-string limit.
+    for raw in ("\u00b2", "1" * 5000):
+        error = _error(
+            await client.get(f"{service.api}/jobs", params={"limit": raw}), 400, "invalid_request"
+        )
+        assert error["details"] == [{"field": "limit", "message": "a whole number from 1 to 200"}]
+        with pytest.raises(ApiError) as refused:
+            async with open_websocket(
+                service.url.replace("http://", "ws://")
+                + f"/api/v1/workspaces/default/jobs/x/events?after={quote(raw)}"
+            ):
+                pass
+        assert (refused.value.status, refused.value.code) == (400, "invalid_request")
+        assert refused.value.details == [
+            {"field": "after", "message": "a whole number >= 0 (an event seq)"}
+        ]
 
 
 async def test_404_405_415(service: Service, client: httpx.AsyncClient) -> None:
