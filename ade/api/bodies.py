@@ -150,6 +150,12 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
         raise BadRequest(
             f"the request body is not valid JSON{where}", [FieldProblem("(body)", "invalid JSON")]
         ) from None
+    except ValueError:
+        # Valid JSON that json.loads still refuses: an integer beyond Python's digit limit.
+        raise BadRequest(
+            "the request body holds a number too long to read",
+            [FieldProblem("(body)", "a number with more than 4300 digits")],
+        ) from None
 
 
 def structure_body(data: Any, cls: type[T]) -> T:

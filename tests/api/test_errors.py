@@ -140,6 +140,19 @@ async def test_numbers_int_cannot_read_are_a_400_not_a_500(
         ]
 
 
+async def test_a_json_number_too_long_to_read_is_a_400(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    body = b'{"config_version_id": "c", "document_ids": ["d"], "x": ' + b"1" * 5000 + b"}"
+    response = await client.post(
+        f"{service.api}/jobs", content=body, headers={"Content-Type": "application/json"}
+    )
+    error = _error(response, 400, "invalid_request")
+    assert error["details"] == [
+        {"field": "(body)", "message": "a number with more than 4300 digits"}
+    ]
+
+
 async def test_404_405_415(service: Service, client: httpx.AsyncClient) -> None:
     api = service.api
     for path in ("/jobs/nope", "/documents/nope", "/documents/nope/content", "/configs/nope"):
