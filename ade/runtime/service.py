@@ -192,9 +192,6 @@ class Runtime:
         InputError (no documents, a document listed twice), Conflict (network requested but the
         config does not allow it), QueueFull or ShuttingDown; then nothing was persisted."""
         self._check_open()
-        documents = await self._validate(
-            workspace_id, config_version_id, tuple(document_ids), runtime_network_access
-        )
         job = JobRecord(
             id=new_id(),
             workspace_id=workspace_id,
@@ -205,7 +202,16 @@ class Runtime:
             attempt=1,
             created_at=utcnow(),
         )
-        return await self._admit(job, documents)
+        return await self._admit(
+            job,
+            partial(
+                self._validate,
+                workspace_id,
+                config_version_id,
+                tuple(document_ids),
+                runtime_network_access,
+            ),
+        )
 
     async def retry(self, workspace_id: str, job_id: str) -> JobRecord:
         """A new job with the same config and documents, ``attempt + 1`` and ``retry_of``.
@@ -216,12 +222,6 @@ class Runtime:
                 f"job {job_id} is {original.status.value}; only a finished job can be retried",
                 {"job_id": job_id, "status": original.status.value},
             )
-        documents = await self._validate(
-            workspace_id,
-            original.config_version_id,
-            original.document_ids,
-            original.runtime_network_access,
-        )
         job = JobRecord(
             id=new_id(),
             workspace_id=workspace_id,
@@ -233,7 +233,14 @@ class Runtime:
             created_at=utcnow(),
             retry_of=original.id,
         )
-        return await self._admit(job, documents, retry_of=original.id)
+        validate = partial(
+            self._validate,
+            workspace_id,
+            original.config_version_id,
+            original.document_ids,
+            original.runtime_network_access,
+        )
+        return await self._admit(job, validate, retry_of=original.id)
 
     async def cancel(self, workspace_id: str, job_id: str) -> JobRecord:
         """Cancel a queued job (it leaves the queue) or a running one (its process group is
@@ -373,14 +380,22 @@ class Runtime:
             self._settled.unpark_all()
 
     async def _admit(
-        self, job: JobRecord, documents: list[Document], *, retry_of: str | None = None
+        self,
+        job: JobRecord,
+        validate: Callable[[], Awaitable[list[Document]]],
+        *,
+        retry_of: str | None = None,
     ) -> JobRecord:
+        """Reserve a slot first, so a full queue is refused before anything is looked up or
+        written (under overload most submissions end here); then validate, build the job
+        directory, persist and enqueue, releasing the slot if any of that fails."""
         if self._draining or self._stopped:
             raise ShuttingDown("the service is shutting down; retry later")
         with self._submission(), trio.CancelScope(shield=True):
             await self._ask(self._dispatcher_send, ReserveSlot(job.id))
             job_dir: Path | None = None
             try:
+                documents = await validate()
                 job_dir = await trio.to_thread.run_sync(
                     _create_job_dir, self._settings, job, documents
                 )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from actors_support import (  # noqa: F401 - the fixture is used by pytest
     MARKER,
     ScriptRunner,
@@ -96,9 +97,23 @@ async def test_queue_full_refusal_persists_nothing_and_hints_retry_after(
         stats = runtime.statistics()
         assert (stats.queued, stats.reserved, stats.running, stats.capacity) == (2, 0, 1, 2)
         assert stats.totals == StatusTotals(queued=2, running=1)
+        # The slot is reserved before anything is looked up: under overload a submission is
+        # refused without touching the store, even one that names ids that do not exist.
+        with pytest.raises(QueueFull):
+            await runtime.submit(
+                workspace_id="ws", config_version_id="no-such-config", document_ids=["nope"]
+            )
+        assert runtime.statistics().reserved == 0
         await runtime.cancel("ws", running.id)
         for job in waiting:
             assert (await runtime.wait("ws", job.id)).status is JobStatus.SUCCESS
+        # With room again, the same bad submission names what is wrong and leaves no slot taken.
+        with pytest.raises(NotFound):
+            await runtime.submit(
+                workspace_id="ws", config_version_id="no-such-config", document_ids=["nope"]
+            )
+        await trio.testing.wait_all_tasks_blocked()  # the release is a message to the dispatcher
+        assert runtime.statistics().reserved == 0
 
 
 async def test_jobs_start_in_submission_order(settings: Settings) -> None:
