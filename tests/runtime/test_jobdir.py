@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import attrs
 import pytest
-from exec_support import write_package
+from exec_support import T0, store_document, write_package
 
 from ade.configs.prepare import prepare_config
 from ade.errors import Conflict, NotFound
@@ -19,23 +17,6 @@ from ade.models import Document, JobRecord, JobStatus
 from ade.runtime.jobdir import create_job_dir
 from ade.settings import Settings, load_settings
 from ade.worker.request import load_request
-
-T0 = datetime(2026, 1, 2, tzinfo=UTC)
-
-
-def store_document(settings: Settings, workspace: str, filename: str, data: bytes) -> Document:
-    doc = Document(
-        id=new_id(),
-        workspace_id=workspace,
-        filename=filename,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        created_at=T0,
-    )
-    path = settings.documents_dir / workspace / doc.id
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return doc
 
 
 @pytest.fixture
