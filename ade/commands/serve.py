@@ -34,6 +34,10 @@ SAMPLE_WORKSPACE = "default"
 SAMPLE_DOCUMENT_NAME = "sample-roster.xlsx"
 
 
+class SampleUnavailable(Exception):
+    """The bundled sample could not be prepared: a start-up failure to report in one line."""
+
+
 async def _prepare_sample(store: Any, settings: Settings) -> tuple[ConfigVersion, Document]:
     """Publish the bundled roster config and store a sample messy workbook (once) in the
     default workspace, so a fresh install has something to submit."""
@@ -103,13 +107,14 @@ def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None)
     print(startup_line(settings, report), file=sys.stderr, flush=True)
     try:
         trio.run(_serve, settings, sample, out)
-    except (DataDirLocked, OSError) as exc:
+    except (DataDirLocked, OSError, SampleUnavailable) as exc:
         print(f"ade serve: {_describe(exc, settings)}", file=sys.stderr)
         return 2
     except BaseExceptionGroup as group:
         # From inside the nurseries: the port is taken, the data directory is locked by another
-        # `ade serve` or not writable. Those are start-up failures to report, not crashes.
-        failure = _startup_failure(group, (DataDirLocked, OSError))
+        # `ade serve` or not writable, the sample cannot be prepared. Those are start-up
+        # failures to report, not crashes.
+        failure = _startup_failure(group, (DataDirLocked, OSError, SampleUnavailable))
         if failure is None:
             raise
         print(f"ade serve: {_describe(failure, settings)}", file=sys.stderr)
@@ -145,7 +150,14 @@ async def _serve(settings: Settings, sample: bool, out: TextIO) -> None:
     samples: list[tuple[ConfigVersion, Document]] = []
 
     async def prepare_sample(runtime: Any) -> None:
-        config, document = await _prepare_sample(runtime.store, settings)
+        try:
+            config, document = await _prepare_sample(runtime.store, settings)
+        except (AdeError, OSError) as exc:
+            detail = exc.message if isinstance(exc, AdeError) else str(exc)
+            raise SampleUnavailable(
+                f"could not prepare the bundled sample config: {detail} "
+                "(start with --no-sample to skip it)"
+            ) from exc
         samples.append((config, document))
         print(
             f"sample config {config.id} ({config.title} {config.version}) and sample document "

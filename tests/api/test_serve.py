@@ -130,3 +130,30 @@ async def test_a_taken_port_is_a_clear_start_up_error(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.decode().strip() == "ade serve: ADE_PORT: cannot parse 'eighty'"
+
+
+async def test_a_sample_that_cannot_be_prepared_is_a_one_line_start_up_error(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "venvs").write_text("not a directory")  # prepare cannot create venvs/<id>/
+    env = {
+        **os.environ,
+        "ADE_DATA_DIR": str(data),
+        "ADE_HOST": "127.0.0.1",
+        "ADE_PORT": "0",
+    }
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [sys.executable, "-m", "ade.cli", "serve"],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 2
+    last = result.stderr.decode().splitlines()[-1]
+    assert last.startswith("ade serve: could not prepare the bundled sample config: ")
+    assert last.endswith("(start with --no-sample to skip it)")
+    assert "Traceback" not in result.stderr.decode()
