@@ -20,6 +20,13 @@ def append(path: Path, text: str) -> None:
     path.write_text(path.read_text() + "\n" + text)
 
 
+def run_on_messy(tmp_path: Path, config: Path) -> str:
+    """Run ``config`` on the generated messy workbook; the artifact.json text."""
+    source = write_messy_workbook(tmp_path / "messy.xlsx")
+    run_engine([source], config, tmp_path / "out")
+    return (tmp_path / "out" / "artifact.json").read_text()
+
+
 def test_exception_names_file_function_and_pass_but_not_the_value(tmp_path: Path) -> None:
     config = copy_config(tmp_path)
     append(
@@ -120,9 +127,7 @@ def test_only_declared_arguments_are_passed_and_kwargs_gets_all(tmp_path: Path) 
         "        'input_name', 'label', 'sheet_name', 'synonyms', 'table_id', 'values'], SEEN\n"
         "    return 0\n",
     )
-    source = write_messy_workbook(tmp_path / "messy.xlsx")
-    run_engine([source], config, tmp_path / "out")
-    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    artifact = parse_artifact(run_on_messy(tmp_path, config))
     assert [(h.hook, h.annotations) for h in artifact.hooks] == [
         ("on_job_start", [{"called": "with nothing"}]),
         ("after_mapping", [{"tables": ["t1", "t2", "t3"]}, {"title": "Member roster"}]),
@@ -155,9 +160,7 @@ def test_text_cut_to_excels_cell_limit_is_counted(tmp_path: Path) -> None:
         config / "columns" / "email.py",
         "def transform(*, values):\n    return [v * 40000 if v else v for v in values]\n",
     )
-    source = write_messy_workbook(tmp_path / "messy.xlsx")
-    run_engine([source], config, tmp_path / "out")
-    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    artifact = parse_artifact(run_on_messy(tmp_path, config))
     [write] = [p for p in artifact.passes if p.name == "write"]
     assert write.stats["truncated_cells"] == 9  # the filled email cells: 5 + 2 + 2 in t1-t3
     rows = read_rows(tmp_path / "out" / "normalized.xlsx")
@@ -190,9 +193,7 @@ def test_all_hook_points_run_in_order(tmp_path: Path) -> None:
             }
         ),
     )
-    source = write_messy_workbook(tmp_path / "messy.xlsx")
-    run_engine([source], config, tmp_path / "out")
-    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    artifact = parse_artifact(run_on_messy(tmp_path, config))
     assert [(h.hook, h.annotations) for h in artifact.hooks] == [
         ("on_job_start", [{"n": 1}]),
         ("after_mapping", [{"n": 2}]),
@@ -237,9 +238,7 @@ def test_validator_messages_quoting_values_are_masked(tmp_path: Path) -> None:
         "    return [{'index': i, 'code': 'nope', 'message': f'{v} is not allowed'}\n"
         "            for i, v in enumerate(values) if v]\n",
     )
-    source = write_messy_workbook(tmp_path / "messy.xlsx")
-    run_engine([source], config, tmp_path / "out")
-    text = (tmp_path / "out" / "artifact.json").read_text()
+    text = run_on_messy(tmp_path, config)
     messages = {
         i["message"] for i in json.loads(text)["validation"]["issues"] if i["code"] == "nope"
     }
@@ -257,9 +256,7 @@ def test_transform_warnings_quoting_the_new_value_are_masked(tmp_path: Path) -> 
         "        {'index': i, 'code': 'lowered', 'message': f'stored as {v}'}\n"
         "        for i, v in enumerate(out) if v]}\n",
     )
-    source = write_messy_workbook(tmp_path / "messy.xlsx")
-    run_engine([source], config, tmp_path / "out")
-    text = (tmp_path / "out" / "artifact.json").read_text()
+    text = run_on_messy(tmp_path, config)
     [record] = [t for t in json.loads(text)["transforms"] if t["field"] == "email"]
     assert record["warnings"] > 0
     assert {w["message"] for w in record["warning_samples"]} == {"stored as <value>"}
@@ -276,9 +273,7 @@ def test_messages_quoting_a_datetime_as_a_date_are_masked(tmp_path: Path) -> Non
         "    return [{'index': i, 'code': 'seen', 'message': f'{v:%Y-%m-%d} seen'}\n"
         "            for i, v in enumerate(values) if isinstance(v, dt.datetime)]\n",
     )
-    source = write_messy_workbook(tmp_path / "messy.xlsx")
-    run_engine([source], config, tmp_path / "out")
-    text = (tmp_path / "out" / "artifact.json").read_text()
+    text = run_on_messy(tmp_path, config)
     seen = [i for i in json.loads(text)["validation"]["issues"] if i["code"] == "seen"]
     assert [(i["cell"], i["message"]) for i in seen] == [
         ("G5", "<value> seen"),  # alice's date of birth, a real date cell
