@@ -62,6 +62,15 @@ async def job_status(settings, job_id: str) -> JobStatus:
         store.close()
 
 
+async def _reap(process: trio.Process) -> None:
+    """Make sure the service child is dead and its stdout closed, whatever the test did."""
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+    assert process.stdout is not None
+    await process.stdout.aclose()
+
+
 async def test_a_restart_marks_running_jobs_interrupted_and_runs_queued_ones(
     tmp_path: Path,
 ) -> None:
@@ -83,11 +92,7 @@ async def test_a_restart_marks_running_jobs_interrupted_and_runs_queued_ones(
         process.send_signal(signal.SIGKILL)
         await process.wait()
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        assert process.stdout is not None
-        await process.stdout.aclose()
+        await _reap(process)
     # The job's own process outlived the service (it runs in its own session).
     assert processes_with(f"{MARKER}{interrupted}") != []
     for job_id in queued:
@@ -166,11 +171,7 @@ async def test_recovery_kills_an_orphaned_sandboxed_worker(tmp_path: Path) -> No
         process.send_signal(signal.SIGKILL)
         await process.wait()
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        assert process.stdout is not None
-        await process.stdout.aclose()
+        await _reap(process)
     assert processes_under(job_dir) != []
     # Where the machine gives jobs a cgroup, the dead service left it behind too.
     cgroup_dirs = job_cgroup_dirs(job_dir)
