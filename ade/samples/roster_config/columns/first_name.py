@@ -1,4 +1,4 @@
-from ..lib.text import header_score, share
+from ..lib.text import header_score, share, tidy_names
 
 
 def detect_header(*, header, label, synonyms):
@@ -11,13 +11,4 @@ def detect_name_values(*, values):
 
 
 def transform(*, values):
-    out = []
-    for v in values:
-        if isinstance(v, str):
-            text = " ".join(v.split())
-            if text.isupper() or text.islower():
-                text = text.title()
-            out.append(text or None)
-        else:
-            out.append(v)
-    return out
+    return tidy_names(values)

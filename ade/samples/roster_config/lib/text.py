@@ -63,3 +63,17 @@ def parse_date(value):
         except ValueError:
             continue
     return None
+
+
+def tidy_names(values):
+    """Collapse spaces; ALL CAPS or all lower-case names become Title Case; blanks become None."""
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            text = " ".join(v.split())
+            if text.isupper() or text.islower():
+                text = text.title()
+            out.append(text or None)
+        else:
+            out.append(v)
+    return out
