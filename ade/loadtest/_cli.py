@@ -97,6 +97,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SIGKILL the server once at a random moment and restart it",
     )
     load.add_argument("--seed", type=int, default=None, help="make the mix reproducible")
+    server_nodes = parser.add_argument_group("a private cluster")
+    server_nodes.add_argument(
+        "--nodes",
+        type=int,
+        default=defaults.nodes,
+        help="start this many `ade serve` nodes sharing a PostgreSQL database of their own "
+        "(created and dropped by the run) and one data directory; with --chaos one random "
+        "node is SIGKILLed",
+    )
+    server_nodes.add_argument(
+        "--postgres-url",
+        default=defaults.postgres_url,
+        help="PostgreSQL server (a user that may CREATE DATABASE) for --nodes",
+    )
     load.add_argument(
         "--drain-timeout",
         type=float,
@@ -144,6 +158,8 @@ def options_from_args(args: argparse.Namespace) -> LoadTestOptions:
         retry_fraction=args.retry_fraction,
         greedy=args.greedy,
         chaos=args.chaos,
+        nodes=args.nodes,
+        postgres_url=args.postgres_url,
         seed=args.seed,
         queue_size=args.queue_size,
         max_concurrency=args.max_concurrency,

@@ -32,7 +32,7 @@ import fcntl
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,9 @@ from typing import Any
 import attrs
 import trio
 
+from ade.cluster.dispatcher import ClusterDispatcherState, run_cluster_dispatcher
+from ade.cluster.member import ClusterMember
+from ade.cluster.queue import ExpiredLease
 from ade.errors import AdeError, Conflict, InputError, NotFound
 from ade.ids import new_id
 from ade.models import Document, JobEvent, JobRecord, JobStatus
@@ -59,6 +62,7 @@ from ade.runtime.messages import (
     NoteRequeued,
     NoteRetry,
     RecordCancelled,
+    RecordNodeLost,
     RecoverInterrupted,
     RecoverJobs,
     ReleaseReservation,
@@ -72,6 +76,9 @@ from ade.runtime.workers import JobRunner, WorkerSlot, run_worker
 from ade.serde import utcnow
 from ade.settings import Settings
 from ade.store import SqliteStore, open_store
+from ade.store.postgres import PostgresStore
+
+Store = SqliteStore | PostgresStore
 
 __all__ = [
     "DEFAULT_INBOX_SIZE",
@@ -95,6 +102,9 @@ DEFAULT_SUBSCRIBER_BUFFER = 256
 # second; this margin bounds the shielded drain if something is wedged.
 _DRAIN_MARGIN_SECONDS = 15.0
 _LOCK_FILE = "runtime.lock"
+# In a shared data directory another node may be building a job directory right now; one that
+# has been half-built for this long belongs to a node that died mid-submission.
+_SHARED_BUILD_AGE_SECONDS = 600.0
 
 
 class DataDirLocked(RuntimeError):
@@ -137,26 +147,32 @@ class Runtime:
     def __init__(
         self,
         settings: Settings,
-        store: SqliteStore,
+        store: Store,
         *,
         runner: JobRunner,
         subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
         inbox_size: int = DEFAULT_INBOX_SIZE,
+        member: ClusterMember | None = None,
+        workers: int | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._runner = runner
         self._hub = EventHub(subscriber_buffer)
-        self._dispatcher_state = DispatcherState(
-            capacity=settings.queue_size, workers=settings.max_concurrency
+        # In a cluster (ADE_DATABASE_URL) the queue and admission live in PostgreSQL and this
+        # node claims jobs from it (ade.cluster); on one node they live in the dispatcher.
+        self._member = member
+        workers = settings.max_concurrency if workers is None else workers
+        self._dispatcher_state: DispatcherState | ClusterDispatcherState = (
+            ClusterDispatcherState(capacity=settings.queue_size, workers=workers)
+            if member is not None
+            else DispatcherState(capacity=settings.queue_size, workers=workers)
         )
         self._recorder_state: RecorderState | None = None
-        self._slots = [WorkerSlot(i) for i in range(settings.max_concurrency)]
+        self._slots = [WorkerSlot(i) for i in range(workers)]
         self._dispatcher_send, self._dispatcher_receive = trio.open_memory_channel[Any](inbox_size)
         self._recorder_send, self._recorder_receive = trio.open_memory_channel[Any](inbox_size)
-        self._worker_channels = [
-            trio.open_memory_channel[RunJob](1) for _ in range(settings.max_concurrency)
-        ]
+        self._worker_channels = [trio.open_memory_channel[RunJob](1) for _ in range(workers)]
         self._pending: set[Reply[Any]] = set()
         self._in_flight = 0
         self._settled = trio.lowlevel.ParkingLot()
@@ -167,11 +183,17 @@ class Runtime:
         self._scopes: list[trio.CancelScope] = []
         self._drained = trio.Event()
         self._stopped = False
+        self._cluster_scope = trio.CancelScope()
 
     # -- public surface ------------------------------------------------------------------------
 
     @property
-    def store(self) -> SqliteStore:
+    def member(self) -> ClusterMember | None:
+        """This node's cluster membership (None on the embedded SQLite store)."""
+        return self._member
+
+    @property
+    def store(self) -> Store:
         """The job store (read it freely; only the runtime writes job state)."""
         return self._store
 
@@ -256,6 +278,8 @@ class Runtime:
             decision: CancelDecision = await self._ask(self._dispatcher_send, CancelJob(job_id))
             if decision.where == "queue":
                 return await self._ask(self._recorder_send, RecordCancelled(job_id))
+        if decision.where == "unknown" and self._member is not None:
+            return await self._cancel_in_cluster(job, ended)
         if decision.where in ("running", "reserved"):
             final = await self._wait_ended(job_id, ended)
             if final.status is JobStatus.CANCELLED:
@@ -269,6 +293,25 @@ class Runtime:
             "(the service is starting or stopping); try again",
             {"job_id": job_id, "status": current.status.value},
         )
+
+    async def _cancel_in_cluster(self, job: JobRecord, ended: trio.Event) -> JobRecord:
+        """A job not running on this node: cancel it in the queue (a compare-and-set, so a
+        node claiming it at the same moment wins or loses cleanly), else ask the node that
+        runs it and wait for its cancel event (relayed here) or, failing that, the store."""
+        assert self._member is not None
+        with trio.CancelScope(shield=True):
+            try:
+                return await self._ask(self._recorder_send, RecordCancelled(job.id))
+            except Conflict:
+                pass  # no longer queued: claimed by a node, or finished
+        node_id = await self._member.queue.request_cancel(job.id)
+        if node_id is None:
+            current = await self.get_job(job.workspace_id, job.id)
+            raise self._finished_conflict(current)
+        final = await self._wait_ended(job.id, ended)
+        if final.status is JobStatus.CANCELLED:
+            return final
+        raise self._finished_conflict(final)
 
     def subscribe(self, workspace_id: str, job_id: str | None = None) -> Subscription:
         """Live events of a workspace (or one job). For a replay without gaps, subscribe
@@ -305,6 +348,8 @@ class Runtime:
     def statistics(self) -> RuntimeStatistics:
         dispatcher = self._dispatcher_state.statistics()
         totals = self._recorder_state.totals if self._recorder_state is not None else {}
+        if self._member is not None:
+            totals = self._member.snapshot.totals  # the cluster's, as of the last pulse
         return RuntimeStatistics(
             queued=dispatcher.queued,
             reserved=dispatcher.reserved,
@@ -392,7 +437,10 @@ class Runtime:
         if self._draining or self._stopped:
             raise ShuttingDown("the service is shutting down; retry later")
         with self._submission(), trio.CancelScope(shield=True):
-            await self._ask(self._dispatcher_send, ReserveSlot(job.id))
+            if self._member is not None:
+                await self._member.queue.reserve(job.id, self._settings.queue_size)
+            else:
+                await self._ask(self._dispatcher_send, ReserveSlot(job.id))
             job_dir: Path | None = None
             try:
                 documents = await validate()
@@ -401,13 +449,14 @@ class Runtime:
                 )
                 record: JobRecord = await self._ask(self._recorder_send, AcceptJob(job))
             except BaseException:
-                with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                    # (closed only if the runtime is already broken; nothing to release then)
-                    await self._dispatcher_send.send(ReleaseReservation(job.id))
+                await self._release(job.id)
                 if job_dir is not None:
                     await trio.to_thread.run_sync(_remove_job_dir, job_dir)
                 raise
-            queued: bool = await self._ask(self._dispatcher_send, EnqueueJob(record))
+            # In a cluster the row is the queue entry (its insert woke the idle nodes).
+            queued: bool = self._member is not None or await self._ask(
+                self._dispatcher_send, EnqueueJob(record)
+            )
             if not queued:
                 record = await self._ask(self._recorder_send, RecordCancelled(job.id))
             if retry_of is not None:
@@ -418,6 +467,18 @@ class Runtime:
                     # directory removed by hand, say) must not turn its 202 into an error.
                     logger.exception("could not note the retry on job %s", retry_of)
             return record
+
+    async def _release(self, job_id: str) -> None:
+        if self._member is not None:
+            try:
+                await self._member.queue.release(job_id)
+            except AdeError as exc:
+                # The slot frees itself later (a stale reservation is forgotten by the pulse).
+                logger.warning("could not release the reservation of %s: %s", job_id, exc)
+            return
+        with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            # (closed only if the runtime is already broken; nothing to release then)
+            await self._dispatcher_send.send(ReleaseReservation(job_id))
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -446,7 +507,13 @@ class Runtime:
                 return job
             if self._stopped:
                 raise ShuttingDown(f"the runtime stopped before job {job_id} finished")
-            await ended.wait()
+            if self._member is None:
+                await ended.wait()
+            else:
+                # The end is relayed from the node running the job; should that notification
+                # be lost, the store says so at the next poll.
+                with trio.move_on_after(self._member.poll_seconds):
+                    await ended.wait()
             ended = self._hub.terminal_event(job_id)
 
     def _check_open(self) -> None:
@@ -512,7 +579,8 @@ class Runtime:
     async def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         totals = await self._store.count_by_status()
-        self._recorder_state = RecorderState(totals=totals)
+        member = self._member
+        self._recorder_state = RecorderState(totals=totals, keep_queued=member is None)
         nursery.start_soon(
             self._guard,
             "recorder",
@@ -523,8 +591,14 @@ class Runtime:
                 store=self._store,
                 hub=self._hub,
                 jobs_dir=self._settings.jobs_dir,
+                announce=None if member is None else member.announce,
+                node_id=None if member is None else member.node_id,
+                fence=None if member is None else member.queue.store.check_lease,
             ),
         )
+        if member is not None:
+            await self._start_cluster(nursery, member)
+            return
         queued = await self._recover()
         nursery.start_soon(
             self._guard,
@@ -540,6 +614,9 @@ class Runtime:
         )
         # Wait for the dispatcher to hold them: statistics() is right from the first call.
         await self._ask(self._dispatcher_send, RecoverJobs(tuple(queued)))
+        self._start_workers(nursery)
+
+    def _start_workers(self, nursery: trio.Nursery) -> None:
         for slot, (_, receive) in zip(self._slots, self._worker_channels, strict=True):
             nursery.start_soon(
                 self._guard,
@@ -555,24 +632,95 @@ class Runtime:
                 ),
             )
 
+    async def _start_cluster(self, nursery: trio.Nursery, member: ClusterMember) -> None:
+        """Register, record the jobs a previous process under this node id left running,
+        then claim, heartbeat, rescue and listen."""
+        await member.register()
+        for job_id in await member.queue.own_running():
+            if await member.queue.take_over_own(job_id):
+                await self._record_interrupted(job_id, RecoverInterrupted(job_id))
+        state = self._dispatcher_state
+        assert isinstance(state, ClusterDispatcherState)
+        nursery.start_soon(
+            self._guard,
+            "dispatcher",
+            partial(
+                run_cluster_dispatcher,
+                state,
+                self._dispatcher_receive,
+                queue=member.queue,
+                kicks=member.kicks,
+                assign=self._assign,
+                cancel_running=self._cancel_running,
+                on_change=self._dispatcher_changed.unpark_all,
+            ),
+        )
+        self._start_workers(nursery)
+
+        async def rescue(lease: ExpiredLease) -> None:
+            try:
+                # Its processes are gone with their node, unless that node was on this
+                # machine (nodes sharing one host): then they are killed here.
+                await self._record_interrupted(
+                    lease.job_id, RecordNodeLost(lease.job_id, lease.node_id)
+                )
+            except (AdeError, OSError) as exc:
+                # Fenced but not recorded (the store failed, or this node is stopping): the
+                # job stays running with an expired lease and the next pulse, here or on
+                # another node, tries again once the new lease has run out.
+                logger.warning("could not record job %s interrupted: %s", lease.job_id, exc)
+
+        def stop_local(job_id: str, reason: str) -> None:
+            worker_id = state.running_on(job_id)
+            if worker_id is not None:
+                self._slots[worker_id].stop(job_id, reason)
+
+        def lost_contact() -> None:
+            for job_id, worker_id in state.running_jobs.items():
+                self._slots[worker_id].stop(job_id, "shutdown")
+
+        # Not an actor behind _guard: it has no inbox to drain; the drain cancels it once this
+        # node's jobs are recorded (heartbeats keep their leases until then). A database
+        # outage is logged and retried inside, never fatal.
+        async def membership(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with self._cluster_scope:
+                await member.run(
+                    hub=self._hub,
+                    jobs_dir=self._settings.jobs_dir,
+                    dispatcher=state,
+                    running=lambda: set(state.running_jobs),
+                    stop_local=stop_local,
+                    rescue=rescue,
+                    lost_contact=lost_contact,
+                    task_status=task_status,
+                )
+
+        await nursery.start(membership)
+
+    async def _record_interrupted(
+        self, job_id: str, message: RecoverInterrupted | RecordNodeLost
+    ) -> None:
+        """Kill what the job left on this machine, then record its end (``message``)."""
+        job_dir = self._settings.jobs_dir / job_id
+        killed = await trio.to_thread.run_sync(kill_leftover_processes, job_dir)
+        if killed:
+            logger.warning("killed %d leftover process(es) of job %s", len(killed), job_id)
+        try:
+            cgroup = await trio.to_thread.run_sync(remove_leftover_cgroup, job_id)
+        except OSError as exc:
+            # Not fatal: the job is still recorded; the operator can remove it by hand.
+            logger.warning("could not remove the leftover cgroup of job %s: %s", job_id, exc)
+        else:
+            if cgroup is not None:
+                logger.warning("removed leftover cgroup %s of job %s", cgroup, job_id)
+        await self._ask(self._recorder_send, message)
+
     async def _recover(self) -> list[JobRecord]:
         """Jobs found running were interrupted by the death of the previous service: kill any
         processes and cgroups they left and mark them error. Queued jobs are returned, oldest
         first."""
         for job in await self._store.jobs_with_status(JobStatus.RUNNING):
-            job_dir = self._settings.jobs_dir / job.id
-            killed = await trio.to_thread.run_sync(kill_leftover_processes, job_dir)
-            if killed:
-                logger.warning("killed %d leftover process(es) of job %s", len(killed), job.id)
-            try:
-                cgroup = await trio.to_thread.run_sync(remove_leftover_cgroup, job.id)
-            except OSError as exc:
-                # Not fatal: the job is still recorded; the operator can remove it by hand.
-                logger.warning("could not remove the leftover cgroup of job %s: %s", job.id, exc)
-            else:
-                if cgroup is not None:
-                    logger.warning("removed leftover cgroup %s of job %s", cgroup, job.id)
-            await self._ask(self._recorder_send, RecoverInterrupted(job.id))
+            await self._record_interrupted(job.id, RecoverInterrupted(job.id))
         queued = await self._store.jobs_with_status(JobStatus.QUEUED)
         if queued:
             await self._ask(self._recorder_send, NoteRequeued(tuple(queued)))
@@ -596,10 +744,16 @@ class Runtime:
             self._slots[worker_id].stop(job_id, "shutdown")
         while self._dispatcher_state.running_jobs:
             await self._dispatcher_changed.park()
+        self._cluster_scope.cancel()
         for send, _ in self._worker_channels:
             send.close()
         await self._dispatcher_send.aclose()
         await self._recorder_send.aclose()
+        if self._member is not None:
+            try:
+                await self._member.queue.stop()
+            except AdeError as exc:
+                logger.warning("could not mark node %s stopped: %s", self._member.node_id, exc)
 
     def _stop(self) -> None:
         """After the actors are gone: wake anyone still waiting on them."""
@@ -640,10 +794,12 @@ def _data_dir_lock(settings: Settings) -> Any:
         os.close(fd)
 
 
-def _remove_unfinished_builds(settings: Settings) -> list[str]:
+def _remove_unfinished_builds(
+    settings: Settings, *, older_than_seconds: float | None = None
+) -> list[str]:
     from ade.runtime.jobdir import remove_unfinished_builds
 
-    return remove_unfinished_builds(settings.jobs_dir)
+    return remove_unfinished_builds(settings.jobs_dir, older_than_seconds=older_than_seconds)
 
 
 def _default_runner() -> JobRunner:
@@ -658,26 +814,52 @@ async def open_runtime(
     *,
     runner: JobRunner | None = None,
     subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
+    workers: int | None = None,
+    api: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Run the runtime for the duration of the ``async with`` block.
 
     On entry: lock the data directory, open the store, recover, start the actors. On exit
     (normal, exception or cancellation): :meth:`Runtime.drain`, shielded and bounded by
     ``shutdown_grace_seconds`` plus a margin. ``runner`` replaces the job subprocess runner
-    (default: ``ade.runtime.supervisor.supervise_job``).
+    (default: ``ade.runtime.supervisor.supervise_job``). ``workers`` overrides
+    ``ADE_MAX_CONCURRENCY`` (0: an API-only node, cluster only); ``api`` False is a node
+    without HTTP (``ade worker``), as shown in ``ade nodes list``.
+
+    With ``ADE_DATABASE_URL`` the node joins the cluster instead: no data directory lock
+    (every node shares the directory), and only half-built job directories old enough that
+    no node can still be building them are removed.
     """
-    with _data_dir_lock(settings):
+    workers = settings.max_concurrency if workers is None else workers
+    if workers < 0 or (workers == 0 and settings.database_url is None):
+        raise ValueError(
+            "a node without workers needs ADE_DATABASE_URL: on the embedded SQLite store "
+            "nothing else would run its jobs"
+        )
+    clustered = settings.database_url is not None
+    with _data_dir_lock(settings) if not clustered else nullcontext():
         settings.jobs_dir.mkdir(parents=True, exist_ok=True)
-        leftovers = await trio.to_thread.run_sync(_remove_unfinished_builds, settings)
+        leftovers = await trio.to_thread.run_sync(
+            partial(
+                _remove_unfinished_builds,
+                settings,
+                older_than_seconds=_SHARED_BUILD_AGE_SECONDS if clustered else None,
+            )
+        )
         if leftovers:
             logger.warning("removed %d half-built job directories: %s", len(leftovers), leftovers)
         store = await trio.to_thread.run_sync(open_store, settings)
         try:
+            member = None
+            if isinstance(store, PostgresStore):
+                member = ClusterMember(settings, store, workers=workers, api=api)
             runtime = Runtime(
                 settings,
                 store,
                 runner=runner if runner is not None else _default_runner(),
                 subscriber_buffer=subscriber_buffer,
+                member=member,
+                workers=workers,
             )
             # An exception (or cancellation) of the caller's block is held while the runtime
             # drains and re-raised as it is afterwards, rather than wrapped in the nursery's

@@ -184,7 +184,9 @@ async def run_worker(
             started = trio.current_time()
             result: JobResult | None = None
             try:
-                await _ask(recorder, StartJob(job.id))
+                # A job handed over already running was claimed from the cluster's queue.
+                claimed = job if job.status is JobStatus.RUNNING else None
+                await _ask(recorder, StartJob(job.id, claimed=claimed))
             except Exception as exc:
                 logger.exception("could not mark job %s running", job.id)
                 result = crashed_result(exc, 0.0)

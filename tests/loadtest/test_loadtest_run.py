@@ -194,3 +194,39 @@ def _state(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return None
+
+
+async def test_a_three_node_cluster_run_rescues_the_killed_node_s_jobs() -> None:
+    # `ade loadtest --nodes 3 --chaos`: a private cluster on a PostgreSQL database of its own;
+    # one random node is SIGKILLed and left dead, the two others rescue and finish its work.
+    from postgres_support import ADMIN_URL, require_postgres
+
+    require_postgres()
+    report = await run_loadtest(
+        LoadTestOptions(
+            nodes=3,
+            postgres_url=ADMIN_URL,
+            clients=6,
+            duration=6,
+            seed=5,
+            chaos=True,
+            config_mix={"ok": 0.7, "fail": 0.0, "timeout": 0.3, "memory": 0.0},
+            workbook_mix={"tiny": 1.0, "large": 0.0},
+            job_timeout=4,
+            max_concurrency=1,
+            cancel_fraction=0.1,
+            retry_fraction=0.0,
+            queue_size=4,
+            drain_timeout=60,
+        )
+    )
+    failed = [f"{i.name}: {i.detail}" for i in report.invariants if i.result != "PASS"]
+    assert report.passed, failed
+    assert report.chaos is not None
+    victim = report.chaos["killed_node"]
+    assert victim in ("node-1", "node-2", "node-3")
+    assert [i.name for i in report.invariants][-2:] == [
+        f"chaos: jobs running on the killed {victim} end in error naming it",
+        "chaos: jobs queued at the kill complete on the other nodes",
+    ]
+    assert report.settings["nodes"] == 3
