@@ -24,6 +24,7 @@ __all__ = [
     "SchemaError",
     "SqliteStore",
     "idempotency_store",
+    "key_locks",
     "migrate",
     "open_store",
 ]
@@ -38,6 +39,18 @@ def idempotency_store(store: SqliteStore | PostgresStore) -> Any:
     from ade.store.postgres import PostgresIdempotencyStore
 
     return PostgresIdempotencyStore(store)
+
+
+def key_locks(store: SqliteStore | PostgresStore) -> Any:
+    """The lock serialising requests with the same ``Idempotency-Key``: per process on SQLite
+    (one node), cluster-wide on PostgreSQL."""
+    if isinstance(store, SqliteStore):
+        from ade.store.idempotency import KeyLocks
+
+        return KeyLocks()
+    from ade.store.postgres import PostgresKeyLocks
+
+    return PostgresKeyLocks(store)
 
 
 def open_store(settings: Settings) -> SqliteStore | PostgresStore:

@@ -19,7 +19,8 @@ start, naming both versions), and only then opens the pool.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,7 +34,7 @@ from ade.errors import Conflict, LeaseLost, NotFound, StoreUnavailable
 from ade.models import ConfigVersion, Document, JobRecord, JobStatus
 from ade.serde import utcnow
 from ade.store.history import SchemaError, pending_migrations
-from ade.store.idempotency import KEY_TTL_SECONDS, StoredResponse
+from ade.store.idempotency import KEY_TTL_SECONDS, KeyLocks, StoredResponse
 from ade.store.migrations import Migration
 from ade.store.postgres_migrations import POSTGRES_MIGRATIONS
 
@@ -42,6 +43,7 @@ __all__ = [
     "JOB_SELECT_COLUMNS",
     "LeaseLost",
     "PostgresIdempotencyStore",
+    "PostgresKeyLocks",
     "PostgresStore",
     "SchemaError",
     "StoreUnavailable",
@@ -61,6 +63,8 @@ _POOL_TIMEOUT_SECONDS = 30.0
 _CONNECT_TIMEOUT_SECONDS = 10
 # pg_advisory_xact_lock key for schema migrations ("ADE" + 1): any constant shared by all nodes.
 _MIGRATION_LOCK = 0x414445_01
+# How often a request waiting for another node's Idempotency-Key lock looks again.
+_KEY_LOCK_POLL_SECONDS = 0.02
 # API handlers, the recorder, heartbeats and rescues of one node share the pool; more
 # connections than that only add server load (each is a PostgreSQL backend process).
 DEFAULT_POOL_SIZE = 10
@@ -326,6 +330,38 @@ class PostgresStore:
         """:meth:`run_sync` in a worker thread; the way coroutines touch the database."""
         return await trio.to_thread.run_sync(lambda: self.run_sync(fn, write=write))
 
+    @asynccontextmanager
+    async def key_lock(self, name: str) -> AsyncIterator[None]:
+        """A cluster-wide mutex named ``name``: a PostgreSQL session advisory lock held on a
+        pooled connection for the duration of the block (polled with ``pg_try_advisory_lock``
+        so waiting never blocks a worker thread). Should the connection die, the server drops
+        the lock with the session."""
+        conn = await trio.to_thread.run_sync(self._pool.getconn)
+        try:
+
+            def try_lock() -> bool:
+                row = conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,)
+                ).fetchone()
+                conn.commit()
+                return bool(row and row[0])
+
+            while not await trio.to_thread.run_sync(try_lock):
+                await trio.sleep(_KEY_LOCK_POLL_SECONDS)
+            try:
+                yield
+            finally:
+
+                def unlock() -> None:
+                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+                    conn.commit()
+
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(unlock)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._pool.putconn, conn)
+
     async def ping(self) -> bool:
         """True when the server answers a trivial query."""
 
@@ -582,6 +618,23 @@ class PostgresStore:
             return [_config_from_row(row) for row in rows]
 
         return await self.run(query, write=False)
+
+
+class PostgresKeyLocks:
+    """:class:`ade.store.idempotency.KeyLocks` across nodes: duplicates within this process
+    queue on the local lock (without holding a connection each), then the holder takes the
+    cluster-wide lock, so two nodes handling the same key at once serialise and the second
+    replays the first's response."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._local = KeyLocks()
+
+    @asynccontextmanager
+    async def hold(self, workspace_id: str, key: str) -> AsyncIterator[None]:
+        async with self._local.hold(workspace_id, key):
+            async with self._store.key_lock(f"idempotency {workspace_id} {key}"):
+                yield
 
 
 class PostgresIdempotencyStore:

@@ -42,9 +42,15 @@ async def test_three_nodes_share_the_queue_and_stream_each_others_events(
                 response = await http.post(f"{a}{API}/jobs", json=body(config_id, document_id))
                 assert response.status_code == 202, response.text
                 ids.append(response.json()["id"])
-            for job_id in ids:
-                await wait_job(http, a, job_id, {"running", "success"})
-            nodes_of = {job_id: start_event_node(cluster.data_dir, job_id) for job_id in ids}
+            with trio.fail_after(30):
+                # The claim marks a job running; its start event (naming the node) follows.
+                while (
+                    None
+                    in (
+                        nodes_of := {i: start_event_node(cluster.data_dir, i) for i in ids}
+                    ).values()
+                ):
+                    await trio.sleep(0.05)
             assert sorted(nodes_of.values()) == ["a", "b", "c"], nodes_of
 
             # A websocket on A follows the job running on C, live, to its end.
@@ -108,6 +114,26 @@ async def test_three_nodes_share_the_queue_and_stream_each_others_events(
             assert retried.json()["attempt"] == 2
             done = await wait_job(http, c, retried.json()["id"], {"success", "error"})
             assert done["status"] == "success"
+
+            # The same new key on two nodes at the same moment: one job, the other replays.
+            raced: list[httpx.Response] = []
+
+            async def post(base: str) -> None:
+                raced.append(
+                    await http.post(
+                        f"{base}{API}/jobs",
+                        json=body(config_id, document_id),
+                        headers={"Idempotency-Key": "race-across-nodes"},
+                    )
+                )
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(post, a)
+                nursery.start_soon(post, c)
+            assert [r.status_code for r in raced] == [202, 202]
+            assert raced[0].json()["id"] == raced[1].json()["id"]
+            assert sorted(r.headers.get("Idempotent-Replayed", "") for r in raced) == ["", "true"]
+            await wait_job(http, b, raced[0].json()["id"], {"success"})
 
     # Every job ended; none is left running or queued.
     statuses = {status for _, status, _ in job_rows(postgres_url)}

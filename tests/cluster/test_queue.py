@@ -207,3 +207,26 @@ async def test_a_queued_insert_notifies_listeners(
             notification = await listener.receive.receive()
         assert (notification.channel, notification.payload) == (JOBS_CHANNEL, job.id)
         nursery.cancel_scope.cancel()
+
+
+async def test_the_idempotency_lock_serialises_two_nodes(stores: list[PostgresStore]) -> None:
+    # Two nodes' locks on the same key: the second waits until the first is released; a
+    # different key does not wait.
+    from ade.store.postgres import PostgresKeyLocks
+
+    first, second = PostgresKeyLocks(stores[0]), PostgresKeyLocks(stores[1])
+    order: list[str] = []
+
+    async def hold(locks: PostgresKeyLocks, name: str, key: str, seconds: float) -> None:
+        async with locks.hold("ws", key):
+            order.append(f"{name} in")
+            await trio.sleep(seconds)
+            order.append(f"{name} out")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hold, first, "a", "k", 0.3)
+        await trio.sleep(0.1)
+        nursery.start_soon(hold, second, "b", "k", 0.0)
+        nursery.start_soon(hold, second, "c", "other", 0.0)
+    assert order.index("c in") < order.index("a out")
+    assert order.index("b in") > order.index("a out")
