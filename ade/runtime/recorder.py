@@ -122,12 +122,14 @@ class RecorderState:
         *,
         totals: Mapping[JobStatus, int] | None = None,
         now: Callable[[], datetime] = utcnow,
-        keep_queued: bool = True,
+        cluster: bool = False,
     ) -> None:
         self._now = now
-        # In a cluster a queued job may be claimed by any node: it is not cached here (a cached
-        # copy would go stale), and every transition of it starts from a fresh read.
-        self._keep_queued = keep_queued
+        # In a cluster other nodes change jobs too: only the jobs this node claimed (and so
+        # alone writes, by their lease) stay cached; any other job is read fresh for each
+        # message and dropped after it (:meth:`release`), so no cached copy can go stale.
+        self._cluster = cluster
+        self._claimed: set[str] = set()
         self._jobs: dict[str, JobRecord] = {}
         self._seq: dict[str, int] = {}
         self._lost: set[str] = set()
@@ -169,12 +171,17 @@ class RecorderState:
         if plan.events:
             self._seq[plan.job_id] = plan.events[-1].seq
         job = self._jobs.get(plan.job_id)
-        if job is not None and (
-            job.status.is_terminal or (job.status is JobStatus.QUEUED and not self._keep_queued)
-        ):
+        if job is not None and job.status.is_terminal:
             # Terminal jobs leave the cache: memory stays bounded by the active jobs.
             del self._jobs[plan.job_id]
             self._seq.pop(plan.job_id, None)
+            self._claimed.discard(plan.job_id)
+
+    def release(self, job_id: str) -> None:
+        """Cluster: after each message, drop a job this node does not run from the cache."""
+        if self._cluster and job_id not in self._claimed:
+            self._jobs.pop(job_id, None)
+            self._seq.pop(job_id, None)
 
     def _event(
         self, job: JobRecord, type_: str, detail: dict[str, Any], offset: int = 1
@@ -236,6 +243,7 @@ class RecorderState:
         if job.status is not JobStatus.RUNNING:
             raise ValueError(f"a claimed job is running, not {job.status.value}")
         self.load(job, last_seq)
+        self._claimed.add(job.id)
         event = self._event(job, "start", {"status": "running", "node": node_id})
         return Plan(job.id, None, False, (event,))
 
@@ -244,6 +252,7 @@ class RecorderState:
         progress and its worker's result are ignored (:meth:`is_lost`)."""
         self._jobs.pop(job_id, None)
         self._seq.pop(job_id, None)
+        self._claimed.discard(job_id)
         self._lost.add(job_id)
 
     def is_lost(self, job_id: str, *, final: bool = False) -> bool:
@@ -640,7 +649,13 @@ async def run_recorder(
 
     async for message in inbox:
         try:
-            result = await handle(message)
+            try:
+                result = await handle(message)
+            finally:
+                job_id = message.job.id if isinstance(message, AcceptJob) else None
+                job_id = getattr(message, "job_id", job_id)
+                if job_id is not None:
+                    state.release(job_id)
         except LeaseLost as exc:
             job_id = getattr(message, "job_id", "?")
             state.forget(job_id)

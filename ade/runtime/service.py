@@ -35,14 +35,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from ade.cluster.dispatcher import ClusterDispatcherState, run_cluster_dispatcher
-from ade.cluster.member import ClusterMember
-from ade.cluster.queue import ExpiredLease
 from ade.errors import AdeError, Conflict, InputError, NotFound
 from ade.ids import new_id
 from ade.models import Document, JobEvent, JobRecord, JobStatus
@@ -76,9 +73,15 @@ from ade.runtime.workers import JobRunner, WorkerSlot, run_worker
 from ade.serde import utcnow
 from ade.settings import Settings
 from ade.store import SqliteStore, open_store
-from ade.store.postgres import PostgresStore
 
-Store = SqliteStore | PostgresStore
+if TYPE_CHECKING:
+    # The cluster's modules (and psycopg) load only when ADE_DATABASE_URL is set.
+    from ade.cluster.dispatcher import ClusterDispatcherState
+    from ade.cluster.member import ClusterMember
+    from ade.cluster.queue import ExpiredLease
+    from ade.store.postgres import PostgresStore
+
+    Store = SqliteStore | PostgresStore
 
 __all__ = [
     "DEFAULT_INBOX_SIZE",
@@ -163,11 +166,15 @@ class Runtime:
         # node claims jobs from it (ade.cluster); on one node they live in the dispatcher.
         self._member = member
         workers = settings.max_concurrency if workers is None else workers
-        self._dispatcher_state: DispatcherState | ClusterDispatcherState = (
-            ClusterDispatcherState(capacity=settings.queue_size, workers=workers)
-            if member is not None
-            else DispatcherState(capacity=settings.queue_size, workers=workers)
-        )
+        self._dispatcher_state: DispatcherState | ClusterDispatcherState
+        if member is not None:
+            from ade.cluster.dispatcher import ClusterDispatcherState
+
+            self._dispatcher_state = ClusterDispatcherState(
+                capacity=settings.queue_size, workers=workers
+            )
+        else:
+            self._dispatcher_state = DispatcherState(capacity=settings.queue_size, workers=workers)
         self._recorder_state: RecorderState | None = None
         self._slots = [WorkerSlot(i) for i in range(workers)]
         self._dispatcher_send, self._dispatcher_receive = trio.open_memory_channel[Any](inbox_size)
@@ -580,7 +587,7 @@ class Runtime:
         self._nursery = nursery
         totals = await self._store.count_by_status()
         member = self._member
-        self._recorder_state = RecorderState(totals=totals, keep_queued=member is None)
+        self._recorder_state = RecorderState(totals=totals, cluster=member is not None)
         nursery.start_soon(
             self._guard,
             "recorder",
@@ -639,6 +646,8 @@ class Runtime:
         for job_id in await member.queue.own_running():
             if await member.queue.take_over_own(job_id):
                 await self._record_interrupted(job_id, RecoverInterrupted(job_id))
+        from ade.cluster.dispatcher import ClusterDispatcherState, run_cluster_dispatcher
+
         state = self._dispatcher_state
         assert isinstance(state, ClusterDispatcherState)
         nursery.start_soon(
@@ -851,7 +860,9 @@ async def open_runtime(
         store = await trio.to_thread.run_sync(open_store, settings)
         try:
             member = None
-            if isinstance(store, PostgresStore):
+            if clustered:
+                from ade.cluster.member import ClusterMember
+
                 member = ClusterMember(settings, store, workers=workers, api=api)
             runtime = Runtime(
                 settings,
