@@ -13,9 +13,10 @@ scenario runs on a database of its own, created and dropped here.
 2. **Submit latency, PostgreSQL vs SQLite**: one ``ade serve`` on each store, same machine, same
    run, sequential submits from one client (each latency is the server's alone).
 3. **History scale**: submit and status latency on a PostgreSQL node with ``--finished``
-   finished jobs in the database (seeded with COPY) against an empty database; then start-up
-   time (spawn to first /api/v1/health 200) and claim latency with ``--queued`` queued jobs
-   against none.
+   finished jobs in the database (seeded with COPY) against an empty database; then, with
+   ``--queued`` queued jobs against none: start-up time (spawn to first /api/v1/health 200),
+   rescue time (spawn until the ``--dead-jobs`` running jobs of a dead node are recorded
+   ``error``) and claim latency.
 """
 
 from __future__ import annotations
@@ -225,6 +226,52 @@ def _copy_catalog(data_dir: Path, database_url: str) -> None:
             )
 
 
+def seed_dead_node_jobs(url: str, count: int, config_id: str, document_id: str) -> None:
+    """``count`` jobs left running by a node that stopped heartbeating a minute ago."""
+    with psycopg.connect(url) as conn:
+        for _ in range(count):
+            conn.execute(
+                "INSERT INTO jobs (id, workspace_id, status, config_version_id, document_ids, "
+                "runtime_network_access, attempt, created_at, started_at, sandbox_layers, "
+                "node_id, lease_token, lease_expires_at) VALUES (%s, 'default', 'running', %s, "
+                "%s, false, 1, now(), now(), '{}', 'dead', nextval('job_lease_tokens'), "
+                "now() - interval '1 minute')",
+                (new_id("job_"), config_id, [document_id]),
+            )
+
+
+async def _restart_and_rescue(
+    template: Template, scratch: Path, name: str, url: str, queued: int, dead_jobs: int
+) -> dict[str, Any]:
+    """Start an API-only node on a database with ``queued`` queued jobs and ``dead_jobs``
+    jobs of a dead node: seconds to its first /health 200, and until it rescued them all."""
+    server = template.clone(scratch, name)
+    _copy_catalog(server.data_dir, url)
+    if queued:
+        seed_jobs(url, queued, JobStatus.QUEUED, template.config_id, template.document_id)
+    seed_dead_node_jobs(url, dead_jobs, template.config_id, template.document_id)
+    server.extra_env = {**SERVER_ENV, "ADE_DATABASE_URL": url, "ADE_NODE_ID": name}
+    server.args = ("--workers", "0")  # nothing claims the queue: every start sees it whole
+    started = time.monotonic()
+    ready = await server.start()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while True:
+                row = conn.execute("SELECT count(*) FROM jobs WHERE status = 'running'").fetchone()
+                if row is not None and row[0] == 0:
+                    break
+                await trio.sleep(0.01)
+        rescued = time.monotonic() - started
+    finally:
+        await server.stop()
+    return {
+        "queued": queued,
+        "dead_jobs": dead_jobs,
+        "ready_seconds": ready,
+        "rescue_seconds": rescued,
+    }
+
+
 async def _claim_latency(url: str, probes: int) -> dict[str, Any]:
     """Claim latency of one node while the queue holds what was seeded (claims are rolled
     back by re-queueing, so every probe sees the same queue)."""
@@ -273,21 +320,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.reads,
                 seed=(args.finished, JobStatus.SUCCESS),
             )
+        with Database(args.postgres_url, "restart") as restart_db:
+            restart = await _restart_and_rescue(
+                template, scratch, "pg-restart", restart_db.url, 0, args.dead_jobs
+            )
         with Database(args.postgres_url, "queued") as queued_db:
-            queued = await _node_latencies(
-                template,
-                scratch,
-                "pg-queued",
-                queued_db.url,
-                1,
-                1,
-                seed=(args.queued, JobStatus.QUEUED),
+            queued = await _restart_and_rescue(
+                template, scratch, "pg-queued", queued_db.url, args.queued, args.dead_jobs
             )
             queued_claims = await _claim_latency(queued_db.url, args.probes)
     result["sqlite"] = sqlite
     result["postgres_empty"] = empty
     result["postgres_history"] = full
-    result["postgres_queued"] = queued
+    result["restart_empty"] = restart
+    result["restart_queued"] = queued
     result["claim_empty_queue_ms"] = empty_claims
     result["claim_queued_ms"] = queued_claims
     result["settings"] = vars(args) | {"postgres_url": "(not shown)"}
@@ -331,13 +377,20 @@ def render(result: dict[str, Any]) -> str:
                 f"| {title} {stat} (ms) | {sqlite[key][stat]:.2f} | {empty[key][stat]:.2f} | "
                 f"{full[key][stat]:.2f} | {float(full[key][stat]) / float(empty[key][stat]):.2f} |"
             )
-    queued = result["postgres_queued"]
+    restart, queued = result["restart_empty"], result["restart_queued"]
     rows += [
         "",
-        f"| PostgreSQL node | empty | {result['settings']['queued']:,} queued jobs | ratio |",
+        f"A node starting with {restart['dead_jobs']} jobs of a dead node in the database "
+        "(rescue: fenced and recorded `error`):",
+        "",
+        f"| PostgreSQL node | no queued jobs | {queued['queued']:,} queued jobs | ratio |",
         "|---|---|---|---|",
-        f"| start-up, spawn to first /health 200 (s) | {empty['ready_seconds']:.2f} | "
-        f"{queued['ready_seconds']:.2f} | {queued['ready_seconds'] / empty['ready_seconds']:.2f} |",
+        f"| start-up, spawn to first /health 200 (s) | {restart['ready_seconds']:.2f} | "
+        f"{queued['ready_seconds']:.2f} | "
+        f"{queued['ready_seconds'] / restart['ready_seconds']:.2f} |",
+        f"| spawn to every dead node's job rescued (s) | {restart['rescue_seconds']:.2f} | "
+        f"{queued['rescue_seconds']:.2f} | "
+        f"{queued['rescue_seconds'] / restart['rescue_seconds']:.2f} |",
         f"| claim p50 (ms) | {result['claim_empty_queue_ms']['p50']:.2f} | "
         f"{result['claim_queued_ms']['p50']:.2f} | "
         f"{result['claim_queued_ms']['p50'] / result['claim_empty_queue_ms']['p50']:.2f} |",
@@ -358,11 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submits", type=int, default=200)
     parser.add_argument("--reads", type=int, default=500)
     parser.add_argument("--probes", type=int, default=200)
+    parser.add_argument("--dead-jobs", type=int, default=100, help="running jobs of a dead node")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if args.quick:
         args.claim_jobs, args.finished, args.queued = 600, 20_000, 2_000
-        args.submits, args.reads, args.probes = 50, 100, 50
+        args.submits, args.reads, args.probes, args.dead_jobs = 50, 100, 50, 20
     result = trio.run(run, args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))

@@ -126,6 +126,36 @@ POSTGRES_MIGRATIONS: list[Migration] = [
             "CREATE INDEX jobs_running_by_node ON jobs (node_id) WHERE status = 'running'",
             # Retry-After averages the most recent durations across the cluster.
             "CREATE INDEX jobs_by_finish ON jobs (finished_at) WHERE started_at IS NOT NULL",
+            # Jobs per status, kept by a trigger: /health and every node's statistics read five
+            # rows instead of counting a history of millions (0.6 s per count at 1M jobs).
+            "CREATE TABLE job_totals (status TEXT PRIMARY KEY, count BIGINT NOT NULL)",
+            """
+            INSERT INTO job_totals (status, count)
+            SELECT s, (SELECT COUNT(*) FROM jobs WHERE status = s)
+            FROM unnest(ARRAY['queued', 'running', 'success', 'error', 'cancelled']) AS s
+            """,
+            # One UPDATE for both rows of a transition: rows are locked in index order, so
+            # concurrent transitions never deadlock on the counters.
+            """
+            CREATE FUNCTION ade_count_job_status() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    UPDATE job_totals SET count = count + 1 WHERE status = NEW.status;
+                ELSIF TG_OP = 'DELETE' THEN
+                    UPDATE job_totals SET count = count - 1 WHERE status = OLD.status;
+                ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
+                    UPDATE job_totals
+                    SET count = count + CASE WHEN status = NEW.status THEN 1 ELSE -1 END
+                    WHERE status IN (OLD.status, NEW.status);
+                END IF;
+                RETURN NULL;
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER jobs_count_status AFTER INSERT OR DELETE OR UPDATE OF status ON jobs
+            FOR EACH ROW EXECUTE FUNCTION ade_count_job_status()
+            """,
         ),
     ),
 ]
