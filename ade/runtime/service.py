@@ -712,4 +712,7 @@ async def open_runtime(
             if body_error is not None:
                 raise body_error
         finally:
-            await trio.to_thread.run_sync(store.close)
+            # Shielded: on a cancelled exit an unshielded await would raise at once and leave
+            # the connections to the garbage collector (a ResourceWarning on Python 3.13).
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(store.close)

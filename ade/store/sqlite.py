@@ -257,8 +257,12 @@ class SqliteStore:
                 raise SchemaError(f"{path}: SQLite refused WAL mode (got {mode!r})")
             with self._write_lock:
                 migrate(conn)
-        finally:
-            self._checkin(conn)
+        except BaseException:
+            # Nobody gets a store to close: close the connection here, not at garbage
+            # collection (Python 3.13 warns about a connection left to the collector).
+            conn.close()
+            raise
+        self._checkin(conn)
 
     # -- connection handling -------------------------------------------------------------------
 
