@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
+from ade.layout import JobLayout
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
 
 __all__ = ["CatalogStore", "EventSubscription", "JobService", "JobStore"]
@@ -88,6 +89,16 @@ class JobService(Protocol):
     async def cancel(self, workspace_id: str, job_id: str) -> JobRecord: ...
 
     def subscribe(self, workspace_id: str, job_id: str | None = None) -> EventSubscription: ...
+
+    async def read_events(
+        self, workspace_id: str, job_id: str, *, after: int = 0
+    ) -> list[JobEvent]:
+        """The job's logged events with ``seq > after`` (subscribe first for a gap-free replay)."""
+        ...
+
+    def layout(self, job_id: str) -> JobLayout:
+        """Where the job's files (artifact, output, events) live."""
+        ...
 
     def statistics(self) -> Any:
         """A frozen snapshot (``ade.runtime.RuntimeStatistics``): queue, workers, totals."""

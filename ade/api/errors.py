@@ -24,7 +24,6 @@ from ade.serde import converter
 from ade.store.idempotency import IdempotencyKeyReused
 
 __all__ = [
-    "SLOW_CONSUMER_CLOSE_CODE",
     "BadRequest",
     "FieldProblem",
     "PayloadTooLarge",
@@ -36,9 +35,6 @@ __all__ = [
 
 log = logging.getLogger("ade.api")
 
-# Websocket close code sent to a subscriber that fell behind its bounded event buffer
-# (4000-4999 are reserved for applications by RFC 6455).
-SLOW_CONSUMER_CLOSE_CODE = 4008
 
 
 class FieldProblem(dict[str, str]):

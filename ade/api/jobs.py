@@ -20,7 +20,7 @@ from ade.api.bodies import (
 )
 from ade.api.context import ApiContext
 from ade.api.errors import BadRequest, FieldProblem
-from ade.api.files import XLSX_MEDIA_TYPE, file_response, json_response
+from ade.api.files import file_response, json_response
 from ade.api.routing import WORKSPACE_PREFIX, Operation, Param
 from ade.api.views import job_location, job_view
 from ade.errors import Conflict, NotFound
@@ -33,11 +33,10 @@ from ade.store.idempotency import (
     decide,
     fingerprint,
 )
+from ade.wire import XLSX_MEDIA_TYPE
 
-__all__ = ["ARTIFACT_FILE", "OUTPUT_FILE", "job_operations"]
+__all__ = ["job_operations"]
 
-ARTIFACT_FILE = "artifact.json"
-OUTPUT_FILE = "normalized.xlsx"
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 
@@ -221,7 +220,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
 
     async def get_artifact(workspace_id: str, job_id: str) -> Response:
         job = await finished_job(workspace_id, job_id, "artifact")
-        path = ctx.settings.jobs_dir / job.id / ARTIFACT_FILE
+        path = ctx.runtime.layout(job.id).artifact
         try:
             return await file_response(path, "application/json")
         except FileNotFoundError:
@@ -238,7 +237,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                 + (f": {job.error_message}" if job.error_message else ""),
                 {"status": job.status.value, "error_message": job.error_message},
             )
-        path = ctx.settings.jobs_dir / job.id / OUTPUT_FILE
+        path = ctx.runtime.layout(job.id).normalized
         name = await download_name(job)
         try:
             return await file_response(path, XLSX_MEDIA_TYPE, download_name=name)

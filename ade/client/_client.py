@@ -16,9 +16,10 @@ import httpx
 import trio
 import trio_websocket
 
+from ade.wire import GOING_AWAY, NORMAL_CLOSURE
+
 __all__ = ["AdeClient", "ApiError", "EventStreamClosed", "open_websocket", "zip_folder"]
 
-TERMINAL_EVENT_TYPES = frozenset({"finish", "error", "cancel"})
 _SKIP_DIRS = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache"})
 
 
@@ -316,7 +317,7 @@ class AdeClient:
                     message = await ws.get_message()
                 except trio_websocket.ConnectionClosed as closed:
                     code = closed.reason.code if closed.reason else 1006
-                    if code == 1000:
+                    if code == NORMAL_CLOSURE:
                         return
                     raise EventStreamClosed(
                         code, closed.reason.reason if closed.reason else None, last
@@ -347,7 +348,7 @@ class AdeClient:
                     yield event
                 return
             except EventStreamClosed as closed:
-                if closed.code == 1001:
+                if closed.code == GOING_AWAY:
                     raise
                 after = closed.last_seq
 

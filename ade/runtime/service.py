@@ -42,13 +42,14 @@ import trio
 
 from ade.errors import AdeError, Conflict, InputError, NotFound
 from ade.ids import new_id
+from ade.layout import JobLayout
 from ade.models import Document, JobEvent, JobRecord, JobStatus
 from ade.runtime.dispatcher import (
     DispatcherState,
     ShuttingDown,
     run_dispatcher,
 )
-from ade.runtime.events import EVENTS_FILE, read_events
+from ade.runtime.events import read_events
 from ade.runtime.leftovers import kill_leftover_processes, remove_leftover_cgroup
 from ade.runtime.messages import (
     AcceptJob,
@@ -68,10 +69,11 @@ from ade.runtime.messages import (
     StopAdmitting,
 )
 from ade.runtime.recorder import EventHub, RecorderState, Subscription, run_recorder
-from ade.runtime.workers import JobRunner, WorkerSlot, run_worker
+from ade.runtime.workers import JobRunner, WorkerSlot, run_worker_actor
 from ade.serde import utcnow
 from ade.settings import Settings
 from ade.store import SqliteStore, open_store
+from ade.worker.protocol import RunRequest
 
 __all__ = [
     "DEFAULT_INBOX_SIZE",
@@ -158,6 +160,8 @@ class Runtime:
             trio.open_memory_channel[RunJob](1) for _ in range(settings.max_concurrency)
         ]
         self._pending: set[Reply[Any]] = set()
+        # Run requests of admitted jobs until a worker takes them (handed over in memory).
+        self._requests: dict[str, RunRequest] = {}
         self._in_flight = 0
         self._settled = trio.lowlevel.ParkingLot()
         self._dispatcher_changed = trio.lowlevel.ParkingLot()
@@ -255,6 +259,7 @@ class Runtime:
         with trio.CancelScope(shield=True):
             decision: CancelDecision = await self._ask(self._dispatcher_send, CancelJob(job_id))
             if decision.where == "queue":
+                self._requests.pop(job_id, None)
                 return await self._ask(self._recorder_send, RecordCancelled(job_id))
         if decision.where in ("running", "reserved"):
             final = await self._wait_ended(job_id, ended)
@@ -294,8 +299,12 @@ class Runtime:
     ) -> list[JobEvent]:
         """The job's ``events.ndjson`` from ``seq > after`` (a torn last line is skipped)."""
         await self.get_job(workspace_id, job_id)
-        path = self._settings.jobs_dir / job_id / EVENTS_FILE
+        path = self.layout(job_id).events
         return await trio.to_thread.run_sync(lambda: read_events(path, after=after))
+
+    def layout(self, job_id: str) -> JobLayout:
+        """Where the files of ``job_id`` live (its artifact, output and events)."""
+        return JobLayout.of(self._settings.jobs_dir, job_id)
 
     async def wait(self, workspace_id: str, job_id: str) -> JobRecord:
         """Wait until the job is finished and return its final record."""
@@ -396,10 +405,11 @@ class Runtime:
             job_dir: Path | None = None
             try:
                 documents = await validate()
-                job_dir = await trio.to_thread.run_sync(
+                job_dir, request = await trio.to_thread.run_sync(
                     _create_job_dir, self._settings, job, documents
                 )
                 record: JobRecord = await self._ask(self._recorder_send, AcceptJob(job))
+                self._requests[job.id] = request
             except BaseException:
                 with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
                     # (closed only if the runtime is already broken; nothing to release then)
@@ -409,6 +419,7 @@ class Runtime:
                 raise
             queued: bool = await self._ask(self._dispatcher_send, EnqueueJob(record))
             if not queued:
+                self._requests.pop(job.id, None)
                 record = await self._ask(self._recorder_send, RecordCancelled(job.id))
             if retry_of is not None:
                 try:
@@ -504,7 +515,7 @@ class Runtime:
         self._slots[action.worker_id].assign(action.job.id)
         send, _ = self._worker_channels[action.worker_id]
         # Never blocks: a worker is only assigned when idle, i.e. waiting on an empty inbox.
-        send.send_nowait(RunJob(action.job))
+        send.send_nowait(RunJob(action.job, self._requests.pop(action.job.id, None)))
 
     def _cancel_running(self, job_id: str, worker_id: int) -> None:
         self._slots[worker_id].stop(job_id, "user")
@@ -545,7 +556,7 @@ class Runtime:
                 self._guard,
                 "worker",
                 partial(
-                    run_worker,
+                    run_worker_actor,
                     slot,
                     receive,
                     settings=self._settings,
@@ -560,7 +571,7 @@ class Runtime:
         processes and cgroups they left and mark them error. Queued jobs are returned, oldest
         first."""
         for job in await self._store.jobs_with_status(JobStatus.RUNNING):
-            job_dir = self._settings.jobs_dir / job.id
+            job_dir = self.layout(job.id).root
             killed = await trio.to_thread.run_sync(kill_leftover_processes, job_dir)
             if killed:
                 logger.warning("killed %d leftover process(es) of job %s", len(killed), job.id)
@@ -608,7 +619,9 @@ class Runtime:
         self._hub.close_all()
 
 
-def _create_job_dir(settings: Settings, job: JobRecord, documents: list[Document]) -> Path:
+def _create_job_dir(
+    settings: Settings, job: JobRecord, documents: list[Document]
+) -> tuple[Path, RunRequest]:
     from ade.runtime.jobdir import create_job_dir
 
     return create_job_dir(settings, job, documents)

@@ -57,6 +57,7 @@ _JOB_COLUMNS = (
     "exit_signal",
     "limit_name",
     "sandbox_layers",
+    "summary",
 )
 _JOB_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
 
@@ -158,6 +159,7 @@ def _job_params(job: JobRecord) -> tuple[Any, ...]:
         job.exit_signal,
         job.limit,
         json.dumps(list(job.sandbox_layers)),
+        json.dumps(job.summary, separators=(",", ":")),
     )
 
 
@@ -179,6 +181,7 @@ def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
         exit_signal,
         limit_name,
         sandbox_layers,
+        summary,
     ) = row
     created = _parse_dt(created_at)
     assert created is not None  # NOT NULL column
@@ -199,6 +202,7 @@ def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
         exit_signal=exit_signal,
         limit=limit_name,
         sandbox_layers=tuple(json.loads(sandbox_layers)),
+        summary=json.loads(summary),
     )
 
 

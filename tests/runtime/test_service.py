@@ -325,7 +325,7 @@ async def test_a_runner_that_raises_ends_the_job_in_error_and_the_worker_goes_on
     seeded = await seed(settings, [b"ok"])
     calls: list[str] = []
 
-    async def broken_then_fine(settings: Settings, job_dir: Path, *, on_event):
+    async def broken_then_fine(settings: Settings, job_dir: Path, *, on_event, request=None):
         calls.append(job_dir.name)
         if len(calls) == 1:
             raise FileNotFoundError(2, "No such file or directory", "run-request.json")

@@ -100,10 +100,35 @@ async def test_job_round_trips_every_field(store: SqliteStore) -> None:
         exit_signal=9,
         limit="timeout",
         sandbox_layers=("rlimits", "pidns", "seccomp"),
+        summary={"rows_written": 3, "mapped_fields": ["name"], "required_missing": []},
     )
     await store.insert_job(job)
     assert await store.get_job(job.id) == job
     assert await store.get_job("missing") is None
+
+
+async def test_jobs_stored_before_the_summary_column_read_with_an_empty_summary(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings({}, data_dir=tmp_path / "data")
+    settings.db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(settings.db_path, isolation_level=None)
+    try:
+        migrate(conn, [m for m in MIGRATIONS if m.version < 3])
+        conn.execute(
+            "INSERT INTO jobs (id, workspace_id, status, config_version_id, document_ids, "
+            "runtime_network_access, attempt, created_at, sandbox_layers) "
+            "VALUES ('old', 'ws', 'success', 'cfg', '[\"d\"]', 0, 1, ?, '[]')",
+            (T0.isoformat(),),
+        )
+    finally:
+        conn.close()
+    store = open_store(settings)  # applies migration 3
+    try:
+        old = await store.get_job("old")
+        assert old is not None and (old.status, old.summary) == (JobStatus.SUCCESS, {})
+    finally:
+        store.close()
 
 
 async def test_insert_duplicate_job_conflicts_and_update_replaces(store: SqliteStore) -> None:
