@@ -17,10 +17,11 @@ purpose: the worker subprocess, the engine and the API all use it.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import attrs
+
+from ade.ids import is_id
 
 __all__ = [
     "ARTIFACT_FILE",
@@ -50,12 +51,9 @@ EVENTS_FILE = "events.ndjson"
 # What a successful worker leaves in tmp/output/ and the supervisor publishes.
 PUBLISHED_FILES = (NORMALIZED_FILE, ARTIFACT_FILE)
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-
-
 def is_safe_id(value: str) -> bool:
     """True for an id that is one plain path component (job, document and config ids)."""
-    return bool(_SAFE_ID.match(value))
+    return is_id(value)
 
 
 @attrs.frozen

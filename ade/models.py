@@ -20,6 +20,7 @@ __all__ = [
     "JobEvent",
     "JobRecord",
     "JobStatus",
+    "StoredResponse",
 ]
 
 
@@ -103,3 +104,15 @@ class JobEvent:
     attempt: int
     type: str
     detail: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class StoredResponse:
+    """The first response to an ``Idempotency-Key`` (the API's policy: ``ade.api.idempotency``;
+    the table behind :class:`ade.protocols.IdempotencyKeys`)."""
+
+    status: int
+    body: str
+    location: str | None
+    request_hash: str
+    created_at: datetime

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import PurePath
 
-import trio
 from quart import Response, request
 
 from ade.api.bodies import (
@@ -21,18 +19,11 @@ from ade.api.bodies import (
 from ade.api.context import ApiContext
 from ade.api.errors import BadRequest, FieldProblem
 from ade.api.files import file_response, json_response
+from ade.api.idempotency import idempotent
 from ade.api.routing import WORKSPACE_PREFIX, Operation, Param
 from ade.api.views import job_location, job_view
 from ade.errors import Conflict, NotFound
 from ade.models import JobRecord, JobStatus
-from ade.serde import utcnow
-from ade.store.idempotency import (
-    KEY_PATTERN,
-    Replay,
-    StoredResponse,
-    decide,
-    fingerprint,
-)
 from ade.wire import XLSX_MEDIA_TYPE
 
 __all__ = ["job_operations"]
@@ -41,63 +32,8 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 200
 
 
-def _idempotency_key() -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not KEY_PATTERN.match(key):
-        raise BadRequest(
-            "invalid Idempotency-Key header",
-            [FieldProblem("Idempotency-Key", "1-255 printable ASCII characters, no spaces")],
-        )
-    return key
-
-
 def _accepted(job: JobRecord) -> Response:
     return json_response(job_view(job), 202, {"Location": job_location(job)})
-
-
-def _replayed(stored: StoredResponse) -> Response:
-    headers = {"Idempotent-Replayed": "true"}
-    if stored.location:
-        headers["Location"] = stored.location
-    return Response(
-        stored.body, status=stored.status, content_type="application/json", headers=headers
-    )
-
-
-async def _idempotent(
-    ctx: ApiContext, workspace_id: str, canonical: bytes, create: Callable[[], Awaitable[Response]]
-) -> Response:
-    """Run ``create`` once per Idempotency-Key (if the request carries one)."""
-    key = _idempotency_key()
-    if key is None:
-        return await create()
-    request_hash = fingerprint(request.method, request.path, canonical)
-    async with ctx.key_locks.hold(workspace_id, key):
-        entry = await ctx.idempotency.lookup(workspace_id, key)
-        decision = decide(entry, request_hash, key, utcnow())
-        if isinstance(decision, Replay):
-            return _replayed(decision.response)
-        response = await create()
-        if 200 <= response.status_code < 300:
-            # Shielded: the job exists now. Were the request cancelled here (the client hung
-            # up) the key would be forgotten, and the client's retry with it would create a
-            # second job -- exactly what the key is for.
-            with trio.CancelScope(shield=True):
-                body = (await response.get_data(as_text=True)) or ""
-                await ctx.idempotency.remember(
-                    workspace_id,
-                    key,
-                    StoredResponse(
-                        status=response.status_code,
-                        body=body,
-                        location=response.headers.get("Location"),
-                        request_hash=request_hash,
-                        created_at=utcnow(),
-                    ),
-                )
-        return response
 
 
 def job_operations(ctx: ApiContext) -> list[Operation]:
@@ -174,7 +110,9 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                 raise
             return _accepted(job)
 
-        return await _idempotent(ctx, workspace_id, canonical, create)
+        return await idempotent(
+            ctx.store.idempotency_keys, ctx.key_locks, workspace_id, canonical, create
+        )
 
     async def list_jobs(workspace_id: str) -> Response:
         args = request.args
@@ -255,7 +193,9 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         async def create() -> Response:
             return _accepted(await ctx.runtime.retry(workspace_id, job.id))
 
-        return await _idempotent(ctx, workspace_id, b"", create)
+        return await idempotent(
+            ctx.store.idempotency_keys, ctx.key_locks, workspace_id, b"", create
+        )
 
     async def cancel_job(workspace_id: str, job_id: str) -> Response:
         job = await ctx.job(workspace_id, job_id)

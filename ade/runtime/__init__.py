@@ -12,7 +12,7 @@ Leaving the block drains gracefully (see :meth:`Runtime.drain` and docs/operatio
 
 from __future__ import annotations
 
-from ade.runtime.dispatcher import ShuttingDown
+from ade.errors import DataDirLocked, ShuttingDown
 from ade.runtime.ending import CANCELLED_MESSAGE, RESTART_MESSAGE, SHUTDOWN_MESSAGE, JobEnding
 from ade.runtime.events import (
     TERMINAL_EVENT_TYPES,
@@ -22,7 +22,6 @@ from ade.runtime.events import (
 )
 from ade.runtime.recorder import Subscription
 from ade.runtime.service import (
-    DataDirLocked,
     Runtime,
     RuntimeStatistics,
     StatusTotals,

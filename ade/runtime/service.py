@@ -40,15 +40,12 @@ from typing import Any
 import attrs
 import trio
 
-from ade.errors import AdeError, Conflict, InputError, NotFound
+from ade.errors import AdeError, Conflict, DataDirLocked, InputError, NotFound, ShuttingDown
 from ade.ids import new_id
 from ade.layout import JobLayout
 from ade.models import Document, JobEvent, JobRecord, JobStatus
-from ade.runtime.dispatcher import (
-    DispatcherState,
-    ShuttingDown,
-    run_dispatcher,
-)
+from ade.protocols import Store
+from ade.runtime.dispatcher import DispatcherState, run_dispatcher
 from ade.runtime.events import read_events
 from ade.runtime.leftovers import kill_leftover_processes, remove_leftover_cgroup
 from ade.runtime.messages import (
@@ -72,7 +69,7 @@ from ade.runtime.recorder import EventHub, RecorderState, Subscription, run_reco
 from ade.runtime.workers import JobRunner, WorkerSlot, run_worker_actor
 from ade.serde import utcnow
 from ade.settings import Settings
-from ade.store import SqliteStore, open_store
+from ade.store import open_store
 from ade.worker.protocol import RunRequest
 
 __all__ = [
@@ -97,10 +94,6 @@ DEFAULT_SUBSCRIBER_BUFFER = 256
 # second; this margin bounds the shielded drain if something is wedged.
 _DRAIN_MARGIN_SECONDS = 15.0
 _LOCK_FILE = "runtime.lock"
-
-
-class DataDirLocked(RuntimeError):
-    """Another runtime already serves this data directory (its recovery would fight ours)."""
 
 
 @attrs.frozen
@@ -139,7 +132,7 @@ class Runtime:
     def __init__(
         self,
         settings: Settings,
-        store: SqliteStore,
+        store: Store,
         *,
         runner: JobRunner,
         subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
@@ -175,7 +168,7 @@ class Runtime:
     # -- public surface ------------------------------------------------------------------------
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
         """The job store (read it freely; only the runtime writes job state)."""
         return self._store
 

@@ -17,12 +17,10 @@ from postgres_support import create_database, drop_database
 
 from ade.errors import Conflict, NotFound
 from ade.ids import new_id
-from ade.models import ConfigVersion, Document, JobRecord, JobStatus
+from ade.models import ConfigVersion, Document, JobRecord, JobStatus, StoredResponse
 from ade.settings import load_settings
 from ade.store import MIGRATIONS, Migration, SchemaError, SqliteStore, migrate, open_store
-from ade.store.idempotency import IdempotencyStore, StoredResponse
 from ade.store.postgres import (
-    PostgresIdempotencyStore,
     PostgresStore,
     StoreUnavailable,
     migrate_postgres,
@@ -291,25 +289,22 @@ async def test_closed_store_refuses_calls(open_backend: Callable[[], Store]) -> 
 
 
 async def test_idempotency_keys_remember_replace_and_expire(store: Store) -> None:
-    keys = (
-        IdempotencyStore(store)
-        if isinstance(store, SqliteStore)
-        else PostgresIdempotencyStore(store)
-    )
+    keys = store.idempotency_keys
     now = datetime.now(UTC)
     first = StoredResponse(202, '{"id": "j1"}', "/api/v1/jobs/j1", "a" * 64, now)
     assert await keys.lookup("ws", "k1") is None
-    await keys.remember("ws", "k1", first)
+    await keys.remember("ws", "k1", first, expire_before=now - timedelta(days=1))
     assert await keys.lookup("ws", "k1") == first
     assert await keys.lookup("other", "k1") is None
     # Same key again (an expired entry being replaced): the newer response wins.
     second = attrs.evolve(first, body='{"id": "j2"}', location=None, request_hash="b" * 64)
-    await keys.remember("ws", "k1", second)
+    await keys.remember("ws", "k1", second, expire_before=now - timedelta(days=1))
     assert await keys.lookup("ws", "k1") == second
-    # Entries older than the TTL are purged by later writes.
+    # Entries older than the cut-off (the API's TTL) are purged by later writes.
     old = attrs.evolve(first, created_at=now - timedelta(days=2))
-    await keys.remember("ws", "old", old)
-    await keys.remember("ws", "k2", first)
+    await keys.remember("ws", "old", old, expire_before=now - timedelta(days=3))
+    assert await keys.lookup("ws", "old") == old
+    await keys.remember("ws", "k2", first, expire_before=now - timedelta(days=1))
     assert await keys.lookup("ws", "old") is None
 
 
