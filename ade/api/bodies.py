@@ -34,7 +34,6 @@ T = TypeVar("T")
 
 # Workspace ids appear in paths on disk (documents/<workspace>/) and in URLs.
 WORKSPACE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-MAX_DOCUMENTS_PER_JOB = 100
 
 
 @attrs.frozen

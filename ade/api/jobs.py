@@ -8,12 +8,10 @@ from pathlib import PurePath
 from quart import Response, request
 
 from ade.api.bodies import (
-    MAX_DOCUMENTS_PER_JOB,
     SubmitJob,
     check_id,
     parse_count,
     parse_json_body,
-    shown_id,
     structure_body,
 )
 from ade.api.context import ApiContext
@@ -37,57 +35,6 @@ def _accepted(job: JobRecord) -> Response:
 
 
 def job_operations(ctx: ApiContext) -> list[Operation]:
-    def check_submission(body: SubmitJob) -> None:
-        """The checks that need no lookup, every problem listed (the runtime stops at one)."""
-        problems: list[FieldProblem] = []
-        if not body.document_ids:
-            problems.append(FieldProblem("document_ids", "at least one document id is required"))
-        for index, document_id in enumerate(body.document_ids):
-            if document_id in body.document_ids[:index]:
-                problems.append(
-                    FieldProblem(f"document_ids[{index}]", "listed twice; each document once")
-                )
-        if len(body.document_ids) > MAX_DOCUMENTS_PER_JOB:
-            problems.append(
-                FieldProblem("document_ids", f"at most {MAX_DOCUMENTS_PER_JOB} documents per job")
-            )
-        if problems:
-            fields = ", ".join(p["field"] for p in problems)
-            raise BadRequest(f"invalid request body: {fields}", problems)
-
-    async def explain_refusal(workspace_id: str, body: SubmitJob) -> None:
-        """After the runtime refused a submission (NotFound or Conflict), look again and raise
-        the API's fuller error: every missing document, ids escaped, network access as a 400.
-        Returns if nothing is wrong any more (the caller re-raises the runtime's error)."""
-        config = await ctx.config(workspace_id, body.config_version_id)
-        missing = []
-        for document_id in body.document_ids:
-            found = (
-                await ctx.store.get_document(workspace_id, document_id)
-                if check_id(document_id)
-                else None
-            )
-            if found is None:
-                missing.append(shown_id(document_id))
-        if missing:
-            listed = ", ".join(missing[:5]) + (
-                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            )
-            raise NotFound(
-                f"document(s) not found in workspace {workspace_id}: {listed}",
-                {"document_ids": missing},
-            )
-        if body.runtime_network_access and not config.runtime_network_access:
-            raise BadRequest(
-                "this config version does not allow network access",
-                [
-                    FieldProblem(
-                        "runtime_network_access",
-                        "the config's manifest does not allow runtime network access",
-                    )
-                ],
-            )
-
     async def submit_job(workspace_id: str) -> Response:
         raw = await request.get_data()
         data = parse_json_body(raw, request.headers.get("Content-Type"))
@@ -95,19 +42,14 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
         async def create() -> Response:
-            check_submission(body)
-            # The runtime looks the config and documents up itself: looking them up here first
-            # too doubled the store round trips of every submission (429s included).
-            try:
-                job = await ctx.runtime.submit(
-                    workspace_id=workspace_id,
-                    config_version_id=body.config_version_id,
-                    document_ids=body.document_ids,
-                    runtime_network_access=body.runtime_network_access,
-                )
-            except (NotFound, Conflict):
-                await explain_refusal(workspace_id, body)
-                raise
+            # Admission checks everything, every problem listed, and its refusal is the
+            # response as it is (ade.runtime.admission): nothing is checked twice.
+            job = await ctx.runtime.submit(
+                workspace_id=workspace_id,
+                config_version_id=body.config_version_id,
+                document_ids=body.document_ids,
+                runtime_network_access=body.runtime_network_access,
+            )
             return _accepted(job)
 
         return await idempotent(

@@ -40,11 +40,12 @@ from typing import Any
 import attrs
 import trio
 
-from ade.errors import AdeError, Conflict, DataDirLocked, InputError, NotFound, ShuttingDown
+from ade.errors import Conflict, DataDirLocked, NotFound, ShuttingDown
 from ade.ids import new_id
 from ade.layout import JobLayout
-from ade.models import Document, JobEvent, JobRecord, JobStatus
+from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
 from ade.protocols import Store
+from ade.runtime.admission import Admission
 from ade.runtime.dispatcher import DispatcherState, run_dispatcher
 from ade.runtime.events import read_events
 from ade.runtime.leftovers import kill_leftover_processes, remove_leftover_cgroup
@@ -164,6 +165,7 @@ class Runtime:
         self._scopes: list[trio.CancelScope] = []
         self._drained = trio.Event()
         self._stopped = False
+        self._admission = Admission(_AdmissionSteps(self))
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -185,9 +187,10 @@ class Runtime:
         runtime_network_access: bool = False,
     ) -> JobRecord:
         """Admit a new job and return its record (status ``queued``, or ``cancelled`` if a
-        cancel overtook it). Raises NotFound (unknown config or document, naming the id),
-        InputError (no documents, a document listed twice), Conflict (network requested but the
-        config does not allow it), QueueFull or ShuttingDown; then nothing was persisted."""
+        cancel overtook it). Refusals (:mod:`ade.runtime.admission`): BadRequest (no documents,
+        one listed twice, too many; network access the config does not allow), NotFound (the
+        config or documents, every missing one named), QueueFull or ShuttingDown; then nothing
+        was persisted."""
         self._check_open()
         job = JobRecord(
             id=new_id(),
@@ -199,16 +202,7 @@ class Runtime:
             attempt=1,
             created_at=utcnow(),
         )
-        return await self._admit(
-            job,
-            partial(
-                self._validate,
-                workspace_id,
-                config_version_id,
-                tuple(document_ids),
-                runtime_network_access,
-            ),
-        )
+        return await self._admit(job)
 
     async def retry(self, workspace_id: str, job_id: str) -> JobRecord:
         """A new job with the same config and documents, ``attempt + 1`` and ``retry_of``.
@@ -230,14 +224,7 @@ class Runtime:
             created_at=utcnow(),
             retry_of=original.id,
         )
-        validate = partial(
-            self._validate,
-            workspace_id,
-            original.config_version_id,
-            original.document_ids,
-            original.runtime_network_access,
-        )
-        return await self._admit(job, validate, retry_of=original.id)
+        return await self._admit(job)
 
     async def cancel(self, workspace_id: str, job_id: str) -> JobRecord:
         """Cancel a queued job (it leaves the queue) or a running one (its process group is
@@ -332,96 +319,17 @@ class Runtime:
 
     # -- submission ----------------------------------------------------------------------------
 
-    async def _validate(
-        self,
-        workspace_id: str,
-        config_version_id: str,
-        document_ids: tuple[str, ...],
-        runtime_network_access: bool,
-    ) -> list[Document]:
-        if not document_ids:
-            raise InputError("document_ids is empty: a job needs at least one document")
-        seen: set[str] = set()
-        for document_id in document_ids:
-            if document_id in seen:
-                raise InputError(
-                    f"document {document_id} is listed twice in document_ids",
-                    {"document_id": document_id},
-                )
-            seen.add(document_id)
-        config = await self._store.get_config(workspace_id, config_version_id)
-        if config is None:
-            raise NotFound(
-                f"config version {config_version_id} not found in workspace {workspace_id}",
-                {"config_version_id": config_version_id},
-            )
-        documents: list[Document] = []
-        for document_id in document_ids:
-            document = await self._store.get_document(workspace_id, document_id)
-            if document is None:
-                raise NotFound(
-                    f"document {document_id} not found in workspace {workspace_id}",
-                    {"document_id": document_id},
-                )
-            documents.append(document)
-        if runtime_network_access and not config.runtime_network_access:
-            raise Conflict(
-                f"config version {config_version_id} does not allow runtime network access; "
-                "submit without runtime_network_access or use a config that declares it",
-                {"field": "runtime_network_access", "config_version_id": config_version_id},
-            )
-        return documents
-
-    @contextmanager
-    def _submission(self) -> Any:
+    async def _admit(self, job: JobRecord) -> JobRecord:
+        if self._draining or self._stopped:
+            raise ShuttingDown("the service is shutting down; retry later")
         self._in_flight += 1
         try:
-            yield
+            # Shielded: see Admission (a hung-up client must not leave half a job behind).
+            with trio.CancelScope(shield=True):
+                return await self._admission.admit(job)
         finally:
             self._in_flight -= 1
             self._settled.unpark_all()
-
-    async def _admit(
-        self,
-        job: JobRecord,
-        validate: Callable[[], Awaitable[list[Document]]],
-        *,
-        retry_of: str | None = None,
-    ) -> JobRecord:
-        """Reserve a slot first, so a full queue is refused before anything is looked up or
-        written (under overload most submissions end here); then validate, build the job
-        directory, persist and enqueue, releasing the slot if any of that fails."""
-        if self._draining or self._stopped:
-            raise ShuttingDown("the service is shutting down; retry later")
-        with self._submission(), trio.CancelScope(shield=True):
-            await self._ask(self._dispatcher_send, ReserveSlot(job.id))
-            job_dir: Path | None = None
-            try:
-                documents = await validate()
-                job_dir, request = await trio.to_thread.run_sync(
-                    _create_job_dir, self._settings, job, documents
-                )
-                record: JobRecord = await self._ask(self._recorder_send, AcceptJob(job))
-                self._requests[job.id] = request
-            except BaseException:
-                with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                    # (closed only if the runtime is already broken; nothing to release then)
-                    await self._dispatcher_send.send(ReleaseReservation(job.id))
-                if job_dir is not None:
-                    await trio.to_thread.run_sync(_remove_job_dir, job_dir)
-                raise
-            queued: bool = await self._ask(self._dispatcher_send, EnqueueJob(record))
-            if not queued:
-                self._requests.pop(job.id, None)
-                record = await self._ask(self._recorder_send, RecordCancelled(job.id))
-            if retry_of is not None:
-                try:
-                    await self._ask(self._recorder_send, NoteRetry(retry_of, job.id))
-                except (AdeError, OSError):
-                    # The retry job is committed; failing to annotate the original (its
-                    # directory removed by hand, say) must not turn its 202 into an error.
-                    logger.exception("could not note the retry on job %s", retry_of)
-            return record
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -610,6 +518,56 @@ class Runtime:
         self._stopped = True
         self._fail_pending()
         self._hub.close_all()
+
+
+class _AdmissionSteps:
+    """Admission's I/O (:class:`~ade.runtime.admission.AdmissionSteps`) over the runtime's
+    actors, store and disk."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def reserve(self, job_id: str) -> None:
+        await self._runtime._ask(self._runtime._dispatcher_send, ReserveSlot(job_id))
+
+    async def release(self, job_id: str) -> None:
+        with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            # (closed only if the runtime is already broken; nothing to release then)
+            await self._runtime._dispatcher_send.send(ReleaseReservation(job_id))
+
+    async def config(self, workspace_id: str, config_id: str) -> ConfigVersion | None:
+        return await self._runtime._store.get_config(workspace_id, config_id)
+
+    async def document(self, workspace_id: str, document_id: str) -> Document | None:
+        return await self._runtime._store.get_document(workspace_id, document_id)
+
+    async def build(
+        self, job: JobRecord, documents: Sequence[Document]
+    ) -> tuple[Path, RunRequest]:
+        return await trio.to_thread.run_sync(
+            _create_job_dir, self._runtime._settings, job, list(documents)
+        )
+
+    async def remove(self, job_dir: Path) -> None:
+        await trio.to_thread.run_sync(_remove_job_dir, job_dir)
+
+    async def accept(self, job: JobRecord) -> JobRecord:
+        return await self._runtime._ask(self._runtime._recorder_send, AcceptJob(job))
+
+    async def enqueue(self, record: JobRecord, request: RunRequest) -> bool:
+        runtime = self._runtime
+        # Before the dispatcher can assign it: the worker takes the request from here.
+        runtime._requests[record.id] = request
+        queued: bool = await runtime._ask(runtime._dispatcher_send, EnqueueJob(record))
+        if not queued:
+            runtime._requests.pop(record.id, None)
+        return queued
+
+    async def record_cancelled(self, job_id: str) -> JobRecord:
+        return await self._runtime._ask(self._runtime._recorder_send, RecordCancelled(job_id))
+
+    async def note_retry(self, original_id: str, retry_id: str) -> None:
+        await self._runtime._ask(self._runtime._recorder_send, NoteRetry(original_id, retry_id))
 
 
 def _create_job_dir(
