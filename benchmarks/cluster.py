@@ -132,7 +132,12 @@ def _claiming_node(url: str, node_id: str, results: Any) -> None:
             store.close()
         return latencies[:-CLAIM_LOOPS_PER_NODE]  # the final empty claims are not work
 
-    results.put(trio.run(main))
+    try:
+        results.put(trio.run(main))
+    except BaseException as exc:
+        # The parent waits for one answer per node: a failure must be one too.
+        results.put(f"node {node_id} failed: {type(exc).__name__}: {exc}")
+        raise
 
 
 def claim_throughput(admin_url: str, nodes: int, jobs: int) -> dict[str, Any]:
@@ -149,7 +154,10 @@ def claim_throughput(admin_url: str, nodes: int, jobs: int) -> dict[str, Any]:
             process.start()
         latencies: list[float] = []
         for _ in processes:
-            latencies.extend(results.get(timeout=600))
+            answer = results.get(timeout=600)
+            if isinstance(answer, str):
+                raise RuntimeError(answer)
+            latencies.extend(answer)
         for process in processes:
             process.join()
         # Wall time includes the processes' start-up (~0.3 s each, in parallel): conservative.

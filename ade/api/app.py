@@ -14,13 +14,14 @@ from ade.api.documents import document_operations
 from ade.api.errors import install_error_handlers
 from ade.api.files import json_response
 from ade.api.health import health_operations
+from ade.api.idempotency import key_locks_for
 from ade.api.jobs import job_operations
 from ade.api.openapi import build_openapi
 from ade.api.routing import API_PREFIX, Operation, quart_rule
 from ade.api.streams import stream_operations
 from ade.api.uploads import MULTIPART_OVERHEAD
+from ade.protocols import JobService, Store
 from ade.settings import Settings
-from ade.store import idempotency_store, key_locks
 
 __all__ = ["OPENAPI_PATH", "api_context", "create_app", "operations"]
 
@@ -57,15 +58,11 @@ def operations(ctx: ApiContext) -> list[Operation]:
     return ops
 
 
-def create_app(runtime: Any, settings: Settings, store: Any) -> QuartTrio:
-    """The API over ``runtime`` (:class:`ade.protocols.JobService` + ``statistics()``) and
-    ``store`` (the SQLite store: jobs, documents, configs, idempotency keys)."""
+def create_app(runtime: JobService, settings: Settings, store: Store) -> QuartTrio:
+    """The API over ``runtime`` and ``store`` (jobs, documents, configs, idempotency keys;
+    SQLite or PostgreSQL): both typed by their seams in :mod:`ade.protocols`."""
     ctx = ApiContext(
-        runtime=runtime,
-        settings=settings,
-        store=store,
-        idempotency=idempotency_store(store),
-        key_locks=key_locks(store),
+        runtime=runtime, settings=settings, store=store, key_locks=key_locks_for(store)
     )
     app = QuartTrio("ade.api", static_folder=None)
     # Bodies declaring more than this are refused before they are read; uploads also count

@@ -28,8 +28,9 @@ from typing import Protocol
 import attrs
 import trio
 
+from ade.layout import JobLayout
 from ade.models import JobEvent
-from ade.runtime.events import EVENTS_FILE, TERMINAL_EVENT_TYPES, read_events
+from ade.runtime.events import TERMINAL_EVENT_TYPES, read_events
 
 __all__ = ["EventPointer", "EventRelay", "format_pointer", "parse_pointer"]
 
@@ -99,7 +100,11 @@ class EventRelay:
         after = self._relayed.get(pointer.job_id, pointer.first - 1)
         if pointer.last <= after:
             return
-        path = self._jobs_dir / pointer.job_id / EVENTS_FILE
+        try:
+            path = JobLayout.of(self._jobs_dir, pointer.job_id).events
+        except ValueError:
+            logger.warning("ignored an event notification for job %r", pointer.job_id[:100])
+            return
         events = await trio.to_thread.run_sync(self._read, path, after)
         for event in events:
             if event.job_id != pointer.job_id:

@@ -27,7 +27,7 @@ CHAOS_LEASE_SECONDS = 3.0
 
 
 def node_message(node_id: str) -> str:
-    from ade.runtime.recorder import node_message as message
+    from ade.runtime.ending import node_message as message
 
     return message(node_id)
 

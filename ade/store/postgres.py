@@ -21,20 +21,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg.conninfo
 import psycopg.errors
 import trio
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ade.errors import Conflict, LeaseLost, NotFound, StoreUnavailable
-from ade.models import ConfigVersion, Document, JobRecord, JobStatus
+from ade.models import ConfigVersion, Document, JobRecord, JobStatus, StoredResponse
 from ade.serde import utcnow
 from ade.store.history import SchemaError, pending_migrations
-from ade.store.idempotency import KEY_TTL_SECONDS, KeyLocks, StoredResponse
 from ade.store.migrations import Migration
 from ade.store.postgres_migrations import POSTGRES_MIGRATIONS
 
@@ -43,7 +43,6 @@ __all__ = [
     "JOB_SELECT_COLUMNS",
     "LeaseLost",
     "PostgresIdempotencyStore",
-    "PostgresKeyLocks",
     "PostgresStore",
     "SchemaError",
     "StoreUnavailable",
@@ -86,6 +85,7 @@ _JOB_COLUMNS = (
     "exit_signal",
     "limit_name",
     "sandbox_layers",
+    "summary",
 )
 JOB_SELECT_COLUMNS = ", ".join(_JOB_COLUMNS)
 _JOB_SELECT = f"SELECT {JOB_SELECT_COLUMNS} FROM jobs"
@@ -174,6 +174,7 @@ def _job_params(job: JobRecord) -> tuple[Any, ...]:
         job.exit_signal,
         job.limit,
         list(job.sandbox_layers),
+        Jsonb(job.summary),
     )
 
 
@@ -195,6 +196,7 @@ def job_from_row(row: Sequence[Any]) -> JobRecord:
         exit_signal,
         limit_name,
         sandbox_layers,
+        summary,
     ) = row[: len(_JOB_COLUMNS)]
     return JobRecord(
         id=id_,
@@ -213,6 +215,7 @@ def job_from_row(row: Sequence[Any]) -> JobRecord:
         exit_signal=exit_signal,
         limit=limit_name,
         sandbox_layers=tuple(sandbox_layers),
+        summary=summary,
     )
 
 
@@ -252,6 +255,7 @@ class PostgresStore:
     ) -> None:
         self.url = url
         self.location = describe_url(url)
+        self.idempotency_keys = PostgresIdempotencyStore(self)
         with connect(url) as conn:
             migrate_postgres(conn, migrations)
         self._pool: ConnectionPool[Any] = ConnectionPool(
@@ -619,27 +623,9 @@ class PostgresStore:
         return await self.run(query, write=False)
 
 
-class PostgresKeyLocks:
-    """:class:`ade.store.idempotency.KeyLocks` across nodes: duplicates within this process
-    queue on the local lock (without holding a connection each), then the holder takes the
-    cluster-wide lock, so two nodes handling the same key at once serialise and the second
-    replays the first's response."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-        self._local = KeyLocks()
-
-    @asynccontextmanager
-    async def hold(self, workspace_id: str, key: str) -> AsyncIterator[None]:
-        async with self._local.hold(workspace_id, key):
-            async with self._store.key_lock(f"idempotency {workspace_id} {key}"):
-                yield
-
-
 class PostgresIdempotencyStore:
-    """The ``idempotency_keys`` table on PostgreSQL; same contract as
-    :class:`ade.store.idempotency.IdempotencyStore`, shared by every node (a key replayed on
-    another node finds the first node's response)."""
+    """The ``idempotency_keys`` table on PostgreSQL (:class:`ade.protocols.IdempotencyKeys`),
+    shared by every node (a key replayed on another node finds the first node's response)."""
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
@@ -658,11 +644,11 @@ class PostgresIdempotencyStore:
 
         return await self._store.run(get, write=False)
 
-    async def remember(self, workspace_id: str, key: str, response: StoredResponse) -> None:
-        cutoff: datetime = utcnow() - timedelta(seconds=KEY_TTL_SECONDS)
-
+    async def remember(
+        self, workspace_id: str, key: str, response: StoredResponse, *, expire_before: datetime
+    ) -> None:
         def put(conn: psycopg.Connection[Any]) -> None:
-            conn.execute("DELETE FROM idempotency_keys WHERE created_at < %s", (cutoff,))
+            conn.execute("DELETE FROM idempotency_keys WHERE created_at < %s", (expire_before,))
             # An expired entry for the same key gives way to the new first response.
             conn.execute(
                 "INSERT INTO idempotency_keys "

@@ -85,6 +85,14 @@ POSTGRES_MIGRATIONS: list[Migration] = [
     ),
     Migration(
         version=2,
+        name="job summary",
+        statements=(
+            # JobRecord.summary: the engine's end-of-run summary ({} until the job ends).
+            "ALTER TABLE jobs ADD COLUMN summary JSONB NOT NULL DEFAULT '{}'::jsonb",
+        ),
+    ),
+    Migration(
+        version=3,
         name="nodes, admission, claims and leases",
         statements=(
             # One row per node that ever ran (ade serve / ade worker); `incarnation` tells a
@@ -134,8 +142,8 @@ POSTGRES_MIGRATIONS: list[Migration] = [
             SELECT s, (SELECT COUNT(*) FROM jobs WHERE status = s)
             FROM unnest(ARRAY['queued', 'running', 'success', 'error', 'cancelled']) AS s
             """,
-            # One UPDATE for both rows of a transition: rows are locked in index order, so
-            # concurrent transitions never deadlock on the counters.
+            # A transition touches its two rows in status-name order, whatever the direction:
+            # every transaction locks counters in the same order, so none can deadlock.
             """
             CREATE FUNCTION ade_count_job_status() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
@@ -144,9 +152,13 @@ POSTGRES_MIGRATIONS: list[Migration] = [
                 ELSIF TG_OP = 'DELETE' THEN
                     UPDATE job_totals SET count = count - 1 WHERE status = OLD.status;
                 ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
-                    UPDATE job_totals
-                    SET count = count + CASE WHEN status = NEW.status THEN 1 ELSE -1 END
-                    WHERE status IN (OLD.status, NEW.status);
+                    IF OLD.status < NEW.status THEN
+                        UPDATE job_totals SET count = count - 1 WHERE status = OLD.status;
+                        UPDATE job_totals SET count = count + 1 WHERE status = NEW.status;
+                    ELSE
+                        UPDATE job_totals SET count = count + 1 WHERE status = NEW.status;
+                        UPDATE job_totals SET count = count - 1 WHERE status = OLD.status;
+                    END IF;
                 END IF;
                 RETURN NULL;
             END

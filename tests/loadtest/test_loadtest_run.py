@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,22 +94,26 @@ def test_short_run_through_the_cli_holds_every_invariant() -> None:
     assert report["chaos"] is None
 
 
+def chaos_options(**changes: Any) -> LoadTestOptions:
+    """A short chaos run: sleeping ("timeout") jobs keep the workers busy at the kill."""
+    values: dict[str, Any] = {
+        "clients": 6,
+        "duration": 6,
+        "chaos": True,
+        "config_mix": {"ok": 0.7, "fail": 0.0, "timeout": 0.3, "memory": 0.0},
+        "workbook_mix": {"tiny": 1.0, "large": 0.0},
+        "job_timeout": 4,
+        "cancel_fraction": 0.0,
+        "retry_fraction": 0.0,
+        "queue_size": 4,
+        "drain_timeout": 60,
+        **changes,
+    }
+    return LoadTestOptions(**values)
+
+
 async def test_chaos_run_recovers_every_job_across_a_sigkill() -> None:
-    report = await run_loadtest(
-        LoadTestOptions(
-            clients=6,
-            duration=6,
-            seed=3,
-            chaos=True,
-            config_mix={"ok": 0.7, "fail": 0.0, "timeout": 0.3, "memory": 0.0},
-            workbook_mix={"tiny": 1.0, "large": 0.0},
-            job_timeout=4,
-            cancel_fraction=0.0,
-            retry_fraction=0.0,
-            queue_size=4,
-            drain_timeout=60,
-        )
-    )
+    report = await run_loadtest(chaos_options(seed=3))
     failed = [f"{i.name}: {i.detail}" for i in report.invariants if i.result != "PASS"]
     assert report.passed, failed
     assert report.chaos is not None
@@ -149,7 +154,8 @@ def test_usage_errors_exit_2_and_name_the_option(capsys: pytest.CaptureFixture[s
     assert "--chaos needs a server the harness starts" in capsys.readouterr().err
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, start time in clock ticks) of each child of ``pid``."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -157,8 +163,9 @@ def _children(pid: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((int(entry.name), fields[19]))
     return found
 
 
@@ -170,7 +177,7 @@ def test_sigterm_stops_the_harness_and_the_server_it_started() -> None:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        servers: list[int] = []
+        servers: list[tuple[int, str]] = []
         while not servers and time.monotonic() < deadline:
             time.sleep(0.1)
             servers = _children(harness.pid)
@@ -184,16 +191,19 @@ def test_sigterm_stops_the_harness_and_the_server_it_started() -> None:
             harness.wait()
     assert harness.returncode == 130, err[-2000:]
     assert "ade loadtest: interrupted; the server it started was stopped" in err
-    for pid in servers:
-        assert _state(pid) in (None, "Z"), f"server {pid} still running"
+    for pid, started in servers:
+        assert _state(pid, started) in (None, "Z"), f"server {pid} still running"
 
 
-def _state(pid: int) -> str | None:
-    """The process state letter, or None if there is no such process."""
+def _state(pid: int, started: str) -> str | None:
+    """The process state letter, or None if there is no such process — or if the pid now
+    belongs to another process (pid_max is 32768 here: a busy machine reuses pids within
+    seconds, so the start time tells the server from a newcomer)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
+    return fields[0] if fields[19] == started else None
 
 
 async def test_a_three_node_cluster_run_rescues_the_killed_node_s_jobs() -> None:
@@ -203,21 +213,8 @@ async def test_a_three_node_cluster_run_rescues_the_killed_node_s_jobs() -> None
 
     require_postgres()
     report = await run_loadtest(
-        LoadTestOptions(
-            nodes=3,
-            postgres_url=ADMIN_URL,
-            clients=6,
-            duration=6,
-            seed=5,
-            chaos=True,
-            config_mix={"ok": 0.7, "fail": 0.0, "timeout": 0.3, "memory": 0.0},
-            workbook_mix={"tiny": 1.0, "large": 0.0},
-            job_timeout=4,
-            max_concurrency=1,
-            cancel_fraction=0.1,
-            retry_fraction=0.0,
-            queue_size=4,
-            drain_timeout=60,
+        chaos_options(
+            seed=5, nodes=3, postgres_url=ADMIN_URL, max_concurrency=1, cancel_fraction=0.1
         )
     )
     failed = [f"{i.name}: {i.detail}" for i in report.invariants if i.result != "PASS"]

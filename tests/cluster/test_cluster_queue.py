@@ -212,12 +212,12 @@ async def test_a_queued_insert_notifies_listeners(
 async def test_the_idempotency_lock_serialises_two_nodes(stores: list[PostgresStore]) -> None:
     # Two nodes' locks on the same key: the second waits until the first is released; a
     # different key does not wait.
-    from ade.store.postgres import PostgresKeyLocks
+    from ade.api.idempotency import ClusterKeyLocks
 
-    first, second = PostgresKeyLocks(stores[0]), PostgresKeyLocks(stores[1])
+    first, second = ClusterKeyLocks(stores[0].key_lock), ClusterKeyLocks(stores[1].key_lock)
     order: list[str] = []
 
-    async def hold(locks: PostgresKeyLocks, name: str, key: str, seconds: float) -> None:
+    async def hold(locks: ClusterKeyLocks, name: str, key: str, seconds: float) -> None:
         async with locks.hold("ws", key):
             order.append(f"{name} in")
             await trio.sleep(seconds)

@@ -19,7 +19,7 @@ from cluster_support import (
     wait_job,
 )
 
-from ade.runtime.recorder import SHUTDOWN_MESSAGE
+from ade.runtime.ending import SHUTDOWN_MESSAGE
 
 QUEUE_SIZE = 5
 
