@@ -33,13 +33,14 @@ class Server:
     url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    history: list[str]  # job ids of the history workspace
 
     @property
     def api(self) -> str:
         return f"{self.url}/api/v1/workspaces/default"
 
 
-def _start(tmp: Path, **env: str) -> Server:
+def _start(tmp: Path, history: list[str], **env: str) -> Server:
     data = tmp / "data"
     log = open(tmp / "serve.log", "wb")
     process = subprocess.Popen(
@@ -59,7 +60,7 @@ def _start(tmp: Path, **env: str) -> Server:
         seen += line
     url = re.search(rb"ADE serving on (http://\S+)", seen)
     assert url is not None
-    return Server(url.group(1).decode(), data, process)
+    return Server(url.group(1).decode(), data, process, history)
 
 
 def _stop(server: Server) -> None:
@@ -74,11 +75,64 @@ def _stop(server: Server) -> None:
         server.process.stdout.close()
 
 
+# A workspace with a long history (finished jobs written through the store before the server
+# starts), for paging through thousands of jobs.
+HISTORY_WORKSPACE = "history"
+HISTORY_JOBS = 2000
+
+
+async def _seed_history(data_dir: Path) -> list[str]:
+    """Insert HISTORY_JOBS finished jobs, every third one failed; their ids."""
+    from datetime import timedelta
+
+    from ade.ids import new_id
+    from ade.models import JobRecord, JobStatus
+    from ade.serde import utcnow
+    from ade.settings import load_settings
+    from ade.store import open_store
+
+    store = open_store(load_settings({}, data_dir=data_dir))
+    now = utcnow()
+    ids = []
+    try:
+        for index in range(HISTORY_JOBS):
+            created = now - timedelta(seconds=HISTORY_JOBS - index)
+            failed = index % 3 == 0
+            job = JobRecord(
+                id=new_id("job_"),
+                workspace_id=HISTORY_WORKSPACE,
+                status=JobStatus.ERROR if failed else JobStatus.SUCCESS,
+                config_version_id="0" * 32,
+                document_ids=("doc_history",),
+                runtime_network_access=False,
+                attempt=1,
+                created_at=created,
+                started_at=created,
+                finished_at=created + timedelta(milliseconds=300),
+                error_message="input 'old.xlsx' is empty (0 bytes)" if failed else None,
+            )
+            await store.insert_job(job)
+            ids.append(job.id)
+    finally:
+        await store.aclose()
+    return ids[::-1]
+
+
+@pytest.fixture(scope="module")
+def history(server: Server) -> list[str]:
+    return server.history
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One worker and a queue of one (so a 429 is easy to provoke), uploads capped at 1 MiB."""
+    import trio
+
+    tmp = tmp_path_factory.mktemp("web")
+    history = trio.run(_seed_history, tmp / "data")
     running = _start(
-        tmp_path_factory.mktemp("web"),
+        tmp,
+        history,
         ADE_MAX_CONCURRENCY="1",
         ADE_QUEUE_SIZE="1",
         ADE_MAX_UPLOAD_MB="1",

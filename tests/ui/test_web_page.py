@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
-from conftest import Server
+from conftest import HISTORY_WORKSPACE, Server
 
 from ade.client import zip_folder
 from ade.engine import run_engine
@@ -168,7 +168,7 @@ def test_publish_upload_watch_download_and_read_the_decisions(
     page.get_by_role("button", name="Upload and prepare").click()
     page.locator("#config-result .success").wait_for()
     assert "Member roster 1.0.0" in page.locator("#config-result").inner_text()
-    assert page.locator("#configs-table tbody tr").first.inner_text().startswith("Member roster")
+    page.locator("#configs-table tbody tr:first-child", has_text="Member roster").wait_for()
     _shot(page, "configs")
 
     # A slow job holds the only worker, so ours is seen queued, then running, then done.
@@ -326,6 +326,56 @@ def test_the_jobs_list_filters_updates_live_and_steers_jobs(
     )
     assert running["id"] in page.locator("#jobs-table").inner_text()
     _shot(page, "jobs")
+
+
+def test_paging_through_thousands_of_jobs_in_another_workspace(
+    page: Any, server: Server, api: httpx.Client, history: list[str]
+) -> None:
+    # The order the API pages in (newest first) is the order the page must show.
+    listed: list[str] = []
+    cursor = None
+    while True:
+        body = api.get(
+            f"{server.url}/api/v1/workspaces/{HISTORY_WORKSPACE}/jobs",
+            params={"limit": 200, **({"cursor": cursor} if cursor else {})},
+        ).json()
+        listed += [job["id"] for job in body["items"]]
+        if not (cursor := body["next_cursor"]):
+            break
+    assert sorted(listed) == sorted(history)
+    history = listed
+    page.get_by_label("Workspace").fill(HISTORY_WORKSPACE)
+    page.get_by_role("button", name="Switch").click()
+    page.locator(f"tr[data-job='{history[0]}']").wait_for()
+
+    def shown() -> list[str]:
+        return page.locator("tr[data-job]").evaluate_all("rows => rows.map(r => r.dataset.job)")
+
+    assert shown() == history[:50]
+    assert page.locator("#page-label").inner_text() == "Page 1, 50 job(s)"
+    for number in (2, 3):
+        page.get_by_role("button", name="Older →").click()
+        page.locator(f"tr[data-job='{history[50 * (number - 1)]}']").wait_for()
+        assert shown() == history[50 * (number - 1) : 50 * number]
+    page.get_by_role("button", name="← Newer").click()
+    page.locator(f"tr[data-job='{history[50]}']").wait_for()
+    assert shown() == history[50:100]
+    # A filter starts again at page 1 and pages within the filter.
+    page.get_by_label("Status").select_option("error")
+    _until(
+        page,
+        "[...document.querySelectorAll('tr[data-job]')].every(r => r.dataset.status === 'error')"
+        " && document.querySelectorAll('tr[data-job]').length === 50",
+    )
+    assert page.locator("#page-label").inner_text() == "Page 1, 50 job(s)"
+    assert "input 'old.xlsx' is empty (0 bytes)" in page.locator("#jobs-table").inner_text()
+    # The picker remembers the workspace; the default one is one switch away.
+    page.reload()
+    assert page.get_by_label("Workspace").input_value() == HISTORY_WORKSPACE
+    page.get_by_label("Workspace").fill("default")
+    page.get_by_role("button", name="Switch").click()
+    _until(page, f"!document.querySelector(\"tr[data-job='{history[0]}']\")")
+    assert not set(shown()) & set(history)
 
 
 def test_health_keyboard_labels_and_a_narrow_window(page: Any) -> None:

@@ -80,6 +80,7 @@ function renderSignIn(problem) {
       await api("GET", workspacePath("/jobs"), { query: { limit: 1 }, key });
       session.setKey(key);
       announce("Signed in");
+      fillWorkspaces();
       if (!window.location.hash || window.location.hash === "#/signin") window.location.hash = "#/jobs";
       route();
     } catch (error) {
@@ -103,15 +104,34 @@ function renderSignIn(problem) {
   input.focus();
 }
 
+// The workspaces to offer: the server's list (the ones this key reaches) when it has one,
+// else the ones used before in this browser; typing any other id works as well.
+async function knownWorkspaces() {
+  try {
+    const { items } = await api("GET", "/api/v1/workspaces");
+    return items.map((w) => ({ id: w.id, name: w.name || w.id }));
+  } catch (error) {
+    if (!(error instanceof ApiError) || ![404, 405].includes(error.status)) throw error;
+    return [...new Set(["default", ...session.workspaces()])].map((id) => ({ id, name: id }));
+  }
+}
+
+async function fillWorkspaces() {
+  const input = document.getElementById("workspace");
+  const list = document.getElementById("workspace-list");
+  input.value = session.workspace();
+  try {
+    const known = await knownWorkspaces();
+    replace(list, known.map((w) => h("option", { value: w.id }, w.name !== w.id ? w.name : null)));
+  } catch {
+    replace(list); // the list is a convenience: the picker still takes a typed id
+  }
+}
+
 function setUpWorkspacePicker() {
   const form = document.getElementById("workspace-form");
   const input = document.getElementById("workspace");
-  const list = document.getElementById("workspace-list");
-  const fill = () => {
-    input.value = session.workspace();
-    replace(list, [...new Set(["default", ...session.workspaces()])].map((w) => h("option", { value: w })));
-  };
-  fill();
+  input.value = session.workspace();
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const workspace = input.value.trim();
@@ -120,7 +140,7 @@ function setUpWorkspacePicker() {
       return;
     }
     session.setWorkspace(workspace);
-    fill();
+    fillWorkspaces();
     announce(`Workspace ${workspace}`);
     if (/^#\/jobs\/./.test(window.location.hash)) window.location.hash = "#/jobs";
     else route();
@@ -142,11 +162,12 @@ async function start() {
   window.addEventListener("hashchange", route);
   try {
     const body = await health();
-    state.auth = body.auth === undefined ? "disabled" : body.auth === "disabled" ? "disabled" : "required";
+    state.auth = body.auth === undefined || body.auth === "disabled" ? "disabled" : "required";
   } catch (error) {
     replace(main, h("h1", {}, "ADE"), errorBox(error));
     return;
   }
+  if (!needsKey()) fillWorkspaces();
   route();
 }
 
