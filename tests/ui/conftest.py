@@ -93,13 +93,15 @@ async def _seed_history(data_dir: Path) -> list[str]:
 
     store = open_store(load_settings({}, data_dir=data_dir))
     now = utcnow()
-    ids = []
+    # Ids sort by time, but many are made within one millisecond: sorted, they follow the
+    # creation times given below, as the ids of jobs submitted one by one would.
+    ids = sorted(new_id() for _ in range(HISTORY_JOBS))
     try:
         for index in range(HISTORY_JOBS):
             created = now - timedelta(seconds=HISTORY_JOBS - index)
             failed = index % 3 == 0
             job = JobRecord(
-                id=new_id("job_"),
+                id=ids[index],
                 workspace_id=HISTORY_WORKSPACE,
                 status=JobStatus.ERROR if failed else JobStatus.SUCCESS,
                 config_version_id="0" * 32,
@@ -112,10 +114,9 @@ async def _seed_history(data_dir: Path) -> list[str]:
                 error_message="input 'old.xlsx' is empty (0 bytes)" if failed else None,
             )
             await store.insert_job(job)
-            ids.append(job.id)
     finally:
         await store.aclose()
-    return ids[::-1]
+    return ids
 
 
 @pytest.fixture(scope="module")

@@ -183,14 +183,25 @@ def test_publish_upload_watch_download_and_read_the_decisions(
     job_id = page.url.rsplit("/", 1)[1]
     assert job_id != holding["id"]
     page.locator("#job-status .status-queued").wait_for()
-    page.locator("#job-status .status-running").wait_for()
+    # From here on nothing reloads the page: what changes arrives over the job's websocket.
+    page.evaluate(
+        """() => {
+          window.adeSeen = [];
+          const badge = document.querySelector('#job-status');
+          const note = () => window.adeSeen.push(badge.textContent);
+          new MutationObserver(note).observe(badge, { childList: true, subtree: true });
+        }"""
+    )
+    events_while_queued = page.locator("#timeline li").count()
     page.locator("#job-status .status-success").wait_for()
+    assert page.evaluate("window.adeSeen")[-1] == "succeeded"
     assert page.locator("#job-ending").inner_text() == (
         "Finished successfully: the normalized workbook is ready to download."
     )
     page.locator("#passes [data-pass='write'] .pass-state:text('done')").wait_for()
     assert page.locator("#pass-progress").get_attribute("value") == "5"
     page.locator("#timeline li[data-type='finish']").wait_for()
+    assert page.locator("#timeline li").count() > events_while_queued
     types = page.locator("#timeline li").evaluate_all("items => items.map(i => i.dataset.type)")
     assert types[0] == "enqueue" and types.count("pass_finished") == 5
     assert types.index("start") < types.index("pass_started") < types.index("finish")
@@ -325,7 +336,6 @@ def test_the_jobs_list_filters_updates_live_and_steers_jobs(
         ".every(r => r.dataset.status === 'cancelled')",
     )
     assert running["id"] in page.locator("#jobs-table").inner_text()
-    _shot(page, "jobs")
 
 
 def test_paging_through_thousands_of_jobs_in_another_workspace(
@@ -353,6 +363,7 @@ def test_paging_through_thousands_of_jobs_in_another_workspace(
 
     assert shown() == history[:50]
     assert page.locator("#page-label").inner_text() == "Page 1, 50 job(s)"
+    _shot(page, "jobs")
     for number in (2, 3):
         page.get_by_role("button", name="Older →").click()
         page.locator(f"tr[data-job='{history[50 * (number - 1)]}']").wait_for()
