@@ -195,6 +195,9 @@ def test_publish_upload_watch_download_and_read_the_decisions(
     events_while_queued = page.locator("#timeline li").count()
     page.locator("#job-status .status-success").wait_for()
     assert page.evaluate("window.adeSeen")[-1] == "succeeded"
+    assert page.locator("#job-documents li").all_inner_texts() == [
+        f"messy-roster.xlsx ({workbook.stat().st_size:,} bytes)"
+    ]
     assert page.locator("#job-ending").inner_text() == (
         "Finished successfully: the normalized workbook is ready to download."
     )

@@ -50,6 +50,19 @@ export function renderJob(main, jobId) {
   const passState = new Map(PASSES.map((name) => [name, { state: "waiting", stats: "" }]));
   let job = null;
   let stream = null;
+  const documentsEl = h("ul", { class: "plain", id: "job-documents" });
+  let documentsShown = false;
+
+  // The inputs by their file names (the document records: names and sizes, never contents).
+  async function showDocuments() {
+    if (documentsShown) return;
+    documentsShown = true;
+    const items = await Promise.all(job.document_ids.map((id) =>
+      api("GET", workspacePath(`/documents/${encodeURIComponent(id)}`))
+        .then((d) => `${d.filename} (${number(d.size)} bytes)`)
+        .catch(() => `${id} (no longer stored)`)));
+    replace(documentsEl, items.map((text) => h("li", {}, text)));
+  }
 
   const heading = h("h1", {}, "Job ", h("span", { class: "mono" }, jobId));
   const badge = h("span", { id: "job-status" });
@@ -125,7 +138,7 @@ export function renderJob(main, jobId) {
       ["Attempt", String(job.attempt)],
       ["Retry of", job.retry_of ? h("a", { href: `#/jobs/${job.retry_of}`, class: "mono" }, job.retry_of) : "—"],
       ["Config version", h("span", { class: "mono" }, job.config_version_id)],
-      ["Documents", job.document_ids.join(", ")],
+      ["Inputs", documentsEl],
       ["Created", when(job.created_at)],
       ["Started", when(job.started_at)],
       ["Finished", when(job.finished_at)],
@@ -141,6 +154,7 @@ export function renderJob(main, jobId) {
     try {
       job = await api("GET", jobPath);
       drawJob();
+      showDocuments();
       if (job.status === "success") {
         for (const p of passState.values()) if (p.state !== "done") p.state = "done";
         drawPasses();
