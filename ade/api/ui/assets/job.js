@@ -24,8 +24,11 @@ export function ending(job) {
       return "Waiting in the queue for a free worker.";
     case "running":
       return "Running now: the passes below fill in as they finish.";
-    case "success":
-      return "Finished successfully: the normalized workbook is ready to download.";
+    case "success": {
+      const counts = summaryWords(job.summary);
+      return `Finished successfully${counts ? `: ${counts}.` : ":"} `
+        + `${counts ? "The" : "the"} normalized workbook is ready to download.`;
+    }
     case "cancelled":
       return `Cancelled${job.error_message ? `: ${job.error_message}` : "."}`;
     case "error": {
@@ -35,6 +38,24 @@ export function ending(job) {
     default:
       return job.status;
   }
+}
+
+// The engine's end-of-run summary (counts and names, never cell values) as one sentence.
+export function summaryWords(summary) {
+  if (!summary || typeof summary.rows_written !== "number") return "";
+  const plural = (n, word) => `${number(n)} ${word}${n === 1 ? "" : "s"}`;
+  const parts = [`${plural(summary.rows_written, "row")} written`];
+  if (typeof summary.tables_found === "number") {
+    parts[0] += ` from ${number(summary.tables_written ?? summary.tables_found)} of ${plural(summary.tables_found, "table")} found`;
+  }
+  if (typeof summary.issue_count === "number") {
+    parts.push(summary.issue_count === 0 ? "no issues"
+      : `${plural(summary.issue_count, "issue")} (${plural(summary.errors ?? 0, "error")}, ${plural(summary.warnings ?? 0, "warning")})`);
+  }
+  if (Array.isArray(summary.required_missing) && summary.required_missing.length) {
+    parts.push(`required fields missing: ${summary.required_missing.join(", ")}`);
+  }
+  return parts.join("; ");
 }
 
 function detailText(detail) {
@@ -147,6 +168,10 @@ export function renderJob(main, jobId) {
       ["Limit reached", job.limit || "—"],
       ["Sandbox layers", job.sandbox_layers.length ? job.sandbox_layers.join(", ") : "—"],
       ["Network during the run", job.runtime_network_access ? "allowed" : "blocked"],
+      ...Object.entries(job.summary || {}).map(([key, value]) => [
+        `Summary: ${key.replaceAll("_", " ")}`,
+        Array.isArray(value) ? value.join(", ") || "none" : typeof value === "object" && value !== null
+          ? JSON.stringify(value) : typeof value === "number" ? number(value) : String(value)]),
     ]));
   }
 
