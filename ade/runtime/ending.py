@@ -40,6 +40,7 @@ def node_message(node_id: str) -> str:
     """A job whose node died in a cluster (the message names the node)."""
     return f"interrupted: node {node_id} stopped responding; retry to run again"
 
+
 # Diagnostics are for operators; kept short enough to sit in one events.ndjson line.
 MAX_DIAGNOSTICS = 2000
 

@@ -309,9 +309,7 @@ class RecorderState:
 
     def plan_node_lost(self, job_id: str, node_id: str) -> Plan:
         """Cluster: the job's node stopped heartbeating; another node records the ending."""
-        return self._interrupted(
-            job_id, node_message(node_id), Limit.NODE_LOST, {"node": node_id}
-        )
+        return self._interrupted(job_id, node_message(node_id), Limit.NODE_LOST, {"node": node_id})
 
     def _interrupted(self, job_id: str, message: str, limit: str, extra: dict[str, Any]) -> Plan:
         job = self._transition(job_id, JobStatus.ERROR)

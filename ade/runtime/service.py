@@ -2,28 +2,16 @@
 
 Theory of operation
 -------------------
-``open_runtime`` opens the store, takes the data directory's lock, and starts in one nursery:
-the recorder, then recovery (through the recorder), then the dispatcher and the workers. The
-facade's methods are called from other tasks (HTTP handlers); they talk to the actors only
-through their bounded inboxes and :class:`~ade.runtime.messages.Reply` slots.
+``Runtime`` is thin on purpose: a submission or retry goes to
+:class:`~ade.runtime.admission.Admission` (the steps, checks and undoing), everything about the
+actors — start, recovery, guarding, drain, stop — to :class:`~ade.runtime.lifecycle.Lifecycle`,
+and reads go to the store and the job directories. Its methods are called from other tasks (HTTP
+handlers); they reach the actors only through their bounded inboxes and
+:class:`~ade.runtime.messages.Reply` slots.
 
-A submission: validate ids (reads) -> ``ReserveSlot`` (QueueFull / ShuttingDown here, nothing
-exists yet) -> job directory -> ``AcceptJob`` (the row: the commit point) -> ``EnqueueJob``.
-From the reservation on, the caller's cancellation is shielded: a client that hangs up must not
-leave a reservation held, a directory without a row, or a row that is never enqueued. Any
-failure before the row releases the reservation and removes the directory.
-
-Shutdown (``drain``, also run on leaving ``open_runtime``): stop admitting, let submissions in
-flight settle, give running jobs ``shutdown_grace_seconds``, then stop the rest through their
-workers' cancel scopes (their process groups are killed, they are recorded as interrupted), and
-close the inboxes in dependency order: workers, dispatcher, recorder. Queued jobs stay queued in
-the store; the next start re-enqueues them.
-
-Cancellation of the host (Ctrl+C, a timeout around ``open_runtime``) must not cut the actors
-off before the drain has recorded every job's end, so each actor (and the drain) runs in its own
-shielded scope and stops when its inbox closes. Only two things cancel those scopes: an actor
-dying of an exception (the runtime is broken; callers waiting on it get ShuttingDown) and a
-drain that overruns its bound. Jobs left ``running`` then are recorded by the next start.
+``open_runtime`` takes the data directory's lock, removes half-built job directories, opens the
+store, starts the lifecycle, and on leaving (normally, by an exception or cancellation) drains,
+shielded and bounded by ``shutdown_grace_seconds`` plus a margin.
 """
 
 from __future__ import annotations
@@ -31,7 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from functools import partial
 from pathlib import Path
@@ -46,29 +34,20 @@ from ade.layout import JobLayout
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
 from ade.protocols import Store
 from ade.runtime.admission import Admission
-from ade.runtime.dispatcher import DispatcherState, run_dispatcher
 from ade.runtime.events import read_events
-from ade.runtime.leftovers import kill_leftover_processes, remove_leftover_cgroup
+from ade.runtime.lifecycle import Lifecycle
 from ade.runtime.messages import (
     AcceptJob,
-    Assign,
     CancelDecision,
     CancelJob,
     EnqueueJob,
-    NoteRequeued,
     NoteRetry,
     RecordCancelled,
-    RecordNodeLost,
-    RecoverInterrupted,
-    RecoverJobs,
     ReleaseReservation,
-    Reply,
     ReserveSlot,
-    RunJob,
-    StopAdmitting,
 )
-from ade.runtime.recorder import EventHub, RecorderState, Subscription, run_recorder
-from ade.runtime.workers import JobRunner, WorkerSlot, run_worker_actor
+from ade.runtime.recorder import Subscription
+from ade.runtime.workers import JobRunner
 from ade.serde import utcnow
 from ade.settings import Settings
 from ade.store import open_store
@@ -76,9 +55,7 @@ from ade.worker.protocol import RunRequest
 
 if TYPE_CHECKING:
     # The cluster's modules (and psycopg) load only when ADE_DATABASE_URL is set.
-    from ade.cluster.dispatcher import ClusterDispatcherState
     from ade.cluster.member import ClusterMember
-    from ade.cluster.queue import ExpiredLease
 
 __all__ = [
     "DEFAULT_INBOX_SIZE",
@@ -153,40 +130,18 @@ class Runtime:
     ) -> None:
         self._settings = settings
         self._store = store
-        self._runner = runner
-        self._hub = EventHub(subscriber_buffer)
-        # In a cluster (ADE_DATABASE_URL) the queue and admission live in PostgreSQL and this
-        # node claims jobs from it (ade.cluster); on one node they live in the dispatcher.
         self._member = member
-        workers = settings.max_concurrency if workers is None else workers
-        self._dispatcher_state: DispatcherState | ClusterDispatcherState
-        if member is not None:
-            from ade.cluster.dispatcher import ClusterDispatcherState
-
-            self._dispatcher_state = ClusterDispatcherState(
-                capacity=settings.queue_size, workers=workers
-            )
-        else:
-            self._dispatcher_state = DispatcherState(capacity=settings.queue_size, workers=workers)
-        self._recorder_state: RecorderState | None = None
-        self._slots = [WorkerSlot(i) for i in range(workers)]
-        self._dispatcher_send, self._dispatcher_receive = trio.open_memory_channel[Any](inbox_size)
-        self._recorder_send, self._recorder_receive = trio.open_memory_channel[Any](inbox_size)
-        self._worker_channels = [trio.open_memory_channel[RunJob](1) for _ in range(workers)]
-        self._pending: set[Reply[Any]] = set()
-        # Run requests of admitted jobs until a worker takes them (handed over in memory).
-        self._requests: dict[str, RunRequest] = {}
-        self._in_flight = 0
-        self._settled = trio.lowlevel.ParkingLot()
-        self._dispatcher_changed = trio.lowlevel.ParkingLot()
-        self._draining = False
-        self._broken = False
-        self._nursery: trio.Nursery | None = None
-        self._scopes: list[trio.CancelScope] = []
-        self._drained = trio.Event()
-        self._stopped = False
-        self._cluster_scope = trio.CancelScope()
-        self._admission = Admission(_AdmissionSteps(self))
+        self.lifecycle = Lifecycle(
+            settings,
+            store,
+            runner=runner,
+            subscriber_buffer=subscriber_buffer,
+            inbox_size=inbox_size,
+            member=member,
+            workers=workers,
+        )
+        self._hub = self.lifecycle.hub
+        self._admission = Admission(_AdmissionSteps(self._store, self._settings, self.lifecycle))
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -262,11 +217,12 @@ class Runtime:
         # Shielded: once the dispatcher has taken a job out of the queue, recording it
         # cancelled must happen even if our caller gives up, or the job would stay "queued"
         # in the store with no queue holding it.
+        life = self.lifecycle
         with trio.CancelScope(shield=True):
-            decision: CancelDecision = await self._ask(self._dispatcher_send, CancelJob(job_id))
+            decision: CancelDecision = await life.ask(life.dispatcher, CancelJob(job_id))
             if decision.where == "queue":
-                self._requests.pop(job_id, None)
-                return await self._ask(self._recorder_send, RecordCancelled(job_id))
+                life.requests.pop(job_id, None)
+                return await life.ask(life.recorder, RecordCancelled(job_id))
         if decision.where == "unknown" and self._member is not None:
             return await self._cancel_in_cluster(job, ended)
         if decision.where in ("running", "reserved"):
@@ -290,7 +246,7 @@ class Runtime:
         assert self._member is not None
         with trio.CancelScope(shield=True):
             try:
-                return await self._ask(self._recorder_send, RecordCancelled(job.id))
+                return await self.lifecycle.ask(self.lifecycle.recorder, RecordCancelled(job.id))
             except Conflict:
                 pass  # no longer queued: claimed by a node, or finished
         node_id = await self._member.queue.request_cancel(job.id)
@@ -307,7 +263,7 @@ class Runtime:
         first, then :meth:`read_events`, and skip live events with ``seq`` already seen.
         Once the runtime has stopped, a new subscription ends at once."""
         subscription = self._hub.subscribe(workspace_id, job_id)
-        if self._stopped:
+        if self.lifecycle.stopped:
             subscription.close()
         return subscription
 
@@ -339,8 +295,9 @@ class Runtime:
         return await self._wait_ended(job_id, self._hub.terminal_event(job_id))
 
     def statistics(self) -> RuntimeStatistics:
-        dispatcher = self._dispatcher_state.statistics()
-        totals = self._recorder_state.totals if self._recorder_state is not None else {}
+        life = self.lifecycle
+        dispatcher = life.dispatcher_state.statistics()
+        totals = life.recorder_state.totals if life.recorder_state is not None else {}
         if self._member is not None:
             totals = self._member.snapshot.totals  # the cluster's, as of the last pulse
         return RuntimeStatistics(
@@ -350,7 +307,7 @@ class Runtime:
             capacity=dispatcher.capacity,
             workers=dispatcher.workers,
             idle_workers=dispatcher.idle_workers,
-            accepting=dispatcher.accepting and not self._draining,
+            accepting=dispatcher.accepting and not life.draining,
             totals=StatusTotals(**{status.value: totals.get(status, 0) for status in JobStatus}),
             recent_mean_duration_seconds=dispatcher.recent_mean_duration_seconds,
             subscribers=self._hub.subscribers,
@@ -358,45 +315,19 @@ class Runtime:
         )
 
     async def drain(self, reason: str = "shutdown") -> None:
-        """Graceful shutdown; idempotent, and safe to call from a task that may be cancelled:
-        the drain itself runs as a shielded system task and always completes."""
-        if not self._draining:
-            self._draining = True
-            assert self._nursery is not None, "the runtime has not been started"
-            self._nursery.start_soon(self._guard, "drain", partial(self._drain_task, reason))
-        await self._drained.wait()
+        """Graceful shutdown (:meth:`Lifecycle.drain`); idempotent, safe to call from a task
+        that may be cancelled."""
+        await self.lifecycle.drain(reason)
 
     # -- submission ----------------------------------------------------------------------------
 
     async def _admit(self, job: JobRecord) -> JobRecord:
-        if self._draining or self._stopped:
-            raise ShuttingDown("the service is shutting down; retry later")
-        self._in_flight += 1
-        try:
+        with self.lifecycle.submission():
             # Shielded: see Admission (a hung-up client must not leave half a job behind).
             with trio.CancelScope(shield=True):
                 return await self._admission.admit(job)
-        finally:
-            self._in_flight -= 1
-            self._settled.unpark_all()
 
     # -- helpers -------------------------------------------------------------------------------
-
-    async def _ask(self, channel: trio.MemorySendChannel[Any], message: Any) -> Any:
-        """Send a request and wait for its answer. If the runtime stops first, the pending
-        answer fails with ShuttingDown instead of leaving the caller waiting forever."""
-        reply: Reply[Any] = message.reply
-        if self._broken:
-            raise ShuttingDown("the runtime has stopped")
-        self._pending.add(reply)
-        try:
-            try:
-                await channel.send(message)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise ShuttingDown("the runtime has stopped") from None
-            return await reply.wait()
-        finally:
-            self._pending.discard(reply)
 
     async def _wait_ended(self, job_id: str, ended: trio.Event) -> JobRecord:
         while True:
@@ -405,7 +336,7 @@ class Runtime:
                 raise NotFound(f"job {job_id} not found", {"job_id": job_id})
             if job.status.is_terminal:
                 return job
-            if self._stopped:
+            if self.lifecycle.stopped:
                 raise ShuttingDown(f"the runtime stopped before job {job_id} finished")
             if self._member is None:
                 await ended.wait()
@@ -418,7 +349,7 @@ class Runtime:
 
     def _check_open(self) -> None:
         # While draining, reads still work and only admission is refused (in _admit).
-        if self._stopped:
+        if self.lifecycle.stopped:
             raise ShuttingDown("the runtime has stopped")
 
     @staticmethod
@@ -428,259 +359,26 @@ class Runtime:
             {"job_id": job.id, "status": job.status.value},
         )
 
-    # -- life cycle ----------------------------------------------------------------------------
-
-    async def _guard(self, name: str, actor: Callable[[], Awaitable[None]]) -> None:
-        """Run one actor (or the drain) in its own shielded scope.
-
-        Why shielded: when the host cancels (Ctrl+C, a test's timeout), the actors must keep
-        running until the drain has recorded every job's end; they stop when their inboxes
-        close. Only :meth:`_force_stop` cancels them. If an actor dies of an exception the
-        runtime is broken: everyone waiting on an actor is answered at once (ShuttingDown), the
-        other actors are stopped (job runners kill their process groups on cancellation) and
-        the exception propagates so the service stops; the next start recovers the jobs.
-        """
-        with trio.CancelScope(shield=True) as scope:
-            self._scopes.append(scope)
-            try:
-                await actor()
-            except Exception:
-                if not self._broken:
-                    self._broken = True
-                    logger.exception("the runtime's %s actor failed", name)
-                    self._fail_pending()
-                    self._force_stop()
-                raise
-
-    def _force_stop(self) -> None:
-        for scope in self._scopes:
-            scope.cancel()
-
-    async def _drain_task(self, reason: str) -> None:
-        try:
-            await self._drain(reason)
-        finally:
-            self._drained.set()
-
-    def _fail_pending(self) -> None:
-        for reply in list(self._pending):
-            if not reply.done:
-                reply.fail(ShuttingDown("the runtime has stopped"))
-
-    def _assign(self, action: Assign) -> None:
-        self._slots[action.worker_id].assign(action.job.id)
-        send, _ = self._worker_channels[action.worker_id]
-        # Never blocks: a worker is only assigned when idle, i.e. waiting on an empty inbox.
-        send.send_nowait(RunJob(action.job, self._requests.pop(action.job.id, None)))
-
-    def _cancel_running(self, job_id: str, worker_id: int) -> None:
-        self._slots[worker_id].stop(job_id, "user")
-
-    async def _start(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
-        totals = await self._store.count_by_status()
-        member = self._member
-        self._recorder_state = RecorderState(totals=totals, cluster=member is not None)
-        nursery.start_soon(
-            self._guard,
-            "recorder",
-            partial(
-                run_recorder,
-                self._recorder_state,
-                self._recorder_receive,
-                store=self._store,
-                hub=self._hub,
-                jobs_dir=self._settings.jobs_dir,
-                announce=None if member is None else member.announce,
-                node_id=None if member is None else member.node_id,
-                fence=None if member is None else member.queue.store.check_lease,
-            ),
-        )
-        if member is not None:
-            await self._start_cluster(nursery, member)
-            return
-        queued = await self._recover()
-        nursery.start_soon(
-            self._guard,
-            "dispatcher",
-            partial(
-                run_dispatcher,
-                self._dispatcher_state,
-                self._dispatcher_receive,
-                assign=self._assign,
-                cancel_running=self._cancel_running,
-                on_change=self._dispatcher_changed.unpark_all,
-            ),
-        )
-        # Wait for the dispatcher to hold them: statistics() is right from the first call.
-        await self._ask(self._dispatcher_send, RecoverJobs(tuple(queued)))
-        self._start_workers(nursery)
-
-    def _start_workers(self, nursery: trio.Nursery) -> None:
-        for slot, (_, receive) in zip(self._slots, self._worker_channels, strict=True):
-            nursery.start_soon(
-                self._guard,
-                "worker",
-                partial(
-                    run_worker_actor,
-                    slot,
-                    receive,
-                    settings=self._settings,
-                    runner=self._runner,
-                    dispatcher=self._dispatcher_send.clone(),
-                    recorder=self._recorder_send.clone(),
-                ),
-            )
-
-    async def _start_cluster(self, nursery: trio.Nursery, member: ClusterMember) -> None:
-        """Register, record the jobs a previous process under this node id left running,
-        then claim, heartbeat, rescue and listen."""
-        await member.register()
-        for job_id in await member.queue.own_running():
-            if await member.queue.take_over_own(job_id):
-                await self._record_interrupted(job_id, RecoverInterrupted(job_id))
-        from ade.cluster.dispatcher import ClusterDispatcherState, run_cluster_dispatcher
-
-        state = self._dispatcher_state
-        assert isinstance(state, ClusterDispatcherState)
-        nursery.start_soon(
-            self._guard,
-            "dispatcher",
-            partial(
-                run_cluster_dispatcher,
-                state,
-                self._dispatcher_receive,
-                queue=member.queue,
-                kicks=member.kicks,
-                assign=self._assign,
-                cancel_running=self._cancel_running,
-                on_change=self._dispatcher_changed.unpark_all,
-            ),
-        )
-        self._start_workers(nursery)
-
-        async def rescue(lease: ExpiredLease) -> None:
-            try:
-                # Its processes are gone with their node, unless that node was on this
-                # machine (nodes sharing one host): then they are killed here.
-                await self._record_interrupted(
-                    lease.job_id, RecordNodeLost(lease.job_id, lease.node_id)
-                )
-            except (AdeError, OSError) as exc:
-                # Fenced but not recorded (the store failed, or this node is stopping): the
-                # job stays running with an expired lease and the next pulse, here or on
-                # another node, tries again once the new lease has run out.
-                logger.warning("could not record job %s interrupted: %s", lease.job_id, exc)
-
-        def stop_local(job_id: str, reason: str) -> None:
-            worker_id = state.running_on(job_id)
-            if worker_id is not None:
-                self._slots[worker_id].stop(job_id, reason)
-
-        def lost_contact() -> None:
-            for job_id, worker_id in state.running_jobs.items():
-                self._slots[worker_id].stop(job_id, "shutdown")
-
-        # Not an actor behind _guard: it has no inbox to drain; the drain cancels it once this
-        # node's jobs are recorded (heartbeats keep their leases until then). A database
-        # outage is logged and retried inside, never fatal.
-        async def membership(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            with self._cluster_scope:
-                await member.run(
-                    hub=self._hub,
-                    jobs_dir=self._settings.jobs_dir,
-                    dispatcher=state,
-                    running=lambda: set(state.running_jobs),
-                    stop_local=stop_local,
-                    rescue=rescue,
-                    lost_contact=lost_contact,
-                    task_status=task_status,
-                )
-
-        await nursery.start(membership)
-
-    async def _record_interrupted(
-        self, job_id: str, message: RecoverInterrupted | RecordNodeLost
-    ) -> None:
-        """Kill what the job left on this machine, then record its end (``message``)."""
-        job_dir = self.layout(job_id).root
-        killed = await trio.to_thread.run_sync(kill_leftover_processes, job_dir)
-        if killed:
-            logger.warning("killed %d leftover process(es) of job %s", len(killed), job_id)
-        try:
-            cgroup = await trio.to_thread.run_sync(remove_leftover_cgroup, job_id)
-        except OSError as exc:
-            # Not fatal: the job is still recorded; the operator can remove it by hand.
-            logger.warning("could not remove the leftover cgroup of job %s: %s", job_id, exc)
-        else:
-            if cgroup is not None:
-                logger.warning("removed leftover cgroup %s of job %s", cgroup, job_id)
-        await self._ask(self._recorder_send, message)
-
-    async def _recover(self) -> list[JobRecord]:
-        """Jobs found running were interrupted by the death of the previous service: kill any
-        processes and cgroups they left and mark them error. Queued jobs are returned, oldest
-        first."""
-        for job in await self._store.jobs_with_status(JobStatus.RUNNING):
-            await self._record_interrupted(job.id, RecoverInterrupted(job.id))
-        queued = await self._store.jobs_with_status(JobStatus.QUEUED)
-        if queued:
-            await self._ask(self._recorder_send, NoteRequeued(tuple(queued)))
-        if queued:
-            logger.info("re-enqueued %d queued job(s) after a restart", len(queued))
-        return queued
-
-    async def _drain(self, reason: str) -> None:
-        if self._broken:
-            # An actor died and the others are being stopped: the job runners kill their
-            # process groups on cancellation; recovery at the next start records the rest.
-            return
-        await self._ask(self._dispatcher_send, StopAdmitting(reason))
-        while self._in_flight:
-            await self._settled.park()
-        with trio.move_on_after(self._settings.shutdown_grace_seconds):
-            while self._dispatcher_state.running_jobs:
-                await self._dispatcher_changed.park()
-        for job_id, worker_id in self._dispatcher_state.running_jobs.items():
-            logger.warning("stopping job %s: shutdown grace period is over", job_id)
-            self._slots[worker_id].stop(job_id, "shutdown")
-        while self._dispatcher_state.running_jobs:
-            await self._dispatcher_changed.park()
-        self._cluster_scope.cancel()
-        for send, _ in self._worker_channels:
-            send.close()
-        await self._dispatcher_send.aclose()
-        await self._recorder_send.aclose()
-        if self._member is not None:
-            try:
-                await self._member.queue.stop()
-            except AdeError as exc:
-                logger.warning("could not mark node %s stopped: %s", self._member.node_id, exc)
-
-    def _stop(self) -> None:
-        """After the actors are gone: wake anyone still waiting on them."""
-        self._stopped = True
-        self._fail_pending()
-        self._hub.close_all()
-
 
 class _AdmissionSteps:
-    """Admission's I/O (:class:`~ade.runtime.admission.AdmissionSteps`) over the runtime's
-    actors, store and disk."""
+    """Admission's I/O (:class:`~ade.runtime.admission.AdmissionSteps`) over the store, the
+    disk and the actors."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, store: Store, settings: Settings, lifecycle: Lifecycle) -> None:
+        self._store = store
+        self._settings = settings
+        self._life = lifecycle
 
     async def reserve(self, job_id: str) -> None:
-        member = self._runtime._member
+        member = self._life.member
         if member is not None:
             # The cluster's bound, in PostgreSQL (ade.cluster.queue: reserve-before-rows).
-            await member.queue.reserve(job_id, self._runtime._settings.queue_size)
+            await member.queue.reserve(job_id, self._settings.queue_size)
             return
-        await self._runtime._ask(self._runtime._dispatcher_send, ReserveSlot(job_id))
+        await self._life.ask(self._life.dispatcher, ReserveSlot(job_id))
 
     async def release(self, job_id: str) -> None:
-        member = self._runtime._member
+        member = self._life.member
         if member is not None:
             try:
                 await member.queue.release(job_id)
@@ -690,45 +388,40 @@ class _AdmissionSteps:
             return
         with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             # (closed only if the runtime is already broken; nothing to release then)
-            await self._runtime._dispatcher_send.send(ReleaseReservation(job_id))
+            await self._life.dispatcher.send(ReleaseReservation(job_id))
 
     async def config(self, workspace_id: str, config_id: str) -> ConfigVersion | None:
-        return await self._runtime._store.get_config(workspace_id, config_id)
+        return await self._store.get_config(workspace_id, config_id)
 
     async def document(self, workspace_id: str, document_id: str) -> Document | None:
-        return await self._runtime._store.get_document(workspace_id, document_id)
+        return await self._store.get_document(workspace_id, document_id)
 
-    async def build(
-        self, job: JobRecord, documents: Sequence[Document]
-    ) -> tuple[Path, RunRequest]:
-        return await trio.to_thread.run_sync(
-            _create_job_dir, self._runtime._settings, job, list(documents)
-        )
+    async def build(self, job: JobRecord, documents: Sequence[Document]) -> tuple[Path, RunRequest]:
+        return await trio.to_thread.run_sync(_create_job_dir, self._settings, job, list(documents))
 
     async def remove(self, job_dir: Path) -> None:
         await trio.to_thread.run_sync(_remove_job_dir, job_dir)
 
     async def accept(self, job: JobRecord) -> JobRecord:
-        return await self._runtime._ask(self._runtime._recorder_send, AcceptJob(job))
+        return await self._life.ask(self._life.recorder, AcceptJob(job))
 
     async def enqueue(self, record: JobRecord, request: RunRequest) -> bool:
-        runtime = self._runtime
-        if runtime._member is not None:
+        if self._life.member is not None:
             # In a cluster the row is the queue entry (its insert woke the idle nodes); any
             # node may claim it, and reads the run request from the job directory.
             return True
         # Before the dispatcher can assign it: the worker takes the request from here.
-        runtime._requests[record.id] = request
-        queued: bool = await runtime._ask(runtime._dispatcher_send, EnqueueJob(record))
+        self._life.requests[record.id] = request
+        queued: bool = await self._life.ask(self._life.dispatcher, EnqueueJob(record))
         if not queued:
-            runtime._requests.pop(record.id, None)
+            self._life.requests.pop(record.id, None)
         return queued
 
     async def record_cancelled(self, job_id: str) -> JobRecord:
-        return await self._runtime._ask(self._runtime._recorder_send, RecordCancelled(job_id))
+        return await self._life.ask(self._life.recorder, RecordCancelled(job_id))
 
     async def note_retry(self, original_id: str, retry_id: str) -> None:
-        await self._runtime._ask(self._runtime._recorder_send, NoteRetry(original_id, retry_id))
+        await self._life.ask(self._life.recorder, NoteRetry(original_id, retry_id))
 
 
 def _create_job_dir(
@@ -841,11 +534,11 @@ async def open_runtime(
             try:
                 async with trio.open_nursery() as nursery:
                     try:
-                        await runtime._start(nursery)
+                        await runtime.lifecycle.start(nursery)
                     except BaseException:
                         # Recovery failed or the host gave up during start-up: nothing was
                         # admitted yet, so stop the actors already started and report it.
-                        runtime._force_stop()
+                        runtime.lifecycle.force_stop()
                         raise
                     try:
                         yield runtime
@@ -861,9 +554,9 @@ async def open_runtime(
                             await runtime.drain()
                         if scope.cancelled_caught:
                             logger.error("graceful shutdown overran; stopping the actors")
-                            runtime._force_stop()
+                            runtime.lifecycle.force_stop()
             finally:
-                runtime._stop()
+                runtime.lifecycle.stop()
             if body_error is not None:
                 raise body_error
         finally:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import trio
-from api.api_support import package_zip, workbook_bytes
+from support.api import package_zip, workbook_bytes
 
 from ade.loadtest._server import ServerProcess
 

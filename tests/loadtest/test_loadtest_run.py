@@ -209,7 +209,7 @@ def _state(pid: int, started: str) -> str | None:
 async def test_a_three_node_cluster_run_rescues_the_killed_node_s_jobs() -> None:
     # `ade loadtest --nodes 3 --chaos`: a private cluster on a PostgreSQL database of its own;
     # one random node is SIGKILLed and left dead, the two others rescue and finish its work.
-    from postgres_support import ADMIN_URL, require_postgres
+    from support.postgres import ADMIN_URL, require_postgres
 
     require_postgres()
     report = await run_loadtest(
