@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 import trio_websocket
-from api_support import Service, make_settings
+from support.api import Service, make_settings
 
 from ade.api import create_app
 from ade.api.server import serve_api
