@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import (
+from support.browser import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     HISTORY_WORKSPACE,

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
-from browser_support import HISTORY_WORKSPACE, Server, admin_headers
+from support.browser import HISTORY_WORKSPACE, Server, admin_headers
 
 from ade.client import zip_folder
 from ade.engine import run_engine
