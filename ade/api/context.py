@@ -32,6 +32,10 @@ class ApiContext:
     shutting_down: trio.Event = attrs.field(factory=trio.Event)
 
     @property
+    def max_json_bytes(self) -> int:
+        return self.settings.max_json_kb * 1024
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.settings.max_upload_mb * 1024 * 1024
 

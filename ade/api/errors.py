@@ -32,6 +32,7 @@ from ade.serde import converter
 from ade.store.idempotency import IdempotencyKeyReused
 
 __all__ = [
+    "MAX_LISTED_PROBLEMS",
     "SLOW_CONSUMER_CLOSE_CODE",
     "BadRequest",
     "FieldProblem",
@@ -47,6 +48,9 @@ log = logging.getLogger("ade.api")
 # Websocket close code sent to a subscriber that fell behind its bounded event buffer
 # (4000-4999 are reserved for applications by RFC 6455).
 SLOW_CONSUMER_CLOSE_CODE = 4008
+# A 400 lists this many problems at most, then one "(more)" entry with the count: an error body
+# stays small whatever the request held.
+MAX_LISTED_PROBLEMS = 20
 
 
 class FieldProblem(dict[str, str]):
@@ -62,7 +66,11 @@ class BadRequest(AdeError):
     code = "invalid_request"
 
     def __init__(self, message: str, problems: list[FieldProblem] | None = None) -> None:
-        super().__init__(message, list(problems or []))
+        listed = list((problems or [])[:MAX_LISTED_PROBLEMS])
+        unlisted = len(problems or []) - len(listed)
+        if unlisted > 0:
+            listed.append(FieldProblem("(more)", f"{unlisted} more problems not listed"))
+        super().__init__(message, listed)
 
 
 class PayloadTooLarge(AdeError):
@@ -164,10 +172,15 @@ def _http_error(exc: HTTPException) -> Response:
         413: "the request body is larger than the upload limit",
     }.get(status, exc.description or exc.name)
     headers = {}
+    details: Any = None
+    if status == 413:
+        from quart import current_app
+
+        details = {"max_bytes": current_app.config["MAX_CONTENT_LENGTH"]}
     if status == 405:
         allowed = getattr(exc, "valid_methods", None) or []
         headers["Allow"] = ", ".join(sorted(allowed))
-    return error_response(status, code, message, None, headers=headers or None)
+    return error_response(status, code, message, details, headers=headers or None)
 
 
 def _internal() -> Response:

@@ -15,7 +15,9 @@ from ade.errors import StoreUnavailable
 from ade.sandbox import detect_layers
 from ade.serde import converter
 
-__all__ = ["health_operations"]
+__all__ = ["HEALTH_PATH", "health_operations"]
+
+HEALTH_PATH = f"{API_PREFIX}/health"
 
 
 def health_operations(ctx: ApiContext) -> list[Operation]:
@@ -37,23 +39,29 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
             store["ok"] = False
             store["error"] = type(exc).__name__
         layers = await trio.to_thread.run_sync(detect_layers)  # cached after the first call
+        draining = ctx.shutting_down.is_set()
+        status = "draining" if draining else "ok" if store["ok"] else "degraded"
         body = {
-            "status": "ok" if store["ok"] and not ctx.shutting_down.is_set() else "degraded",
+            "status": status,
             "shutting_down": ctx.shutting_down.is_set(),
             "runtime": converter.unstructure(ctx.runtime.statistics()),
             "store": store,
             "sandbox": {"mode": ctx.settings.sandbox, **converter.unstructure(layers)},
         }
-        return json_response(body, 200 if store["ok"] else 503)
+        # 503 while draining too: a load balancer stops sending new work here.
+        return json_response(body, 200 if status == "ok" else 503)
 
     return [
         Operation(
             "GET",
-            f"{API_PREFIX}/health",
+            HEALTH_PATH,
             "health",
             health,
             "Runtime statistics, store status and sandbox layers",
-            {200: ("healthy", "Health"), 503: ("the store does not answer", "Health")},
+            {
+                200: ("healthy", "Health"),
+                503: ("the store does not answer, or the service is draining", "Health"),
+            },
             tag="service",
         )
     ]

@@ -140,7 +140,7 @@ def _components() -> dict[str, Any]:
             "Health": {
                 "type": "object",
                 "properties": {
-                    "status": {"type": "string", "enum": ["ok", "degraded"]},
+                    "status": {"type": "string", "enum": ["ok", "degraded", "draining"]},
                     "shutting_down": {"type": "boolean"},
                     "runtime": {"type": "object"},
                     "store": {"type": "object"},
