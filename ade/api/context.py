@@ -36,6 +36,10 @@ class ApiContext:
         return self.settings.max_json_kb * 1024
 
     @property
+    def max_uncompressed_bytes(self) -> int:
+        return self.settings.max_uncompressed_mb * 1024 * 1024
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.settings.max_upload_mb * 1024 * 1024
 

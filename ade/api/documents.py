@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import os
 import tempfile
 from pathlib import Path
@@ -13,10 +12,11 @@ import trio
 from quart import Response, request
 
 from ade.api.context import ApiContext
-from ade.api.files import file_response, json_response
+from ade.api.files import OCTET_STREAM, file_response, json_response
 from ade.api.routing import WORKSPACE_PREFIX, Operation
 from ade.api.uploads import receive_file
 from ade.api.views import document_view, workspace_path
+from ade.api.workbooks import check_workbook
 from ade.errors import NotFound
 from ade.ids import new_id
 from ade.models import Document
@@ -84,6 +84,10 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
         )
         final = folder / document.id
         try:
+            # Off the loop: the central directory of a 100 MiB zip is not read on it.
+            await trio.to_thread.run_sync(
+                check_workbook, received.path, received.filename, ctx.max_uncompressed_bytes
+            )
             # Content first, row second: a row never points at missing bytes. If the row
             # cannot be written the content goes too, so a rejected upload leaves nothing.
             await trio.to_thread.run_sync(os.replace, received.path, final)
@@ -105,9 +109,8 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
     async def get_document_content(workspace_id: str, document_id: str) -> Response:
         document = await ctx.document(workspace_id, document_id)
         path = ctx.settings.documents_dir / workspace_id / document.id
-        media_type = mimetypes.guess_type(document.filename)[0] or "application/octet-stream"
         try:
-            return await file_response(path, media_type, download_name=document.filename)
+            return await file_response(path, OCTET_STREAM, download_name=document.filename)
         except FileNotFoundError:
             raise NotFound(f"the content of document {document.id} is missing") from None
 
@@ -124,6 +127,11 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
                 400: ("malformed form or missing `file` part", "Error"),
                 413: ("larger than ADE_MAX_UPLOAD_MB; nothing is kept", "Error"),
                 415: ("not multipart/form-data", "Error"),
+                422: (
+                    "a workbook that expands beyond ADE_MAX_UNCOMPRESSED_MB or 100:1; "
+                    "nothing is kept",
+                    "Error",
+                ),
             },
             request_body=("multipart", "file"),
             tag="documents",

@@ -209,7 +209,9 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         job = await finished_job(workspace_id, job_id, "artifact")
         path = ctx.settings.jobs_dir / job.id / ARTIFACT_FILE
         try:
-            return await file_response(path, "application/json")
+            return await file_response(
+                path, "application/json", download_name=f"{job.id}.artifact.json"
+            )
         except FileNotFoundError:
             raise NotFound(
                 f"job {job.id} ended {job.status.value} without an artifact",

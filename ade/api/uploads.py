@@ -84,6 +84,10 @@ async def receive_file(request: Any, *, field: str, dest_dir: Path, max_bytes: i
     Raises 415 for another media type, 400 for a broken form or a missing part, 413 when the
     file (or the whole body) exceeds ``max_bytes``. Other parts are read and ignored.
     """
+    declared = request.headers.get("Content-Length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
+        # Refused before a byte is read (CloseUnreadBodies closes the connection after).
+        raise _too_large(max_bytes)
     decoder = MultipartDecoder(
         _boundary(request.headers.get("Content-Type")),
         max_form_memory_size=_MAX_DECODER_BUFFER,
@@ -114,18 +118,12 @@ async def receive_file(request: Any, *, field: str, dest_dir: Path, max_bytes: i
                 digest.update(data)
                 await trio.to_thread.run_sync(out.write, data)
         if too_large:
-            raise PayloadTooLarge(
-                f"the upload is larger than the limit of {_mib(max_bytes)} (ADE_MAX_UPLOAD_MB)",
-                {"max_bytes": max_bytes},
-            )
+            raise _too_large(max_bytes)
         data = parts.feed(decoder, None)
         if data:
             size += len(data)
             if size > max_bytes:
-                raise PayloadTooLarge(
-                    f"the upload is larger than the limit of {_mib(max_bytes)} (ADE_MAX_UPLOAD_MB)",
-                    {"max_bytes": max_bytes},
-                )
+                raise _too_large(max_bytes)
             digest.update(data)
             await trio.to_thread.run_sync(out.write, data)
         if not parts.done:
@@ -210,6 +208,13 @@ class _FormState:
                 pending.append(event.data)
             elif isinstance(event, Epilogue):
                 self.done = True
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the upload is larger than the limit of {_mib(max_bytes)} (ADE_MAX_UPLOAD_MB)",
+        {"max_bytes": max_bytes},
+    )
 
 
 def _mib(n: int) -> str:

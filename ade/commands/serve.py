@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import trio
 
 from ade.api.configs import publish_config
+from ade.api.connections import raise_fd_limit
 from ade.api.documents import store_local_document
 from ade.api.server import run_service
 from ade.errors import AdeError, StoreUnavailable
@@ -105,6 +106,9 @@ def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None)
         print(f"ade serve: {exc.message}", file=sys.stderr)
         return 2
     print(startup_line(settings, report), file=sys.stderr, flush=True)
+    before, after = raise_fd_limit()
+    if after > before:
+        print(f"open-file limit raised from {before} to {after}", file=sys.stderr, flush=True)
     try:
         trio.run(_serve, settings, sample, out)
     except _startup_failures() as exc:
