@@ -10,6 +10,7 @@ import trio
 from quart import Response, request
 
 from ade.api.bodies import (
+    ID_PATTERN,
     SubmitJob,
     check_id,
     check_values,
@@ -261,7 +262,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
     idem = Param(
         "Idempotency-Key",
         "replay the first response for the same key and request; 422 if reused for another",
-        {"type": "string", "maxLength": 255},
+        {"type": "string", "pattern": KEY_PATTERN.pattern},
     )
     return [
         Operation(
@@ -294,7 +295,11 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                     "status", "only jobs in this status", {"$ref": "#/components/schemas/JobStatus"}
                 ),
                 Param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
-                Param("cursor", "next_cursor of the previous page", {"type": "string"}),
+                Param(
+                    "cursor",
+                    "next_cursor of the previous page",
+                    {"type": "string", "pattern": ID_PATTERN.pattern},
+                ),
             ),
         ),
         Operation(
