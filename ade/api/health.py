@@ -11,6 +11,7 @@ from quart import Response
 from ade.api.context import ApiContext
 from ade.api.files import json_response
 from ade.api.routing import API_PREFIX, Operation
+from ade.api.single_flight import SingleFlight
 from ade.errors import StoreUnavailable
 from ade.sandbox import detect_layers
 from ade.serde import converter
@@ -21,11 +22,11 @@ HEALTH_PATH = f"{API_PREFIX}/health"
 
 
 def health_operations(ctx: ApiContext) -> list[Operation]:
-    async def health() -> Response:
-        def ping(conn: Any) -> int:
-            # The same statement and cursor API on sqlite3 and psycopg connections.
-            return int(conn.execute("SELECT 1").fetchone()[0])
+    def ping(conn: Any) -> int:
+        # The same statement and cursor API on sqlite3 and psycopg connections.
+        return int(conn.execute("SELECT 1").fetchone()[0])
 
+    async def probe_store() -> dict[str, Any]:
         store: dict[str, Any] = {"kind": ctx.store.kind}
         if ctx.store.kind == "sqlite":
             store["path"] = str(ctx.settings.db_path)
@@ -38,7 +39,16 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
             # Reported, not raised: health must answer precisely when something is wrong.
             store["ok"] = False
             store["error"] = type(exc).__name__
-        layers = await trio.to_thread.run_sync(detect_layers)  # cached after the first call
+        return store
+
+    shared_probe = SingleFlight(probe_store)
+    layers_seen: list[Any] = []
+
+    async def health() -> Response:
+        store = dict(await shared_probe())
+        if not layers_seen:  # detect_layers caches; one thread hop to fill it, not one a call
+            layers_seen.append(await trio.to_thread.run_sync(detect_layers))
+        layers = layers_seen[0]
         draining = ctx.shutting_down.is_set()
         status = "draining" if draining else "ok" if store["ok"] else "degraded"
         body = {

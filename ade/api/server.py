@@ -33,6 +33,10 @@ def hypercorn_config(settings: Settings) -> Config:
     # moment a connection opens until its request headers are complete, so it bounds a client
     # that trickles its headers too.
     config.keep_alive_timeout = settings.keep_alive_seconds
+    # hypercorn's default listen backlog of 100 overflowed under a burst of 1,000 connects:
+    # the kernel completed handshakes the server never saw, so they were never answered nor
+    # closed. Room for the connection cap (the kernel clamps it to net.core.somaxconn).
+    config.backlog = min(settings.max_connections, 4096)
     config.accesslog = None
     config.errorlog = None  # ADE's own messages say what matters; hypercorn's banner would repeat
     return config
