@@ -34,6 +34,7 @@ from hypercorn.utils import repr_socket_addr
 
 __all__ = [
     "ACCEPT_CAPACITY_ERRNOS",
+    "AcceptTrouble",
     "ConnectionCount",
     "connection_cap",
     "raise_fd_limit",
@@ -114,29 +115,54 @@ class ConnectionCount:
         self.open -= 1
 
 
+@attrs.define
+class AcceptTrouble:
+    """One episode of failing accepts: say so once when it begins and once when accepts have
+    worked again for a while (accepts flap while descriptors come and go; that is one episode,
+    not dozens)."""
+
+    quiet_seconds: float = 1.0
+    failures: int = 0
+    last_failure: float = 0.0
+
+    def failed(self, now: float) -> bool:
+        """Record a failure; True when it begins an episode (log it)."""
+        begins = self.failures == 0
+        self.failures += 1
+        self.last_failure = now
+        return begins
+
+    def succeeded(self, now: float) -> int | None:
+        """Record a success; the episode's failure count when this ends it (log it)."""
+        if self.failures and now - self.last_failure >= self.quiet_seconds:
+            failures, self.failures = self.failures, 0
+            return failures
+        return None
+
+
 class _CalmListener(trio.abc.Listener[trio.SocketStream]):
     """A SocketListener whose accept waits out descriptor exhaustion with one log line."""
 
     def __init__(self, inner: trio.SocketListener) -> None:
         self.inner = inner
+        self.trouble = AcceptTrouble()
 
     async def accept(self) -> trio.SocketStream:
-        failures = 0
         while True:
             try:
                 stream = await self.inner.accept()
             except OSError as exc:
                 if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                     raise
-                if failures == 0:
+                if self.trouble.failed(trio.current_time()):
                     log.error(
                         "cannot accept connections: %s (%s); waiting for descriptors to free up",
                         errno.errorcode.get(exc.errno or 0, "?"),
                         os.strerror(exc.errno or 0),
                     )
-                failures += 1
                 await trio.sleep(_ACCEPT_RETRY_SECONDS)
                 continue
+            failures = self.trouble.succeeded(trio.current_time())
             if failures:
                 log.warning("accepting connections again after %d failed attempts", failures)
             return stream

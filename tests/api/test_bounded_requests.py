@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import resource
+import signal
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import AsyncIterator
@@ -361,3 +365,72 @@ async def test_during_the_drain_requests_get_503_and_health_says_draining(
     finished = await open_store(settings).get_job(job["id"])
     assert finished is not None
     assert finished.status.value == "success"
+
+
+# -- descriptor exhaustion ----------------------------------------------------------------------
+
+
+def _limit_open_files() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_SERVER_FDS, _SERVER_FDS))
+
+
+_SERVER_FDS = 128
+
+
+async def test_running_out_of_descriptors_is_one_log_line_and_the_service_recovers(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "ADE_DATA_DIR": str(tmp_path / "data"),
+        "ADE_HOST": "127.0.0.1",
+        "ADE_PORT": "0",
+        "ADE_KEEP_ALIVE_SECONDS": "2",
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ade.cli", "serve", "--no-sample"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_limit_open_files,
+        )
+    clients: list[trio.SocketStream] = []
+    try:
+        with trio.fail_after(30):
+            while "ADE serving on " not in log.read_text():
+                assert process.poll() is None, log.read_text()
+                await trio.sleep(0.05)
+        url = log.read_text().split("ADE serving on ", 1)[1].split()[0]
+        port = int(url.rsplit(":", 1)[1])
+        # Far more connections than the server has descriptors for.
+        for _ in range(3 * _SERVER_FDS):
+            with trio.fail_after(5):
+                clients.append(await trio.open_tcp_stream("127.0.0.1", port))
+        await trio.sleep(1.5)
+        for stream in clients:
+            await stream.aclose()
+        clients.clear()
+        # Once the descriptors are free again (idle timers run out), it serves.
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+            with trio.fail_after(20):
+                while True:
+                    try:
+                        if (await http.get("/api/v1/health")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await trio.sleep(0.2)
+    finally:
+        for stream in clients:
+            await stream.aclose()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    text = log.read_text()
+    assert "ADE_MAX_CONNECTIONS lowered from 2048 to 16 to fit the open-file limit" in text
+    exhausted = [line for line in text.splitlines() if "cannot accept connections" in line]
+    assert 1 <= len(exhausted) <= 3, text[-3000:]
+    assert "EMFILE" in exhausted[0]
+    assert "accepting connections again after" in text
+    assert "Traceback" not in text
