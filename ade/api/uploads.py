@@ -115,8 +115,7 @@ async def receive_file(request: Any, *, field: str, dest_dir: Path, max_bytes: i
                 if size > max_bytes:
                     too_large = True
                     break
-                digest.update(data)
-                await trio.to_thread.run_sync(out.write, data)
+                await trio.to_thread.run_sync(_hash_and_write, digest, out, data)
         if too_large:
             raise _too_large(max_bytes)
         data = parts.feed(decoder, None)
@@ -124,8 +123,7 @@ async def receive_file(request: Any, *, field: str, dest_dir: Path, max_bytes: i
             size += len(data)
             if size > max_bytes:
                 raise _too_large(max_bytes)
-            digest.update(data)
-            await trio.to_thread.run_sync(out.write, data)
+            await trio.to_thread.run_sync(_hash_and_write, digest, out, data)
         if not parts.done:
             raise BadRequest(
                 "the multipart body ended before its closing boundary",
@@ -150,6 +148,12 @@ async def receive_file(request: Any, *, field: str, dest_dir: Path, max_bytes: i
         if not kept:
             out.close()
             temp.unlink(missing_ok=True)
+
+
+def _hash_and_write(digest: Any, out: Any, data: bytes) -> None:
+    """Off the event loop: hashing grows with the upload, so it runs with the write."""
+    digest.update(data)
+    out.write(data)
 
 
 async def _drain(body: Any, received: int, limit: int) -> None:
