@@ -26,6 +26,8 @@ from ade.api.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from ade.ids import ID_PATTERN, is_id, shown_id
+from ade.runtime.admission import MAX_DOCUMENTS_PER_JOB
 from ade.serde import converter
 
 __all__ = [
@@ -37,7 +39,6 @@ __all__ = [
     "SubmitJob",
     "bounds_of",
     "check_id",
-    "check_values",
     "check_workspace_id",
     "invalid_body",
     "parse_count",
@@ -51,10 +52,8 @@ T = TypeVar("T")
 
 # Workspace ids appear in paths on disk (documents/<workspace>/) and in URLs.
 WORKSPACE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-# Every id ADE issues (ade.ids, config hashes) fits this; anything else cannot exist.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# Every id ADE issues fits ade.ids.ID_PATTERN (at most 128 characters).
 MAX_ID_CHARS = 128
-MAX_DOCUMENTS_PER_JOB = 100
 _BOUNDS = "ade.bounds"
 
 
@@ -66,6 +65,8 @@ class Bounds:
     max_length: int | None = None
     min_items: int | None = None
     max_items: int | None = None
+    # min_items and unique are documented here and checked by admission
+    # (ade.runtime.admission.shape_problems), after an Idempotency-Key replay is decided.
     unique: bool = False
     # How the list's elements are named in messages ("at most 100 documents per job",
     # "listed twice; each document once").
@@ -293,32 +294,6 @@ def _length_problem(value: Any, bounds: Bounds) -> str | None:
     return None
 
 
-def _value_problems(body: Any) -> list[FieldProblem]:
-    """Item counts and duplicates of the structured body: one pass each, with a set."""
-    problems: list[FieldProblem] = []
-    for field in attrs.fields(type(body)):
-        bounds = bounds_of(field)
-        value = getattr(body, field.name)
-        if bounds is None or not isinstance(value, tuple):
-            continue
-        if bounds.min_items is not None and len(value) < bounds.min_items:
-            needed = "one" if bounds.min_items == 1 else str(bounds.min_items)
-            problems.append(
-                FieldProblem(field.name, f"at least {needed} {bounds.item_name} id required")
-            )
-        if bounds.unique:
-            seen: set[Any] = set()
-            for index, item in enumerate(value):
-                if item in seen:
-                    problems.append(
-                        FieldProblem(
-                            f"{field.name}[{index}]", f"listed twice; each {bounds.item_name} once"
-                        )
-                    )
-                seen.add(item)
-    return problems
-
-
 def structure_body(data: Any, cls: type[T]) -> T:
     """Structure ``data`` into ``cls`` strictly; :class:`BadRequest` lists every wrong field."""
     if not isinstance(data, dict):
@@ -334,14 +309,6 @@ def structure_body(data: Any, cls: type[T]) -> T:
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         raise invalid_body(_problems(exc)) from None
     return body
-
-
-def check_values(body: Any) -> None:
-    """The value bounds of a structured body (item counts, duplicates): linear. Separate from
-    :func:`structure_body` because an Idempotency-Key replay is decided between the two."""
-    problems = _value_problems(body)
-    if problems:
-        raise invalid_body(problems)
 
 
 def check_workspace_id(workspace_id: str) -> str:
@@ -368,15 +335,5 @@ def parse_count(raw: str) -> int | None:
     return None
 
 
-def check_id(value: str) -> bool:
-    """Whether ``value`` could be an id ADE issued (so it is safe inside a path)."""
-    return bool(ID_PATTERN.match(value))
-
-
-def shown_id(value: str) -> str:
-    """``value`` fit to quote in a message: as is when it could be an id, else escaped and cut
-    short (a client's 5000-character or control-character "id" is not echoed verbatim)."""
-    if check_id(value):
-        return value
-    cut = value if len(value) <= 64 else value[:61] + "..."
-    return json.dumps(cut)
+# Ids are checked and quoted by the rules in ade.ids (one place for the runtime and the API).
+check_id = is_id

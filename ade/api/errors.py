@@ -4,7 +4,7 @@ Every error the API returns has the same shape::
 
     {"error": {"code": "<stable name>", "message": "<for a person>", "details": <any>}}
 
-Handlers raise :mod:`ade.errors` exceptions (or the API-only ones below) and never build error
+Handlers raise :mod:`ade.errors` exceptions (every class lives there) and never build error
 responses themselves, so status codes and shapes are decided here and nowhere else. A request the
 client got wrong must never surface as a 500: only a bug in ADE does, and then the message says
 nothing about the internals (the traceback goes to the server log).
@@ -19,21 +19,25 @@ from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from ade.errors import (
+    MAX_LISTED_PROBLEMS,
     AdeError,
+    BadRequest,
     Conflict,
+    FieldProblem,
+    IdempotencyKeyReused,
     InputError,
     NotFound,
     PackageInvalid,
+    PayloadTooLarge,
     QueueFull,
+    ShuttingDown,
     StoreUnavailable,
+    UnsupportedMediaType,
 )
-from ade.runtime.dispatcher import ShuttingDown
 from ade.serde import converter
-from ade.store.idempotency import IdempotencyKeyReused
 
 __all__ = [
     "MAX_LISTED_PROBLEMS",
-    "SLOW_CONSUMER_CLOSE_CODE",
     "BadRequest",
     "FieldProblem",
     "PayloadTooLarge",
@@ -44,41 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ade.api")
-
-# Websocket close code sent to a subscriber that fell behind its bounded event buffer
-# (4000-4999 are reserved for applications by RFC 6455).
-SLOW_CONSUMER_CLOSE_CODE = 4008
-# A 400 lists this many problems at most, then one "(more)" entry with the count: an error body
-# stays small whatever the request held.
-MAX_LISTED_PROBLEMS = 20
-
-
-class FieldProblem(dict[str, str]):
-    """``{"field": "document_ids[1]", "message": "expected a string"}``: one line of a 400."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(field=field, message=message)
-
-
-class BadRequest(AdeError):
-    """A malformed request; ``details`` lists each wrong field."""
-
-    code = "invalid_request"
-
-    def __init__(self, message: str, problems: list[FieldProblem] | None = None) -> None:
-        listed = list((problems or [])[:MAX_LISTED_PROBLEMS])
-        unlisted = len(problems or []) - len(listed)
-        if unlisted > 0:
-            listed.append(FieldProblem("(more)", f"{unlisted} more problems not listed"))
-        super().__init__(message, listed)
-
-
-class PayloadTooLarge(AdeError):
-    code = "payload_too_large"
-
-
-class UnsupportedMediaType(AdeError):
-    code = "unsupported_media_type"
 
 
 # Checked in order: the first class an exception is an instance of decides the status.

@@ -17,6 +17,8 @@ from urllib.parse import quote
 import trio
 from quart import Response
 
+from ade.wire import XLSX_MEDIA_TYPE
+
 __all__ = [
     "DOWNLOAD_HEADERS",
     "OCTET_STREAM",
@@ -26,7 +28,6 @@ __all__ = [
     "json_response",
 ]
 
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 OCTET_STREAM = "application/octet-stream"
 DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff"}
 _CHUNK = 256 * 1024

@@ -13,6 +13,7 @@ from hypercorn.config import Config
 from ade.api.app import HEALTH_PATH, api_context, create_app
 from ade.api.asgi import BodyDeadline, CloseUnreadBodies, FinishResponses, RefuseWhileDraining
 from ade.api.connections import connection_cap, serve_http
+from ade.protocols import JobService, Store
 from ade.settings import Settings
 
 __all__ = ["GRACEFUL_TIMEOUT_SECONDS", "hypercorn_config", "run_service", "serve_api"]
@@ -44,8 +45,8 @@ def hypercorn_config(settings: Settings) -> Config:
 
 async def serve_api(
     settings: Settings,
-    runtime: Any,
-    store: Any,
+    runtime: JobService,
+    store: Store,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
     drain: Callable[[], Awaitable[None]] | None = None,

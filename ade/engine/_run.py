@@ -76,11 +76,10 @@ from ade.engine._spool import ChunkRef, Spool
 from ade.engine._tables import SheetScan, TableDraft
 from ade.engine._xlsx_stream import StreamingXlsxWriter
 from ade.errors import InputError
+from ade.layout import ARTIFACT_FILE, NORMALIZED_FILE
 
 __all__ = ["ARTIFACT_FILE", "NORMALIZED_FILE", "EngineResult", "ProgressCallback", "run_engine"]
 
-NORMALIZED_FILE = "normalized.xlsx"
-ARTIFACT_FILE = "artifact.json"
 CHUNK_ROWS = 1000
 PROGRESS_EVERY_ROWS = 100_000
 # Each table keeps its header and a sample in memory until mapping; this bounds that memory
