@@ -14,7 +14,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from ade.api.packages import MAX_COMPRESSION_RATIO
+from ade.configs.archive import MAX_COMPRESSION_RATIO
 from ade.errors import InputError
 
 __all__ = ["MAX_WORKBOOK_MEMBERS", "check_workbook"]
