@@ -9,8 +9,13 @@ command with ``--phases fuzzing`` and a larger ``--max-examples``).
 The service gets a prepared config and document; the test's copy of the document pins
 ``SubmitJob`` to them, so generated submissions are valid and the fuzzer reaches 202s and
 everything linked from a job (without that, every submission is a 404 and the job routes are
-only ever tried with unknown ids). ``positive_data_acceptance`` is left out: a config package
-is a ``format: binary`` field, so any bytes are schema-valid while only a real zip is accepted.
+only ever tried with unknown ids). Two checks are left out, each for a reason that is about the
+check, not the API: ``positive_data_acceptance`` (a config package is a ``format: binary``
+field, so any bytes are schema-valid while only a real zip is accepted) and
+``ensure_resource_availability`` (it takes a 404 from any linked GET after a 2xx create as "the
+created resource vanished"; a job's artifact and output are derived from it and are a documented
+404 when the job ended without them -- cancelled by another step, say). Every 5xx, schema
+violation and undocumented status still fails the test.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ async def test_schemathesis_finds_nothing_and_reaches_every_linked_route(tmp_pat
                     "--url", service.url,
                     "--phases", "coverage,stateful",
                     "--checks", "all",
-                    "--exclude-checks", "positive_data_acceptance",
+                    "--exclude-checks", "positive_data_acceptance,ensure_resource_availability",
                     "--max-examples", str(EXAMPLES_PER_OPERATION),
                     "--max-time", str(TIME_BUDGET_SECONDS),
                     "--seed", "15",
