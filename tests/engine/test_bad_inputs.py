@@ -8,14 +8,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.engine import leftovers, patch_zip_entry, read_rows, simple_table, write_xlsx
 
 from ade.engine import parse_artifact, run_engine
 from ade.engine._readers import MAX_ROW_CELLS
 from ade.errors import InputError
 from ade.samples import ROSTER_CONFIG
 from ade.samples.generate import write_messy_workbook
-
-from .engine_support import leftovers, patch_zip_entry, read_rows, simple_table, write_xlsx
 
 
 def fails(tmp_path: Path, source: Path, name: str | None = None) -> str:

@@ -7,11 +7,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from support.engine import copy_config, read_rows
+
 from ade.engine import parse_artifact, run_engine
 from ade.samples import ROSTER_CONFIG
 from ade.samples.generate import write_messy_csv, write_messy_workbook
-
-from .engine_support import copy_config, read_rows
 
 
 def test_messy_csv_exact_cells(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_stored_document_without_extension_and_xlsm(tmp_path: Path) -> None:
 
 
 def test_side_by_side_tables_and_writer_options(tmp_path: Path) -> None:
-    from .engine_support import edit_manifest, write_xlsx
+    from support.engine import edit_manifest, write_xlsx
 
     source = write_xlsx(
         tmp_path / "side.xlsx",
