@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from api_support import Service, make_settings, package_zip, start_service, workbook_bytes
+from support.api import Service, make_settings, package_zip, start_service, workbook_bytes
 
 from ade.api.errors import MAX_LISTED_PROBLEMS
 from ade.store import open_store

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import trio
-from api_support import make_settings, package_zip, start_service, workbook_bytes
+from support.api import make_settings, package_zip, start_service, workbook_bytes
 
 EXAMPLES_PER_OPERATION = 5
 TIME_BUDGET_SECONDS = 25
@@ -92,7 +92,8 @@ async def test_schemathesis_finds_nothing_and_reaches_every_linked_route(tmp_pat
         output = result.stdout.decode() + result.stderr.decode()
         failures = output[output.find("FAILURES") :][:8000] if "FAILURES" in output else output
         assert result.returncode == 0, failures[-8000:]
-        assert "16 selected / 16 total" in output
+        operations = sum(len(item) for item in spec["paths"].values())
+        assert f"{operations} selected / {operations} total" in output
         # The stateful phase got real jobs: submissions were accepted.
         async with httpx.AsyncClient(base_url=service.api, timeout=30) as http:
             jobs = (await http.get("/jobs", params={"limit": 200})).json()["items"]
