@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "MAX_LISTED_PROBLEMS",
     "AdeError",
     "BadRequest",
     "ConfigCodeError",
@@ -129,6 +130,9 @@ class ConfigCodeError(AdeError):
         self.traceback = traceback
 
 
+MAX_LISTED_PROBLEMS = 20
+
+
 class FieldProblem(dict[str, str]):
     """``{"field": "document_ids[1]", "message": "expected a string"}``: one line of a 400."""
 
@@ -143,7 +147,13 @@ class BadRequest(AdeError):
     code = "invalid_request"
 
     def __init__(self, message: str, problems: list[FieldProblem] | None = None) -> None:
-        super().__init__(message, list(problems or []))
+        # At most MAX_LISTED_PROBLEMS, then one "(more)" entry with the count: an error body
+        # stays small whatever the request held.
+        listed = list((problems or [])[:MAX_LISTED_PROBLEMS])
+        unlisted = len(problems or []) - len(listed)
+        if unlisted > 0:
+            listed.append(FieldProblem("(more)", f"{unlisted} more problems not listed"))
+        super().__init__(message, listed)
 
 
 class PayloadTooLarge(AdeError):

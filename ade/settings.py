@@ -41,6 +41,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_mb: int = 100
+    # Bounded work per request (docs/security.md, "Requests and connections").
+    max_json_kb: int = 256
+    body_timeout_seconds: float = 60.0
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 2048
+    max_uncompressed_mb: int = 1024
     sandbox: str = "best-effort"
     url: str = "http://127.0.0.1:8000"
     # None: the embedded SQLite store under data_dir. A postgresql:// URL: the shared store of
@@ -186,6 +192,31 @@ _KNOBS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "max_upload_mb",
         _positive_int,
         "largest accepted upload, MiB (413 beyond)",
+    ),
+    "ADE_MAX_JSON_KB": (
+        "max_json_kb",
+        _positive_int,
+        "largest JSON request body, KiB (413 beyond; far below the upload cap)",
+    ),
+    "ADE_BODY_TIMEOUT_SECONDS": (
+        "body_timeout_seconds",
+        _positive_float,
+        "a request body (upload or JSON) must arrive within this; 408 and closed beyond",
+    ),
+    "ADE_KEEP_ALIVE_SECONDS": (
+        "keep_alive_seconds",
+        _positive_float,
+        "idle keep-alive connections close after this; also the limit for request headers",
+    ),
+    "ADE_MAX_CONNECTIONS": (
+        "max_connections",
+        _positive_int,
+        "open HTTP connections at once; beyond it a new connection gets 503 and is closed",
+    ),
+    "ADE_MAX_UNCOMPRESSED_MB": (
+        "max_uncompressed_mb",
+        _positive_int,
+        "largest total uncompressed size of an uploaded workbook, MiB (422 beyond)",
     ),
     "ADE_SANDBOX": (
         "sandbox",

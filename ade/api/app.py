@@ -13,7 +13,7 @@ from ade.api.context import ApiContext
 from ade.api.documents import document_operations
 from ade.api.errors import install_error_handlers
 from ade.api.files import json_response
-from ade.api.health import health_operations
+from ade.api.health import HEALTH_PATH, health_operations
 from ade.api.idempotency import key_locks_for
 from ade.api.jobs import job_operations
 from ade.api.openapi import build_openapi
@@ -24,7 +24,7 @@ from ade.api.uploads import MULTIPART_OVERHEAD
 from ade.protocols import JobService, Store
 from ade.settings import Settings
 
-__all__ = ["OPENAPI_PATH", "api_context", "create_app", "operations"]
+__all__ = ["HEALTH_PATH", "OPENAPI_PATH", "api_context", "create_app", "operations"]
 
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 _EXTENSION = "ade"

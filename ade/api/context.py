@@ -27,6 +27,14 @@ class ApiContext:
     shutting_down: trio.Event = attrs.field(factory=trio.Event)
 
     @property
+    def max_json_bytes(self) -> int:
+        return self.settings.max_json_kb * 1024
+
+    @property
+    def max_uncompressed_bytes(self) -> int:
+        return self.settings.max_uncompressed_mb * 1024 * 1024
+
+    @property
     def catalog(self) -> Catalog:
         """Publishes configs and stores documents (also what ``ade serve`` uses)."""
         return Catalog(self.store, self.settings)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import mimetypes
-
+import trio
 from quart import Response, request
 
 from ade.api.context import ApiContext
-from ade.api.files import file_response, json_response
+from ade.api.files import OCTET_STREAM, file_response, json_response
 from ade.api.routing import WORKSPACE_PREFIX, Operation
 from ade.api.uploads import receive_file
 from ade.api.views import document_view, workspace_path
+from ade.api.workbooks import check_workbook
 from ade.errors import NotFound
 
 __all__ = ["document_operations"]
@@ -24,6 +24,15 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
             dest_dir=ctx.catalog.documents_folder(workspace_id),
             max_bytes=ctx.max_upload_bytes,
         )
+        try:
+            # Before the document exists, off the loop (the central directory of a 100 MiB zip
+            # is not read on it): a zip bomb is refused and leaves nothing behind.
+            await trio.to_thread.run_sync(
+                check_workbook, received.path, received.filename, ctx.max_uncompressed_bytes
+            )
+        except BaseException:
+            received.path.unlink(missing_ok=True)
+            raise
         document = await ctx.catalog.add_document(
             workspace_id, received.path, received.filename, received.size, received.sha256
         )
@@ -40,9 +49,8 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
     async def get_document_content(workspace_id: str, document_id: str) -> Response:
         document = await ctx.document(workspace_id, document_id)
         path = ctx.settings.documents_dir / workspace_id / document.id
-        media_type = mimetypes.guess_type(document.filename)[0] or "application/octet-stream"
         try:
-            return await file_response(path, media_type, download_name=document.filename)
+            return await file_response(path, OCTET_STREAM, download_name=document.filename)
         except FileNotFoundError:
             raise NotFound(f"the content of document {document.id} is missing") from None
 
@@ -59,6 +67,11 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
                 400: ("malformed form or missing `file` part", "Error"),
                 413: ("larger than ADE_MAX_UPLOAD_MB; nothing is kept", "Error"),
                 415: ("not multipart/form-data", "Error"),
+                422: (
+                    "a workbook that expands beyond ADE_MAX_UNCOMPRESSED_MB or 100:1; "
+                    "nothing is kept",
+                    "Error",
+                ),
             },
             request_body=("multipart", "file"),
             tag="documents",

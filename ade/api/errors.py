@@ -19,6 +19,7 @@ from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from ade.errors import (
+    MAX_LISTED_PROBLEMS,
     AdeError,
     BadRequest,
     Conflict,
@@ -36,6 +37,7 @@ from ade.errors import (
 from ade.serde import converter
 
 __all__ = [
+    "MAX_LISTED_PROBLEMS",
     "BadRequest",
     "FieldProblem",
     "PayloadTooLarge",
@@ -46,7 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ade.api")
-
 
 
 # Checked in order: the first class an exception is an instance of decides the status.
@@ -140,10 +141,15 @@ def _http_error(exc: HTTPException) -> Response:
         413: "the request body is larger than the upload limit",
     }.get(status, exc.description or exc.name)
     headers = {}
+    details: Any = None
+    if status == 413:
+        from quart import current_app
+
+        details = {"max_bytes": current_app.config["MAX_CONTENT_LENGTH"]}
     if status == 405:
         allowed = getattr(exc, "valid_methods", None) or []
         headers["Allow"] = ", ".join(sorted(allowed))
-    return error_response(status, code, message, None, headers=headers or None)
+    return error_response(status, code, message, details, headers=headers or None)
 
 
 def _internal() -> Response:

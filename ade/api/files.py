@@ -1,4 +1,10 @@
-"""Stream a file from disk as a response body without blocking the event loop."""
+"""Stream a file from disk as a download without blocking the event loop.
+
+Every download carries the same safety headers: ``Content-Disposition: attachment`` (a browser
+saves it, never renders it in our origin) and ``X-Content-Type-Options: nosniff`` (it never
+guesses a type from the bytes). Uploaded documents are served as ``application/octet-stream``
+whatever their name says: an ``x.html`` or ``x.svg`` someone uploaded is not a page of ours.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,17 @@ from quart import Response
 
 from ade.wire import XLSX_MEDIA_TYPE
 
-__all__ = ["XLSX_MEDIA_TYPE", "content_disposition", "file_response", "json_response"]
+__all__ = [
+    "DOWNLOAD_HEADERS",
+    "OCTET_STREAM",
+    "XLSX_MEDIA_TYPE",
+    "content_disposition",
+    "file_response",
+    "json_response",
+]
 
+OCTET_STREAM = "application/octet-stream"
+DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff"}
 _CHUNK = 256 * 1024
 
 
@@ -33,11 +48,10 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-async def file_response(
-    path: Path, media_type: str, *, download_name: str | None = None
-) -> Response:
-    """A streamed response of ``path``. The file is opened before returning, so a file that
-    vanished is a clean error here rather than a truncated body later."""
+async def file_response(path: Path, media_type: str, *, download_name: str) -> Response:
+    """A streamed download of ``path`` saved as ``download_name``. The file is opened before
+    returning, so a file that vanished is a clean error here rather than a truncated body
+    later."""
     handle = await trio.open_file(path, "rb")
     size = (await trio.to_thread.run_sync(path.stat)).st_size
 
@@ -49,7 +63,9 @@ async def file_response(
             with trio.CancelScope(shield=True):
                 await handle.aclose()
 
-    headers = {"Content-Length": str(size)}
-    if download_name is not None:
-        headers["Content-Disposition"] = content_disposition(download_name)
+    headers = {
+        "Content-Length": str(size),
+        "Content-Disposition": content_disposition(download_name),
+        **DOWNLOAD_HEADERS,
+    }
     return Response(body(), status=200, content_type=media_type, headers=headers)

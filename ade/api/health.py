@@ -11,11 +11,14 @@ from quart import Response
 from ade.api.context import ApiContext
 from ade.api.files import json_response
 from ade.api.routing import API_PREFIX, Operation
+from ade.api.single_flight import SingleFlight
 from ade.errors import StoreUnavailable
 from ade.sandbox import detect_layers
 from ade.serde import converter
 
-__all__ = ["health_operations"]
+__all__ = ["HEALTH_PATH", "health_operations"]
+
+HEALTH_PATH = f"{API_PREFIX}/health"
 
 
 def _cluster(runtime: Any) -> dict[str, Any] | None:
@@ -32,11 +35,11 @@ def _cluster(runtime: Any) -> dict[str, Any] | None:
 
 
 def health_operations(ctx: ApiContext) -> list[Operation]:
-    async def health() -> Response:
-        def ping(conn: Any) -> int:
-            # The same statement and cursor API on sqlite3 and psycopg connections.
-            return int(conn.execute("SELECT 1").fetchone()[0])
+    def ping(conn: Any) -> int:
+        # The same statement and cursor API on sqlite3 and psycopg connections.
+        return int(conn.execute("SELECT 1").fetchone()[0])
 
+    async def probe_store() -> dict[str, Any]:
         store: dict[str, Any] = {"kind": ctx.store.kind}
         if ctx.store.kind == "sqlite":
             store["path"] = str(ctx.settings.db_path)
@@ -49,25 +52,40 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
             # Reported, not raised: health must answer precisely when something is wrong.
             store["ok"] = False
             store["error"] = type(exc).__name__
-        layers = await trio.to_thread.run_sync(detect_layers)  # cached after the first call
+        return store
+
+    shared_probe = SingleFlight(probe_store)
+    layers_seen: list[Any] = []
+
+    async def health() -> Response:
+        store = dict(await shared_probe())
+        if not layers_seen:  # detect_layers caches; one thread hop to fill it, not one a call
+            layers_seen.append(await trio.to_thread.run_sync(detect_layers))
+        layers = layers_seen[0]
+        draining = ctx.shutting_down.is_set()
+        status = "draining" if draining else "ok" if store["ok"] else "degraded"
         body = {
-            "status": "ok" if store["ok"] and not ctx.shutting_down.is_set() else "degraded",
+            "status": status,
             "shutting_down": ctx.shutting_down.is_set(),
             "runtime": converter.unstructure(ctx.runtime.statistics()),
             "store": store,
             "cluster": _cluster(ctx.runtime),
             "sandbox": {"mode": ctx.settings.sandbox, **converter.unstructure(layers)},
         }
-        return json_response(body, 200 if store["ok"] else 503)
+        # 503 while draining too: a load balancer stops sending new work here.
+        return json_response(body, 200 if status == "ok" else 503)
 
     return [
         Operation(
             "GET",
-            f"{API_PREFIX}/health",
+            HEALTH_PATH,
             "health",
             health,
             "Runtime statistics, store status and sandbox layers",
-            {200: ("healthy", "Health"), 503: ("the store does not answer", "Health")},
+            {
+                200: ("healthy", "Health"),
+                503: ("the store does not answer, or the service is draining", "Health"),
+            },
             tag="service",
         )
     ]

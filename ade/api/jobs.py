@@ -8,16 +8,17 @@ from pathlib import PurePath
 from quart import Response, request
 
 from ade.api.bodies import (
+    ID_PATTERN,
     SubmitJob,
     check_id,
     parse_count,
-    parse_json_body,
+    read_json_body,
     structure_body,
 )
 from ade.api.context import ApiContext
 from ade.api.errors import BadRequest, FieldProblem
 from ade.api.files import file_response, json_response
-from ade.api.idempotency import idempotent
+from ade.api.idempotency import KEY_PATTERN, idempotent
 from ade.api.routing import WORKSPACE_PREFIX, Operation, Param
 from ade.api.views import job_location, job_view
 from ade.errors import Conflict, NotFound
@@ -36,8 +37,7 @@ def _accepted(job: JobRecord) -> Response:
 
 def job_operations(ctx: ApiContext) -> list[Operation]:
     async def submit_job(workspace_id: str) -> Response:
-        raw = await request.get_data()
-        data = parse_json_body(raw, request.headers.get("Content-Type"))
+        data = await read_json_body(request, ctx.max_json_bytes)
         body = structure_body(data, SubmitJob)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
@@ -102,7 +102,9 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         job = await finished_job(workspace_id, job_id, "artifact")
         path = ctx.runtime.layout(job.id).artifact
         try:
-            return await file_response(path, "application/json")
+            return await file_response(
+                path, "application/json", download_name=f"{job.id}.artifact.json"
+            )
         except FileNotFoundError:
             raise NotFound(
                 f"job {job.id} ended {job.status.value} without an artifact",
@@ -154,7 +156,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
     idem = Param(
         "Idempotency-Key",
         "replay the first response for the same key and request; 422 if reused for another",
-        {"type": "string", "maxLength": 255},
+        {"type": "string", "pattern": KEY_PATTERN.pattern},
     )
     return [
         Operation(
@@ -187,7 +189,11 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                     "status", "only jobs in this status", {"$ref": "#/components/schemas/JobStatus"}
                 ),
                 Param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
-                Param("cursor", "next_cursor of the previous page", {"type": "string"}),
+                Param(
+                    "cursor",
+                    "next_cursor of the previous page",
+                    {"type": "string", "pattern": ID_PATTERN.pattern},
+                ),
             ),
         ),
         Operation(

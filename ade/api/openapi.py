@@ -1,8 +1,16 @@
 """The OpenAPI 3.1 document, generated from the route table and the attrs models.
 
 Built from the same :class:`ade.api.routing.Operation` list that registers the routes, so every
-route is documented and nothing undocumented is served. Websocket routes have no OpenAPI verb;
-they appear as ``get`` (the upgrade request) marked ``x-websocket: true``.
+route is documented and nothing undocumented is served. Websocket routes have no OpenAPI verb:
+they are listed outside ``paths``, under the top-level ``x-websockets`` (path -> operation, its
+messages' schema in ``x-message-schema``), so HTTP tools do not mistake them for plain GETs.
+
+So that a fuzzer meets only documented answers, every operation also declares the statuses the
+layers around the handlers give (:func:`_common_responses`): 400 for a bad workspace id, 408,
+413 and 415 for a route with a body, 400 and 422 for an ``Idempotency-Key``, and 503 while the
+service drains. Body limits come from the fields' :class:`ade.api.bodies.Bounds`, and links
+(``submit -> job -> artifact/output/retry/cancel``, ``upload -> document``) let a stateful
+fuzzer chain the calls.
 """
 
 from __future__ import annotations
@@ -15,10 +23,9 @@ from typing import Any
 
 import attrs
 
-from ade.api.bodies import WORKSPACE_PATTERN, SubmitJob
+from ade.api.bodies import WORKSPACE_PATTERN, Bounds, SubmitJob, bounds_of
 from ade.api.routing import Operation
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
-from ade.runtime.admission import MAX_DOCUMENTS_PER_JOB
 
 __all__ = ["build_openapi"]
 
@@ -51,12 +58,31 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     return {}
 
 
+def _bounded(schema: dict[str, Any], bounds: Bounds | None) -> dict[str, Any]:
+    """``schema`` with the limits the API enforces on the field (ade.api.bodies)."""
+    if bounds is None:
+        return schema
+    strings = schema["items"] if schema.get("type") == "array" else schema
+    if bounds.min_length is not None:
+        strings["minLength"] = bounds.min_length
+    if bounds.max_length is not None:
+        strings["maxLength"] = bounds.max_length
+    if schema.get("type") == "array":
+        if bounds.min_items is not None:
+            schema["minItems"] = bounds.min_items
+        if bounds.max_items is not None:
+            schema["maxItems"] = bounds.max_items
+        if bounds.unique:
+            schema["uniqueItems"] = True
+    return schema
+
+
 def _attrs_schema(cls: type, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     properties: dict[str, Any] = {}
     required: list[str] = []
     for field in attrs.fields(cls):
-        properties[field.name] = _type_schema(hints[field.name])
+        properties[field.name] = _bounded(_type_schema(hints[field.name]), bounds_of(field))
         if field.default is attrs.NOTHING:
             required.append(field.name)
     properties.update(extra or {})
@@ -113,8 +139,6 @@ def _components() -> dict[str, Any]:
         ]
     }
     submit = _attrs_schema(SubmitJob)
-    submit["properties"]["document_ids"]["minItems"] = 1
-    submit["properties"]["document_ids"]["maxItems"] = MAX_DOCUMENTS_PER_JOB
     submit["additionalProperties"] = False
     return {
         "schemas": {
@@ -141,7 +165,7 @@ def _components() -> dict[str, Any]:
             "Health": {
                 "type": "object",
                 "properties": {
-                    "status": {"type": "string", "enum": ["ok", "degraded"]},
+                    "status": {"type": "string", "enum": ["ok", "degraded", "draining"]},
                     "shutting_down": {"type": "boolean"},
                     "runtime": {"type": "object"},
                     "store": {"type": "object"},
@@ -157,9 +181,79 @@ def _components() -> dict[str, Any]:
 def _content(target: str | None) -> dict[str, Any]:
     if target is None:
         return {}
+    if target == "application/json":  # a JSON file served as is (artifact.json)
+        return {"content": {target: {"schema": {"type": "object"}}}}
     if "/" in target:  # a media type
         return {"content": {target: {"schema": {"type": "string", "format": "binary"}}}}
     return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{target}"}}}}
+
+
+# Statuses the layers around every handler can give (see the module docstring).
+_WORKSPACE = {400: ("invalid workspace id (or another malformed part of the request)", "Error")}
+_BODY = {
+    408: ("the body did not arrive within ADE_BODY_TIMEOUT_SECONDS", "Error"),
+    413: ("the body is larger than its limit; details {max_bytes}", "Error"),
+    415: ("wrong Content-Type", "Error"),
+}
+_IDEMPOTENCY = {
+    400: ("malformed Idempotency-Key", "Error"),
+    422: ("Idempotency-Key reused for a different request", "Error"),
+}
+_DRAINING = {
+    503: ("the service is shutting down (or its store is unavailable); Retry-After", "Error")
+}
+
+
+def _common_responses(op: Operation) -> dict[int, tuple[str, str | None]]:
+    common: dict[int, tuple[str, str | None]] = dict(_DRAINING)
+    if "workspace_id" in op.path_params:
+        common.update(_WORKSPACE)
+    if op.request_body is not None:
+        common.update(_BODY)
+    if any(h.name == "Idempotency-Key" for h in op.headers):
+        common.update(_IDEMPOTENCY)
+    return {**common, **op.responses}  # the operation's own descriptions win
+
+
+# operationId -> {status: {link name: (target operationId, {parameter: expression})}}
+_FROM_JOB = {
+    "GetJob": ("get_job", {"job_id": "$response.body#/id"}),
+    "GetArtifact": ("get_artifact", {"job_id": "$response.body#/id"}),
+    "GetOutput": ("get_output", {"job_id": "$response.body#/id"}),
+    "RetryJob": ("retry_job", {"job_id": "$response.body#/id"}),
+    "CancelJob": ("cancel_job", {"job_id": "$response.body#/id"}),
+}
+_FROM_DOCUMENT = {
+    "GetDocument": ("get_document", {"document_id": "$response.body#/id"}),
+    "GetDocumentContent": ("get_document_content", {"document_id": "$response.body#/id"}),
+}
+_LINKS: dict[str, dict[int, dict[str, tuple[str, dict[str, str]]]]] = {
+    "submit_job": {202: _FROM_JOB},
+    "get_job": {200: _FROM_JOB},
+    "retry_job": {202: _FROM_JOB},
+    "cancel_job": {202: _FROM_JOB},
+    "upload_document": {201: _FROM_DOCUMENT},
+    "get_document": {200: _FROM_DOCUMENT},
+    "publish_config": {
+        200: {"GetConfig": ("get_config", {"config_id": "$response.body#/id"})},
+        201: {"GetConfig": ("get_config", {"config_id": "$response.body#/id"})},
+    },
+}
+
+
+def _response_links(op: Operation, status: int) -> dict[str, Any]:
+    links = _LINKS.get(op.name, {}).get(status)
+    if not links:
+        return {}
+    return {
+        "links": {
+            name: {
+                "operationId": target,
+                "parameters": {"workspace_id": "$request.path.workspace_id", **parameters},
+            }
+            for name, (target, parameters) in links.items()
+        }
+    }
 
 
 def _operation(op: Operation) -> dict[str, Any]:
@@ -195,12 +289,14 @@ def _operation(op: Operation) -> dict[str, Any]:
         "tags": [op.tag],
         "parameters": parameters,
         "responses": {
-            str(status): {"description": description, **_content(target)}
-            for status, (description, target) in sorted(op.responses.items())
+            str(status): {
+                "description": description,
+                **_content(target),
+                **_response_links(op, status),
+            }
+            for status, (description, target) in sorted(_common_responses(op).items())
         },
     }
-    if op.is_websocket:
-        doc["x-websocket"] = True
     if op.request_body is not None:
         kind, name = op.request_body
         if kind == "json":
@@ -226,10 +322,20 @@ def _operation(op: Operation) -> dict[str, Any]:
     return doc
 
 
+def _websocket(op: Operation) -> dict[str, Any]:
+    doc = _operation(op)
+    doc["x-message-schema"] = {"$ref": "#/components/schemas/Event"}
+    return doc
+
+
 def build_openapi(operations: list[Operation]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
+    websockets: dict[str, dict[str, Any]] = {}
     for op in operations:
-        verb = "get" if op.is_websocket else op.method.lower()
+        if op.is_websocket:
+            websockets[op.path] = _websocket(op)
+            continue
+        verb = op.method.lower()
         item = paths.setdefault(op.path, {})
         if verb in item:
             raise ValueError(f"two operations for {verb.upper()} {op.path}")
@@ -241,8 +347,10 @@ def build_openapi(operations: list[Operation]) -> dict[str, Any]:
             "version": "1",
             "description": "Turns messy spreadsheets into normalized workbooks "
             "with an audit trail. "
-            'Every error is {"error": {"code", "message", "details"}}.',
+            'Every error is {"error": {"code", "message", "details"}}. '
+            "Websocket event streams are listed under x-websockets, not paths.",
         },
         "paths": paths,
+        "x-websockets": websockets,
         "components": _components(),
     }

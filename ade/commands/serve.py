@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import trio
 
+from ade.api.connections import raise_fd_limit
 from ade.api.server import run_service
 from ade.catalog import Catalog
 from ade.errors import AdeError, StoreUnavailable
@@ -164,6 +165,9 @@ def run_node(command: str, settings: Settings, main: Any, *args: Any) -> int:
         print(f"{command}: {exc.message}", file=sys.stderr)
         return 2
     print(startup_line(settings, report), file=sys.stderr, flush=True)
+    before, after = raise_fd_limit()
+    if after > before:
+        print(f"open-file limit raised from {before} to {after}", file=sys.stderr, flush=True)
     try:
         trio.run(main, *args)
     except _startup_failures() as exc:

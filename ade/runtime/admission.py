@@ -60,11 +60,13 @@ def shape_problems(document_ids: Sequence[str]) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
     if not document_ids:
         problems.append(FieldProblem("document_ids", "at least one document id is required"))
-    for index, document_id in enumerate(document_ids):
-        if document_id in document_ids[:index]:
+    seen: set[str] = set()
+    for index, document_id in enumerate(document_ids):  # linear: a set, not a rescan per id
+        if document_id in seen:
             problems.append(
                 FieldProblem(f"document_ids[{index}]", "listed twice; each document once")
             )
+        seen.add(document_id)
     if len(document_ids) > MAX_DOCUMENTS_PER_JOB:
         problems.append(
             FieldProblem("document_ids", f"at most {MAX_DOCUMENTS_PER_JOB} documents per job")

@@ -87,6 +87,7 @@ async def test_upload_submit_watch_download(service: Service, client: httpx.Asyn
     assert output.status_code == 200
     assert output.headers["Content-Type"] == XLSX_MEDIA_TYPE
     assert 'filename="members.normalized.xlsx"' in output.headers["Content-Disposition"]
+    assert output.headers["X-Content-Type-Options"] == "nosniff"
     cells = read_cells(output.content)
     assert cells[0][:2] == ["Name", "Amount"]
     assert [row[:2] for row in cells[1:]] == [["Ada", 10], ["Grace", 20.5], ["Linus", 3]]
@@ -94,6 +95,10 @@ async def test_upload_submit_watch_download(service: Service, client: httpx.Asyn
     artifact = await client.get(f"{api}/jobs/{job['id']}/artifact")
     assert artifact.status_code == 200
     assert artifact.headers["Content-Type"] == "application/json"
+    assert artifact.headers["X-Content-Type-Options"] == "nosniff"
+    assert artifact.headers["Content-Disposition"].startswith(
+        f'attachment; filename="{job["id"]}.artifact.json"'
+    )
     assert isinstance(artifact.json(), dict)
 
     # Replay from `after`: only the later events, then a normal close.

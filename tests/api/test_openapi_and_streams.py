@@ -61,12 +61,20 @@ async def test_openapi_paths_and_methods_match_the_url_map_exactly(tmp_path: Pat
     assert response.status_code == 200
     spec = await response.get_json()
     documented: set[tuple[str, str]] = set()
-    for path, item in spec["paths"].items():
-        for method, operation in item.items():
-            documented.add((path, "get (websocket)" if operation.get("x-websocket") else method))
-            declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
-            assert declared == set(re.findall(r"\{([a-z_]+)\}", path)), (path, method)
-            assert operation["responses"], (path, method)
+    # HTTP routes under paths; websocket routes outside them, under x-websockets.
+    operations = [
+        (path, method, operation)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    ] + [(path, "get (websocket)", operation) for path, operation in spec["x-websockets"].items()]
+    for path, method, operation in operations:
+        documented.add((path, method))
+        declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+        assert declared == set(re.findall(r"\{([a-z_]+)\}", path)), (path, method)
+        assert operation["responses"], (path, method)
+        if "{workspace_id}" in path:
+            assert "400" in operation["responses"], (path, method)
+    assert not set(spec["paths"]) & set(spec["x-websockets"])
     assert served == documented
     # health, openapi, 4 document, 3 config and 7 job routes, 2 websocket streams, the web page
     # and its assets
