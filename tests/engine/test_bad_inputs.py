@@ -93,7 +93,8 @@ def test_binary_file_with_unknown_name(tmp_path: Path) -> None:
     blob = tmp_path / "upload.bin"
     blob.write_bytes(bytes(range(256)) * 8)
     assert fails(tmp_path, blob) == (
-        "input 'upload.bin' is not a spreadsheet (ADE reads .xlsx, .xlsm and .csv files)"
+        "input 'upload.bin' is not a spreadsheet "
+        "(ADE reads .xlsx, .xlsm, .xlsb, .xls, .ods and .csv files)"
     )
 
 
@@ -126,25 +127,30 @@ def test_zip_that_is_not_a_workbook(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("a.txt", "hello")
     assert fails(tmp_path, archive) == (
-        "input 'photos.xlsx' is a zip archive but not an Excel workbook (no xl/workbook.xml)"
+        "input 'photos.xlsx' is a zip archive but not a spreadsheet (no xl/workbook.xml, "
+        "xl/workbook.bin or content.xml)"
     )
 
 
 @pytest.mark.parametrize(
     ("parts", "what"),
     [
-        (["[Content_Types].xml", "xl/workbook.bin"], "an Excel binary workbook (.xlsb)"),
-        (["mimetype", "content.xml"], "an OpenDocument spreadsheet (.ods)"),
+        (
+            ["[Content_Types].xml", "xl/workbook.bin"],
+            "could not be opened as a .xlsb workbook (CalamineError); it is damaged",
+        ),
+        (["mimetype", "content.xml"], "is a corrupt OpenDocument spreadsheet (ParseError)"),
     ],
 )
-def test_other_spreadsheet_zips_are_named(tmp_path: Path, parts: list[str], what: str) -> None:
+def test_other_spreadsheet_zips_are_read_by_their_format(
+    tmp_path: Path, parts: list[str], what: str
+) -> None:
+    # Whatever the name says, the parts decide the format; a damaged one says so.
     archive = tmp_path / "upload.xlsx"
     with zipfile.ZipFile(archive, "w") as zf:
         for part in parts:
             zf.writestr(part, "x")
-    assert fails(tmp_path, archive) == (
-        f"input 'upload.xlsx' is {what}; save it as .xlsx and upload it again"
-    )
+    assert fails(tmp_path, archive) == f"input 'upload.xlsx' {what}"
 
 
 @pytest.mark.parametrize(
@@ -181,11 +187,10 @@ def test_password_protected_workbook(tmp_path: Path) -> None:
     )
 
 
-def test_legacy_xls(tmp_path: Path) -> None:
+def test_ole_file_with_a_damaged_workbook_stream(tmp_path: Path) -> None:
     legacy = cfb_file(tmp_path / "old.xls", ["Workbook"])
     assert fails(tmp_path, legacy) == (
-        "input 'old.xls' is a legacy Excel 97-2003 (.xls) or other OLE file; save it as .xlsx "
-        "and upload it again"
+        "input 'old.xls' is a corrupt Excel 97-2003 (.xls) file (no BOF record)"
     )
 
 
@@ -205,7 +210,8 @@ def test_no_header_anywhere_is_an_error_naming_each_sheet(tmp_path: Path) -> Non
     )
     assert fails(tmp_path, notes) == (
         "no table found in 1 input(s) / 2 sheet(s): no header row followed by data rows "
-        "(notes.xlsx!Readme: no header row, notes.xlsx!Empty: empty)"
+        "(notes.xlsx!Readme: no header row, notes.xlsx!Empty: empty); "
+        "1 data row(s) outside any table"
     )
 
 
@@ -271,7 +277,8 @@ def test_csv_with_nul_bytes_is_not_text(tmp_path: Path) -> None:
     bad = tmp_path / "members.csv"
     bad.write_bytes(b"Member ID,First Name\x00\x00\x00,Last\n")
     assert fails(tmp_path, bad) == (
-        "input 'members.csv' is not a spreadsheet (ADE reads .xlsx, .xlsm and .csv files)"
+        "input 'members.csv' is not a spreadsheet "
+        "(ADE reads .xlsx, .xlsm, .xlsb, .xls, .ods and .csv files)"
     )
 
 

@@ -1,9 +1,9 @@
-"""Votes for data rows: rows that continue a header or data row and are not lone notes."""
+"""Votes for data rows: rows inside a table (blank lines do not end one) that are not lone notes."""
 
 _NOTE_STARTS = ("note", "source", "exported", "generated", "prepared", "*")
 
 
-def detect_continues_table(*, values, non_empty, previous_row_type):
+def detect_continues_table(*, values, non_empty, in_table):
     if non_empty == 1:
         (value,) = [v for v in values if v is not None]
         if isinstance(value, str) and (
@@ -13,8 +13,8 @@ def detect_continues_table(*, values, non_empty, previous_row_type):
         score = -0.5
     else:
         score = 0.0
-    if previous_row_type in ("header", "data"):
-        score += 1.0
+    if in_table:
+        score += 1.0  # the row below a header or a data row (blank rows in between allowed)
     elif non_empty >= 3:
-        score += 0.4  # a data-looking row with no header above it (reported as orphan)
+        score += 0.4  # a data-looking row with no table open: placed and reported by the engine
     return score
