@@ -241,9 +241,13 @@ def calamine_sheets(
 ) -> tuple[list[SheetReader], Callable[[], None]]:
     from python_calamine import CalamineError, CalamineWorkbook
 
-    sizes = declared_cells(source)
     limit_mb = memory_limit_mb or DEFAULT_MEMORY_MB
     max_cells = int(limit_mb * 1024 * 1024 * MEMORY_SHARE) // BYTES_PER_CELL
+    sizes = declared_cells(source)
+    # python-calamine parses every sheet of an .xls or .ods file when it opens it: check the
+    # sizes first. An .xlsb file opens lazily; its sheets are numbered, named once it is open.
+    if source.format != "xlsb":
+        _guard(source, sizes, max_cells, limit_mb)
     try:
         workbook = CalamineWorkbook.from_path(str(source.path))
         metadata = list(workbook.sheets_metadata)
@@ -253,8 +257,20 @@ def calamine_sheets(
             f"({type(exc).__name__}); it is damaged"
         ) from exc
     worksheets = [m.name for m in metadata if str(m.typ).endswith("WorkSheet")]
-    for number, title in enumerate(worksheets, start=1):
-        cells = sizes.get(title, sizes.get(f"#{number}", 0))
+    if source.format == "xlsb":
+        named = {
+            title: sizes.get(f"#{number}", 0) for number, title in enumerate(worksheets, start=1)
+        }
+        _guard(source, named, max_cells, limit_mb)
+    readers = [
+        SheetReader(title, index, _rows_of(workbook, source, title))
+        for index, title in enumerate(worksheets)
+    ]
+    return readers, lambda: None
+
+
+def _guard(source: InputFile, sizes: dict[str, int], max_cells: int, limit_mb: int) -> None:
+    for title, cells in sizes.items():
         if cells > max_cells:
             raise InputError(
                 f"input {source.name!r} sheet {title!r} declares {cells:,} cells; a "
@@ -262,11 +278,6 @@ def calamine_sheets(
                 f"the memory limit of {limit_mb} MiB (ADE_WORKER_MEM_MB). Save it as .xlsx "
                 "(read as a stream) or trim its used range"
             )
-    readers = [
-        SheetReader(title, index, _rows_of(workbook, source, title))
-        for index, title in enumerate(worksheets)
-    ]
-    return readers, lambda: None
 
 
 def _rows_of(
@@ -291,7 +302,7 @@ def _rows_of(
                         f"{MAX_ROW_CELLS} columns per row"
                     )
                 yield first_row + offset + 1, [None] * first_col + values
-        except (CalamineError, ValueError) as exc:
+        except (CalamineError, ValueError, OSError) as exc:
             raise InputError(
                 f"input {source.name!r} sheet {title!r} is corrupt ({type(exc).__name__})"
             ) from exc

@@ -11,7 +11,36 @@ from __future__ import annotations
 
 from ade.engine._artifact import IssueRecord
 
-__all__ = ["IssueLog"]
+__all__ = ["IssueLog", "new_issue"]
+
+
+def new_issue(
+    pass_name: str,
+    input_name: str,
+    code: str,
+    severity: str,
+    message: str,
+    *,
+    sheet: str | None = None,
+    row: int | None = None,
+    table: str | None = None,
+    cell: str | None = None,
+    field: str | None = None,
+    output_row: int | None = None,
+) -> IssueRecord:
+    return IssueRecord(
+        pass_name=pass_name,
+        table=table,
+        input=input_name,
+        sheet=sheet,
+        row=row,
+        cell=cell,
+        field=field,
+        code=code,
+        severity=severity,
+        message=message,
+        output_row=output_row,
+    )
 
 
 class IssueLog:
@@ -38,8 +67,3 @@ class IssueLog:
         self.by_code[issue.code] = self.by_code.get(issue.code, 0) + 1
         if len(self.issues) < self.max_issues:
             self.issues.append(issue)
-
-    def counts(self, pass_name: str) -> tuple[int, int]:
-        """(errors, warnings) among the *listed* issues of one pass (tests and hooks)."""
-        mine = [i for i in self.issues if i.pass_name == pass_name]
-        return sum(i.severity == "error" for i in mine), sum(i.severity != "error" for i in mine)

@@ -13,6 +13,7 @@ from typing import Any
 from ade.engine import _plan
 from ade.engine._artifact import CsvRecord, IssueRecord, SheetRecord
 from ade.engine._classify import row_classifier
+from ade.engine._issues import new_issue
 from ade.engine._locator import UNRECOGNISED_HEADER, TableDraft, TableLocator
 from ade.engine._plan import CHUNK_ROWS, EngineContext, PlannedTable, TablePlan
 from ade.engine._readers import InputFile, open_sheets
@@ -27,9 +28,19 @@ MAX_TABLES = 5000
 
 _ISSUE_MESSAGES = {
     "row_outside_table": "data row outside any table: it is not in the output",
-    "cells_outside_table": "{count} filled cell(s) of this row lie outside the table's columns "
+    "cells_outside_table": "{n} filled cell(s) of this row lie outside the table's columns "
     "and are not in the output",
+    "undecodable_bytes": "bytes at offset {n} are not valid UTF-8; each undecodable "
+    "sequence is U+FFFD in the output",
 }
+_SEVERITIES = {"undecodable_bytes": "error"}
+
+
+def _issue(source: InputFile, sheet: str, code: str, row: int, n: int) -> IssueRecord:
+    """A locate issue: where (input, sheet, row) and a count or offset, never a value."""
+    severity = _SEVERITIES.get(code, "warning")
+    message = _ISSUE_MESSAGES[code].format(n=n)
+    return new_issue("locate", source.name, code, severity, message, sheet=sheet, row=row)
 
 
 def locate(
@@ -49,6 +60,8 @@ def locate(
                             ctx, plan, source, sheet.name, sheet.index, sheet.rows(), raw, stats
                         )
                     )
+                    for row, offset in sheet.decode_errors:
+                        ctx.issues.add(_issue(source, sheet.name, "undecodable_bytes", row, offset))
             finally:
                 close()
             plan.sheets[source.index] = records
@@ -84,21 +97,7 @@ def _locate_sheet(
         found.append(by_id[draft.id])
 
     def on_issue(code: str, row: int, count: int) -> None:
-        ctx.issues.add(
-            IssueRecord(
-                pass_name="locate",
-                table=None,
-                input=source.name,
-                sheet=sheet_name,
-                row=row,
-                cell=None,
-                field=None,
-                code=code,
-                severity="warning",
-                message=_ISSUE_MESSAGES[code].format(count=count),
-                output_row=None,
-            )
-        )
+        ctx.issues.add(_issue(source, sheet_name, code, row, count))
 
     locator = TableLocator(
         plan.new_table_id,

@@ -17,7 +17,7 @@ Theory of operation (docs/config-packages.md explains it to config authors):
   stays open across up to ``max_blank_rows`` blank rows (its cells blank, or the whole row) and
   continues when the next row is data of the same shape (at least as many filled cells inside
   the open tables' columns as outside). A header, a row of any other type, or a longer gap ends
-  it; ``ended_by`` records what did (``blank`` when blank rows preceded the end).
+  it; ``ended_by`` records what did (``blank``: more blank rows than the tolerance).
 * A row of two or more text cells directly above a header, with fewer cells than the header, is
   a **group header** (stacked headers, e.g. ``Contact | Hours | Pay`` over merged cells): each
   group label is joined to the leaf headers from its column to the next label
@@ -455,7 +455,7 @@ class TableLocator:
         self._end_header()
 
     def _close(self, table: TableDraft, ended_by: str) -> None:
-        table.ended_by = "blank" if table.pending_blank else ended_by
+        table.ended_by = ended_by
         if table.data_rows:
             self._flush(table)
             self.tables.append(table)

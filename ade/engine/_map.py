@@ -7,7 +7,7 @@ unrecognised table the manifest says to report only) become ``map`` warnings.
 
 from __future__ import annotations
 
-from ade.engine._artifact import ColumnRecord, IssueRecord, OutputColumn, RuleScore
+from ade.engine._artifact import ColumnRecord, OutputColumn, RuleScore
 from ade.engine._cells import column_letter
 from ade.engine._mapping import decide_mapping
 from ade.engine._plan import EngineContext, PlannedTable, TablePlan
@@ -108,21 +108,7 @@ def _decide_status(ctx: EngineContext, table: PlannedTable) -> None:
 
 
 def _warn(ctx: EngineContext, table: PlannedTable, code: str, message: str) -> None:
-    ctx.issues.add(
-        IssueRecord(
-            pass_name="map",
-            table=table.id,
-            input=table.source.name,
-            sheet=table.sheet,
-            row=table.draft.header_row,
-            cell=None,
-            field=None,
-            code=code,
-            severity="warning",
-            message=message,
-            output_row=None,
-        )
-    )
+    ctx.issues.add(table.issue("map", table.draft.header_row, None, None, code, "warning", message))
 
 
 def _output_plan(plan: TablePlan, fields: tuple, unmapped_order: list[str]) -> None:

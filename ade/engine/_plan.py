@@ -27,7 +27,7 @@ from ade.engine._artifact import (
 )
 from ade.engine._cells import a1, a1_range
 from ade.engine._code import LoadedConfig
-from ade.engine._issues import IssueLog
+from ade.engine._issues import IssueLog, new_issue
 from ade.engine._locator import OUTSIDE, TableDraft
 from ade.engine._readers import InputFile
 from ade.engine._spool import ChunkRef
@@ -95,7 +95,8 @@ class PlannedTable:
     columns: list[ColumnRecord] = attrs.field(factory=list)
     field_sources: dict[str, int] = attrs.field(factory=dict)  # field -> table column index
     output_sources: list[int | None] = attrs.field(factory=list)  # output col -> table column
-    filled_fields: list[str] = attrs.field(factory=list)  # fields a transform filled
+    # Fields a transform filled (no column of their own) -> the column whose transform did.
+    filled_from: dict[str, int] = attrs.field(factory=dict)
     status: str = "written"
     skip_reason: str | None = None
     required_missing: list[str] = attrs.field(factory=list)
@@ -110,6 +111,15 @@ class PlannedTable:
         return self.draft.id
 
     @property
+    def filled_fields(self) -> list[str]:
+        return list(self.filled_from)
+
+    def source_of(self, field: str) -> int | None:
+        """The table column a field's values come from (its own, or the one that filled it)."""
+        index = self.field_sources.get(field)
+        return self.filled_from.get(field) if index is None else index
+
+    @property
     def range(self) -> str:
         return table_range(self.draft)
 
@@ -122,20 +132,21 @@ class PlannedTable:
         code: str,
         severity: str,
         message: str,
-        output_row: int | None,
+        output_row: int | None = None,
     ) -> IssueRecord:
+        """An issue about a cell of this table (or its header row, ``column_index=None``)."""
         cell = None if column_index is None else a1(self.draft.first_column + column_index, row)
-        return IssueRecord(
-            pass_name=pass_name,
-            table=self.draft.id,
-            input=self.source.name,
+        return new_issue(
+            pass_name,
+            self.source.name,
+            code,
+            severity,
+            message,
             sheet=self.sheet,
             row=row,
+            table=self.draft.id,
             cell=cell,
             field=field,
-            code=code,
-            severity=severity,
-            message=message,
             output_row=output_row,
         )
 

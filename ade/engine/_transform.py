@@ -35,7 +35,7 @@ def transform(ctx: EngineContext, plan: TablePlan, raw: Spool, shaped: Spool) ->
             assert out_row is not None
             mapped = [f.name for f in fields if f.name in table.field_sources]
             fillable = frozenset(f.name for f in fields if f.name not in table.field_sources)
-            filled: set[str] = set()
+            filled: dict[str, int] = {}
             for ref in table.chunks:
                 numbers, columns = raw.read(ref)
                 n = len(numbers)
@@ -73,12 +73,12 @@ def transform(ctx: EngineContext, plan: TablePlan, raw: Spool, shaped: Spool) ->
                     out[i] = after
                     for name, values in fill.items():
                         out[position[name]] = values
-                        filled.add(name)
+                        filled[name] = source_index
                 table.out_chunks.append((shaped.write((numbers, out), n), out_row))
                 out_row += n
                 ctx.progress.rows("transform", rows, rows + n)
                 rows += n
-            table.filled_fields = [f.name for f in fields if f.name in filled]
+            table.filled_from = {f.name: filled[f.name] for f in fields if f.name in filled}
         shaped.finish_writing()
         plan.transforms = [
             TransformRecord(

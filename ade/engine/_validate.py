@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ade.configs.package import FieldSpec
-from ade.engine._artifact import FieldValidation, IssueRecord, ValidationRecord
+from ade.engine._artifact import FieldValidation, ValidationRecord
 from ade.engine._code import ConfigFunction
 from ade.engine._plan import EngineContext, PlannedTable, TablePlan
 from ade.engine._returns import redact, validate_result
@@ -33,7 +33,7 @@ def validate(ctx: EngineContext, plan: TablePlan, shaped: Spool) -> None:
             for ref, out_row in table.out_chunks:
                 numbers, out = shaped.read(ref)
                 for i, spec in present:
-                    source_index = table.field_sources.get(spec.name)
+                    source_index = table.source_of(spec.name)
                     values = out[i]
                     found: list[tuple[int, str, str, str]] = []
                     if spec.required:
@@ -90,20 +90,19 @@ def _required_columns(ctx: EngineContext, table: PlannedTable) -> None:
     ]
     for name in table.required_missing:
         spec = ctx.package.field(name)
+        message = (
+            f"no column of table {table.range} maps to the required field {spec.label!r}; "
+            f"its {table.draft.data_rows} row(s) have no value for it"
+        )
         ctx.issues.add(
-            IssueRecord(
-                pass_name="validate",
-                table=table.id,
-                input=table.source.name,
-                sheet=table.sheet,
-                row=table.draft.header_row,
-                cell=None,
-                field=name,
-                code="required_field_missing",
-                severity="error",
-                message=f"no column of table {table.range} maps to the required field "
-                f"{spec.label!r}; its {table.draft.data_rows} row(s) have no value for it",
-                output_row=None,
+            table.issue(
+                "validate",
+                table.draft.header_row,
+                None,
+                name,
+                "required_field_missing",
+                "error",
+                message,
             )
         )
 

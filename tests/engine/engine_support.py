@@ -91,3 +91,13 @@ def patch_zip_entry(
                     struct.pack_into("<H", data, flags_at + 2, method)
         central = data.find(b"PK\x01\x02", central + 46 + name_len + extra_len + comment_len)
     path.write_bytes(bytes(data))
+
+
+def rewrite_zip(source: Path, target: Path, change: Any) -> Path:
+    """Copy a zip entry by entry; ``change(name, data) -> data`` may alter any entry."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, change(info.filename, src.read(info)))
+    return target

@@ -32,7 +32,7 @@ def profile_dates(values, state):
 
 
 def column_order(state):
-    """"day", "month", "conflict" or None (no value shows the order)."""
+    """The column's order: "day", "month", "conflict" or None (no value shows it)."""
     day, month = state.get("day_first", 0), state.get("month_first", 0)
     if day and month:
         return "conflict"

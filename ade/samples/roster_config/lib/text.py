@@ -27,9 +27,7 @@ def header_score(header, label, synonyms, header_parts=None):
     """2.0 for the exact label, 1.5 for a synonym, 0.75 when every word of the label appears.
     Under a stacked header ("Contact / Email") the leaf header alone counts as well."""
     if header_parts and len(header_parts) > 1:
-        return max(
-            _score(header, label, synonyms), _score(header_parts[-1], label, synonyms)
-        )
+        return max(_score(header, label, synonyms), _score(header_parts[-1], label, synonyms))
     return _score(header, label, synonyms)
 
 
