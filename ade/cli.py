@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ade.commands.submit",
     "ade.commands.jobs",
     "ade.commands.doctor",
+    "ade.commands.db",
 )
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "PackageInvalid",
     "PackageProblem",
     "QueueFull",
+    "StoreUnavailable",
 ]
 
 
@@ -54,6 +55,12 @@ class QueueFull(AdeError):
         self.queued = queued
         self.capacity = capacity
         self.retry_after_seconds = retry_after_seconds
+
+
+class StoreUnavailable(AdeError):
+    """The database cannot be reached (or has no free connection); the request may be retried."""
+
+    code = "store_unavailable"
 
 
 @attrs.frozen

@@ -42,6 +42,9 @@ class Settings:
     max_upload_mb: int = 100
     sandbox: str = "best-effort"
     url: str = "http://127.0.0.1:8000"
+    # None: the embedded SQLite store under data_dir. A postgresql:// URL: the shared store of
+    # a cluster of nodes (docs/operations.md, "Several nodes on PostgreSQL").
+    database_url: str | None = None
 
     @property
     def db_path(self) -> Path:
@@ -98,6 +101,15 @@ def _url(raw: str) -> str:
     if not raw.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
     return raw.rstrip("/")
+
+
+def _database_url(raw: str) -> str:
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ValueError(
+            "must be a PostgreSQL URL (postgresql://user@host:5432/dbname); "
+            "leave it unset for the embedded SQLite store"
+        )
+    return raw
 
 
 def _non_empty(raw: str) -> str:
@@ -159,6 +171,11 @@ _KNOBS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "'strict' refuses to start without every sandbox layer",
     ),
     "ADE_URL": ("url", _url, "server URL used by the client commands"),
+    "ADE_DATABASE_URL": (
+        "database_url",
+        _database_url,
+        "unset: embedded SQLite; postgresql://...: the store shared by several nodes",
+    ),
 }
 
 SETTINGS_DOC: dict[str, str] = {name: doc for name, (_, _, doc) in _KNOBS.items()}

@@ -54,3 +54,27 @@ def no_process_outlives_the_suite(tmp_path_factory: pytest.TempPathFactory) -> I
         except OSError:
             pass
     assert not leftovers, f"processes outlived the test suite: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """One fresh PostgreSQL database for the session (migrated by the first store opened on
+    it), dropped at the end. Fails (never skips) when no server is reachable."""
+    from postgres_support import create_database, drop_database, require_postgres
+
+    try:
+        require_postgres()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session database, emptied of rows for this test."""
+    from postgres_support import truncate_all
+
+    truncate_all(postgres_database)
+    return postgres_database

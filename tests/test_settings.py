@@ -38,6 +38,7 @@ def test_every_variable_is_read() -> None:
         "ADE_MAX_UPLOAD_MB": "5",
         "ADE_SANDBOX": "strict",
         "ADE_URL": "http://example.test:9001/",
+        "ADE_DATABASE_URL": "postgresql://ade@db.example.test:5432/ade",
     }
     settings = load_settings(env)
     assert settings == Settings(
@@ -56,6 +57,7 @@ def test_every_variable_is_read() -> None:
         max_upload_mb=5,
         sandbox="strict",
         url="http://example.test:9001",
+        database_url="postgresql://ade@db.example.test:5432/ade",
     )
     assert set(env) == set(SETTINGS_DOC)
 
@@ -72,6 +74,7 @@ def test_every_variable_is_read() -> None:
         ("ADE_SANDBOX", "off", "ADE_SANDBOX: must be 'strict' or 'best-effort'"),
         ("ADE_URL", "localhost:8000", "ADE_URL: must start with http:// or https://"),
         ("ADE_DATA_DIR", "   ", "ADE_DATA_DIR: must not be empty"),
+        ("ADE_DATABASE_URL", "mysql://db/ade", "ADE_DATABASE_URL: must be a PostgreSQL URL"),
     ],
 )
 def test_a_bad_value_names_the_variable(variable: str, value: str, expected: str) -> None:

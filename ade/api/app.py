@@ -20,7 +20,7 @@ from ade.api.routing import API_PREFIX, Operation, quart_rule
 from ade.api.streams import stream_operations
 from ade.api.uploads import MULTIPART_OVERHEAD
 from ade.settings import Settings
-from ade.store.idempotency import IdempotencyStore
+from ade.store import idempotency_store
 
 __all__ = ["OPENAPI_PATH", "api_context", "create_app", "operations"]
 
@@ -61,7 +61,7 @@ def create_app(runtime: Any, settings: Settings, store: Any) -> QuartTrio:
     """The API over ``runtime`` (:class:`ade.protocols.JobService` + ``statistics()``) and
     ``store`` (the SQLite store: jobs, documents, configs, idempotency keys)."""
     ctx = ApiContext(
-        runtime=runtime, settings=settings, store=store, idempotency=IdempotencyStore(store)
+        runtime=runtime, settings=settings, store=store, idempotency=idempotency_store(store)
     )
     app = QuartTrio("ade.api", static_folder=None)
     # Bodies declaring more than this are refused before they are read; uploads also count

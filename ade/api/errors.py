@@ -18,7 +18,15 @@ from typing import Any
 from quart import Response
 from werkzeug.exceptions import HTTPException
 
-from ade.errors import AdeError, Conflict, InputError, NotFound, PackageInvalid, QueueFull
+from ade.errors import (
+    AdeError,
+    Conflict,
+    InputError,
+    NotFound,
+    PackageInvalid,
+    QueueFull,
+    StoreUnavailable,
+)
 from ade.runtime.dispatcher import ShuttingDown
 from ade.serde import converter
 from ade.store.idempotency import IdempotencyKeyReused
@@ -77,6 +85,7 @@ _STATUS: tuple[tuple[type[AdeError], int], ...] = (
     (IdempotencyKeyReused, 422),
     (QueueFull, 429),
     (ShuttingDown, 503),
+    (StoreUnavailable, 503),
 )
 
 # werkzeug's own errors (unknown route, wrong method, quart's body cap) in our vocabulary.
@@ -136,7 +145,7 @@ def _ade_error(exc: AdeError) -> Response:
             headers={"Retry-After": str(max(1, int(exc.retry_after_seconds)))},
             extra=numbers,
         )
-    if isinstance(exc, ShuttingDown):
+    if isinstance(exc, ShuttingDown | StoreUnavailable):
         return error_response(
             status, exc.code, exc.message, exc.details, headers={"Retry-After": "5"}
         )

@@ -11,6 +11,7 @@ from quart import Response
 from ade.api.context import ApiContext
 from ade.api.files import json_response
 from ade.api.routing import API_PREFIX, Operation
+from ade.errors import StoreUnavailable
 from ade.sandbox import detect_layers
 from ade.serde import converter
 
@@ -19,14 +20,19 @@ __all__ = ["health_operations"]
 
 def health_operations(ctx: ApiContext) -> list[Operation]:
     async def health() -> Response:
-        def ping(conn: sqlite3.Connection) -> int:
+        def ping(conn: Any) -> int:
+            # The same statement and cursor API on sqlite3 and psycopg connections.
             return int(conn.execute("SELECT 1").fetchone()[0])
 
-        store: dict[str, Any] = {"kind": "sqlite", "path": str(ctx.settings.db_path)}
+        store: dict[str, Any] = {"kind": ctx.store.kind}
+        if ctx.store.kind == "sqlite":
+            store["path"] = str(ctx.settings.db_path)
+        else:
+            store["database"] = ctx.store.location  # user@host:port/db, never the password
         try:
             with trio.fail_after(5):
                 store["ok"] = await ctx.store.run(ping, write=False) == 1
-        except (sqlite3.Error, trio.TooSlowError) as exc:
+        except (sqlite3.Error, StoreUnavailable, trio.TooSlowError) as exc:
             # Reported, not raised: health must answer precisely when something is wrong.
             store["ok"] = False
             store["error"] = type(exc).__name__

@@ -22,9 +22,10 @@ import trio
 from ade.api.configs import publish_config
 from ade.api.documents import store_local_document
 from ade.api.server import run_service
-from ade.errors import AdeError
+from ade.errors import AdeError, StoreUnavailable
 from ade.models import ConfigVersion, Document
 from ade.settings import Settings, SettingsError, load_settings
+from ade.store import SchemaError
 
 __all__ = ["SAMPLE_DOCUMENT_NAME", "SAMPLE_WORKSPACE", "register", "serve"]
 
@@ -95,7 +96,6 @@ def _handle(args: argparse.Namespace) -> int:
 def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None) -> int:
     """Run until SIGTERM/SIGINT; 0 after a graceful shutdown, 2 if the service cannot start."""
     out = out or sys.stdout
-    from ade.runtime import DataDirLocked
     from ade.sandbox import check_required, detect_layers, startup_line
 
     report = detect_layers()
@@ -107,19 +107,28 @@ def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None)
     print(startup_line(settings, report), file=sys.stderr, flush=True)
     try:
         trio.run(_serve, settings, sample, out)
-    except (DataDirLocked, OSError, SampleUnavailable) as exc:
+    except _startup_failures() as exc:
         print(f"ade serve: {_describe(exc, settings)}", file=sys.stderr)
         return 2
     except BaseExceptionGroup as group:
         # From inside the nurseries: the port is taken, the data directory is locked by another
         # `ade serve` or not writable, the sample cannot be prepared. Those are start-up
         # failures to report, not crashes.
-        failure = _startup_failure(group, (DataDirLocked, OSError, SampleUnavailable))
+        failure = _startup_failure(group, _startup_failures())
         if failure is None:
             raise
         print(f"ade serve: {_describe(failure, settings)}", file=sys.stderr)
         return 2
     return 0
+
+
+# Start-up failures reported in one line (exit 2) rather than as a traceback: the port is taken,
+# the data directory is locked or not writable, the database is unreachable or newer than this
+# code, the sample cannot be prepared.
+def _startup_failures() -> tuple[type[BaseException], ...]:
+    from ade.runtime import DataDirLocked  # imported late: `ade --help` stays quick
+
+    return (DataDirLocked, OSError, SampleUnavailable, SchemaError, StoreUnavailable)
 
 
 def _describe(exc: BaseException, settings: Settings) -> str:

@@ -1,24 +1,55 @@
 """Durable records: jobs, documents and config versions.
 
-``open_store(settings)`` gives the embedded SQLite store (WAL, versioned migrations). It satisfies
-:class:`ade.protocols.JobStore` and :class:`ade.protocols.CatalogStore`; a PostgreSQL store for
-several machines would be another module behind the same protocols.
+``open_store(settings)`` gives the embedded SQLite store (WAL, versioned migrations) when
+``ADE_DATABASE_URL`` is unset, and the PostgreSQL store (:mod:`ade.store.postgres`) when it is
+set. Both satisfy :class:`ade.protocols.JobStore` and :class:`ade.protocols.CatalogStore`, and the
+same contract suite (tests/store) runs against both.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ade.settings import Settings
+from ade.store.history import SchemaError
 from ade.store.migrations import MIGRATIONS, Migration
-from ade.store.sqlite import SchemaError, SqliteStore, migrate
+from ade.store.sqlite import SqliteStore, migrate
 
-__all__ = ["MIGRATIONS", "Migration", "SchemaError", "SqliteStore", "migrate", "open_store"]
+if TYPE_CHECKING:
+    from ade.store.postgres import PostgresStore
+
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "SchemaError",
+    "SqliteStore",
+    "idempotency_store",
+    "migrate",
+    "open_store",
+]
 
 
-def open_store(settings: Settings) -> SqliteStore:
-    """Open (creating if needed) the store at ``settings.db_path`` and apply pending migrations.
+def idempotency_store(store: SqliteStore | PostgresStore) -> Any:
+    """The ``Idempotency-Key`` table of ``store``, in that store's dialect."""
+    if isinstance(store, SqliteStore):
+        from ade.store.idempotency import IdempotencyStore
+
+        return IdempotencyStore(store)
+    from ade.store.postgres import PostgresIdempotencyStore
+
+    return PostgresIdempotencyStore(store)
+
+
+def open_store(settings: Settings) -> SqliteStore | PostgresStore:
+    """Open the configured store and apply pending migrations (refusing a newer schema).
 
     Synchronous on purpose: it runs once at start-up, before the event loop has work to do, and
-    a schema problem should stop the service before it accepts anything.
+    a schema problem should stop the service before it accepts anything. psycopg is imported
+    only when PostgreSQL is configured, so the embedded default does not pay for it.
     """
+    if settings.database_url is not None:
+        from ade.store.postgres import PostgresStore
+
+        return PostgresStore(settings.database_url)
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteStore(settings.db_path)

@@ -28,9 +28,10 @@ from typing import Any, TypeVar
 
 import trio
 
-from ade.errors import AdeError, Conflict, NotFound
+from ade.errors import Conflict, NotFound
 from ade.models import ConfigVersion, Document, JobRecord, JobStatus
 from ade.serde import utcnow
+from ade.store.history import SchemaError, pending_migrations
 from ade.store.migrations import MIGRATIONS, Migration
 
 __all__ = ["SchemaError", "SqliteStore", "migrate"]
@@ -61,12 +62,6 @@ _JOB_COLUMNS = (
 _JOB_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
 
 
-class SchemaError(AdeError):
-    """The database's schema history does not match this code's migration list."""
-
-    code = "schema_mismatch"
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so the sqlite3 module never opens
     # implicit transactions behind our back.
@@ -90,11 +85,6 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration] = MIGRATIONS) 
     Refuses a database whose recorded history disagrees with ``migrations`` (an edited entry)
     or that is newer than this code (a downgrade), naming the version.
     """
-    for position, migration in enumerate(migrations, start=1):
-        if migration.version != position:
-            raise SchemaError(
-                f"migration list is out of order: entry {position} has version {migration.version}"
-            )
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
@@ -102,22 +92,9 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration] = MIGRATIONS) 
             "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
         applied = dict(conn.execute("SELECT version, name FROM schema_migrations").fetchall())
-        known = {m.version: m.name for m in migrations}
-        for version, name in sorted(applied.items()):
-            if version not in known:
-                raise SchemaError(
-                    f"database schema version {version} ({name!r}) is newer than this ADE; "
-                    "upgrade ADE or use another data directory"
-                )
-            if known[version] != name:
-                raise SchemaError(
-                    f"database migration {version} is {name!r} but this ADE calls it "
-                    f"{known[version]!r}; migrations must never be edited, only appended"
-                )
+        pending = pending_migrations(applied, migrations)
         done: list[int] = []
-        for migration in migrations:
-            if migration.version in applied:
-                continue
+        for migration in pending:
             for statement in migration.statements:
                 conn.execute(statement)
             conn.execute(
@@ -244,8 +221,11 @@ class SqliteStore:
     Create it with :func:`ade.store.open_store`; close it with :meth:`close` (or ``async with``).
     """
 
+    kind = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.location = str(path)
         self._pool: list[sqlite3.Connection] = []
         self._pool_lock = threading.Lock()
         self._write_lock = threading.Lock()

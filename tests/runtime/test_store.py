@@ -1,20 +1,35 @@
-"""The SQLite store: migrations, CRUD, ordering and pagination, concurrency — on real files."""
+"""The store contract: CRUD, ordering and pagination, concurrency — one suite, run against the
+SQLite store (real files) and the PostgreSQL store (a real server); plus each store's migrations."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import attrs
+import psycopg
 import pytest
 import trio
+from postgres_support import create_database, drop_database
 
 from ade.errors import Conflict, NotFound
 from ade.ids import new_id
 from ade.models import ConfigVersion, Document, JobRecord, JobStatus
 from ade.settings import load_settings
 from ade.store import MIGRATIONS, Migration, SchemaError, SqliteStore, migrate, open_store
+from ade.store.idempotency import IdempotencyStore, StoredResponse
+from ade.store.postgres import (
+    PostgresIdempotencyStore,
+    PostgresStore,
+    StoreUnavailable,
+    migrate_postgres,
+)
+from ade.store.postgres_migrations import POSTGRES_MIGRATIONS
+
+Store = SqliteStore | PostgresStore
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
@@ -33,9 +48,21 @@ def make_job(workspace: str = "ws", **changes: object) -> JobRecord:
     return attrs.evolve(job, **changes)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Opens a store on this test's database; each call is another connection pool on the same
+    data (another process, in production), as ``open_store`` does from the settings."""
+    if request.param == "sqlite":
+        settings = load_settings({}, data_dir=tmp_path / "data")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        settings = load_settings({}, data_dir=tmp_path / "data", database_url=url)
+    return lambda: open_store(settings)
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    s = open_store(load_settings({}, data_dir=tmp_path / "data"))
+def store(open_backend: Callable[[], Store]) -> Iterator[Store]:
+    s = open_backend()
     yield s
     s.close()
 
@@ -87,7 +114,7 @@ def test_a_failing_migration_is_rolled_back_completely(tmp_path: Path) -> None:
     conn.close()
 
 
-async def test_job_round_trips_every_field(store: SqliteStore) -> None:
+async def test_job_round_trips_every_field(store: Store) -> None:
     job = make_job(
         status=JobStatus.ERROR,
         runtime_network_access=True,
@@ -106,7 +133,7 @@ async def test_job_round_trips_every_field(store: SqliteStore) -> None:
     assert await store.get_job("missing") is None
 
 
-async def test_insert_duplicate_job_conflicts_and_update_replaces(store: SqliteStore) -> None:
+async def test_insert_duplicate_job_conflicts_and_update_replaces(store: Store) -> None:
     job = make_job()
     await store.insert_job(job)
     with pytest.raises(Conflict, match=job.id):
@@ -121,7 +148,7 @@ async def test_insert_duplicate_job_conflicts_and_update_replaces(store: SqliteS
         await store.update_job(attrs.evolve(running, workspace_id="other"))
 
 
-async def test_list_jobs_is_newest_first_with_cursor_and_status_filter(store: SqliteStore) -> None:
+async def test_list_jobs_is_newest_first_with_cursor_and_status_filter(store: Store) -> None:
     jobs = []
     for i in range(7):
         status = JobStatus.SUCCESS if i % 2 else JobStatus.QUEUED
@@ -146,7 +173,7 @@ async def test_list_jobs_is_newest_first_with_cursor_and_status_filter(store: Sq
         await store.list_jobs("ws", limit=0)
 
 
-async def test_jobs_with_status_oldest_first_and_counts(store: SqliteStore) -> None:
+async def test_jobs_with_status_oldest_first_and_counts(store: Store) -> None:
     queued = []
     for _ in range(3):
         job = make_job(workspace=new_id())
@@ -165,7 +192,7 @@ async def test_jobs_with_status_oldest_first_and_counts(store: SqliteStore) -> N
     }
 
 
-async def test_documents_and_configs_are_per_workspace(store: SqliteStore) -> None:
+async def test_documents_and_configs_are_per_workspace(store: Store) -> None:
     doc = Document("doc1", "ws", "../../etc/passwd.xlsx", 10, "ab" * 32, T0)
     doc2 = Document("doc2", "ws", "b.xlsx", 11, "cd" * 32, T0 + timedelta(seconds=1))
     await store.insert_document(doc2)
@@ -188,9 +215,10 @@ async def test_documents_and_configs_are_per_workspace(store: SqliteStore) -> No
     assert await store.list_configs("ws") == [cfg]
 
 
-async def test_concurrent_writers_and_readers_from_many_threads(tmp_path: Path) -> None:
-    settings = load_settings({}, data_dir=tmp_path)
-    async with open_store(settings) as store:
+async def test_concurrent_writers_and_readers_from_many_threads(
+    open_backend: Callable[[], Store],
+) -> None:
+    async with open_backend() as store:
         jobs = [make_job() for _ in range(60)]
 
         async def write_then_read(job: JobRecord) -> None:
@@ -203,8 +231,8 @@ async def test_concurrent_writers_and_readers_from_many_threads(tmp_path: Path) 
             for job in jobs:
                 nursery.start_soon(write_then_read, job)
         assert (await store.count_by_status())[JobStatus.RUNNING] == 60
-    # A second store on the same file (another process, in production) sees the committed rows.
-    other = open_store(settings)
+    # A second store on the same data (another process, in production) sees the committed rows.
+    other = open_backend()
     try:
         assert len(await other.list_jobs("ws", limit=100)) == 60
     finally:
@@ -212,15 +240,15 @@ async def test_concurrent_writers_and_readers_from_many_threads(tmp_path: Path) 
 
 
 async def test_run_is_the_seam_for_extra_tables_and_rolls_back_on_error(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
-    def create(conn: sqlite3.Connection) -> None:
+    def create(conn: Any) -> None:
         conn.execute("CREATE TABLE scratch (x INTEGER)")
         conn.execute("INSERT INTO scratch VALUES (1)")
 
     await store.run(create, write=True)
 
-    def fail(conn: sqlite3.Connection) -> None:
+    def fail(conn: Any) -> None:
         conn.execute("INSERT INTO scratch VALUES (2)")
         raise RuntimeError("boom")
 
@@ -230,8 +258,101 @@ async def test_run_is_the_seam_for_extra_tables_and_rolls_back_on_error(
     assert rows == [(1,)]
 
 
-async def test_closed_store_refuses_calls(tmp_path: Path) -> None:
-    store = open_store(load_settings({}, data_dir=tmp_path))
+async def test_closed_store_refuses_calls(open_backend: Callable[[], Store]) -> None:
+    store = open_backend()
     store.close()
     with pytest.raises(RuntimeError, match="closed"):
         await store.get_job("x")
+
+
+async def test_idempotency_keys_remember_replace_and_expire(store: Store) -> None:
+    keys = (
+        IdempotencyStore(store)
+        if isinstance(store, SqliteStore)
+        else PostgresIdempotencyStore(store)
+    )
+    now = datetime.now(UTC)
+    first = StoredResponse(202, '{"id": "j1"}', "/api/v1/jobs/j1", "a" * 64, now)
+    assert await keys.lookup("ws", "k1") is None
+    await keys.remember("ws", "k1", first)
+    assert await keys.lookup("ws", "k1") == first
+    assert await keys.lookup("other", "k1") is None
+    # Same key again (an expired entry being replaced): the newer response wins.
+    second = attrs.evolve(first, body='{"id": "j2"}', location=None, request_hash="b" * 64)
+    await keys.remember("ws", "k1", second)
+    assert await keys.lookup("ws", "k1") == second
+    # Entries older than the TTL are purged by later writes.
+    old = attrs.evolve(first, created_at=now - timedelta(days=2))
+    await keys.remember("ws", "old", old)
+    await keys.remember("ws", "k2", first)
+    assert await keys.lookup("ws", "old") is None
+
+
+# -- PostgreSQL migrations (each test on a database of its own: they change the schema) --------
+
+
+@pytest.fixture
+def empty_postgres() -> Iterator[str]:
+    url = create_database("ade_test_schema")
+    yield url
+    drop_database(url)
+
+
+def test_postgres_migrations_apply_once_and_refuse_edits_and_downgrades(
+    empty_postgres: str,
+) -> None:
+    with psycopg.connect(empty_postgres) as conn:
+        assert migrate_postgres(conn) == [m.version for m in POSTGRES_MIGRATIONS]
+        assert migrate_postgres(conn) == []
+        extra = Migration(
+            len(POSTGRES_MIGRATIONS) + 1, "extra table", ("CREATE TABLE extra (x INTEGER)",)
+        )
+        assert migrate_postgres(conn, [*POSTGRES_MIGRATIONS, extra]) == [extra.version]
+        renamed = Migration(extra.version, "something else", extra.statements)
+        with pytest.raises(SchemaError, match="must never be edited"):
+            migrate_postgres(conn, [*POSTGRES_MIGRATIONS, renamed])
+        with pytest.raises(SchemaError, match="out of order"):
+            migrate_postgres(conn, [Migration(2, "skip", ())])
+        broken = Migration(extra.version + 1, "broken", ("CREATE TABLE half (x INT)", "NOT SQL"))
+        with pytest.raises(psycopg.errors.SyntaxError):
+            migrate_postgres(conn, [*POSTGRES_MIGRATIONS, extra, broken])
+        assert conn.execute("SELECT to_regclass('half')").fetchone() == (None,)
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+        assert versions == [*range(1, extra.version + 1)]
+    # A node whose code is older than the database refuses to start, naming both versions.
+    with pytest.raises(SchemaError) as excinfo:
+        open_store(load_settings({}, database_url=empty_postgres))
+    assert str(excinfo.value) == (
+        f"PostgreSQL schema version {extra.version} ('extra table') is newer than this ADE "
+        f"(which knows up to version {len(POSTGRES_MIGRATIONS)}); upgrade ADE on this node, "
+        "or point it at another database"
+    )
+
+
+async def test_nodes_starting_together_apply_each_migration_once(empty_postgres: str) -> None:
+    settings = load_settings({}, database_url=empty_postgres)
+    stores: list[Store] = []
+
+    async def start() -> None:
+        stores.append(await trio.to_thread.run_sync(open_store, settings))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(start)
+    for opened in stores:
+        opened.close()
+    with psycopg.connect(empty_postgres) as conn:
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
+    assert rows == [(m.version, m.name) for m in POSTGRES_MIGRATIONS]
+
+
+def test_an_unreachable_postgres_is_a_one_line_error_naming_the_server() -> None:
+    # Port 9 (discard) has no PostgreSQL; the password never appears in the message.
+    url = "postgresql://ade:secret@127.0.0.1:9/ade"
+    with pytest.raises(StoreUnavailable) as excinfo:
+        open_store(load_settings({}, database_url=url))
+    message = str(excinfo.value)
+    assert message.startswith(
+        "cannot connect to PostgreSQL at ade@127.0.0.1:9/ade (ADE_DATABASE_URL): "
+    )
+    assert "secret" not in message
