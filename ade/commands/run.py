@@ -16,8 +16,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "run",
         help="normalize spreadsheets with a config package (in-process, no server)",
-        description="Run the five engine passes over INPUT files (.xlsx, .xlsm, .csv) and write "
-        "normalized.xlsx and artifact.json to --out.",
+        description="Run the five engine passes over INPUT files (.xlsx, .xlsm, .xls, .xlsb, "
+        ".ods, .csv) and write normalized.xlsx and artifact.json to --out.",
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     parser.add_argument(

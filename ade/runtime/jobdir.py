@@ -47,7 +47,9 @@ __all__ = [
 INPUTS_DIR = "inputs"
 VENV_LINK = ".venv"
 # Suffixes the engine may use to pick a reader; anything else gets none.
-_KNOWN_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xltx", ".xltm", ".csv", ".tsv", ".txt"})
+_KNOWN_SUFFIXES = frozenset(
+    {".xlsx", ".xlsm", ".xltx", ".xltm", ".xls", ".xlsb", ".ods", ".csv", ".tsv", ".txt"}
+)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # A job directory being built; never a job id (ids cannot start with a dot).
 _BUILDING_PREFIX = ".creating-"
