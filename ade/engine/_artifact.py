@@ -119,6 +119,7 @@ class TableRecord:
     ended_by: str
     recognised: bool
     group_header_row: int | None
+    continues: str | None  # the table it continues after a note, label or totals row
     status: str  # "written" | "skipped"
     skip_reason: str | None
     columns: list[ColumnRecord]

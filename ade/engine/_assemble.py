@@ -120,6 +120,7 @@ def assemble(
                 ended_by=d.ended_by,
                 recognised=d.recognised,
                 group_header_row=d.group_row,
+                continues=d.continues,
                 status=t.status,
                 skip_reason=t.skip_reason,
                 columns=t.columns,

@@ -25,6 +25,14 @@ Theory of operation (docs/config-packages.md explains it to config authors):
 * A row of two or more text cells that no header detector recognised, followed (within the
   blank tolerance) by data rows under it, is an **unrecognised table**: found structurally,
   reported with its range and header texts, never silently dropped.
+* A table that a note, a section label or a totals row interrupts (at most
+  ``MAX_INTERRUPTIONS`` such rows, blank rows within the tolerance) and that goes on below with
+  data rows of its shape (filling at least half its columns) **continues** as a new table with
+  the same header (``continues`` names the first part): the interrupting row still ends the
+  first part, as it should, and no member below it is lost. A row of two or more text cells
+  above the data rows makes them an unrecognised table instead (it looks like their header).
+  Such rows between a header and its first data row (``Members by branch`` / ``North
+  branch`` under the header) do not end it either: the table has not started.
 * Data rows that no table claims are ``outside_table`` rows; cells of a claimed row outside
   every table's columns are counted. Both are reported through ``on_issue`` (row numbers and
   counts only, never values).
@@ -62,6 +70,8 @@ OUTSIDE = "outside_table"
 # Data rows seen before a header block's column layout is fixed: enough to see which columns
 # are empty all the way down in practice, small enough that buffering them costs nothing.
 LAYOUT_ROWS = 100
+# Non-blank rows (notes, section labels, totals) that may interrupt a table that then goes on.
+MAX_INTERRUPTIONS = 2
 
 IssueCallback = Callable[[str, int, int], None]  # (code, row number, count)
 
@@ -78,6 +88,7 @@ class TableDraft:
     header_parts: list[list[str]]  # per column: [group, leaf], [leaf] or []
     recognised: bool = True
     group_row: int | None = None
+    continues: str | None = None  # the table this one continues after an interruption
     data_rows: int = 0
     first_data_row: int = 0
     last_data_row: int = 0
@@ -129,6 +140,15 @@ class _Row:
 
 
 @attrs.define
+class _Resume:
+    """Tables that a non-data row ended, which data rows of their shape may continue."""
+
+    tables: list[TableDraft]
+    last_row: int
+    interruptions: int = 1
+
+
+@attrs.define
 class _Block:
     """A header row whose column layout is not decided yet, with the data rows seen so far."""
 
@@ -138,6 +158,8 @@ class _Block:
     first: int
     last: int
     rows: list[tuple[int, list[Any]]] = attrs.field(factory=list)
+    interruptions: int = 0  # non-data rows between the header and its first data row
+    last_interruption: int = 0
 
 
 class TableLocator:
@@ -179,6 +201,7 @@ class TableLocator:
         self._header: _Block | None = None  # the current header (decided or not)
         self._last_table_row = 0
         self._pending: _Row | None = None
+        self._resume: _Resume | None = None
         self._last_kind: str | None = None
 
     # -- what classification may ask -------------------------------------------------------------
@@ -207,6 +230,23 @@ class TableLocator:
             self._new_header(_Row(row_number, row_type, values))
         else:
             self._settle_pending()
+            block = self._block
+            if block is not None and not block.rows and block.interruptions < MAX_INTERRUPTIONS:
+                # A label or note right under a header: the table has not started yet.
+                block.interruptions += 1
+                block.last_interruption = row_number
+                self._last_table_row = row_number
+                self._place(row_type)
+                return
+            resume = self._resume
+            if resume is not None:
+                if row_number - resume.last_row - 1 > self.max_blank_rows:
+                    self._resume = None
+                else:
+                    resume.interruptions += 1
+                    resume.last_row = row_number
+                    if resume.interruptions > MAX_INTERRUPTIONS:
+                        self._resume = None
             self._close_all(row_type)
             self._non_table_row(_Row(row_number, row_type, values), may_head=row_type == "other")
 
@@ -234,6 +274,7 @@ class TableLocator:
             self._drop_ended()
 
     def _new_header(self, row: _Row) -> None:
+        self._resume = None
         pending = self._pending
         self._pending = None
         group = None
@@ -271,6 +312,7 @@ class TableLocator:
         pending = self._pending
         if pending is not None and self._heads(pending, row_number, values):
             self._pending = None
+            self._resume = None
             first, last = _span(pending.values)
             self._block = _Block(pending, False, None, first, last)
             self._header = self._block
@@ -278,8 +320,36 @@ class TableLocator:
             self._last_table_row = pending.number
             self._take(row_number, values, after_gap)
             return
+        resume = self._resume
+        self._resume = None
+        if resume is not None and self._continues(resume, row_number, values):
+            self._settle_pending()
+            self._open = [
+                TableDraft(
+                    self.new_table_id(),
+                    t.header_row,
+                    t.first_column,
+                    t.last_column,
+                    list(t.headers),
+                    [list(p) for p in t.header_parts],
+                    recognised=t.recognised,
+                    group_row=t.group_row,
+                    continues=t.continues or t.id,
+                )
+                for t in resume.tables
+            ]
+            self._header_tables = list(self._open)  # their header row is placed already
+            self._claim(row_number, values)
+            return
         self._settle_pending()
         self._non_table_row(_Row(row_number, "data", values), may_head=self._last_kind != OUTSIDE)
+
+    def _continues(self, resume: _Resume, row_number: int, values: list[Any]) -> bool:
+        if row_number - resume.last_row - 1 > self.max_blank_rows:
+            return False
+        inside = sum(_filled(values[t.first_column - 1 : t.last_column]) for t in resume.tables)
+        width = sum(t.width for t in resume.tables)
+        return inside >= 2 and 2 * inside >= width and inside >= _filled(values) - inside
 
     def _heads(self, pending: _Row, row_number: int, values: list[Any]) -> bool:
         """Whether ``pending`` (a text row nobody recognised) is the header of a table whose
@@ -370,7 +440,7 @@ class TableLocator:
                 )
             )
         self._header_tables = list(self._open)
-        previous = block.header.number
+        previous = max(block.header.number, block.last_interruption)
         for row_number, values in block.rows:
             gap = row_number - previous - 1
             previous = row_number
@@ -451,6 +521,9 @@ class TableLocator:
             self._decide()
         for table in self._open:
             self._close(table, ended_by)
+        ended = [t for t in self._open if t.data_rows]
+        if ended and ended_by not in ("header", "blank", "end_of_sheet"):
+            self._resume = _Resume(ended, self.last_row)
         self._open = []
         self._end_header()
 

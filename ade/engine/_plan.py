@@ -176,4 +176,6 @@ class TablePlan:
 
 
 def table_range(d: TableDraft) -> str:
-    return a1_range(d.first_column, d.header_row, d.last_column, d.last_data_row or d.header_row)
+    """From the header row (a continued table: from its first data row) to the last data row."""
+    first = d.header_row if d.continues is None else d.first_data_row
+    return a1_range(d.first_column, first, d.last_column, d.last_data_row or d.header_row)

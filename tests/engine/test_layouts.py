@@ -341,3 +341,31 @@ def test_a_required_field_no_table_provides_is_an_error(tmp_path: Path) -> None:
     assert (result.outcome, result.required_missing) == ("errors", ("last_name",))
     [issue] = [i for i in artifact.issues if i.code == "required_field_missing"]
     assert (issue.table, issue.field, issue.row, issue.severity) == ("t1", "last_name", 1, "error")
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "csv"])
+def test_branch_labels_and_blank_lines_inside_a_roster(tmp_path: Path, fmt: str) -> None:
+    grid: Grid = {
+        "S": [
+            (1, 1, HEADER),
+            (2, 1, ["North branch"]),
+            (3, 1, member(0)),
+            (4, 1, member(1)),
+            (6, 1, ["South branch"]),
+            (7, 1, member(2)),
+            (8, 1, ["Total: 3"]),
+        ]
+    }
+    result, artifact, out = run(tmp_path, grid, fmt)
+    assert [r[0] for r in out[1:]] == ["M1000", "M1001", "M1002"]
+    assert [(t.range, t.continues, t.ended_by) for t in artifact.tables] == [
+        ("A1:D4", None, "other"),
+        ("A7:D7", "t1", "totals"),
+    ]
+    assert artifact.inputs[0].sheets[0].accounting == {
+        "other": 2,
+        "table_data": 3,
+        "table_header": 1,
+        "totals": 1,
+    }
+    assert (result.outcome, result.rows_outside_tables) == ("clean", 0)

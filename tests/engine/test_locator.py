@@ -102,7 +102,7 @@ def test_a_header_a_totals_or_an_other_row_still_ends_a_table_at_once() -> None:
         (7, "header", H),
         *rows(8, 1),
         (9, "other", ["Note: see below"]),
-        *rows(10, 1),  # nothing open: outside
+        (10, "data", [None] * 5 + ["x", 1, 2]),  # nothing open, not t2's shape: outside
     ]
     run = Run(grid)
     assert run.tables == [
@@ -116,6 +116,48 @@ def test_a_header_a_totals_or_an_other_row_still_ends_a_table_at_once() -> None:
         "other": 1,
         "outside_table": 1,
     }
+
+
+def test_a_table_interrupted_by_a_label_or_totals_continues_below() -> None:
+    grid: Grid = [
+        (1, "header", H),
+        *rows(2, 2),
+        (5, "other", ["North branch"]),  # a section label after a blank row
+        *rows(6, 2),
+        (8, "totals", ["Total", 4]),
+        (9, "other", ["Note: two more joined late"]),  # two interruptions in a row
+        *rows(11, 1),
+        (12, "other", ["a"]),
+        (13, "other", ["b"]),
+        (14, "other", ["c"]),  # three: the table is over
+        *rows(15, 1),
+    ]
+    run = Run(grid)
+    assert run.tables == [
+        ("t1", 1, 1, 3, 2, 0, "other"),
+        ("t2", 1, 1, 3, 2, 0, "totals"),
+        ("t3", 1, 1, 3, 1, 0, "other"),
+    ]
+    assert [(t.continues, t.first_data_row) for t in run.locator.tables] == [
+        (None, 2), ("t1", 6), ("t1", 11),
+    ]  # fmt: skip
+    assert run.kinds == {"table_header": 1, "table_data": 5, "other": 5, "totals": 1,
+                         "outside_table": 1}  # fmt: skip
+    assert run.issues == [("row_outside_table", 15, 1)]
+
+
+def test_an_unrecognised_table_below_is_not_absorbed_by_the_table_above() -> None:
+    grid: Grid = [
+        (1, "header", ["ID", "First", "Last", "Email", "Phone", "Born"]),
+        (2, "data", ["M1", "Ann", "Lee", "a@e.com", "555", "1990-01-01"]),
+        (3, "totals", ["Total", 1]),
+        (5, "other", ["Code", "Meaning", "Fee"]),
+        (6, "data", ["G", "Gold", 40]),
+    ]
+    run = Run(grid)
+    assert [(t.recognised, t.header_row, t.continues) for t in run.locator.tables] == [
+        (True, 1, None), (False, 5, None),
+    ]  # fmt: skip
 
 
 def test_data_of_another_shape_after_a_gap_is_not_the_same_table() -> None:
@@ -249,3 +291,10 @@ def test_table_open_tells_classification_about_blank_gaps() -> None:
     locator.feed(1, "header", H)
     locator.feed(2, "data", ["M1", 1, "a"])
     assert [locator.table_open(n) for n in (3, 5, 6)] == [True, True, False]
+
+
+def test_a_label_between_the_header_and_its_first_data_row_does_not_end_it() -> None:
+    grid: Grid = [(1, "header", H), (2, "other", ["North branch"]), *rows(3, 2)]
+    run = Run(grid)
+    assert run.tables == [("t1", 1, 1, 3, 2, 0, "end_of_sheet")]
+    assert run.kinds == {"table_header": 1, "other": 1, "table_data": 2}

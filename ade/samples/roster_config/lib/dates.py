@@ -16,6 +16,8 @@ from .text import numeric_date_parts, parse_date
 
 def profile_dates(values, state):
     for v in values:
+        if type(v) is not str:
+            continue  # real date cells (most of a workbook's) say nothing about the order
         parts = numeric_date_parts(v)
         if parts is None:
             continue

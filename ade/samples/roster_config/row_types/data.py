@@ -7,9 +7,11 @@ def detect_continues_table(*, values, non_empty, in_table):
     if non_empty == 1:
         (value,) = [v for v in values if v is not None]
         if isinstance(value, str) and (
-            len(value) > 25 or value.strip().casefold().startswith(_NOTE_STARTS)
+            len(value) > 25
+            or value.strip().casefold().startswith(_NOTE_STARTS)
+            or not any(c.isdigit() for c in value)
         ):
-            return -2.0  # a note or a banner
+            return -2.0  # a note, a banner or a section label ("North branch"); not a member
         score = -0.5
     else:
         score = 0.0
