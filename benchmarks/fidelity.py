@@ -274,7 +274,9 @@ class Case:
     csv: dict[str, str] = attrs.field(factory=dict)
 
 
-def plain(style: Style, **kw: Any) -> Builder:
+def plain(style: Style, offset: int = 0, **kw: Any) -> Builder:
+    """One table under a banner, ``offset`` columns from column A."""
+
     def build(rng: random.Random, text: bool) -> Built:
         ms = with_order_evidence(
             members(
@@ -282,7 +284,7 @@ def plain(style: Style, **kw: Any) -> Builder:
             ),
             style.dates,
         )
-        rows, _ = table(4, 1 + kw.pop("offset", 0), style, ms, text, **kw)
+        rows, _ = table(4, 1 + offset, style, ms, text, **kw)
         return {"Members": banner(rows)}, ms
 
     return build

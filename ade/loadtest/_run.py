@@ -399,15 +399,16 @@ async def run_loadtest(options: LoadTestOptions) -> Report:
     with tempfile.TemporaryDirectory(prefix="ade-loadtest-") as scratch_name:
         scratch = Path(scratch_name)
         server: ServerProcess | None = None
-        if options.url is None:
-            server = ServerProcess(scratch / "data", scratch / "logs", _server_env(options))
-            await server.start()
-            base_url = server.url
-            data_dir: Path | None = server.data_dir
-        else:
-            base_url = options.url
-            data_dir = options.data_dir
         try:
+            if options.url is None:
+                server = ServerProcess(scratch / "data", scratch / "logs", _server_env(options))
+                # Inside the try: a SIGTERM while the server starts must still stop it.
+                await server.start()
+                base_url = server.url
+                data_dir: Path | None = server.data_dir
+            else:
+                base_url = options.url
+                data_dir = options.data_dir
             return await _run_against(options, rng, scratch, server, base_url, data_dir)
         finally:
             if server is not None:
