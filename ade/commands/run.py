@@ -9,7 +9,38 @@ from typing import Any
 
 from ade.errors import AdeError, ConfigCodeError
 
-__all__ = ["format_summary", "os_error_message", "register", "run_command"]
+__all__ = [
+    "EXIT_FINISHED_WITH_ISSUES",
+    "FAIL_ON",
+    "add_fail_on_argument",
+    "exit_code_for",
+    "format_summary",
+    "os_error_message",
+    "register",
+    "run_command",
+]
+
+# `ade run` and `ade submit --wait`: 0 = finished (outcome under --fail-on), 1 = failed,
+# 3 = finished, but with issues at or above --fail-on (error-level issues by default).
+EXIT_FINISHED_WITH_ISSUES = 3
+FAIL_ON = ("errors", "warnings", "never")
+# Which engine outcomes ("clean" | "warnings" | "errors") each --fail-on level turns into exit 3.
+_FAILING = {"errors": {"errors"}, "warnings": {"errors", "warnings"}, "never": set()}
+
+
+def add_fail_on_argument(parser: Any) -> None:
+    parser.add_argument(
+        "--fail-on",
+        choices=FAIL_ON,
+        default="errors",
+        help="exit 3 when the finished run has issues of this level or worse: error-level "
+        "issues (default), any warning too, or never",
+    )
+
+
+def exit_code_for(outcome: str | None, fail_on: str) -> int:
+    """0 or EXIT_FINISHED_WITH_ISSUES for a finished run with this engine ``outcome``."""
+    return EXIT_FINISHED_WITH_ISSUES if outcome in _FAILING[fail_on] else 0
 
 
 def register(subparsers: Any) -> None:
@@ -24,6 +55,7 @@ def register(subparsers: Any) -> None:
         "--config", required=True, type=Path, help="config package: a folder or a .zip"
     )
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (./out)")
+    add_fail_on_argument(parser)
     parser.add_argument(
         "-v",
         "--verbose",
@@ -35,9 +67,13 @@ def register(subparsers: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from ade.engine import run_engine
+    from ade.settings import load_settings
 
     try:
-        result = run_engine(list(args.inputs), args.config, args.out)
+        # The memory a worker would have: readers that load a sheet whole (.xls, .xlsb, .ods)
+        # refuse sheets that would not fit it, here as in a job.
+        memory_mb = load_settings().worker_mem_mb
+        result = run_engine(list(args.inputs), args.config, args.out, memory_limit_mb=memory_mb)
     except AdeError as exc:
         print(f"ade run: error: {exc.message}", file=sys.stderr)
         if isinstance(exc, ConfigCodeError) and args.verbose:
@@ -48,8 +84,8 @@ def run_command(args: argparse.Namespace) -> int:
     except OSError as exc:  # e.g. the output folder is not writable
         print(f"ade run: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
-    print(format_summary(Path(result.artifact_path)))
-    return 0
+    print(format_summary(Path(result.artifact_path), args.fail_on))
+    return exit_code_for(result.outcome, args.fail_on)
 
 
 def os_error_message(exc: OSError) -> str:
@@ -58,8 +94,9 @@ def os_error_message(exc: OSError) -> str:
     return f"{reason}: {exc.filename}" if exc.filename is not None else reason
 
 
-def format_summary(artifact_path: Path) -> str:
-    """A short human summary of a run, built from its artifact.json (no cell values)."""
+def format_summary(artifact_path: Path, fail_on: str | None = None) -> str:
+    """A short human summary of a run, built from its artifact.json (no cell values).
+    With ``fail_on``, the last line says how the run ended and the exit code that follows."""
     from ade.engine import parse_artifact
 
     artifact = parse_artifact(artifact_path.read_text(encoding="utf-8"))
@@ -84,8 +121,28 @@ def format_summary(artifact_path: Path) -> str:
     total_fields = sum(1 for c in artifact.output.columns if c.kind == "field")
     lines.append(f"mapped fields: {', '.join(mapped) or 'none'} ({len(mapped)} of {total_fields})")
     lines.append(f"required fields missing: {', '.join(artifact.required_missing) or 'none'}")
-    v = artifact.validation
-    lines.append(f"issues: {v.issue_count} ({v.errors} error(s), {v.warnings} warning(s))")
+    s = artifact.summary
+    lines.append(
+        f"issues: {s.errors} errors, {s.warnings} warnings, "
+        f"{s.rows_outside_tables} rows outside any table"
+    )
+    lines.extend(_outside_rows(artifact))
     out = artifact_path.parent
     lines.append(f"wrote {out / artifact.output.path} and {artifact_path}")
+    if fail_on is not None:
+        code = exit_code_for(s.outcome, fail_on)
+        how = {"clean": "finished", "warnings": "finished with warnings"}.get(
+            s.outcome, "finished with errors"
+        )
+        lines.append(f"outcome: {how} (exit {code}, --fail-on {fail_on})")
     return "\n".join(lines)
+
+
+def _outside_rows(artifact: Any, shown: int = 5) -> list[str]:
+    """Where the rows outside any table are (sheet and row numbers, never values)."""
+    rows = [i for i in artifact.issues if i.code == "row_outside_table"]
+    if not rows:
+        return []
+    places = ", ".join(f"{i.input}!{i.sheet} row {i.row}" for i in rows[:shown])
+    more = artifact.summary.rows_outside_tables - min(len(rows), shown)
+    return [f"  rows outside any table: {places}" + (f" (+{more} more)" if more else "")]

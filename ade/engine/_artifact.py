@@ -256,11 +256,22 @@ def dump_artifact(artifact: Artifact) -> str:
 
 def parse_artifact(text: str) -> Artifact:
     """Structure ``text`` into :class:`Artifact`; raises if any key is unknown, missing or of
-    the wrong type (the converter forbids extra keys), with every problem's JSON path."""
+    the wrong type (the converter forbids extra keys), with every problem's JSON path, or if a
+    sheet's row accounting does not add up to its rows read (so every test that parses an
+    artifact checks the invariant)."""
     try:
         artifact = converter.structure(json.loads(text), Artifact)
     except cattrs.BaseValidationError as exc:
         raise ValueError("artifact.json: " + "; ".join(cattrs.transform_error(exc))) from exc
     if artifact.schema != ARTIFACT_SCHEMA:
         raise ValueError(f"unexpected artifact schema {artifact.schema!r}")
+    for source in artifact.inputs:
+        for sheet in source.sheets:
+            # The engine's first law: every non-blank row read is in exactly one place.
+            if sum(sheet.accounting.values()) != sheet.rows_read:
+                raise ValueError(
+                    f"artifact.json: inputs[{source.index}].sheets[{sheet.index}].accounting "
+                    f"adds up to {sum(sheet.accounting.values())}, not rows_read "
+                    f"{sheet.rows_read}"
+                )
     return artifact

@@ -253,6 +253,12 @@ def test_artifact_round_trips_and_rejects_unknown_keys(messy_run) -> None:
     del doc["issues"][0]["cell"]
     with pytest.raises(Exception, match="cell"):
         parse_artifact(json.dumps(doc))
+    doc = json.loads(text)
+    doc["inputs"][0]["sheets"][0]["accounting"]["other"] -= 1  # a row unaccounted for
+    with pytest.raises(
+        ValueError, match=r"sheets\[0\]\.accounting adds up to 13, not rows_read 14"
+    ):
+        parse_artifact(json.dumps(doc))
 
 
 def test_output_declares_its_dimension(messy_run) -> None:
