@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 
 from ade.configs.package import ConfigPackage, load_package
-from ade.engine._artifact import HookRecord, SummaryRecord, dump_artifact
+from ade.engine._artifact import HookRecord, dump_artifact
 from ade.engine._assemble import assemble, summary, table_summaries
 from ade.engine._code import LoadedConfig, load_code
 from ade.engine._issues import IssueLog
@@ -60,23 +60,25 @@ ARTIFACT_FILE = "artifact.json"
 
 @attrs.frozen
 class EngineResult:
-    """Summary numbers of a completed run (never cell values). ``summary.outcome`` says whether
-    the output is clean, has warnings or has errors (docs/artifact.md)."""
+    """Summary numbers of a completed run (never cell values): artifact.json's ``summary`` plus
+    the mapped fields. ``outcome`` says whether the output is clean, has warnings or has errors
+    (the rule is in docs/artifact.md); the job record carries these numbers."""
 
-    tables_found: int
-    tables_written: int
-    rows_written: int
-    mapped_fields: tuple[str, ...]
-    required_missing: tuple[str, ...]
-    issue_count: int
+    outcome: str
     errors: int
     warnings: int
+    issue_count: int
+    rows_read: int
+    rows_written: int
     rows_outside_tables: int
-    outcome: str
+    tables_found: int
+    tables_written: int
+    unrecognised_tables: int
+    mapped_fields: tuple[str, ...]
+    required_missing: tuple[str, ...]
     normalized_path: str
     artifact_path: str
     duration_seconds: float
-    summary: SummaryRecord
 
 
 def run_engine(
@@ -144,20 +146,21 @@ def run_engine(
     final = summary(ctx, plan)
     mapped = {f for t in plan.written for f in t.field_sources}
     return EngineResult(
-        tables_found=final.tables_found,
-        tables_written=final.tables_written,
-        rows_written=final.rows_written,
-        mapped_fields=tuple(f for f in package.field_names if f in mapped),
-        required_missing=tuple(final.required_missing),
-        issue_count=final.errors + final.warnings,
+        outcome=final.outcome,
         errors=final.errors,
         warnings=final.warnings,
+        issue_count=final.errors + final.warnings,
+        rows_read=final.rows_read,
+        rows_written=final.rows_written,
         rows_outside_tables=final.rows_outside_tables,
-        outcome=final.outcome,
+        tables_found=final.tables_found,
+        tables_written=final.tables_written,
+        unrecognised_tables=final.unrecognised_tables,
+        mapped_fields=tuple(f for f in package.field_names if f in mapped),
+        required_missing=tuple(final.required_missing),
         normalized_path=str(normalized),
         artifact_path=str(artifact_path),
         duration_seconds=round(time.perf_counter() - clock, 4),
-        summary=final,
     )
 
 
