@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -16,9 +16,21 @@ import httpx
 import trio
 import trio_websocket
 
-__all__ = ["AdeClient", "ApiError", "EventStreamClosed", "open_websocket", "zip_folder"]
+__all__ = [
+    "AdeClient",
+    "ApiError",
+    "EventStreamClosed",
+    "open_websocket",
+    "server_root",
+    "zip_folder",
+]
 
 TERMINAL_EVENT_TYPES = frozenset({"finish", "error", "cancel"})
+_API_SUFFIX = "/api/v1"
+SLOW_CONSUMER_CLOSE_CODE = 4008
+SERVICE_UNAVAILABLE = 503
+# How often a follower retries while the server is away (a restart takes about a second).
+_RECONNECT_INTERVAL_SECONDS = 0.5
 _SKIP_DIRS = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache"})
 
 
@@ -123,6 +135,15 @@ def zip_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
+def server_root(url: str) -> str:
+    """The server's root URL: ``ade serve`` prints ``.../api/v1`` as the API's address, and
+    either spelling may end up in ADE_URL, so a trailing ``/api/v1`` (and slashes) is dropped."""
+    root = url.rstrip("/")
+    if root.endswith(_API_SUFFIX):
+        root = root[: -len(_API_SUFFIX)].rstrip("/")
+    return root
+
+
 def _raise_for(response: httpx.Response) -> None:
     if response.is_success:
         return
@@ -154,7 +175,7 @@ class AdeClient:
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = server_root(url)
         self.workspace = workspace
         self._prefix = f"/api/v1/workspaces/{quote(workspace, safe='')}"
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
@@ -204,6 +225,11 @@ class AdeClient:
 
     async def list_documents(self) -> list[dict[str, Any]]:
         return (await self._json("GET", f"{self._prefix}/documents"))["items"]  # type: ignore[no-any-return]
+
+    async def get_document(self, document_id: str) -> dict[str, Any]:
+        return await self._json(  # type: ignore[no-any-return]
+            "GET", f"{self._prefix}/documents/{quote(document_id, safe='')}"
+        )
 
     async def document_content(self, document_id: str) -> bytes:
         response = await self._http.get(
@@ -335,21 +361,58 @@ class AdeClient:
                     return
                 yield _parse_event(message)
 
-    async def follow(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
+    async def follow(
+        self,
+        job_id: str,
+        *,
+        outlast_restarts: float | None = None,
+        on_outage: Callable[[str], None] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
         """All of the job's events, each once, to its terminal event: :meth:`events`, but after
         a drop (4008, this client fell behind) it reconnects with ``?after=<last seq>``.
-        Raises :class:`EventStreamClosed` when the service is going away (1001)."""
+
+        When the service goes away (1001 on shutdown, an abrupt close, connection refused, 503
+        while it drains) this raises :class:`EventStreamClosed` (or the transport error) —
+        unless ``outlast_restarts`` is a number of seconds: then it keeps reconnecting, twice
+        a second, until the server is back (the job's ending is in its events.ndjson whatever
+        happened meanwhile) or that long has passed without a connection. ``on_outage(reason)``
+        is called once per outage, so a command can say what it is waiting for.
+        """
         after = 0
+        down_since: float | None = None
         while True:
             try:
                 async for event in self.events(job_id, after=after):
+                    down_since = None
                     after = int(event.get("seq", after))
                     yield event
                 return
             except EventStreamClosed as closed:
-                if closed.code == 1001:
-                    raise
                 after = closed.last_seq
+                if closed.code == SLOW_CONSUMER_CLOSE_CODE:
+                    continue
+                reason: BaseException = closed
+            except ApiError as refused:
+                if refused.status != SERVICE_UNAVAILABLE:
+                    raise
+                reason = refused
+            except (
+                OSError,
+                httpx.TransportError,
+                trio.BrokenResourceError,
+                trio_websocket.HandshakeError,
+            ) as lost:
+                reason = lost
+            if outlast_restarts is None:
+                raise reason
+            now = trio.current_time()
+            if down_since is None:
+                down_since = now
+                if on_outage is not None:
+                    on_outage(str(reason))
+            elif now - down_since > outlast_restarts:
+                raise reason
+            await trio.sleep(_RECONNECT_INTERVAL_SECONDS)
 
     async def wait(self, job_id: str) -> dict[str, Any]:
         """Follow the job's events to the end (reconnecting after a drop) and return the job."""

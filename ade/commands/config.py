@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ade.client import AdeClient
-from ade.client.commands import add_connection_args, run_client
+from ade.client.commands import add_connection_args, add_json_arg, print_listing, run_client
 
 __all__ = ["register"]
 
@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
     add_connection_args(add)
     add.set_defaults(handler=_add)
     listing = actions.add_parser("list", help="list the workspace's config versions")
+    add_json_arg(listing)
     add_connection_args(listing)
     listing.set_defaults(handler=_list)
 
@@ -45,8 +46,13 @@ def _add(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     async def action(client: AdeClient) -> int:
-        for config in await client.list_configs():
-            print(f"{config['id']}  {config['title']} {config['version']}  {config['created_at']}")
+        print_listing(
+            await client.list_configs(),
+            as_json=args.json,
+            line=lambda c: f"{c['id']}  {c['title']} {c['version']}  {c['created_at']}",
+            empty=f"no config versions in workspace {args.workspace} "
+            "(add one: ade config add PATH)",
+        )
         return 0
 
     return run_client(args, action)

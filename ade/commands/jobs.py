@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from ade.client import AdeClient
-from ade.client.commands import add_connection_args, print_json, run_client
+from ade.client.commands import (
+    add_connection_args,
+    add_json_arg,
+    output_destination,
+    print_json,
+    print_listing,
+    run_client,
+)
 
 __all__ = ["register"]
 
@@ -19,9 +25,16 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="jobs_action", required=True, metavar="ACTION")
 
     listing = actions.add_parser("list", help="jobs, newest first")
-    listing.add_argument("--status", choices=["queued", "running", "success", "error", "cancelled"])
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument(
+        "--status",
+        choices=["queued", "running", "success", "error", "cancelled"],
+        help="only jobs in this status",
+    )
+    listing.add_argument(
+        "--limit", type=int, default=20, help="jobs per page, 1-200 (default: %(default)s)"
+    )
     listing.add_argument("--cursor", help="next_cursor printed by the previous page")
+    add_json_arg(listing)
     add_connection_args(listing)
     listing.set_defaults(handler=_list)
 
@@ -39,7 +52,10 @@ def register(subparsers: Any) -> None:
     output = actions.add_parser("output", help="download normalized.xlsx")
     output.add_argument("job_id")
     output.add_argument(
-        "-o", "--output", type=Path, default=Path("."), help="file or folder (default: .)"
+        "-o",
+        "--output",
+        default=".",
+        help="file, or folder (created when it ends with /; default: .)",
     )
     add_connection_args(output)
     output.set_defaults(handler=_output)
@@ -48,17 +64,28 @@ def register(subparsers: Any) -> None:
 def _list(args: argparse.Namespace) -> int:
     async def action(client: AdeClient) -> int:
         page = await client.list_jobs(status=args.status, limit=args.limit, cursor=args.cursor)
-        for job in page["items"]:
-            message = f"  {job['error_message']}" if job.get("error_message") else ""
-            print(
-                f"{job['id']}  {job['status']:<9}  attempt {job['attempt']}  "
-                f"{job['created_at']}{message}"
-            )
-        if page["next_cursor"]:
+        which = f"{args.status} jobs" if args.status else "jobs"
+        empty = f"no {which} in workspace {args.workspace}"
+        if args.cursor:
+            empty += " after that cursor"
+        print_listing(
+            page["items"],
+            as_json=args.json,
+            line=_job_line,
+            empty=empty,
+            extra={"next_cursor": page["next_cursor"]},
+        )
+        if page["next_cursor"] and not args.json:
             print(f"more: --cursor {page['next_cursor']}", file=sys.stderr)
         return 0
 
     return run_client(args, action)
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    message = f"  {job['error_message']}" if job.get("error_message") else ""
+    when = job["created_at"]
+    return f"{job['id']}  {job['status']:<9}  attempt {job['attempt']}  {when}{message}"
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -79,7 +106,7 @@ def _artifact(args: argparse.Namespace) -> int:
 
 def _output(args: argparse.Namespace) -> int:
     async def action(client: AdeClient) -> int:
-        saved = await client.download_output(args.job_id, args.output)
+        saved = await client.download_output(args.job_id, output_destination(args.output))
         print(saved)
         return 0
 

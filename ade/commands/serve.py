@@ -27,7 +27,7 @@ from ade.models import ConfigVersion, Document
 from ade.settings import Settings, SettingsError, load_settings
 from ade.store import SchemaError
 
-__all__ = ["SAMPLE_DOCUMENT_NAME", "SAMPLE_WORKSPACE", "register", "serve"]
+__all__ = ["SAMPLE_DOCUMENT_NAME", "SAMPLE_WORKSPACE", "environment_epilog", "register", "serve"]
 
 SAMPLE_WORKSPACE = "default"
 
@@ -63,11 +63,18 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the HTTP API and the job runtime",
-        description="Serve the ADE API on ADE_HOST:ADE_PORT with the job runtime; SIGTERM or "
-        "Ctrl+C shuts down gracefully.",
+        description="Serve the ADE API on ADE_HOST:ADE_PORT with the job "
+        "runtime; SIGTERM or Ctrl+C shuts down gracefully.",
+        epilog=environment_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", help="address to bind (default: ADE_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (default: ADE_PORT or 8000)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the store, documents, configs and jobs live (default: ADE_DATA_DIR or ./data)",
+    )
     parser.add_argument(
         "--no-sample",
         action="store_true",
@@ -76,12 +83,29 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_handle)
 
 
+def environment_epilog() -> str:
+    """``serve --help``'s list of the ADE_* variables, from the one table settings.py reads."""
+    from ade.settings import SETTINGS_DOC
+
+    defaults = load_settings({})
+    width = max(len(name) for name in SETTINGS_DOC)
+    lines = []
+    for name, doc in SETTINGS_DOC.items():
+        # Each variable names its attribute: ADE_QUEUE_SIZE -> settings.queue_size.
+        default = getattr(defaults, name.removeprefix("ADE_").lower(), None)
+        shown = f" (default: {default})" if default not in (None, "") else ""
+        lines.append(f"  {name:<{width}}  {doc}{shown}")
+    return "environment (options above override them):\n" + "\n".join(lines)
+
+
 def _handle(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
     try:
         settings = load_settings(**overrides)
     except SettingsError as exc:

@@ -22,10 +22,12 @@ from ade.loadtest._report import Report, format_table, report_json
 from ade.loadtest._run import run_loadtest
 from ade.loadtest._server import ServerStartError
 
-__all__ = ["add_arguments", "main", "options_from_args", "run_from_args"]
+__all__ = ["HelpFormatter", "add_arguments", "main", "options_from_args", "run_from_args"]
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
+DEFAULT_CONFIG_MIX = "ok=85,fail=5,timeout=5,memory=5"
+DEFAULT_URL_CONFIG_MIX = "ok=85,fail=5,memory=5"
 
 
 async def _run_until_signal(options: LoadTestOptions) -> Report | None:
@@ -48,6 +50,15 @@ async def _run_until_signal(options: LoadTestOptions) -> Report | None:
     return report
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, except where there is none to show (None, a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = LoadTestOptions()
     target = parser.add_argument_group("target")
@@ -60,11 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="with --url: the server's ADE_DATA_DIR, to check every job's events.ndjson",
     )
-    target.add_argument("--workspace", default=defaults.workspace)
+    target.add_argument(
+        "--workspace", default=defaults.workspace, help="workspace the clients submit to"
+    )
     load = parser.add_argument_group("load (the run stops at whichever bound comes first)")
     load.add_argument("--clients", type=int, default=defaults.clients, help="concurrent clients")
-    load.add_argument("--duration", type=float, default=defaults.duration, help="seconds")
-    load.add_argument("--jobs", type=int, default=None, help="stop after this many submissions")
+    load.add_argument("--duration", type=float, default=defaults.duration, help="seconds of load")
+    load.add_argument(
+        "--jobs", type=int, default=None, help="stop after this many submissions (no bound)"
+    )
     load.add_argument(
         "--workbooks",
         default="tiny=9,large=1",
@@ -72,58 +87,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     load.add_argument(
         "--configs",
-        default="ok=85,fail=5,timeout=5,memory=5",
-        help=f"mix of {'/'.join(CONFIG_KINDS)} config packages, KIND=WEIGHT,...",
+        default=None,
+        help=f"mix of {'/'.join(CONFIG_KINDS)} config packages, KIND=WEIGHT,... "
+        f"(default: {DEFAULT_CONFIG_MIX}; with --url: {DEFAULT_URL_CONFIG_MIX}, because a "
+        "'timeout' job lasts the server's whole ADE_JOB_TIMEOUT_SECONDS)",
     )
-    load.add_argument("--tiny-rows", type=int, default=defaults.tiny_rows)
-    load.add_argument("--large-rows", type=int, default=defaults.large_rows)
     load.add_argument(
-        "--watch-fraction",
-        type=float,
-        default=defaults.watch_fraction,
-        help="share of jobs followed over the websocket (the rest poll)",
+        "--tiny-rows", type=int, default=defaults.tiny_rows, help="data rows of a tiny workbook"
     )
-    load.add_argument("--cancel-fraction", type=float, default=defaults.cancel_fraction)
     load.add_argument(
-        "--retry-fraction",
-        type=float,
-        default=defaults.retry_fraction,
-        help="share of unsuccessful jobs retried",
+        "--large-rows", type=int, default=defaults.large_rows, help="data rows of a large workbook"
     )
+    for flag, kind, default, help_text in (
+        ("--watch-fraction", float, defaults.watch_fraction,
+         "share of jobs followed over the websocket (the rest poll)"),
+        ("--cancel-fraction", float, defaults.cancel_fraction,
+         "share of jobs cancelled while queued or running"),
+        ("--retry-fraction", float, defaults.retry_fraction, "share of unsuccessful jobs retried"),
+    ):  # fmt: skip
+        load.add_argument(flag, type=kind, default=default, help=help_text)
     load.add_argument("--greedy", action="store_true", help="ignore Retry-After on 429")
     load.add_argument(
         "--chaos",
         action="store_true",
         help="SIGKILL the server once at a random moment and restart it",
     )
-    load.add_argument("--seed", type=int, default=None, help="make the mix reproducible")
-    load.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=defaults.drain_timeout,
-        help="seconds every accepted job may take to finish after the load",
-    )
-    load.add_argument(
-        "--request-timeout",
-        type=float,
-        default=defaults.request_timeout,
-        help="seconds a request may take before it counts as failed",
-    )
+    load.add_argument("--seed", type=int, default=None, help="make the mix reproducible (random)")
     server = parser.add_argument_group("the server the harness starts")
-    server.add_argument("--queue-size", type=int, default=defaults.queue_size)
-    server.add_argument("--max-concurrency", type=int, default=defaults.max_concurrency)
-    server.add_argument(
-        "--job-timeout",
-        type=float,
-        default=defaults.job_timeout,
-        help="ADE_JOB_TIMEOUT_SECONDS (the 'timeout' config sleeps past it)",
-    )
-    server.add_argument(
-        "--worker-mem-mb",
-        type=int,
-        default=defaults.worker_mem_mb,
-        help="ADE_WORKER_MEM_MB (the 'memory' config allocates past it)",
-    )
+    for group, flag, kind, default, help_text in (
+        (load, "--drain-timeout", float, defaults.drain_timeout,
+         "seconds every accepted job may take to finish after the load"),
+        (load, "--request-timeout", float, defaults.request_timeout,
+         "seconds a request may take before it counts as failed"),
+        (server, "--queue-size", int, defaults.queue_size,
+         "ADE_QUEUE_SIZE (with --url: read from the server's /api/v1/health)"),
+        (server, "--max-concurrency", int, defaults.max_concurrency,
+         "ADE_MAX_CONCURRENCY: jobs running at once"),
+        (server, "--job-timeout", float, defaults.job_timeout,
+         "ADE_JOB_TIMEOUT_SECONDS (the 'timeout' config sleeps past it)"),
+        (server, "--worker-mem-mb", int, defaults.worker_mem_mb,
+         "ADE_WORKER_MEM_MB (the 'memory' config allocates past it)"),
+    ):  # fmt: skip
+        group.add_argument(flag, type=kind, default=default, help=help_text)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -136,7 +141,7 @@ def options_from_args(args: argparse.Namespace) -> LoadTestOptions:
         duration=args.duration,
         jobs=args.jobs,
         workbook_mix=parse_mix("--workbooks", args.workbooks, WORKBOOK_KINDS),
-        config_mix=parse_mix("--configs", args.configs, CONFIG_KINDS),
+        config_mix=parse_mix("--configs", _config_mix_text(args), CONFIG_KINDS),
         tiny_rows=args.tiny_rows,
         large_rows=args.large_rows,
         watch_fraction=args.watch_fraction,
@@ -152,6 +157,26 @@ def options_from_args(args: argparse.Namespace) -> LoadTestOptions:
         drain_timeout=args.drain_timeout,
         request_timeout=args.request_timeout,
     )
+
+
+def _config_mix_text(args: argparse.Namespace) -> str:
+    """The --configs mix, and a warning when it cannot finish within the drain.
+
+    A 'timeout' job runs until the server's ADE_JOB_TIMEOUT_SECONDS kills it. The private server
+    is started with --job-timeout (3 s); a server given with --url has its own (300 s unless
+    set), which outlasts --drain-timeout, and its 'timeout' jobs would be reported as lost.
+    So with --url the default mix leaves 'timeout' out, and an explicit one is warned about.
+    """
+    if args.configs is None:
+        return DEFAULT_URL_CONFIG_MIX if args.url else DEFAULT_CONFIG_MIX
+    if args.url and parse_mix("--configs", args.configs, CONFIG_KINDS)["timeout"] > 0:
+        print(
+            "ade loadtest: warning: with --url, 'timeout' jobs run until the server's "
+            "ADE_JOB_TIMEOUT_SECONDS kills them; unless that is below --drain-timeout "
+            f"({args.drain_timeout:g} s) they will be reported as lost",
+            file=sys.stderr,
+        )
+    return str(args.configs)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -176,6 +201,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="loadtest",
+        formatter_class=HelpFormatter,
         description="Drive a real `ade serve` with concurrent clients and "
         "check that it keeps its promises (see docs/loadtest.md).",
     )
