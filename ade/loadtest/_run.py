@@ -402,7 +402,7 @@ async def run_loadtest(options: LoadTestOptions) -> Report:
         try:
             if options.url is None:
                 server = ServerProcess(scratch / "data", scratch / "logs", _server_env(options))
-                # Inside the try: a SIGTERM while the server starts must still stop it.
+                # Inside the try: a Ctrl+C while the server is still starting must stop it too.
                 await server.start()
                 base_url = server.url
                 data_dir: Path | None = server.data_dir

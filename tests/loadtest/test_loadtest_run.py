@@ -149,7 +149,8 @@ def test_usage_errors_exit_2_and_name_the_option(capsys: pytest.CaptureFixture[s
     assert "--chaos needs a server the harness starts" in capsys.readouterr().err
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, start time in clock ticks) of each child of ``pid``."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -157,8 +158,9 @@ def _children(pid: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((int(entry.name), fields[19]))
     return found
 
 
@@ -170,7 +172,7 @@ def test_sigterm_stops_the_harness_and_the_server_it_started() -> None:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        servers: list[int] = []
+        servers: list[tuple[int, str]] = []
         while not servers and time.monotonic() < deadline:
             time.sleep(0.1)
             servers = _children(harness.pid)
@@ -184,13 +186,16 @@ def test_sigterm_stops_the_harness_and_the_server_it_started() -> None:
             harness.wait()
     assert harness.returncode == 130, err[-2000:]
     assert "ade loadtest: interrupted; the server it started was stopped" in err
-    for pid in servers:
-        assert _state(pid) in (None, "Z"), f"server {pid} still running"
+    for pid, started in servers:
+        assert _state(pid, started) in (None, "Z"), f"server {pid} still running"
 
 
-def _state(pid: int) -> str | None:
-    """The process state letter, or None if there is no such process."""
+def _state(pid: int, started: str) -> str | None:
+    """The process state letter, or None if there is no such process — or if the pid now
+    belongs to another process (pid_max is 32768 here: a busy machine reuses pids within
+    seconds, so the start time tells the server from a newcomer)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
+    return fields[0] if fields[19] == started else None
