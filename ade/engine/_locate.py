@@ -89,7 +89,7 @@ def _locate_sheet(
         table = by_id.get(draft.id)
         if table is None:
             table = by_id[draft.id] = PlannedTable(draft, source, sheet_name, [])
-        table.chunks.append(raw.write((numbers, _columns(chunk)), len(chunk)))
+        table.chunks.append(raw.write_columns(numbers, _columns(chunk)))
 
     def on_table_end(draft: TableDraft) -> None:
         if len(plan.tables) + len(found) >= MAX_TABLES:

@@ -37,7 +37,7 @@ def transform(ctx: EngineContext, plan: TablePlan, raw: Spool, shaped: Spool) ->
             fillable = frozenset(f.name for f in fields if f.name not in table.field_sources)
             filled: dict[str, int] = {}
             for ref in table.chunks:
-                numbers, columns = raw.read(ref)
+                numbers, columns = raw.read_columns(ref)
                 n = len(numbers)
                 blank: list[Any] = [None] * n
                 out: list[list[Any]] = [blank] * width
@@ -123,8 +123,9 @@ def _profile(ctx: EngineContext, table: PlannedTable, raw: Spool) -> None:
         state: dict[str, Any] = {}
         table.states[spec.name] = state
         calls.append((fn, source_index, {**column_context(spec, table), "state": state}))
+    wanted = {source_index for _, source_index, _ in calls}
     for ref in table.chunks:
-        _, columns = raw.read(ref)
+        _, columns = raw.read_columns(ref, wanted)
         for fn, source_index, available in calls:
             available["values"] = list(columns[source_index])
             if fn.call("profile", available) is not None:
