@@ -1,4 +1,5 @@
-"""ADE's exception vocabulary. The API translates these at one seam (``ade.api.errors``).
+"""ADE's exception vocabulary, every class in one place. The API translates these at one seam
+(``ade.api.errors``), which maps each class to an HTTP status.
 
 Every message is written for the person who reads it: it names the file, field or limit involved.
 """
@@ -11,14 +12,22 @@ import attrs
 
 __all__ = [
     "AdeError",
+    "BadRequest",
     "ConfigCodeError",
     "Conflict",
+    "DataDirLocked",
+    "FieldProblem",
+    "IdempotencyKeyReused",
     "InputError",
     "NotFound",
     "PackageInvalid",
     "PackageProblem",
+    "PayloadTooLarge",
     "QueueFull",
+    "SchemaError",
+    "ShuttingDown",
     "StoreUnavailable",
+    "UnsupportedMediaType",
 ]
 
 
@@ -110,3 +119,50 @@ class ConfigCodeError(AdeError):
         self.pass_name = pass_name
         self.error_type = error_type
         self.traceback = traceback
+
+
+class FieldProblem(dict[str, str]):
+    """``{"field": "document_ids[1]", "message": "expected a string"}``: one line of a 400."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(field=field, message=message)
+
+
+class BadRequest(AdeError):
+    """A malformed request (an HTTP body, or a submission to the runtime); ``details`` lists
+    each wrong field."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, problems: list[FieldProblem] | None = None) -> None:
+        super().__init__(message, list(problems or []))
+
+
+class PayloadTooLarge(AdeError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(AdeError):
+    code = "unsupported_media_type"
+
+
+class IdempotencyKeyReused(AdeError):
+    """The ``Idempotency-Key`` was first used with a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class ShuttingDown(AdeError):
+    """The runtime is draining for shutdown (or has stopped) and admits nothing new."""
+
+    code = "shutting_down"
+
+
+class SchemaError(AdeError):
+    """The database's schema history does not match this code's migration list."""
+
+    code = "schema_mismatch"
+
+
+class DataDirLocked(RuntimeError):
+    """Another runtime already serves this data directory (its recovery would fight ours)."""

@@ -12,12 +12,15 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "LIFECYCLE_EVENT_TYPES",
+    "TERMINAL_EVENT_TYPES",
     "TERMINAL_STATUSES",
     "ConfigVersion",
     "Document",
     "JobEvent",
     "JobRecord",
     "JobStatus",
+    "StoredResponse",
 ]
 
 
@@ -34,6 +37,14 @@ class JobStatus(enum.StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCESS, JobStatus.ERROR, JobStatus.CANCELLED})
+
+# Event types written by the runtime itself. A worker-side event may never use one of these
+# names: config code runs in the worker and must not be able to forge a "finish".
+LIFECYCLE_EVENT_TYPES = frozenset(
+    {"enqueue", "start", "finish", "error", "cancel", "retry", "recovery"}
+)
+# Exactly one of these ends every job's stream; its detail carries the final "status".
+TERMINAL_EVENT_TYPES = frozenset({"finish", "error", "cancel"})
 
 
 @attrs.frozen
@@ -77,6 +88,9 @@ class JobRecord:
     # Which limit fired, if any: "timeout", "cpu", "memory", "fsize", "cancelled", ...
     limit: str | None = None
     sandbox_layers: tuple[str, ...] = ()
+    # The engine's end-of-run summary (counts and names, never cell values; docs/api.md lists
+    # its keys). Empty until the job ends, and for a job that ended before the engine finished.
+    summary: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -90,3 +104,15 @@ class JobEvent:
     attempt: int
     type: str
     detail: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class StoredResponse:
+    """The first response to an ``Idempotency-Key`` (the API's policy: ``ade.api.idempotency``;
+    the table behind :class:`ade.protocols.IdempotencyKeys`)."""
+
+    status: int
+    body: str
+    location: str | None
+    request_hash: str
+    created_at: datetime

@@ -6,12 +6,23 @@ is an added module, not a rewrite. Implementations live next to their subsystem.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
 
-from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
+from ade.layout import JobLayout
+from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus, StoredResponse
 
-__all__ = ["CatalogStore", "EventSubscription", "JobService", "JobStore"]
+__all__ = [
+    "CatalogStore",
+    "EventSubscription",
+    "IdempotencyKeys",
+    "JobService",
+    "JobStore",
+    "Store",
+]
+
+T = TypeVar("T")
 
 
 class JobStore(Protocol):
@@ -57,6 +68,38 @@ class CatalogStore(Protocol):
     async def list_configs(self, workspace_id: str) -> list[ConfigVersion]: ...
 
 
+class IdempotencyKeys(Protocol):
+    """The first response per (workspace, Idempotency-Key). The policy (fingerprints, the TTL,
+    replay or refuse) is the API's (:mod:`ade.api.idempotency`); this is only the table."""
+
+    async def lookup(self, workspace_id: str, key: str) -> StoredResponse | None: ...
+
+    async def remember(
+        self, workspace_id: str, key: str, response: StoredResponse, *, expire_before: datetime
+    ) -> None:
+        """Store ``response`` for the key (replacing an older entry) and purge every entry
+        created before ``expire_before``."""
+        ...
+
+
+class Store(JobStore, CatalogStore, Protocol):
+    """A whole store as the service opens it (:func:`ade.store.open_store`): SQLite or
+    PostgreSQL. The API and the runtime hold it through this type only."""
+
+    kind: str  # "sqlite" or "postgresql"
+    location: str  # where it is, for operators: a path, or user@host:port/db (no password)
+
+    @property
+    def idempotency_keys(self) -> IdempotencyKeys: ...
+
+    async def run(self, fn: Callable[[Any], T], *, write: bool) -> T:
+        """Run ``fn(connection)`` in a worker thread, in one transaction when ``write``: the
+        seam for modules that add tables (the connection is the store's own DB-API one)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class EventSubscription(Protocol):
     """Live events from the recorder. Iteration ends when the subscription is closed; a
     subscriber that falls behind its bounded buffer is dropped (``dropped`` becomes True)
@@ -88,6 +131,16 @@ class JobService(Protocol):
     async def cancel(self, workspace_id: str, job_id: str) -> JobRecord: ...
 
     def subscribe(self, workspace_id: str, job_id: str | None = None) -> EventSubscription: ...
+
+    async def read_events(
+        self, workspace_id: str, job_id: str, *, after: int = 0
+    ) -> list[JobEvent]:
+        """The job's logged events with ``seq > after`` (subscribe first for a gap-free replay)."""
+        ...
+
+    def layout(self, job_id: str) -> JobLayout:
+        """Where the job's files (artifact, output, events) live."""
+        ...
 
     def statistics(self) -> Any:
         """A frozen snapshot (``ade.runtime.RuntimeStatistics``): queue, workers, totals."""

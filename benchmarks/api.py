@@ -38,10 +38,11 @@ from ade.loadtest import (
     machine_facts,
     summarize,
 )
+from ade.wire import XLSX_MEDIA_TYPE
 
 WORKSPACE = "default"
 PREFIX = f"/api/v1/workspaces/{WORKSPACE}"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX = XLSX_MEDIA_TYPE
 
 
 # -- the bare quart-trio app -----------------------------------------------------------------

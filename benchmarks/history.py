@@ -45,10 +45,11 @@ from ade.runtime.jobdir import create_job_dir
 from ade.serde import utcnow
 from ade.settings import load_settings
 from ade.store import open_store
+from ade.wire import XLSX_MEDIA_TYPE
 
 WORKSPACE = "default"
 PREFIX = f"/api/v1/workspaces/{WORKSPACE}"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX = XLSX_MEDIA_TYPE
 SERVER_ENV = {
     "ADE_MAX_CONCURRENCY": "2",
     "ADE_QUEUE_SIZE": "100000",

@@ -19,8 +19,8 @@ from ade.api.openapi import build_openapi
 from ade.api.routing import API_PREFIX, Operation, quart_rule
 from ade.api.streams import stream_operations
 from ade.api.uploads import MULTIPART_OVERHEAD
+from ade.protocols import JobService, Store
 from ade.settings import Settings
-from ade.store import idempotency_store
 
 __all__ = ["OPENAPI_PATH", "api_context", "create_app", "operations"]
 
@@ -57,12 +57,10 @@ def operations(ctx: ApiContext) -> list[Operation]:
     return ops
 
 
-def create_app(runtime: Any, settings: Settings, store: Any) -> QuartTrio:
-    """The API over ``runtime`` (:class:`ade.protocols.JobService` + ``statistics()``) and
-    ``store`` (the SQLite store: jobs, documents, configs, idempotency keys)."""
-    ctx = ApiContext(
-        runtime=runtime, settings=settings, store=store, idempotency=idempotency_store(store)
-    )
+def create_app(runtime: JobService, settings: Settings, store: Store) -> QuartTrio:
+    """The API over ``runtime`` and ``store`` (jobs, documents, configs, idempotency keys;
+    SQLite or PostgreSQL): both typed by their seams in :mod:`ade.protocols`."""
+    ctx = ApiContext(runtime=runtime, settings=settings, store=store)
     app = QuartTrio("ade.api", static_folder=None)
     # Bodies declaring more than this are refused before they are read; uploads also count
     # their bytes as they stream (ade.api.uploads), whatever the header said.

@@ -15,6 +15,7 @@ import attrs
 import cattrs
 
 from ade.api.errors import BadRequest, FieldProblem, UnsupportedMediaType
+from ade.ids import ID_PATTERN, is_id, shown_id
 from ade.serde import converter
 
 __all__ = [
@@ -33,9 +34,6 @@ T = TypeVar("T")
 
 # Workspace ids appear in paths on disk (documents/<workspace>/) and in URLs.
 WORKSPACE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-# Every id ADE issues (ade.ids, config hashes) fits this; anything else cannot exist.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-MAX_DOCUMENTS_PER_JOB = 100
 
 
 @attrs.frozen
@@ -197,15 +195,5 @@ def parse_count(raw: str) -> int | None:
     return None
 
 
-def check_id(value: str) -> bool:
-    """Whether ``value`` could be an id ADE issued (so it is safe inside a path)."""
-    return bool(ID_PATTERN.match(value))
-
-
-def shown_id(value: str) -> str:
-    """``value`` fit to quote in a message: as is when it could be an id, else escaped and cut
-    short (a client's 5000-character or control-character "id" is not echoed verbatim)."""
-    if check_id(value):
-        return value
-    cut = value if len(value) <= 64 else value[:61] + "..."
-    return json.dumps(cut)
+# Ids are checked and quoted by the rules in ade.ids (one place for the runtime and the API).
+check_id = is_id

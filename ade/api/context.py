@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
 import trio
 
 from ade.api.bodies import check_id, shown_id
+from ade.api.idempotency import KeyLocks
+from ade.catalog import Catalog
 from ade.errors import NotFound
 from ade.models import ConfigVersion, Document, JobRecord
-from ade.protocols import JobService
+from ade.protocols import JobService, Store
 from ade.settings import Settings
-from ade.store.idempotency import IdempotencyStore, KeyLocks
-
-if TYPE_CHECKING:
-    from ade.store import SqliteStore
 
 __all__ = ["ApiContext"]
 
@@ -24,12 +20,16 @@ __all__ = ["ApiContext"]
 class ApiContext:
     runtime: JobService
     settings: Settings
-    # JobStore + CatalogStore, and run() for the tables the API adds (idempotency keys).
-    store: SqliteStore
-    idempotency: IdempotencyStore
+    # Jobs, documents, configs and the idempotency key table; SQLite or PostgreSQL.
+    store: Store
     key_locks: KeyLocks = attrs.field(factory=KeyLocks)
     # Set when the service begins to shut down: websocket streams close with 1001.
     shutting_down: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def catalog(self) -> Catalog:
+        """Publishes configs and stores documents (also what ``ade serve`` uses)."""
+        return Catalog(self.store, self.settings)
 
     @property
     def max_upload_bytes(self) -> int:

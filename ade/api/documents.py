@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
 
-import trio
 from quart import Response, request
 
 from ade.api.context import ApiContext
@@ -18,80 +12,21 @@ from ade.api.routing import WORKSPACE_PREFIX, Operation
 from ade.api.uploads import receive_file
 from ade.api.views import document_view, workspace_path
 from ade.errors import NotFound
-from ade.ids import new_id
-from ade.models import Document
-from ade.serde import utcnow
 
-__all__ = ["document_operations", "store_local_document"]
-
-
-def _copy_in(source: Path, folder: Path) -> tuple[Path, int, str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".upload-", dir=folder)
-    temp = Path(name)
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with open(source, "rb") as src, os.fdopen(fd, "wb") as out:
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp, size, digest.hexdigest()
-
-
-async def store_local_document(
-    store: Any, documents_dir: Path, workspace_id: str, source: Path, filename: str
-) -> Document:
-    """Add a file from this machine as a document (``ade serve`` stores the bundled sample)."""
-    folder = documents_dir / workspace_id
-    temp, size, sha256 = await trio.to_thread.run_sync(_copy_in, source, folder)
-    document = Document(
-        id=new_id(),
-        workspace_id=workspace_id,
-        filename=filename,
-        size=size,
-        sha256=sha256,
-        created_at=utcnow(),
-    )
-    final = folder / document.id
-    try:
-        await trio.to_thread.run_sync(os.replace, temp, final)
-        await store.insert_document(document)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        final.unlink(missing_ok=True)
-        raise
-    return document
+__all__ = ["document_operations"]
 
 
 def document_operations(ctx: ApiContext) -> list[Operation]:
     async def upload_document(workspace_id: str) -> Response:
-        folder = ctx.settings.documents_dir / workspace_id
         received = await receive_file(
-            request, field="file", dest_dir=folder, max_bytes=ctx.max_upload_bytes
+            request,
+            field="file",
+            dest_dir=ctx.catalog.documents_folder(workspace_id),
+            max_bytes=ctx.max_upload_bytes,
         )
-        document = Document(
-            id=new_id(),
-            workspace_id=workspace_id,
-            filename=received.filename,
-            size=received.size,
-            sha256=received.sha256,
-            created_at=utcnow(),
+        document = await ctx.catalog.add_document(
+            workspace_id, received.path, received.filename, received.size, received.sha256
         )
-        final = folder / document.id
-        try:
-            # Content first, row second: a row never points at missing bytes. If the row
-            # cannot be written the content goes too, so a rejected upload leaves nothing.
-            await trio.to_thread.run_sync(os.replace, received.path, final)
-            await ctx.store.insert_document(document)
-        except BaseException:
-            received.path.unlink(missing_ok=True)
-            final.unlink(missing_ok=True)
-            raise
         location = workspace_path(workspace_id, f"/documents/{document.id}")
         return json_response(document_view(document), 201, {"Location": location})
 

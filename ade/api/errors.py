@@ -4,7 +4,7 @@ Every error the API returns has the same shape::
 
     {"error": {"code": "<stable name>", "message": "<for a person>", "details": <any>}}
 
-Handlers raise :mod:`ade.errors` exceptions (or the API-only ones below) and never build error
+Handlers raise :mod:`ade.errors` exceptions (every class lives there) and never build error
 responses themselves, so status codes and shapes are decided here and nowhere else. A request the
 client got wrong must never surface as a 500: only a bug in ADE does, and then the message says
 nothing about the internals (the traceback goes to the server log).
@@ -20,19 +20,22 @@ from werkzeug.exceptions import HTTPException
 
 from ade.errors import (
     AdeError,
+    BadRequest,
     Conflict,
+    FieldProblem,
+    IdempotencyKeyReused,
     InputError,
     NotFound,
     PackageInvalid,
+    PayloadTooLarge,
     QueueFull,
+    ShuttingDown,
     StoreUnavailable,
+    UnsupportedMediaType,
 )
-from ade.runtime.dispatcher import ShuttingDown
 from ade.serde import converter
-from ade.store.idempotency import IdempotencyKeyReused
 
 __all__ = [
-    "SLOW_CONSUMER_CLOSE_CODE",
     "BadRequest",
     "FieldProblem",
     "PayloadTooLarge",
@@ -44,33 +47,6 @@ __all__ = [
 
 log = logging.getLogger("ade.api")
 
-# Websocket close code sent to a subscriber that fell behind its bounded event buffer
-# (4000-4999 are reserved for applications by RFC 6455).
-SLOW_CONSUMER_CLOSE_CODE = 4008
-
-
-class FieldProblem(dict[str, str]):
-    """``{"field": "document_ids[1]", "message": "expected a string"}``: one line of a 400."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(field=field, message=message)
-
-
-class BadRequest(AdeError):
-    """A malformed request; ``details`` lists each wrong field."""
-
-    code = "invalid_request"
-
-    def __init__(self, message: str, problems: list[FieldProblem] | None = None) -> None:
-        super().__init__(message, list(problems or []))
-
-
-class PayloadTooLarge(AdeError):
-    code = "payload_too_large"
-
-
-class UnsupportedMediaType(AdeError):
-    code = "unsupported_media_type"
 
 
 # Checked in order: the first class an exception is an instance of decides the status.

@@ -11,9 +11,10 @@ from urllib.parse import quote
 import trio
 from quart import Response
 
+from ade.wire import XLSX_MEDIA_TYPE
+
 __all__ = ["XLSX_MEDIA_TYPE", "content_disposition", "file_response", "json_response"]
 
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _CHUNK = 256 * 1024
 
 

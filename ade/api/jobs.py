@@ -3,156 +3,38 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import PurePath
 
-import trio
 from quart import Response, request
 
 from ade.api.bodies import (
-    MAX_DOCUMENTS_PER_JOB,
     SubmitJob,
     check_id,
     parse_count,
     parse_json_body,
-    shown_id,
     structure_body,
 )
 from ade.api.context import ApiContext
 from ade.api.errors import BadRequest, FieldProblem
-from ade.api.files import XLSX_MEDIA_TYPE, file_response, json_response
+from ade.api.files import file_response, json_response
+from ade.api.idempotency import idempotent
 from ade.api.routing import WORKSPACE_PREFIX, Operation, Param
 from ade.api.views import job_location, job_view
 from ade.errors import Conflict, NotFound
 from ade.models import JobRecord, JobStatus
-from ade.serde import utcnow
-from ade.store.idempotency import (
-    KEY_PATTERN,
-    Replay,
-    StoredResponse,
-    decide,
-    fingerprint,
-)
+from ade.wire import XLSX_MEDIA_TYPE
 
-__all__ = ["ARTIFACT_FILE", "OUTPUT_FILE", "job_operations"]
+__all__ = ["job_operations"]
 
-ARTIFACT_FILE = "artifact.json"
-OUTPUT_FILE = "normalized.xlsx"
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-
-
-def _idempotency_key() -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not KEY_PATTERN.match(key):
-        raise BadRequest(
-            "invalid Idempotency-Key header",
-            [FieldProblem("Idempotency-Key", "1-255 printable ASCII characters, no spaces")],
-        )
-    return key
 
 
 def _accepted(job: JobRecord) -> Response:
     return json_response(job_view(job), 202, {"Location": job_location(job)})
 
 
-def _replayed(stored: StoredResponse) -> Response:
-    headers = {"Idempotent-Replayed": "true"}
-    if stored.location:
-        headers["Location"] = stored.location
-    return Response(
-        stored.body, status=stored.status, content_type="application/json", headers=headers
-    )
-
-
-async def _idempotent(
-    ctx: ApiContext, workspace_id: str, canonical: bytes, create: Callable[[], Awaitable[Response]]
-) -> Response:
-    """Run ``create`` once per Idempotency-Key (if the request carries one)."""
-    key = _idempotency_key()
-    if key is None:
-        return await create()
-    request_hash = fingerprint(request.method, request.path, canonical)
-    async with ctx.key_locks.hold(workspace_id, key):
-        entry = await ctx.idempotency.lookup(workspace_id, key)
-        decision = decide(entry, request_hash, key, utcnow())
-        if isinstance(decision, Replay):
-            return _replayed(decision.response)
-        response = await create()
-        if 200 <= response.status_code < 300:
-            # Shielded: the job exists now. Were the request cancelled here (the client hung
-            # up) the key would be forgotten, and the client's retry with it would create a
-            # second job -- exactly what the key is for.
-            with trio.CancelScope(shield=True):
-                body = (await response.get_data(as_text=True)) or ""
-                await ctx.idempotency.remember(
-                    workspace_id,
-                    key,
-                    StoredResponse(
-                        status=response.status_code,
-                        body=body,
-                        location=response.headers.get("Location"),
-                        request_hash=request_hash,
-                        created_at=utcnow(),
-                    ),
-                )
-        return response
-
-
 def job_operations(ctx: ApiContext) -> list[Operation]:
-    def check_submission(body: SubmitJob) -> None:
-        """The checks that need no lookup, every problem listed (the runtime stops at one)."""
-        problems: list[FieldProblem] = []
-        if not body.document_ids:
-            problems.append(FieldProblem("document_ids", "at least one document id is required"))
-        for index, document_id in enumerate(body.document_ids):
-            if document_id in body.document_ids[:index]:
-                problems.append(
-                    FieldProblem(f"document_ids[{index}]", "listed twice; each document once")
-                )
-        if len(body.document_ids) > MAX_DOCUMENTS_PER_JOB:
-            problems.append(
-                FieldProblem("document_ids", f"at most {MAX_DOCUMENTS_PER_JOB} documents per job")
-            )
-        if problems:
-            fields = ", ".join(p["field"] for p in problems)
-            raise BadRequest(f"invalid request body: {fields}", problems)
-
-    async def explain_refusal(workspace_id: str, body: SubmitJob) -> None:
-        """After the runtime refused a submission (NotFound or Conflict), look again and raise
-        the API's fuller error: every missing document, ids escaped, network access as a 400.
-        Returns if nothing is wrong any more (the caller re-raises the runtime's error)."""
-        config = await ctx.config(workspace_id, body.config_version_id)
-        missing = []
-        for document_id in body.document_ids:
-            found = (
-                await ctx.store.get_document(workspace_id, document_id)
-                if check_id(document_id)
-                else None
-            )
-            if found is None:
-                missing.append(shown_id(document_id))
-        if missing:
-            listed = ", ".join(missing[:5]) + (
-                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            )
-            raise NotFound(
-                f"document(s) not found in workspace {workspace_id}: {listed}",
-                {"document_ids": missing},
-            )
-        if body.runtime_network_access and not config.runtime_network_access:
-            raise BadRequest(
-                "this config version does not allow network access",
-                [
-                    FieldProblem(
-                        "runtime_network_access",
-                        "the config's manifest does not allow runtime network access",
-                    )
-                ],
-            )
-
     async def submit_job(workspace_id: str) -> Response:
         raw = await request.get_data()
         data = parse_json_body(raw, request.headers.get("Content-Type"))
@@ -160,22 +42,19 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
         async def create() -> Response:
-            check_submission(body)
-            # The runtime looks the config and documents up itself: looking them up here first
-            # too doubled the store round trips of every submission (429s included).
-            try:
-                job = await ctx.runtime.submit(
-                    workspace_id=workspace_id,
-                    config_version_id=body.config_version_id,
-                    document_ids=body.document_ids,
-                    runtime_network_access=body.runtime_network_access,
-                )
-            except (NotFound, Conflict):
-                await explain_refusal(workspace_id, body)
-                raise
+            # Admission checks everything, every problem listed, and its refusal is the
+            # response as it is (ade.runtime.admission): nothing is checked twice.
+            job = await ctx.runtime.submit(
+                workspace_id=workspace_id,
+                config_version_id=body.config_version_id,
+                document_ids=body.document_ids,
+                runtime_network_access=body.runtime_network_access,
+            )
             return _accepted(job)
 
-        return await _idempotent(ctx, workspace_id, canonical, create)
+        return await idempotent(
+            ctx.store.idempotency_keys, ctx.key_locks, workspace_id, canonical, create
+        )
 
     async def list_jobs(workspace_id: str) -> Response:
         args = request.args
@@ -221,7 +100,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
 
     async def get_artifact(workspace_id: str, job_id: str) -> Response:
         job = await finished_job(workspace_id, job_id, "artifact")
-        path = ctx.settings.jobs_dir / job.id / ARTIFACT_FILE
+        path = ctx.runtime.layout(job.id).artifact
         try:
             return await file_response(path, "application/json")
         except FileNotFoundError:
@@ -238,7 +117,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                 + (f": {job.error_message}" if job.error_message else ""),
                 {"status": job.status.value, "error_message": job.error_message},
             )
-        path = ctx.settings.jobs_dir / job.id / OUTPUT_FILE
+        path = ctx.runtime.layout(job.id).normalized
         name = await download_name(job)
         try:
             return await file_response(path, XLSX_MEDIA_TYPE, download_name=name)
@@ -256,7 +135,9 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         async def create() -> Response:
             return _accepted(await ctx.runtime.retry(workspace_id, job.id))
 
-        return await _idempotent(ctx, workspace_id, b"", create)
+        return await idempotent(
+            ctx.store.idempotency_keys, ctx.key_locks, workspace_id, b"", create
+        )
 
     async def cancel_job(workspace_id: str, job_id: str) -> Response:
         job = await ctx.job(workspace_id, job_id)

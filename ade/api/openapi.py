@@ -15,9 +15,10 @@ from typing import Any
 
 import attrs
 
-from ade.api.bodies import MAX_DOCUMENTS_PER_JOB, WORKSPACE_PATTERN, SubmitJob
+from ade.api.bodies import WORKSPACE_PATTERN, SubmitJob
 from ade.api.routing import Operation
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
+from ade.runtime.admission import MAX_DOCUMENTS_PER_JOB
 
 __all__ = ["build_openapi"]
 

@@ -12,6 +12,7 @@ from hypercorn.trio import serve
 
 from ade.api.app import api_context, create_app
 from ade.api.asgi import CloseUnreadBodies
+from ade.protocols import JobService, Store
 from ade.settings import Settings
 
 __all__ = ["GRACEFUL_TIMEOUT_SECONDS", "hypercorn_config", "run_service", "serve_api"]
@@ -33,8 +34,8 @@ def hypercorn_config(settings: Settings) -> Config:
 
 async def serve_api(
     settings: Settings,
-    runtime: Any,
-    store: Any,
+    runtime: JobService,
+    store: Store,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,

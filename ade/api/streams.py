@@ -26,16 +26,14 @@ from quart import websocket
 
 from ade.api.bodies import parse_count
 from ade.api.context import ApiContext
-from ade.api.errors import SLOW_CONSUMER_CLOSE_CODE, BadRequest, FieldProblem
+from ade.api.errors import BadRequest, FieldProblem
 from ade.api.routing import WORKSPACE_PREFIX, Operation, Param
-from ade.models import JobEvent
-from ade.runtime.events import EVENTS_FILE, TERMINAL_EVENT_TYPES, read_events
+from ade.models import TERMINAL_EVENT_TYPES, JobEvent
 from ade.serde import converter
+from ade.wire import GOING_AWAY, NORMAL_CLOSURE, SLOW_CONSUMER_CLOSE_CODE
 
-__all__ = ["GOING_AWAY", "NORMAL_CLOSURE", "SEND_TIMEOUT_SECONDS", "stream_operations"]
+__all__ = ["SEND_TIMEOUT_SECONDS", "stream_operations"]
 
-NORMAL_CLOSURE = 1000
-GOING_AWAY = 1001
 # A client that cannot take one small message in this long is not keeping up.
 SEND_TIMEOUT_SECONDS = 10.0
 # A finished job whose log lacks its terminal line (a crash between store and file) gets
@@ -109,8 +107,7 @@ def stream_operations(ctx: ApiContext) -> list[Operation]:
 
             async def stream() -> int:
                 last = after
-                path = ctx.settings.jobs_dir / job.id / EVENTS_FILE
-                for event in await trio.to_thread.run_sync(lambda: read_events(path, after=after)):
+                for event in await ctx.runtime.read_events(workspace_id, job.id, after=after):
                     await _send(event)
                     last = event.seq
                     if event.type in TERMINAL_EVENT_TYPES:

@@ -16,6 +16,8 @@ import httpx
 import trio
 import trio_websocket
 
+from ade.wire import NORMAL_CLOSURE, SLOW_CONSUMER_CLOSE_CODE
+
 __all__ = [
     "AdeClient",
     "ApiError",
@@ -25,9 +27,7 @@ __all__ = [
     "zip_folder",
 ]
 
-TERMINAL_EVENT_TYPES = frozenset({"finish", "error", "cancel"})
 _API_SUFFIX = "/api/v1"
-SLOW_CONSUMER_CLOSE_CODE = 4008
 SERVICE_UNAVAILABLE = 503
 # How often a follower retries while the server is away (a restart takes about a second).
 _RECONNECT_INTERVAL_SECONDS = 0.5
@@ -342,7 +342,7 @@ class AdeClient:
                     message = await ws.get_message()
                 except trio_websocket.ConnectionClosed as closed:
                     code = closed.reason.code if closed.reason else 1006
-                    if code == 1000:
+                    if code == NORMAL_CLOSURE:
                         return
                     raise EventStreamClosed(
                         code, closed.reason.reason if closed.reason else None, last

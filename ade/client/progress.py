@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ade.models import TERMINAL_EVENT_TYPES
+
 __all__ = ["PASSES", "ProgressView"]
 
 PASSES = ("detect", "map", "transform", "validate", "write")
 _BAR_WIDTH = 20
-_TERMINAL = {"finish", "error", "cancel"}
 # Operators' material (a stderr tail): `ade jobs` and the job directory have it, not the bar.
 _HIDDEN = frozenset({"diagnostics"})
 _MAX_VALUE_CHARS = 160
@@ -32,10 +33,10 @@ class ProgressView:
             self.current = str(detail.get("pass"))
         elif kind == "pass_finished" and detail.get("pass") not in self.finished_passes:
             self.finished_passes.append(str(detail.get("pass")))
-        if kind in _TERMINAL:
+        if kind in TERMINAL_EVENT_TYPES:
             self.status = str(detail.get("status", kind))
         if self.terminal:
-            return self._bar(kind in _TERMINAL)
+            return self._bar(kind in TERMINAL_EVENT_TYPES)
         return self._line(event)
 
     def _bar(self, final: bool) -> str:

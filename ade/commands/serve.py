@@ -19,11 +19,11 @@ from typing import Any, TextIO
 
 import trio
 
-from ade.api.configs import publish_config
-from ade.api.documents import store_local_document
 from ade.api.server import run_service
+from ade.catalog import Catalog
 from ade.errors import AdeError, StoreUnavailable
 from ade.models import ConfigVersion, Document
+from ade.protocols import Store
 from ade.settings import Settings, SettingsError, load_settings
 from ade.store import SchemaError
 
@@ -39,13 +39,14 @@ class SampleUnavailable(Exception):
     """The bundled sample could not be prepared: a start-up failure to report in one line."""
 
 
-async def _prepare_sample(store: Any, settings: Settings) -> tuple[ConfigVersion, Document]:
+async def _prepare_sample(store: Store, settings: Settings) -> tuple[ConfigVersion, Document]:
     """Publish the bundled roster config and store a sample messy workbook (once) in the
     default workspace, so a fresh install has something to submit."""
     from ade.samples import ROSTER_CONFIG
     from ade.samples.generate import write_messy_workbook
 
-    config, _ = await publish_config(store, settings.venvs_dir, SAMPLE_WORKSPACE, ROSTER_CONFIG)
+    catalog = Catalog(store, settings)
+    config, _ = await catalog.publish_config(SAMPLE_WORKSPACE, ROSTER_CONFIG)
     for document in await store.list_documents(SAMPLE_WORKSPACE):
         if document.filename == SAMPLE_DOCUMENT_NAME:
             return config, document
@@ -53,9 +54,7 @@ async def _prepare_sample(store: Any, settings: Settings) -> tuple[ConfigVersion
         path = await trio.to_thread.run_sync(
             write_messy_workbook, Path(scratch) / SAMPLE_DOCUMENT_NAME
         )
-        document = await store_local_document(
-            store, settings.documents_dir, SAMPLE_WORKSPACE, path, SAMPLE_DOCUMENT_NAME
-        )
+        document = await catalog.add_local_document(SAMPLE_WORKSPACE, path, SAMPLE_DOCUMENT_NAME)
     return config, document
 
 

@@ -12,6 +12,7 @@ stderr diagnostics) shows where in the config code it happened.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.machinery
 import importlib.util
@@ -159,6 +160,12 @@ def load_code(package: ConfigPackage, folder: Path) -> Iterator[LoadedConfig]:
                     PackageProblem(f"{name} line {exc.lineno}", f"syntax error: {exc.msg}")
                 )
             except (Exception, SystemExit) as exc:
+                if isinstance(exc, MemoryError) or (
+                    isinstance(exc, OSError) and exc.errno == errno.EFBIG
+                ):
+                    # A sandbox limit fired while the module ran: the job ends with that
+                    # limit's message (as it would at run time), not as a package problem.
+                    raise
                 line = _failing_line(exc, name)
                 problems.append(
                     PackageProblem(f"{name}{line}", f"importing it raised {type(exc).__name__}")

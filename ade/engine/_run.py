@@ -51,11 +51,10 @@ from ade.engine._transform import transform
 from ade.engine._validate import validate
 from ade.engine._write import write
 from ade.errors import InputError
+from ade.layout import ARTIFACT_FILE, NORMALIZED_FILE
 
 __all__ = ["ARTIFACT_FILE", "NORMALIZED_FILE", "EngineResult", "ProgressCallback", "run_engine"]
 
-NORMALIZED_FILE = "normalized.xlsx"
-ARTIFACT_FILE = "artifact.json"
 
 
 @attrs.frozen

@@ -26,7 +26,8 @@ from ade.loadtest._ledger import JobBudget, Ledger, TrackedJob
 from ade.loadtest._options import LoadTestOptions
 from ade.loadtest._stats import RequestLog
 from ade.loadtest._target import Target
-from ade.runtime.events import TERMINAL_EVENT_TYPES
+from ade.models import TERMINAL_EVENT_TYPES
+from ade.wire import NORMAL_CLOSURE, XLSX_MEDIA_TYPE
 
 __all__ = [
     "Client",
@@ -41,8 +42,6 @@ __all__ = [
     "workspace_watcher",
 ]
 
-NORMAL_CLOSURE = 1000
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class SessionAbandoned(Exception):
@@ -181,7 +180,7 @@ class Client:
             "POST /documents",
             "POST",
             "/documents",
-            files={"file": (name, self.shared.workbooks[workbook_kind], XLSX_TYPE)},
+            files={"file": (name, self.shared.workbooks[workbook_kind], XLSX_MEDIA_TYPE)},
         )
         if response.status_code != 201:
             raise SessionAbandoned(f"upload answered {response.status_code}")

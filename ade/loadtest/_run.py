@@ -54,11 +54,13 @@ from ade.loadtest._server import ServerProcess, ServerStartError, free_port
 from ade.loadtest._stats import RequestLog, summarize
 from ade.loadtest._target import Target
 from ade.loadtest._workload import Workload, build_workload
+from ade.runtime.ending import RESTART_MESSAGE
 
 __all__ = ["RECOVERY_MESSAGE", "machine_facts", "run_loadtest"]
 
 # What recovery writes on a job that was running when the service died (issue 3).
-RECOVERY_MESSAGE = "interrupted by a service restart; retry to run again"
+# The message of a job the restarted service found running (defined by the runtime).
+RECOVERY_MESSAGE = RESTART_MESSAGE
 # How long workers may take to die after their server is gone (SIGKILL delivery, reaping).
 _WORKER_GRACE_SECONDS = 5.0
 

@@ -12,22 +12,16 @@ Leaving the block drains gracefully (see :meth:`Runtime.drain` and docs/operatio
 
 from __future__ import annotations
 
-from ade.runtime.dispatcher import ShuttingDown
+from ade.errors import DataDirLocked, ShuttingDown
+from ade.runtime.ending import CANCELLED_MESSAGE, RESTART_MESSAGE, SHUTDOWN_MESSAGE, JobEnding
 from ade.runtime.events import (
-    EVENTS_FILE,
     TERMINAL_EVENT_TYPES,
     EventScan,
     read_events,
     scan_events,
 )
-from ade.runtime.recorder import (
-    CANCELLED_MESSAGE,
-    RESTART_MESSAGE,
-    SHUTDOWN_MESSAGE,
-    Subscription,
-)
+from ade.runtime.recorder import Subscription
 from ade.runtime.service import (
-    DataDirLocked,
     Runtime,
     RuntimeStatistics,
     StatusTotals,
@@ -37,12 +31,12 @@ from ade.runtime.workers import JobRunner
 
 __all__ = [
     "CANCELLED_MESSAGE",
-    "EVENTS_FILE",
     "RESTART_MESSAGE",
     "SHUTDOWN_MESSAGE",
     "TERMINAL_EVENT_TYPES",
     "DataDirLocked",
     "EventScan",
+    "JobEnding",
     "JobRunner",
     "Runtime",
     "RuntimeStatistics",

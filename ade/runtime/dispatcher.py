@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from ade.errors import AdeError, QueueFull
+from ade.errors import QueueFull, ShuttingDown
 from ade.models import JobRecord
 from ade.runtime.messages import (
     Assign,
@@ -62,12 +62,6 @@ DURATION_WINDOW = 20
 DEFAULT_DURATION_SECONDS = 1.0
 # A client told to wait an hour has effectively been told "no"; cap the hint there.
 MAX_RETRY_AFTER_SECONDS = 3600
-
-
-class ShuttingDown(AdeError):
-    """The runtime is draining for shutdown and admits nothing new."""
-
-    code = "shutting_down"
 
 
 @attrs.frozen

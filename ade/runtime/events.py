@@ -24,33 +24,23 @@ from typing import Any
 
 import attrs
 
-from ade.models import JobEvent
+from ade.models import LIFECYCLE_EVENT_TYPES, TERMINAL_EVENT_TYPES, JobEvent
 from ade.serde import converter
 
 __all__ = [
-    "EVENTS_FILE",
     "LIFECYCLE_EVENT_TYPES",
     "TERMINAL_EVENT_TYPES",
     "EventScan",
     "append_events",
-    "encode_event",
+    "event_line",
     "read_events",
     "repair_tail",
     "scan_events",
 ]
 
-EVENTS_FILE = "events.ndjson"
-
-# Written by the runtime itself. A worker-side event may never use one of these names: config
-# code runs in the worker and must not be able to forge a "finish".
-LIFECYCLE_EVENT_TYPES = frozenset(
-    {"enqueue", "start", "finish", "error", "cancel", "retry", "recovery"}
-)
-# Exactly one of these ends every job's stream; its detail carries the final "status".
-TERMINAL_EVENT_TYPES = frozenset({"finish", "error", "cancel"})
 
 
-def encode_event(event: JobEvent) -> bytes:
+def event_line(event: JobEvent) -> bytes:
     """One complete line. ``ensure_ascii`` keeps it to one write of plain bytes."""
     return (json.dumps(converter.unstructure(event), separators=(",", ":")) + "\n").encode()
 
@@ -79,7 +69,7 @@ def append_events(path: Path, events: Sequence[JobEvent]) -> None:
     """
     if not events:
         return
-    payload = b"".join(encode_event(event) for event in events)
+    payload = b"".join(event_line(event) for event in events)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         view = memoryview(payload)

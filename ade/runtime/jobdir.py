@@ -1,12 +1,9 @@
 """Build a job's directory, all at once or not at all.
 
-The layout promised to operators (docs/operations.md, design.md)::
-
-    jobs/<job_id>/
-      inputs/            the job's documents, hard-linked from the document store (else copied)
-      run-request.json   the exact parameters handed to the worker subprocess
-      .venv -> ../../venvs/<config_id>/
-      (later) artifact.json, normalized.xlsx, events.ndjson
+The layout (:mod:`ade.layout`): ``inputs/``, ``run-request.json`` and the ``.venv`` link are made
+here; ``artifact.json``, ``normalized.xlsx`` and ``events.ndjson`` come later. The run request is
+written once, for the worker subprocess and for the record, and handed back in memory so the
+supervisor does not read it again.
 
 Everything is built under a hidden temporary name in ``jobs/`` and renamed into place in one
 ``rename(2)``: a reader either sees no job directory or a complete one, and a failure (missing
@@ -20,7 +17,6 @@ name), never a path: ``../../etc/passwd`` or ``a/b.xlsx`` as a filename cannot e
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -28,37 +24,25 @@ from pathlib import Path
 
 from ade.configs.prepare import site_packages_dir, snapshot_dir
 from ade.errors import Conflict, NotFound
+from ade.layout import INPUTS_DIR, VENV_LINK, JobLayout, is_safe_id
 from ade.models import Document, JobRecord
 from ade.sandbox import build_spec
-from ade.serde import converter
 from ade.settings import Settings
-from ade.worker.request import REQUEST_FILE, InputFile, RunRequest
+from ade.worker.protocol import RequestInput, RunRequest, dump_request
 
 __all__ = [
-    "INPUTS_DIR",
-    "VENV_LINK",
     "create_job_dir",
     "input_file_name",
-    "job_dir_path",
     "remove_job_dir",
     "remove_unfinished_builds",
 ]
 
-INPUTS_DIR = "inputs"
-VENV_LINK = ".venv"
 # Suffixes the engine may use to pick a reader; anything else gets none.
 _KNOWN_SUFFIXES = frozenset(
     {".xlsx", ".xlsm", ".xltx", ".xltm", ".xls", ".xlsb", ".ods", ".csv", ".tsv", ".txt"}
 )
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # A job directory being built; never a job id (ids cannot start with a dot).
 _BUILDING_PREFIX = ".creating-"
-
-
-def job_dir_path(settings: Settings, job_id: str) -> Path:
-    if not _SAFE_ID.match(job_id):
-        raise ValueError(f"job id {job_id!r} is not a safe path component")
-    return settings.jobs_dir / job_id
 
 
 def input_file_name(position: int, document: Document) -> str:
@@ -81,27 +65,29 @@ def _link_or_copy(source: Path, target: Path) -> None:
     target.chmod(0o444)
 
 
-def create_job_dir(settings: Settings, job: JobRecord, documents: Sequence[Document]) -> Path:
-    """Create ``jobs/<job.id>/`` for ``job`` and return its path.
+def create_job_dir(
+    settings: Settings, job: JobRecord, documents: Sequence[Document]
+) -> tuple[Path, RunRequest]:
+    """Create ``jobs/<job.id>/`` for ``job``; return its path and the run request written in it.
 
     ``documents`` are the records of ``job.document_ids`` (any order; the job's order is kept).
     Raises :class:`NotFound` when a document's content or the prepared config is missing,
     :class:`Conflict` when the directory already exists. Nothing is left behind on failure.
     Blocking: call through ``trio.to_thread.run_sync`` from async code.
     """
-    final = job_dir_path(settings, job.id)
+    final = JobLayout.of(settings.jobs_dir, job.id).root
     by_id = {d.id: d for d in documents}
     for document_id in job.document_ids:
         document = by_id.get(document_id)
         if document is None or document.workspace_id != job.workspace_id:
             raise NotFound(f"document {document_id} is not in workspace {job.workspace_id}")
-        if not _SAFE_ID.match(document_id):
+        if not is_safe_id(document_id):
             raise ValueError(f"document id {document_id!r} is not a safe path component")
     if not job.document_ids:
         raise ValueError("a job needs at least one document")
     config_dir = settings.venvs_dir / job.config_version_id
     if (
-        not _SAFE_ID.match(job.config_version_id)
+        not is_safe_id(job.config_version_id)
         or not snapshot_dir(settings.venvs_dir, job.config_version_id).is_dir()
     ):
         raise NotFound(f"config version {job.config_version_id} has not been prepared")
@@ -113,9 +99,10 @@ def create_job_dir(settings: Settings, job: JobRecord, documents: Sequence[Docum
     try:
         # mkdtemp's 0o700 would lock out a worker that runs under a dropped uid.
         building.chmod(0o755)
-        inputs_dir = building / INPUTS_DIR
+        staged = JobLayout(building)
+        inputs_dir = staged.inputs
         inputs_dir.mkdir()
-        inputs: list[InputFile] = []
+        inputs: list[RequestInput] = []
         for position, document_id in enumerate(job.document_ids, start=1):
             document = by_id[document_id]
             source = settings.documents_dir / job.workspace_id / document_id
@@ -123,11 +110,11 @@ def create_job_dir(settings: Settings, job: JobRecord, documents: Sequence[Docum
                 raise NotFound(f"the stored content of document {document_id} is missing")
             name = input_file_name(position, document)
             _link_or_copy(source, inputs_dir / name)
-            inputs.append(InputFile(f"{INPUTS_DIR}/{name}", document.filename, document_id))
+            inputs.append(RequestInput(f"{INPUTS_DIR}/{name}", document.filename, document_id))
         inputs_dir.chmod(0o555)
 
         os.symlink(
-            f"../../{settings.venvs_dir.name}/{job.config_version_id}/", building / VENV_LINK
+            f"../../{settings.venvs_dir.name}/{job.config_version_id}/", staged.venv_link
         )
         request = RunRequest(
             job_id=job.id,
@@ -143,9 +130,9 @@ def create_job_dir(settings: Settings, job: JobRecord, documents: Sequence[Docum
             if site_packages_dir(settings.venvs_dir, job.config_version_id).is_dir()
             else None,
         )
-        request_path = building / REQUEST_FILE
+        request_path = staged.request
         with open(request_path, "xb") as out:
-            out.write(converter.dumps(request, indent=2).encode() + b"\n")
+            out.write(dump_request(request))
             out.flush()
             os.fsync(out.fileno())
         request_path.chmod(0o444)
@@ -159,7 +146,7 @@ def create_job_dir(settings: Settings, job: JobRecord, documents: Sequence[Docum
     except BaseException:
         remove_job_dir(building)
         raise
-    return final
+    return final, request
 
 
 def _fsync_dir(path: Path) -> None:

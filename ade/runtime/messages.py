@@ -12,7 +12,9 @@ from typing import Any, Generic, TypeVar
 import attrs
 import trio
 
-from ade.models import JobRecord, JobStatus
+from ade.models import JobRecord
+from ade.runtime.ending import JobEnding
+from ade.worker.protocol import RunRequest
 
 __all__ = [
     "AcceptJob",
@@ -22,7 +24,6 @@ __all__ = [
     "CancelQueued",
     "EnqueueJob",
     "FinishJob",
-    "JobResult",
     "NoteRequeued",
     "NoteRetry",
     "Progress",
@@ -37,6 +38,7 @@ __all__ = [
     "StopAdmitting",
     "WorkerFinished",
     "WorkerIdle",
+    "ask",
 ]
 
 T = TypeVar("T")
@@ -177,25 +179,12 @@ class CancelQueued:
 @attrs.frozen
 class RunJob:
     job: JobRecord
+    # The run request admission wrote, handed over in memory; None for a job recovered from the
+    # store after a restart (the supervisor then reads it from the job directory).
+    request: RunRequest | None = None
 
 
 # -- to the recorder ---------------------------------------------------------------------------
-
-
-@attrs.frozen
-class JobResult:
-    """How a job ended, as the worker reports it to the recorder (no cell values anywhere)."""
-
-    status: JobStatus
-    message: str | None = None
-    exit_code: int | None = None
-    exit_signal: int | None = None
-    limit: str | None = None
-    sandbox_layers: tuple[str, ...] = ()
-    duration_seconds: float = 0.0
-    diagnostics: str | None = None
-    # Why a job was stopped from outside: "user" (cancel) or "shutdown"; None if it ended itself.
-    stopped_by: str | None = None
 
 
 @attrs.frozen
@@ -224,7 +213,7 @@ class Progress:
 @attrs.frozen
 class FinishJob:
     job_id: str
-    result: JobResult
+    ending: JobEnding
     reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
@@ -262,3 +251,10 @@ class NoteRetry:
     job_id: str
     retry_job_id: str
     reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+async def ask(channel: trio.MemorySendChannel[Any], message: Any) -> Any:
+    """Send a message that carries a :class:`Reply` and wait for the answer."""
+    reply: Reply[Any] = message.reply
+    await channel.send(message)
+    return await reply.wait()

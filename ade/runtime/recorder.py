@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -34,10 +33,11 @@ import attrs
 import trio
 
 from ade.errors import Conflict, NotFound
+from ade.layout import JobLayout
 from ade.models import JobEvent, JobRecord, JobStatus
 from ade.protocols import JobStore
+from ade.runtime.ending import CANCELLED_MESSAGE, RESTART_MESSAGE, JobEnding
 from ade.runtime.events import (
-    EVENTS_FILE,
     LIFECYCLE_EVENT_TYPES,
     TERMINAL_EVENT_TYPES,
     append_events,
@@ -47,7 +47,6 @@ from ade.runtime.events import (
 from ade.runtime.messages import (
     AcceptJob,
     FinishJob,
-    JobResult,
     NoteRequeued,
     NoteRetry,
     Progress,
@@ -56,12 +55,10 @@ from ade.runtime.messages import (
     StartJob,
 )
 from ade.serde import utcnow
+from ade.worker.protocol import Limit, is_event_type
 
 __all__ = [
-    "CANCELLED_MESSAGE",
     "MAX_DETAIL_BYTES",
-    "RESTART_MESSAGE",
-    "SHUTDOWN_MESSAGE",
     "EventHub",
     "Plan",
     "RecorderState",
@@ -71,13 +68,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RESTART_MESSAGE = "interrupted by a service restart; retry to run again"
-SHUTDOWN_MESSAGE = "interrupted by service shutdown; retry to run again"
-CANCELLED_MESSAGE = "cancelled on request"
 # A worker-side event is untrusted (config code shares the worker's process): its detail is
 # capped so a hostile or buggy config cannot bloat the log or the subscribers' buffers.
 MAX_DETAIL_BYTES = 4096
-_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 _ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.ERROR}),
@@ -221,40 +214,38 @@ class RecorderState:
         name, clean = sanitize_progress(type_, detail)
         return Plan(job_id, None, False, (self._event(job, name, clean),))
 
-    def plan_finish(self, job_id: str, result: JobResult) -> Plan:
-        job = self._transition(job_id, result.status)
-        if not result.status.is_terminal:
-            raise ValueError(f"a job cannot finish as {result.status.value}")
-        limit = result.limit
-        if result.stopped_by == "user":
-            limit = "cancelled"
-        elif result.stopped_by == "shutdown":
-            limit = "shutdown"
+    def plan_finish(self, job_id: str, ending: JobEnding) -> Plan:
+        job = self._transition(job_id, ending.status)
+        if not ending.status.is_terminal:
+            raise ValueError(f"a job cannot finish as {ending.status.value}")
         new = attrs.evolve(
             job,
-            status=result.status,
+            status=ending.status,
             finished_at=self._now(),
-            error_message=None if result.status is JobStatus.SUCCESS else result.message,
-            exit_code=result.exit_code,
-            exit_signal=result.exit_signal,
-            limit=limit,
-            sandbox_layers=tuple(result.sandbox_layers),
+            error_message=None if ending.status is JobStatus.SUCCESS else ending.message,
+            exit_code=ending.exit_code,
+            exit_signal=ending.exit_signal,
+            limit=ending.limit,
+            sandbox_layers=tuple(ending.sandbox_layers),
+            summary=dict(ending.summary),
         )
         detail: dict[str, Any] = {
-            "status": result.status.value,
-            "duration_seconds": round(result.duration_seconds, 3),
-            "exit_code": result.exit_code,
-            "exit_signal": result.exit_signal,
-            "limit": limit,
-            "sandbox_layers": list(result.sandbox_layers),
+            "status": ending.status.value,
+            "duration_seconds": round(ending.duration_seconds, 3),
+            "exit_code": ending.exit_code,
+            "exit_signal": ending.exit_signal,
+            "limit": ending.limit,
+            "sandbox_layers": list(ending.sandbox_layers),
         }
         if new.error_message is not None:
             detail["message"] = new.error_message
-        if result.stopped_by is not None:
-            detail["stopped_by"] = result.stopped_by
-        if result.diagnostics:
-            detail["diagnostics"] = result.diagnostics
-        event = self._event(new, _TERMINAL_EVENT[result.status], detail)
+        if ending.stopped_by is not None:
+            detail["stopped_by"] = ending.stopped_by
+        if ending.diagnostics:
+            detail["diagnostics"] = ending.diagnostics
+        if ending.summary:
+            detail["summary"] = dict(ending.summary)
+        event = self._event(new, _TERMINAL_EVENT[ending.status], detail)
         return Plan(job_id, new, False, (event,), job.status)
 
     def plan_cancel_queued(self, job_id: str) -> Plan:
@@ -266,7 +257,7 @@ class RecorderState:
             status=JobStatus.CANCELLED,
             finished_at=self._now(),
             error_message=CANCELLED_MESSAGE,
-            limit="cancelled",
+            limit=Limit.CANCELLED,
         )
         detail = {"status": "cancelled", "message": CANCELLED_MESSAGE, "stopped_by": "user"}
         return Plan(job_id, new, False, (self._event(new, "cancel", detail),), job.status)
@@ -278,13 +269,13 @@ class RecorderState:
             status=JobStatus.ERROR,
             finished_at=self._now(),
             error_message=RESTART_MESSAGE,
-            limit="restart",
+            limit=Limit.RESTART,
         )
         recovery = self._event(
             new, "recovery", {"action": "interrupted", "was": job.status.value}, offset=1
         )
         error = self._event(
-            new, "error", {"status": "error", "message": RESTART_MESSAGE, "limit": "restart"}, 2
+            new, "error", {"status": "error", "message": RESTART_MESSAGE, "limit": Limit.RESTART}, 2
         )
         return Plan(job_id, new, False, (recovery, error), job.status)
 
@@ -304,7 +295,7 @@ class RecorderState:
 def sanitize_progress(type_: str, detail: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Make an untrusted worker event safe to log: a plain lowercase name that is not one of the
     lifecycle types, and a JSON detail of at most :data:`MAX_DETAIL_BYTES`."""
-    if not isinstance(type_, str) or not _EVENT_TYPE.fullmatch(type_):
+    if not is_event_type(type_):
         return "progress", {"invalid_event": True}
     name = "progress" if type_ in LIFECYCLE_EVENT_TYPES else type_
     try:
@@ -474,11 +465,11 @@ async def run_recorder(
         job = await store.get_job(job_id)
         if job is None:
             raise NotFound(f"job {job_id} not found")
-        last_seq = await trio.to_thread.run_sync(_load_log, jobs_dir / job_id / EVENTS_FILE)
+        last_seq = await trio.to_thread.run_sync(_load_log, JobLayout.of(jobs_dir, job_id).events)
         state.load(job, last_seq)
 
     async def carry_out(plan: Plan) -> None:
-        path = jobs_dir / plan.job_id / EVENTS_FILE
+        path = JobLayout.of(jobs_dir, plan.job_id).events
         if plan.insert:
             # A new job: the log line first, then the row (the commit point of a submission).
             # If the row fails the submitter removes the whole directory, log included.
@@ -500,7 +491,7 @@ async def run_recorder(
             hub.publish(event)
 
     async def requeued(jobs: tuple[JobRecord, ...]) -> None:
-        paths = [jobs_dir / job.id / EVENTS_FILE for job in jobs]
+        paths = [JobLayout.of(jobs_dir, job.id).events for job in jobs]
         last_seqs = await trio.to_thread.run_sync(lambda: [_load_log(path) for path in paths])
         plans = []
         for job, last_seq in zip(jobs, last_seqs, strict=True):
@@ -535,7 +526,7 @@ async def run_recorder(
         if isinstance(message, StartJob):
             plan = state.plan_start(message.job_id)
         elif isinstance(message, FinishJob):
-            plan = state.plan_finish(message.job_id, message.result)
+            plan = state.plan_finish(message.job_id, message.ending)
         elif isinstance(message, RecordCancelled):
             plan = state.plan_cancel_queued(message.job_id)
         elif isinstance(message, RecoverInterrupted):

@@ -40,15 +40,14 @@ from typing import Any
 import attrs
 import trio
 
-from ade.errors import AdeError, Conflict, InputError, NotFound
+from ade.errors import Conflict, DataDirLocked, NotFound, ShuttingDown
 from ade.ids import new_id
-from ade.models import Document, JobEvent, JobRecord, JobStatus
-from ade.runtime.dispatcher import (
-    DispatcherState,
-    ShuttingDown,
-    run_dispatcher,
-)
-from ade.runtime.events import EVENTS_FILE, read_events
+from ade.layout import JobLayout
+from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
+from ade.protocols import Store
+from ade.runtime.admission import Admission
+from ade.runtime.dispatcher import DispatcherState, run_dispatcher
+from ade.runtime.events import read_events
 from ade.runtime.leftovers import kill_leftover_processes, remove_leftover_cgroup
 from ade.runtime.messages import (
     AcceptJob,
@@ -68,10 +67,11 @@ from ade.runtime.messages import (
     StopAdmitting,
 )
 from ade.runtime.recorder import EventHub, RecorderState, Subscription, run_recorder
-from ade.runtime.workers import JobRunner, WorkerSlot, run_worker
+from ade.runtime.workers import JobRunner, WorkerSlot, run_worker_actor
 from ade.serde import utcnow
 from ade.settings import Settings
-from ade.store import SqliteStore, open_store
+from ade.store import open_store
+from ade.worker.protocol import RunRequest
 
 __all__ = [
     "DEFAULT_INBOX_SIZE",
@@ -95,10 +95,6 @@ DEFAULT_SUBSCRIBER_BUFFER = 256
 # second; this margin bounds the shielded drain if something is wedged.
 _DRAIN_MARGIN_SECONDS = 15.0
 _LOCK_FILE = "runtime.lock"
-
-
-class DataDirLocked(RuntimeError):
-    """Another runtime already serves this data directory (its recovery would fight ours)."""
 
 
 @attrs.frozen
@@ -137,7 +133,7 @@ class Runtime:
     def __init__(
         self,
         settings: Settings,
-        store: SqliteStore,
+        store: Store,
         *,
         runner: JobRunner,
         subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
@@ -158,6 +154,8 @@ class Runtime:
             trio.open_memory_channel[RunJob](1) for _ in range(settings.max_concurrency)
         ]
         self._pending: set[Reply[Any]] = set()
+        # Run requests of admitted jobs until a worker takes them (handed over in memory).
+        self._requests: dict[str, RunRequest] = {}
         self._in_flight = 0
         self._settled = trio.lowlevel.ParkingLot()
         self._dispatcher_changed = trio.lowlevel.ParkingLot()
@@ -167,11 +165,12 @@ class Runtime:
         self._scopes: list[trio.CancelScope] = []
         self._drained = trio.Event()
         self._stopped = False
+        self._admission = Admission(_AdmissionSteps(self))
 
     # -- public surface ------------------------------------------------------------------------
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
         """The job store (read it freely; only the runtime writes job state)."""
         return self._store
 
@@ -188,9 +187,10 @@ class Runtime:
         runtime_network_access: bool = False,
     ) -> JobRecord:
         """Admit a new job and return its record (status ``queued``, or ``cancelled`` if a
-        cancel overtook it). Raises NotFound (unknown config or document, naming the id),
-        InputError (no documents, a document listed twice), Conflict (network requested but the
-        config does not allow it), QueueFull or ShuttingDown; then nothing was persisted."""
+        cancel overtook it). Refusals (:mod:`ade.runtime.admission`): BadRequest (no documents,
+        one listed twice, too many; network access the config does not allow), NotFound (the
+        config or documents, every missing one named), QueueFull or ShuttingDown; then nothing
+        was persisted."""
         self._check_open()
         job = JobRecord(
             id=new_id(),
@@ -202,16 +202,7 @@ class Runtime:
             attempt=1,
             created_at=utcnow(),
         )
-        return await self._admit(
-            job,
-            partial(
-                self._validate,
-                workspace_id,
-                config_version_id,
-                tuple(document_ids),
-                runtime_network_access,
-            ),
-        )
+        return await self._admit(job)
 
     async def retry(self, workspace_id: str, job_id: str) -> JobRecord:
         """A new job with the same config and documents, ``attempt + 1`` and ``retry_of``.
@@ -233,14 +224,7 @@ class Runtime:
             created_at=utcnow(),
             retry_of=original.id,
         )
-        validate = partial(
-            self._validate,
-            workspace_id,
-            original.config_version_id,
-            original.document_ids,
-            original.runtime_network_access,
-        )
-        return await self._admit(job, validate, retry_of=original.id)
+        return await self._admit(job)
 
     async def cancel(self, workspace_id: str, job_id: str) -> JobRecord:
         """Cancel a queued job (it leaves the queue) or a running one (its process group is
@@ -255,6 +239,7 @@ class Runtime:
         with trio.CancelScope(shield=True):
             decision: CancelDecision = await self._ask(self._dispatcher_send, CancelJob(job_id))
             if decision.where == "queue":
+                self._requests.pop(job_id, None)
                 return await self._ask(self._recorder_send, RecordCancelled(job_id))
         if decision.where in ("running", "reserved"):
             final = await self._wait_ended(job_id, ended)
@@ -294,8 +279,12 @@ class Runtime:
     ) -> list[JobEvent]:
         """The job's ``events.ndjson`` from ``seq > after`` (a torn last line is skipped)."""
         await self.get_job(workspace_id, job_id)
-        path = self._settings.jobs_dir / job_id / EVENTS_FILE
+        path = self.layout(job_id).events
         return await trio.to_thread.run_sync(lambda: read_events(path, after=after))
+
+    def layout(self, job_id: str) -> JobLayout:
+        """Where the files of ``job_id`` live (its artifact, output and events)."""
+        return JobLayout.of(self._settings.jobs_dir, job_id)
 
     async def wait(self, workspace_id: str, job_id: str) -> JobRecord:
         """Wait until the job is finished and return its final record."""
@@ -330,94 +319,17 @@ class Runtime:
 
     # -- submission ----------------------------------------------------------------------------
 
-    async def _validate(
-        self,
-        workspace_id: str,
-        config_version_id: str,
-        document_ids: tuple[str, ...],
-        runtime_network_access: bool,
-    ) -> list[Document]:
-        if not document_ids:
-            raise InputError("document_ids is empty: a job needs at least one document")
-        seen: set[str] = set()
-        for document_id in document_ids:
-            if document_id in seen:
-                raise InputError(
-                    f"document {document_id} is listed twice in document_ids",
-                    {"document_id": document_id},
-                )
-            seen.add(document_id)
-        config = await self._store.get_config(workspace_id, config_version_id)
-        if config is None:
-            raise NotFound(
-                f"config version {config_version_id} not found in workspace {workspace_id}",
-                {"config_version_id": config_version_id},
-            )
-        documents: list[Document] = []
-        for document_id in document_ids:
-            document = await self._store.get_document(workspace_id, document_id)
-            if document is None:
-                raise NotFound(
-                    f"document {document_id} not found in workspace {workspace_id}",
-                    {"document_id": document_id},
-                )
-            documents.append(document)
-        if runtime_network_access and not config.runtime_network_access:
-            raise Conflict(
-                f"config version {config_version_id} does not allow runtime network access; "
-                "submit without runtime_network_access or use a config that declares it",
-                {"field": "runtime_network_access", "config_version_id": config_version_id},
-            )
-        return documents
-
-    @contextmanager
-    def _submission(self) -> Any:
+    async def _admit(self, job: JobRecord) -> JobRecord:
+        if self._draining or self._stopped:
+            raise ShuttingDown("the service is shutting down; retry later")
         self._in_flight += 1
         try:
-            yield
+            # Shielded: see Admission (a hung-up client must not leave half a job behind).
+            with trio.CancelScope(shield=True):
+                return await self._admission.admit(job)
         finally:
             self._in_flight -= 1
             self._settled.unpark_all()
-
-    async def _admit(
-        self,
-        job: JobRecord,
-        validate: Callable[[], Awaitable[list[Document]]],
-        *,
-        retry_of: str | None = None,
-    ) -> JobRecord:
-        """Reserve a slot first, so a full queue is refused before anything is looked up or
-        written (under overload most submissions end here); then validate, build the job
-        directory, persist and enqueue, releasing the slot if any of that fails."""
-        if self._draining or self._stopped:
-            raise ShuttingDown("the service is shutting down; retry later")
-        with self._submission(), trio.CancelScope(shield=True):
-            await self._ask(self._dispatcher_send, ReserveSlot(job.id))
-            job_dir: Path | None = None
-            try:
-                documents = await validate()
-                job_dir = await trio.to_thread.run_sync(
-                    _create_job_dir, self._settings, job, documents
-                )
-                record: JobRecord = await self._ask(self._recorder_send, AcceptJob(job))
-            except BaseException:
-                with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                    # (closed only if the runtime is already broken; nothing to release then)
-                    await self._dispatcher_send.send(ReleaseReservation(job.id))
-                if job_dir is not None:
-                    await trio.to_thread.run_sync(_remove_job_dir, job_dir)
-                raise
-            queued: bool = await self._ask(self._dispatcher_send, EnqueueJob(record))
-            if not queued:
-                record = await self._ask(self._recorder_send, RecordCancelled(job.id))
-            if retry_of is not None:
-                try:
-                    await self._ask(self._recorder_send, NoteRetry(retry_of, job.id))
-                except (AdeError, OSError):
-                    # The retry job is committed; failing to annotate the original (its
-                    # directory removed by hand, say) must not turn its 202 into an error.
-                    logger.exception("could not note the retry on job %s", retry_of)
-            return record
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -504,7 +416,7 @@ class Runtime:
         self._slots[action.worker_id].assign(action.job.id)
         send, _ = self._worker_channels[action.worker_id]
         # Never blocks: a worker is only assigned when idle, i.e. waiting on an empty inbox.
-        send.send_nowait(RunJob(action.job))
+        send.send_nowait(RunJob(action.job, self._requests.pop(action.job.id, None)))
 
     def _cancel_running(self, job_id: str, worker_id: int) -> None:
         self._slots[worker_id].stop(job_id, "user")
@@ -545,7 +457,7 @@ class Runtime:
                 self._guard,
                 "worker",
                 partial(
-                    run_worker,
+                    run_worker_actor,
                     slot,
                     receive,
                     settings=self._settings,
@@ -560,7 +472,7 @@ class Runtime:
         processes and cgroups they left and mark them error. Queued jobs are returned, oldest
         first."""
         for job in await self._store.jobs_with_status(JobStatus.RUNNING):
-            job_dir = self._settings.jobs_dir / job.id
+            job_dir = self.layout(job.id).root
             killed = await trio.to_thread.run_sync(kill_leftover_processes, job_dir)
             if killed:
                 logger.warning("killed %d leftover process(es) of job %s", len(killed), job.id)
@@ -608,7 +520,59 @@ class Runtime:
         self._hub.close_all()
 
 
-def _create_job_dir(settings: Settings, job: JobRecord, documents: list[Document]) -> Path:
+class _AdmissionSteps:
+    """Admission's I/O (:class:`~ade.runtime.admission.AdmissionSteps`) over the runtime's
+    actors, store and disk."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def reserve(self, job_id: str) -> None:
+        await self._runtime._ask(self._runtime._dispatcher_send, ReserveSlot(job_id))
+
+    async def release(self, job_id: str) -> None:
+        with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            # (closed only if the runtime is already broken; nothing to release then)
+            await self._runtime._dispatcher_send.send(ReleaseReservation(job_id))
+
+    async def config(self, workspace_id: str, config_id: str) -> ConfigVersion | None:
+        return await self._runtime._store.get_config(workspace_id, config_id)
+
+    async def document(self, workspace_id: str, document_id: str) -> Document | None:
+        return await self._runtime._store.get_document(workspace_id, document_id)
+
+    async def build(
+        self, job: JobRecord, documents: Sequence[Document]
+    ) -> tuple[Path, RunRequest]:
+        return await trio.to_thread.run_sync(
+            _create_job_dir, self._runtime._settings, job, list(documents)
+        )
+
+    async def remove(self, job_dir: Path) -> None:
+        await trio.to_thread.run_sync(_remove_job_dir, job_dir)
+
+    async def accept(self, job: JobRecord) -> JobRecord:
+        return await self._runtime._ask(self._runtime._recorder_send, AcceptJob(job))
+
+    async def enqueue(self, record: JobRecord, request: RunRequest) -> bool:
+        runtime = self._runtime
+        # Before the dispatcher can assign it: the worker takes the request from here.
+        runtime._requests[record.id] = request
+        queued: bool = await runtime._ask(runtime._dispatcher_send, EnqueueJob(record))
+        if not queued:
+            runtime._requests.pop(record.id, None)
+        return queued
+
+    async def record_cancelled(self, job_id: str) -> JobRecord:
+        return await self._runtime._ask(self._runtime._recorder_send, RecordCancelled(job_id))
+
+    async def note_retry(self, original_id: str, retry_id: str) -> None:
+        await self._runtime._ask(self._runtime._recorder_send, NoteRetry(original_id, retry_id))
+
+
+def _create_job_dir(
+    settings: Settings, job: JobRecord, documents: list[Document]
+) -> tuple[Path, RunRequest]:
     from ade.runtime.jobdir import create_job_dir
 
     return create_job_dir(settings, job, documents)
@@ -712,4 +676,7 @@ async def open_runtime(
             if body_error is not None:
                 raise body_error
         finally:
-            await trio.to_thread.run_sync(store.close)
+            # Shielded: on a cancelled exit an unshielded await would raise at once and leave
+            # the connections to the garbage collector (a ResourceWarning on Python 3.13).
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(store.close)

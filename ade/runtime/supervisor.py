@@ -1,4 +1,4 @@
-"""Run ONE job's worker subprocess and turn however it ended into a :class:`JobOutcome`.
+"""Run ONE job's worker subprocess and turn however it ended into a :class:`JobEnding`.
 
 Theory of operation
 -------------------
@@ -22,7 +22,7 @@ SIGTERM outlive the deadline and let grandchildren survive. The kill runs
   "lifeline" pipe whose write end only we hold, and kills its own group when that pipe reaches
   end-of-file (see :func:`ade.worker.main.arm_lifeline`).
 
-The outcome is decided from, in order: launch failure, the deadline, the worker's own ``result``
+The ending is decided from, in order: launch failure, the deadline, the worker's own ``result``
 line (config error, input error, MemoryError, EFBIG ...), then the exit status (SIGXCPU after
 RLIMIT_CPU, SIGXFSZ, a cgroup OOM kill, any other signal). Every ending has a specific message;
 exit code, signal, limit and a capped stderr tail travel alongside for diagnostics.
@@ -45,7 +45,9 @@ from typing import Any
 import attrs
 import trio
 
+from ade.layout import PUBLISHED_FILES, JobLayout
 from ade.models import JobStatus
+from ade.runtime.ending import JobEnding, cap_diagnostics
 from ade.sandbox import SandboxSpec
 from ade.sandbox.cgroup import (
     JobCgroup,
@@ -56,23 +58,25 @@ from ade.sandbox.cgroup import (
     remove_job_cgroup,
 )
 from ade.settings import Settings
-from ade.worker.request import (
+from ade.worker.protocol import (
     EVENT_LINE_LIMIT,
-    REQUEST_FILE,
+    RESULT_EVENT,
+    SANDBOX_EVENT,
+    Limit,
     ResultCode,
     RunRequest,
+    WorkerResult,
     decode_event,
+    limit_message,
     load_request,
 )
 
 __all__ = [
-    "OUTPUT_FILES",
     "STREAM_CAP",
-    "JobOutcome",
     "OnEvent",
     "RunObservation",
     "TailBuffer",
-    "decide_outcome",
+    "decide_ending",
     "supervise_job",
     "worker_command",
 ]
@@ -81,8 +85,6 @@ logger = logging.getLogger(__name__)
 
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 
-# What a successful worker leaves in tmp/output/ and we publish into the job directory.
-OUTPUT_FILES = ("normalized.xlsx", "artifact.json")
 # Bytes of stdout/stderr kept (the tail); everything beyond is read and discarded.
 STREAM_CAP = 64 * 1024
 # How long the pipes may stay open after the worker exited and its group was killed. Only a
@@ -90,33 +92,13 @@ STREAM_CAP = 64 * 1024
 _PIPE_GRACE_SECONDS = 1.0
 # A config can write to the events fd too: cap what it can make us forward.
 _MAX_EVENTS = 10_000
-_MESSAGE_CAP = 1000
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-@attrs.frozen
-class JobOutcome:
-    status: JobStatus  # SUCCESS or ERROR
-    # User-facing; None on success. Names the limit, file/function/pass — never cell values.
-    message: str | None
-    exit_code: int | None
-    exit_signal: int | None
-    # Which limit fired: "timeout", "cpu", "memory", "fsize" or None.
-    limit: str | None
-    sandbox_layers: tuple[str, ...]
-    duration_seconds: float
-    # Capped tail of the worker's stderr (tracebacks): diagnostics only, never shown as a message.
-    diagnostics: str
-    stdout_bytes: int = 0
-    stderr_bytes: int = 0
-    # The engine's summary numbers from the result line (counts only).
-    summary: dict[str, Any] = attrs.field(factory=dict)
-
-
 def worker_command(
-    python: str, job_dir: Path, events_fd: int, lifeline_fd: int | None = None
+    python: str, layout: JobLayout, events_fd: int, lifeline_fd: int | None = None
 ) -> list[str]:
-    command = [python, "-I", "-m", "ade.worker", str(job_dir / REQUEST_FILE)]
+    command = [python, "-I", "-m", "ade.worker", str(layout.request)]
     command += ["--events-fd", str(events_fd)]
     if lifeline_fd is not None:
         command += ["--lifeline-fd", str(lifeline_fd)]
@@ -146,14 +128,15 @@ class TailBuffer:
 
 @attrs.define
 class RunObservation:
-    """Everything one run observed, filled in as it happens. :func:`decide_outcome` turns it
-    into a :class:`JobOutcome`; kept apart so every ending can be tested without a process."""
+    """Everything one run observed, filled in as it happens. :func:`decide_ending` turns it
+    into a :class:`JobEnding`; kept apart so every ending can be tested without a process."""
 
     request: RunRequest | None = None
     launch_error: str | None = None
     timed_out: bool = False
     returncode: int | None = None
-    result: dict[str, Any] | None = None
+    # The worker's result line, if it wrote a well-formed one.
+    result: WorkerResult | None = None
     layers: tuple[str, ...] = ()
     # The job process reported its layers: confinement finished, config code may have run.
     confined: bool = False
@@ -166,9 +149,9 @@ class RunObservation:
     stderr: TailBuffer = attrs.Factory(lambda: TailBuffer(STREAM_CAP))
 
 
-def _env(job_dir: Path) -> dict[str, str]:
+def _env(layout: JobLayout) -> dict[str, str]:
     """A fresh environment: nothing of the server's (tokens, database URLs) reaches config code."""
-    tmp = str(job_dir / "tmp")
+    tmp = str(layout.tmp)
     return {
         "PATH": _SAFE_PATH,
         "LANG": "C.UTF-8",
@@ -188,10 +171,9 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def decide_outcome(run: RunObservation, settings: Settings) -> JobOutcome:
+def decide_ending(run: RunObservation, settings: Settings) -> JobEnding:
     """The specific, user-facing ending of a run. Order matters: launch failure, the deadline,
     a believable result line, then the exit status."""
-    stdout, stderr, duration = run.stdout, run.stderr, run.duration_seconds
     spec = run.request.sandbox if run.request is not None else None
     cpu = spec.cpu_seconds if spec else settings.worker_cpu_seconds
     mem = spec.mem_mb if spec else settings.worker_mem_mb
@@ -199,49 +181,52 @@ def decide_outcome(run: RunObservation, settings: Settings) -> JobOutcome:
     code = run.returncode
     exit_code = code if code is not None and code >= 0 else None
     exit_signal = -code if code is not None and code < 0 else None
-    diagnostics = stderr.text()
+    diagnostics = run.stderr.text()
     if run.escaped:
         diagnostics += "\n[ade] a process of the job kept its pipes open after the job ended\n"
     if run.events_dropped:
         diagnostics += f"\n[ade] {run.events_dropped} malformed or excess event lines dropped\n"
 
-    def outcome(message: str | None, limit: str | None = None, ok: bool = False) -> JobOutcome:
-        return JobOutcome(
-            status=JobStatus.SUCCESS if ok else JobStatus.ERROR,
+    def ending(
+        message: str | None,
+        limit: str | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> JobEnding:
+        return JobEnding(
+            status=JobStatus.SUCCESS if summary is not None else JobStatus.ERROR,
             message=message,
             exit_code=exit_code,
             exit_signal=exit_signal,
             limit=limit,
             sandbox_layers=run.layers,
-            duration_seconds=duration,
-            diagnostics=diagnostics,
-            stdout_bytes=stdout.total,
-            stderr_bytes=stderr.total,
-            summary=summary,
+            duration_seconds=run.duration_seconds,
+            diagnostics=cap_diagnostics(diagnostics),
+            stdout_bytes=run.stdout.total,
+            stderr_bytes=run.stderr.total,
+            summary=summary or {},
         )
 
-    summary: dict[str, Any] = {}
-    result = run.result or {}
-    result_code = result.get("code")
-    result_message = str(result.get("message") or "")[:_MESSAGE_CAP]
+    def limit_ending(limit: str, amount: float) -> JobEnding:
+        return ending(limit_message(limit, amount), limit)
+
+    result = run.result
+    result_code = result.code if result is not None else None
+    result_message = result.message if result is not None else ""
 
     if run.launch_error is not None:
-        return outcome(f"worker could not start: {run.launch_error}")
+        return ending(f"worker could not start: {run.launch_error}")
     if run.timed_out:
-        return outcome(
-            f"timed out after {_format_seconds(settings.job_timeout_seconds)} s", "timeout"
-        )
-    if result_code == ResultCode.SUCCESS and code == 0:
+        return limit_ending(Limit.TIMEOUT, settings.job_timeout_seconds)
+    if result is not None and result.succeeded and code == 0:
         if run.publish_error is not None:
-            return outcome(f"the job's output could not be published: {run.publish_error}")
-        summary = {k: v for k, v in result.items() if k not in ("status", "code")}
-        return outcome(None, ok=True)
+            return ending(f"the job's output could not be published: {run.publish_error}")
+        return ending(None, summary=dict(result.summary))
     if result_code in (ResultCode.BAD_REQUEST, ResultCode.SANDBOX) and not run.confined:
-        return outcome(f"worker could not start: {result_message}")
+        return ending(f"worker could not start: {result_message}")
     if result_code == ResultCode.MEMORY:
-        return outcome(f"memory limit of {mem} MiB exceeded", "memory")
+        return limit_ending(Limit.MEMORY, mem)
     if result_code == ResultCode.FSIZE:
-        return outcome(f"file size limit of {fsize} MiB exceeded", "fsize")
+        return limit_ending(Limit.FSIZE, fsize)
     if (
         result_code
         in (
@@ -253,39 +238,34 @@ def decide_outcome(run: RunObservation, settings: Settings) -> JobOutcome:
         and code is not None
         and code > 0
     ):
-        return outcome(result_message)
+        return ending(result_message)
     # No (believable) result: the exit status tells what happened.
     if exit_signal == signal.SIGXCPU:
-        return outcome(f"CPU limit of {cpu} s exceeded", "cpu")
+        return limit_ending(Limit.CPU, cpu)
     if exit_signal == signal.SIGXFSZ:
-        return outcome(f"file size limit of {fsize} MiB exceeded", "fsize")
+        return limit_ending(Limit.FSIZE, fsize)
     if run.oom_killed:
-        return outcome(f"memory limit of {mem} MiB exceeded", "memory")
+        return limit_ending(Limit.MEMORY, mem)
     if exit_signal is not None:
-        return outcome(f"killed by signal {exit_signal} ({_signal_name(exit_signal)})")
-    return outcome(f"worker exited with code {code} without reporting a result")
+        return ending(f"killed by signal {exit_signal} ({_signal_name(exit_signal)})")
+    return ending(f"worker exited with code {code} without reporting a result")
 
 
-def _format_seconds(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
-
-
-def _prepare_tmp(job_dir: Path, spec: SandboxSpec) -> None:
+def _prepare_tmp(layout: JobLayout, spec: SandboxSpec) -> None:
     """A fresh tmp/ (TMPDIR, HOME, output) owned by the uid the sandbox will run the job as."""
-    tmp = job_dir / "tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "output").mkdir(parents=True)
+    if layout.tmp.exists():
+        shutil.rmtree(layout.tmp)
+    layout.output_dir.mkdir(parents=True)
     if spec.run_as_uid is not None:
         gid = spec.run_as_gid if spec.run_as_gid is not None else -1
-        os.chown(tmp, spec.run_as_uid, gid)
-        os.chown(tmp / "output", spec.run_as_uid, gid)
+        os.chown(layout.tmp, spec.run_as_uid, gid)
+        os.chown(layout.output_dir, spec.run_as_uid, gid)
 
 
-def _publish_outputs(job_dir: Path, output_dir: Path) -> None:
+def _publish_outputs(layout: JobLayout, output_dir: Path) -> None:
     """Move the engine's outputs into the job directory. Only plain files with one link: config
     code could have planted a symlink or hard link to a file it must not expose."""
-    for name in OUTPUT_FILES:
+    for name in PUBLISHED_FILES:
         source = output_dir / name
         try:
             info = os.lstat(source)
@@ -293,8 +273,8 @@ def _publish_outputs(job_dir: Path, output_dir: Path) -> None:
             raise OSError(errno.ENOENT, f"the worker produced no {name}") from None
         if not (info.st_mode & 0o170000 == 0o100000) or info.st_nlink != 1:
             raise OSError(errno.EPERM, f"{name} is not a plain file")
-    for name in OUTPUT_FILES:
-        target = job_dir / name
+    for name in PUBLISHED_FILES:
+        target = layout.root / name
         os.replace(output_dir / name, target)
         if os.geteuid() == 0:
             # Written under the job's dropped uid; published files belong to the service.
@@ -302,10 +282,10 @@ def _publish_outputs(job_dir: Path, output_dir: Path) -> None:
             os.chmod(target, 0o644)
 
 
-def _remove_tmp(job_dir: Path) -> None:
+def _remove_tmp(layout: JobLayout) -> None:
     """Remove tmp/ so the job directory is exactly the promised layout. A failure is logged,
-    not raised: the job's outcome is already decided and must still be recorded."""
-    tmp = job_dir / "tmp"
+    not raised: the job's ending is already decided and must still be recorded."""
+    tmp = layout.tmp
     try:
         if tmp.is_symlink():
             tmp.unlink()
@@ -315,11 +295,16 @@ def _remove_tmp(job_dir: Path) -> None:
         logger.warning("could not remove %s: %s", tmp, exc)
 
 
-def _prelaunch(job_dir: Path) -> tuple[Path, RunRequest, JobCgroup | None]:
-    job_dir = job_dir.resolve(strict=True)
-    request = load_request(job_dir / REQUEST_FILE)
-    _prepare_tmp(job_dir, request.sandbox)
-    return job_dir, request, _cgroup_create(request.sandbox)
+def _prelaunch(
+    job_dir: Path, request: RunRequest | None
+) -> tuple[JobLayout, RunRequest, JobCgroup | None]:
+    layout = JobLayout(job_dir.resolve(strict=True))
+    if request is None:
+        # A job admitted by an earlier run of the service (recovered from the store): its
+        # request exists only on disk.
+        request = load_request(layout.request)
+    _prepare_tmp(layout, request.sandbox)
+    return layout, request, _cgroup_create(request.sandbox)
 
 
 class _Group:
@@ -344,39 +329,38 @@ async def supervise_job(
     job_dir: Path,
     *,
     on_event: OnEvent,
+    request: RunRequest | None = None,
     python: str = sys.executable,
-) -> JobOutcome:
+) -> JobEnding:
     """Run the worker for the job in ``job_dir`` to completion; never raises for a job failure.
 
-    Cancelling the caller kills the whole job (group and cgroup) before Cancelled propagates.
-    ``python`` is the interpreter to start (the service's own by default).
+    ``request`` is the job's run request as admission built it (read from ``job_dir`` when not
+    given). Cancelling the caller kills the whole job (group and cgroup) before Cancelled
+    propagates. ``python`` is the interpreter to start (the service's own by default).
     """
     run = RunObservation()
     started = trio.current_time()
     group = _Group(None)
+    layout = JobLayout(job_dir)
     try:
         try:
             # File and cgroup work, off the event loop; shielded so that a cgroup created in the
             # thread is always seen (and removed) by the finally below.
             with trio.CancelScope(shield=True):
-                job_dir, run.request, group.cgroup = await trio.to_thread.run_sync(
-                    _prelaunch, job_dir
+                layout, run.request, group.cgroup = await trio.to_thread.run_sync(
+                    _prelaunch, job_dir, request
                 )
         except ValueError as exc:  # run-request.json unreadable: the message names the problem
             run.launch_error = str(exc)
         except Exception as exc:  # missing job dir, unwritable tmp/, cgroup refused, ...
             run.launch_error = f"{type(exc).__name__}: {exc}"
         else:
-            await _run_worker(settings, job_dir, python, run, group, on_event)
+            await _run_subprocess(settings, layout, python, run, group, on_event)
             if group.cgroup is not None:
                 run.oom_killed = _cgroup_oom_killed(group.cgroup)
-            if (
-                run.result is not None
-                and run.result.get("code") == ResultCode.SUCCESS
-                and run.returncode == 0
-            ):
+            if run.result is not None and run.result.succeeded and run.returncode == 0:
                 try:
-                    _publish_outputs(job_dir, job_dir / run.request.output_dir)
+                    _publish_outputs(layout, layout.root / run.request.output_dir)
                 except OSError as exc:
                     run.publish_error = exc.strerror or str(exc)
     finally:
@@ -384,19 +368,21 @@ async def supervise_job(
         if group.cgroup is not None:
             await _cgroup_remove(group.cgroup)
         with trio.CancelScope(shield=True):  # may run during cancellation; bounded work
-            await trio.to_thread.run_sync(_remove_tmp, job_dir)
+            await trio.to_thread.run_sync(_remove_tmp, layout)
     run.duration_seconds = trio.current_time() - started
-    return decide_outcome(run, settings)
+    return decide_ending(run, settings)
 
 
-async def _run_worker(
+async def _run_subprocess(
     settings: Settings,
-    job_dir: Path,
+    layout: JobLayout,
     python: str,
     run: RunObservation,
     group: _Group,
     on_event: OnEvent,
 ) -> None:
+    """Start the worker subprocess and collect its pipes until it (and its group) are gone."""
+
     async def kill_everything(process: trio.Process) -> None:
         # A cancel can land while nursery.start() is still spawning, before group.pgid is set
         # below: take the group from the process itself (own session, so pgid == pid).
@@ -419,13 +405,13 @@ async def _run_worker(
                         proc = await nursery.start(
                             partial(
                                 trio.run_process,
-                                worker_command(python, job_dir, write_fd, lifeline_read),
+                                worker_command(python, layout, write_fd, lifeline_read),
                                 stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE,
                                 pass_fds=tuple(child_fds),
-                                cwd=str(job_dir),
-                                env=_env(job_dir),
+                                cwd=str(layout.root),
+                                env=_env(layout),
                                 start_new_session=True,
                                 check=False,
                                 deliver_cancel=kill_everything,
@@ -530,10 +516,12 @@ async def _read_events(
                     run.events_dropped += 1
                     continue
                 event_type, detail = decoded
-                if event_type == "result":
-                    run.result = detail
+                if event_type == RESULT_EVENT:
+                    run.result = WorkerResult.from_detail(detail)
+                    if run.result is None:
+                        run.events_dropped += 1
                     continue
-                if event_type == "sandbox":
+                if event_type == SANDBOX_EVENT:
                     run.confined = True
                     layers = detail.get("layers")
                     if isinstance(layers, list) and all(isinstance(x, str) for x in layers):

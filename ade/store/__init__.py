@@ -2,45 +2,29 @@
 
 ``open_store(settings)`` gives the embedded SQLite store (WAL, versioned migrations) when
 ``ADE_DATABASE_URL`` is unset, and the PostgreSQL store (:mod:`ade.store.postgres`) when it is
-set. Both satisfy :class:`ade.protocols.JobStore` and :class:`ade.protocols.CatalogStore`, and the
-same contract suite (tests/store) runs against both.
+set. Both satisfy :class:`ade.protocols.Store` (jobs, documents, configs and the idempotency key
+table), and the same contract suite runs against both.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+from ade.protocols import Store
 from ade.settings import Settings
 from ade.store.history import SchemaError
 from ade.store.migrations import MIGRATIONS, Migration
 from ade.store.sqlite import SqliteStore, migrate
-
-if TYPE_CHECKING:
-    from ade.store.postgres import PostgresStore
 
 __all__ = [
     "MIGRATIONS",
     "Migration",
     "SchemaError",
     "SqliteStore",
-    "idempotency_store",
     "migrate",
     "open_store",
 ]
 
 
-def idempotency_store(store: SqliteStore | PostgresStore) -> Any:
-    """The ``Idempotency-Key`` table of ``store``, in that store's dialect."""
-    if isinstance(store, SqliteStore):
-        from ade.store.idempotency import IdempotencyStore
-
-        return IdempotencyStore(store)
-    from ade.store.postgres import PostgresIdempotencyStore
-
-    return PostgresIdempotencyStore(store)
-
-
-def open_store(settings: Settings) -> SqliteStore | PostgresStore:
+def open_store(settings: Settings) -> Store:
     """Open the configured store and apply pending migrations (refusing a newer schema).
 
     Synchronous on purpose: it runs once at start-up, before the event loop has work to do, and

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ade.errors import AdeError
+from ade.errors import SchemaError
 from ade.store.migrations import Migration
 
 __all__ = ["SchemaError", "pending_migrations"]
-
-
-class SchemaError(AdeError):
-    """The database's schema history does not match this code's migration list."""
-
-    code = "schema_mismatch"
 
 
 def pending_migrations(

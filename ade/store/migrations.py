@@ -106,4 +106,13 @@ MIGRATIONS: list[Migration] = [
             "CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at)",
         ),
     ),
+    Migration(
+        version=3,
+        name="job summary",
+        statements=(
+            # JobRecord.summary: the engine's end-of-run summary (a JSON object; {} until the
+            # job ends, and for a job that ended before the engine finished).
+            "ALTER TABLE jobs ADD COLUMN summary TEXT NOT NULL DEFAULT '{}'",
+        ),
+    ),
 ]

@@ -20,20 +20,20 @@ start, naming both versions), and only then opens the pool.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg.conninfo
 import psycopg.errors
 import trio
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ade.errors import Conflict, NotFound, StoreUnavailable
-from ade.models import ConfigVersion, Document, JobRecord, JobStatus
+from ade.models import ConfigVersion, Document, JobRecord, JobStatus, StoredResponse
 from ade.serde import utcnow
 from ade.store.history import SchemaError, pending_migrations
-from ade.store.idempotency import KEY_TTL_SECONDS, StoredResponse
 from ade.store.migrations import Migration
 from ade.store.postgres_migrations import POSTGRES_MIGRATIONS
 
@@ -80,6 +80,7 @@ _JOB_COLUMNS = (
     "exit_signal",
     "limit_name",
     "sandbox_layers",
+    "summary",
 )
 _JOB_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
 _DOCUMENT_SELECT = "SELECT workspace_id, id, filename, size, sha256, created_at FROM documents"
@@ -165,6 +166,7 @@ def _job_params(job: JobRecord) -> tuple[Any, ...]:
         job.exit_signal,
         job.limit,
         list(job.sandbox_layers),
+        Jsonb(job.summary),
     )
 
 
@@ -186,6 +188,7 @@ def job_from_row(row: Sequence[Any]) -> JobRecord:
         exit_signal,
         limit_name,
         sandbox_layers,
+        summary,
     ) = row[: len(_JOB_COLUMNS)]
     return JobRecord(
         id=id_,
@@ -204,6 +207,7 @@ def job_from_row(row: Sequence[Any]) -> JobRecord:
         exit_signal=exit_signal,
         limit=limit_name,
         sandbox_layers=tuple(sandbox_layers),
+        summary=summary,
     )
 
 
@@ -243,6 +247,7 @@ class PostgresStore:
     ) -> None:
         self.url = url
         self.location = describe_url(url)
+        self.idempotency_keys = PostgresIdempotencyStore(self)
         with connect(url) as conn:
             migrate_postgres(conn, migrations)
         self._pool: ConnectionPool[Any] = ConnectionPool(
@@ -503,9 +508,8 @@ class PostgresStore:
 
 
 class PostgresIdempotencyStore:
-    """The ``idempotency_keys`` table on PostgreSQL; same contract as
-    :class:`ade.store.idempotency.IdempotencyStore`, shared by every node (a key replayed on
-    another node finds the first node's response)."""
+    """The ``idempotency_keys`` table on PostgreSQL (:class:`ade.protocols.IdempotencyKeys`),
+    shared by every node (a key replayed on another node finds the first node's response)."""
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
@@ -524,11 +528,11 @@ class PostgresIdempotencyStore:
 
         return await self._store.run(get, write=False)
 
-    async def remember(self, workspace_id: str, key: str, response: StoredResponse) -> None:
-        cutoff: datetime = utcnow() - timedelta(seconds=KEY_TTL_SECONDS)
-
+    async def remember(
+        self, workspace_id: str, key: str, response: StoredResponse, *, expire_before: datetime
+    ) -> None:
         def put(conn: psycopg.Connection[Any]) -> None:
-            conn.execute("DELETE FROM idempotency_keys WHERE created_at < %s", (cutoff,))
+            conn.execute("DELETE FROM idempotency_keys WHERE created_at < %s", (expire_before,))
             # An expired entry for the same key gives way to the new first response.
             conn.execute(
                 "INSERT INTO idempotency_keys "

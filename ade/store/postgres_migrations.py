@@ -83,4 +83,12 @@ POSTGRES_MIGRATIONS: list[Migration] = [
             "CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at)",
         ),
     ),
+    Migration(
+        version=2,
+        name="job summary",
+        statements=(
+            # JobRecord.summary: the engine's end-of-run summary ({} until the job ends).
+            "ALTER TABLE jobs ADD COLUMN summary JSONB NOT NULL DEFAULT '{}'::jsonb",
+        ),
+    ),
 ]

@@ -29,12 +29,12 @@ from typing import Any, TypeVar
 import trio
 
 from ade.errors import Conflict, NotFound
-from ade.models import ConfigVersion, Document, JobRecord, JobStatus
+from ade.models import ConfigVersion, Document, JobRecord, JobStatus, StoredResponse
 from ade.serde import utcnow
 from ade.store.history import SchemaError, pending_migrations
 from ade.store.migrations import MIGRATIONS, Migration
 
-__all__ = ["SchemaError", "SqliteStore", "migrate"]
+__all__ = ["SchemaError", "SqliteIdempotencyKeys", "SqliteStore", "migrate"]
 
 T = TypeVar("T")
 
@@ -58,6 +58,7 @@ _JOB_COLUMNS = (
     "exit_signal",
     "limit_name",
     "sandbox_layers",
+    "summary",
 )
 _JOB_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
 
@@ -135,6 +136,7 @@ def _job_params(job: JobRecord) -> tuple[Any, ...]:
         job.exit_signal,
         job.limit,
         json.dumps(list(job.sandbox_layers)),
+        json.dumps(job.summary, separators=(",", ":")),
     )
 
 
@@ -156,6 +158,7 @@ def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
         exit_signal,
         limit_name,
         sandbox_layers,
+        summary,
     ) = row
     created = _parse_dt(created_at)
     assert created is not None  # NOT NULL column
@@ -176,6 +179,7 @@ def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
         exit_signal=exit_signal,
         limit=limit_name,
         sandbox_layers=tuple(json.loads(sandbox_layers)),
+        summary=json.loads(summary),
     )
 
 
@@ -226,6 +230,7 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.location = str(path)
+        self.idempotency_keys = SqliteIdempotencyKeys(self)
         self._pool: list[sqlite3.Connection] = []
         self._pool_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -237,8 +242,12 @@ class SqliteStore:
                 raise SchemaError(f"{path}: SQLite refused WAL mode (got {mode!r})")
             with self._write_lock:
                 migrate(conn)
-        finally:
-            self._checkin(conn)
+        except BaseException:
+            # Nobody gets a store to close: close the connection here, not at garbage
+            # collection (Python 3.13 warns about a connection left to the collector).
+            conn.close()
+            raise
+        self._checkin(conn)
 
     # -- connection handling -------------------------------------------------------------------
 
@@ -284,7 +293,7 @@ class SqliteStore:
         """Run ``fn(conn)`` on a pooled connection in the calling thread.
 
         ``write=True`` wraps it in one serialised ``BEGIN IMMEDIATE`` transaction (rolled back if
-        ``fn`` raises). This is the seam for modules that add tables (``ade.store.idempotency``).
+        ``fn`` raises). This is the seam for modules that add tables (the idempotency keys).
         """
         with self._writing() if write else self._reading() as conn:
             return fn(conn)
@@ -499,3 +508,52 @@ class SqliteStore:
             return [_config_from_row(row) for row in rows]
 
         return await self.run(query, write=False)
+
+
+class SqliteIdempotencyKeys:
+    """The ``idempotency_keys`` table (migration 2 in :mod:`ade.store.migrations`); implements
+    :class:`ade.protocols.IdempotencyKeys`."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def lookup(self, workspace_id: str, key: str) -> StoredResponse | None:
+        def get(conn: sqlite3.Connection) -> StoredResponse | None:
+            row = conn.execute(
+                "SELECT status, body, location, request_hash, created_at FROM idempotency_keys "
+                "WHERE workspace_id = ? AND key = ?",
+                (workspace_id, key),
+            ).fetchone()
+            if row is None:
+                return None
+            status, body, location, request_hash, created_at = row
+            return StoredResponse(
+                status, body, location, request_hash, datetime.fromisoformat(created_at)
+            )
+
+        return await self._store.run(get, write=False)
+
+    async def remember(
+        self, workspace_id: str, key: str, response: StoredResponse, *, expire_before: datetime
+    ) -> None:
+        def put(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < ?", (expire_before.isoformat(),)
+            )
+            # REPLACE: an expired entry for the same key gives way to the new first response.
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys "
+                "(workspace_id, key, request_hash, status, body, location, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    workspace_id,
+                    key,
+                    response.request_hash,
+                    response.status,
+                    response.body,
+                    response.location,
+                    response.created_at.isoformat(),
+                ),
+            )
+
+        await self._store.run(put, write=True)

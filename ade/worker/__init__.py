@@ -2,7 +2,7 @@
 
 Started by :mod:`ade.runtime.supervisor` as ``python -I -m ade.worker <job>/run-request.json
 --events-fd N``. Kept import-light: this package is imported by the service too (for
-:mod:`ade.worker.request`), and the worker must confine itself before loading anything heavy.
+:mod:`ade.worker.protocol`), and the worker must confine itself before loading anything heavy.
 """
 
 from __future__ import annotations

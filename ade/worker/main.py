@@ -6,9 +6,10 @@ and discards it); stderr carries tracebacks for the capped diagnostics (which re
 events.ndjson): frames and exception types only, never a foreign exception's text, which may
 quote cell values (see :func:`safe_traceback`).
 
-Exit status: 0 after a ``success`` result, 1 after an ``error`` result, 2 when the request could
-not be read, 3 when the sandbox could not be applied. A death by signal (CPU limit, kill) leaves
-no result line; the supervisor reads the signal instead.
+Exit status (:class:`~ade.worker.protocol.ExitStatus`): 0 after a ``success`` result, 1 after an
+``error`` result, 2 when the request could not be read, 3 when the sandbox could not be applied.
+A death by signal (CPU limit, kill) leaves no result line; the supervisor reads the signal
+instead. The wire format of all of it is :mod:`ade.worker.protocol`.
 """
 
 from __future__ import annotations
@@ -24,14 +25,22 @@ import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ade.worker.request import EVENT_LINE_LIMIT, ResultCode, RunRequest, encode_event, load_request
+from ade.worker.protocol import (
+    EVENT_LINE_LIMIT,
+    RESULT_EVENT,
+    SANDBOX_EVENT,
+    ExitStatus,
+    Limit,
+    ResultCode,
+    RunRequest,
+    WorkerResult,
+    encode_event,
+    limit_message,
+    load_request,
+)
 
 __all__ = ["arm_lifeline", "classify_failure", "main", "safe_traceback"]
 
-EXIT_SUCCESS = 0
-EXIT_FAILED = 1
-EXIT_BAD_REQUEST = 2
-EXIT_SANDBOX = 3
 _SUMMARY_LIMIT = 16 * 1024
 
 
@@ -42,6 +51,9 @@ class _Events:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self.broken = False
+
+    def result(self, result: WorkerResult) -> None:
+        self.emit(RESULT_EVENT, result.to_detail())
 
     def emit(self, event_type: str, detail: dict[str, Any]) -> None:
         if self.broken:
@@ -65,8 +77,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def classify_failure(exc: BaseException, request: RunRequest) -> tuple[str, str, dict[str, Any]]:
-    """(result code, user-facing message, detail) for an exception that ended the run.
+def classify_failure(exc: BaseException, request: RunRequest) -> WorkerResult:
+    """The result for an exception that ended the run.
 
     Limits win over the wrapper: the engine wraps whatever config code raised in
     ConfigCodeError, but a MemoryError or EFBIG underneath it is the sandbox's limit firing.
@@ -82,30 +94,30 @@ def classify_failure(exc: BaseException, request: RunRequest) -> tuple[str, str,
         or (isinstance(e, ConfigCodeError) and e.error_type == "MemoryError")
         for e in chain
     ):
-        return (
+        return WorkerResult(
             ResultCode.MEMORY,
-            f"memory limit of {request.sandbox.mem_mb} MiB exceeded",
-            {"limit": "memory"},
+            limit_message(Limit.MEMORY, request.sandbox.mem_mb),
+            {"limit": Limit.MEMORY},
         )
     if any(isinstance(e, OSError) and e.errno == errno.EFBIG for e in chain):
-        return (
+        return WorkerResult(
             ResultCode.FSIZE,
-            f"file size limit of {request.sandbox.fsize_mb} MiB exceeded",
-            {"limit": "fsize"},
+            limit_message(Limit.FSIZE, request.sandbox.fsize_mb),
+            {"limit": Limit.FSIZE},
         )
     if isinstance(exc, ConfigCodeError):
-        return ResultCode.CONFIG_ERROR, exc.message, dict(exc.details or {})
+        return WorkerResult(ResultCode.CONFIG_ERROR, exc.message, dict(exc.details or {}))
     if isinstance(exc, InputError):
-        return ResultCode.INPUT_ERROR, exc.message, {}
+        return WorkerResult(ResultCode.INPUT_ERROR, exc.message)
     if isinstance(exc, PackageInvalid):
-        return ResultCode.PACKAGE_INVALID, exc.message, {"problems": exc.details}
+        return WorkerResult(ResultCode.PACKAGE_INVALID, exc.message, {"problems": exc.details})
     if isinstance(exc, SystemExit):
-        return (
+        return WorkerResult(
             ResultCode.CONFIG_ERROR,
             "config code called sys.exit() during the run",
             {"error_type": "SystemExit"},
         )
-    return (
+    return WorkerResult(
         ResultCode.INTERNAL,
         f"internal error in the worker ({type(exc).__name__}); see the job diagnostics",
         {"error_type": type(exc).__name__},
@@ -241,16 +253,14 @@ def _run(request: RunRequest, job_dir: Path, events: _Events) -> int:
         layers = confine(request.sandbox)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
-        events.emit(
-            "result",
-            {
-                "status": "error",
-                "code": ResultCode.SANDBOX,
-                "message": f"the sandbox could not be applied ({type(exc).__name__}: {exc})",
-            },
+        events.result(
+            WorkerResult(
+                ResultCode.SANDBOX,
+                f"the sandbox could not be applied ({type(exc).__name__}: {exc})",
+            )
         )
-        return EXIT_SANDBOX
-    events.emit("sandbox", {"layers": list(layers)})
+        return ExitStatus.SANDBOX
+    events.emit(SANDBOX_EVENT, {"layers": list(layers)})
     _install_safe_hooks()
 
     # Temp files (openpyxl's write-only mode makes some) and HOME stay inside the job directory.
@@ -276,15 +286,15 @@ def _run(request: RunRequest, job_dir: Path, events: _Events) -> int:
             memory_limit_mb=request.sandbox.mem_mb,
         )
     except BaseException as exc:
-        code, message, detail = classify_failure(exc, request)
+        failure = classify_failure(exc, request)
         # Drop the frames (and whatever big objects they hold) before reporting a MemoryError.
-        trace = safe_traceback(exc) if code != ResultCode.MEMORY else ""
+        trace = safe_traceback(exc) if failure.code != ResultCode.MEMORY else ""
         del exc
         sys.stderr.write(trace or "MemoryError: the memory limit was reached\n")
-        events.emit("result", {"status": "error", "code": code, "message": message, **detail})
-        return EXIT_FAILED
-    events.emit("result", {"status": "success", "code": ResultCode.SUCCESS, **_summary(result)})
-    return EXIT_SUCCESS
+        events.result(failure)
+        return ExitStatus.FAILED
+    events.result(WorkerResult(ResultCode.SUCCESS, summary=_summary(result)))
+    return ExitStatus.SUCCESS
 
 
 def arm_lifeline(fd: int) -> None:
@@ -347,17 +357,14 @@ def main(argv: list[str] | None = None) -> int:
         stream = os.fdopen(args.events_fd, "wb")
     except OSError as exc:
         sys.stderr.write(f"ade.worker: events fd {args.events_fd} unusable: {exc}\n")
-        return EXIT_BAD_REQUEST
+        return ExitStatus.BAD_REQUEST
     events = _Events(stream)
     try:
         request = load_request(args.request)
     except ValueError as exc:
         sys.stderr.write(f"ade.worker: {exc}\n")
-        events.emit(
-            "result",
-            {"status": "error", "code": ResultCode.BAD_REQUEST, "message": str(exc)},
-        )
-        return EXIT_BAD_REQUEST
+        events.result(WorkerResult(ResultCode.BAD_REQUEST, str(exc)))
+        return ExitStatus.BAD_REQUEST
     code = _run(request, args.request.resolve().parent, events)
     # Skip interpreter finalization (tearing down openpyxl, lxml, ... takes tens of ms): every
     # output is closed and the result is on the pipe; only the standard streams need a flush.

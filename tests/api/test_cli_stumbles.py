@@ -349,7 +349,12 @@ def test_scripts_run_after_scripts_test_installs_nothing(tmp_path: Path) -> None
     fake.chmod(0o755)
 
     def source(extras: str | None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if k != "ADE_VENV_EXTRAS"}
+        # Nothing of the caller's venv choice (CI sets ADE_VENV / ADE_PYTHON per interpreter).
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("ADE_VENV_EXTRAS", "ADE_VENV", "ADE_PYTHON")
+        }
         if extras is not None:
             env["ADE_VENV_EXTRAS"] = extras
         return subprocess.run(

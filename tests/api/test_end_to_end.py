@@ -9,8 +9,8 @@ import trio
 import trio_websocket
 from api_support import Service, package_zip, read_cells, workbook_bytes
 
-from ade.api.files import XLSX_MEDIA_TYPE
 from ade.client import open_websocket
+from ade.wire import XLSX_MEDIA_TYPE
 
 
 async def _publish(client: httpx.AsyncClient, api: str, **kwargs: object) -> dict:

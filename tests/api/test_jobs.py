@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -43,7 +44,7 @@ async def _setup(http: httpx.AsyncClient, api: str, **package: object) -> tuple[
 
 
 def _job_rows(settings_db: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(settings_db) as conn:
+    with closing(sqlite3.connect(settings_db)) as conn:
         return conn.execute("SELECT id, status FROM jobs ORDER BY id").fetchall()
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,27 +18,46 @@ import trio_websocket
 from api_support import Service, make_settings
 
 from ade.api import create_app
-from ade.api.errors import SLOW_CONSUMER_CLOSE_CODE
 from ade.api.server import serve_api
 from ade.client import AdeClient, EventStreamClosed, open_websocket
 from ade.models import JobEvent, JobRecord, JobStatus
-from ade.store import open_store
+from ade.settings import Settings
+from ade.store import SqliteStore, open_store
+from ade.wire import SLOW_CONSUMER_CLOSE_CODE
+
+_opened: list[SqliteStore] = []
+
+
+def _open_store(settings: Settings) -> SqliteStore:
+    """A store closed when the test ends (a served app never closes the store it is given)."""
+    store = open_store(settings)
+    _opened.append(store)
+    return store
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
 
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 
 async def test_openapi_paths_and_methods_match_the_url_map_exactly(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data")
-    app = create_app(runtime=None, settings=settings, store=open_store(settings))
-    served: set[tuple[str, str]] = set()
-    for rule in app.url_map.iter_rules():
-        path = re.sub(r"<(?:[a-z_]+:)?([a-z_]+)>", r"{\1}", rule.rule)
-        if rule.websocket:
-            served.add((path, "get (websocket)"))
-        else:
-            served |= {(path, m.lower()) for m in rule.methods & _METHODS}
-    # The document this very app serves.
-    response = await app.test_client().get("/api/v1/openapi.json")
+    with closing(open_store(settings)) as store:
+        app = create_app(runtime=None, settings=settings, store=store)
+        served: set[tuple[str, str]] = set()
+        for rule in app.url_map.iter_rules():
+            path = re.sub(r"<(?:[a-z_]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+            if rule.websocket:
+                served.add((path, "get (websocket)"))
+            else:
+                served |= {(path, m.lower()) for m in rule.methods & _METHODS}
+        # The document this very app serves.
+        response = await app.test_client().get("/api/v1/openapi.json")
     assert response.status_code == 200
     spec = await response.get_json()
     documented: set[tuple[str, str]] = set()
@@ -80,16 +100,19 @@ class _Subscription:
         self.dropped = False
         self.closed = False
 
-    def __aiter__(self) -> AsyncIterator[JobEvent]:
-        return self._iterate()
+    # An iterator object, not an async generator: the stream may stop reading it half-way, and
+    # an unfinished async generator left to the garbage collector is a ResourceWarning.
+    def __aiter__(self) -> _Subscription:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[JobEvent]:
-        for event in self.events:
-            yield event
+    async def __anext__(self) -> JobEvent:
+        if self.events:
+            return self.events.pop(0)
         if self.drop:
             self.dropped = True
-            return
+            raise StopAsyncIteration
         await trio.sleep_forever()
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.closed = True
@@ -102,6 +125,9 @@ class _Runtime:
     def subscribe(self, workspace_id: str, job_id: str | None = None) -> _Subscription:
         assert (workspace_id, job_id) == ("default", None)
         return self.subscription
+
+    async def read_events(self, workspace_id: str, job_id: str, *, after: int = 0) -> list[Any]:
+        return []  # nothing logged yet: every event comes live
 
 
 def _event(seq: int) -> JobEvent:
@@ -120,7 +146,7 @@ async def test_workspace_stream_closes_4008_for_a_dropped_subscriber_and_1001_on
             lambda task_status: serve_api(
                 settings,
                 _Runtime(subscription),
-                open_store(settings),
+                _open_store(settings),
                 shutdown_trigger=stop.wait,
                 task_status=task_status,
             )
@@ -152,7 +178,7 @@ async def test_client_event_stream_raises_event_stream_closed_itself(tmp_path: P
     """A dropped stream comes out of AdeClient.events as EventStreamClosed (what wait() and
     `ade submit --wait` catch), not wrapped in the websocket nursery's ExceptionGroup."""
     settings = make_settings(tmp_path / "data")
-    store = open_store(settings)
+    store = _open_store(settings)
     await store.insert_job(
         JobRecord("j1", "default", JobStatus.RUNNING, "c1", ("d1",), False, 1, _event(1).ts)
     )
@@ -209,7 +235,7 @@ async def test_client_follow_reconnects_after_a_drop_and_sees_each_event_once(
     tmp_path: Path,
 ) -> None:
     settings = make_settings(tmp_path / "data")
-    store = open_store(settings)
+    store = _open_store(settings)
     await store.insert_job(
         JobRecord("j1", "default", JobStatus.RUNNING, "c1", ("d1",), False, 1, _event(1).ts)
     )
@@ -225,6 +251,9 @@ async def test_client_follow_reconnects_after_a_drop_and_sees_each_event_once(
     class Runtime:
         def subscribe(self, workspace_id: str, job_id: str | None = None) -> Any:
             return next(streams)
+
+        async def read_events(self, workspace_id: str, job_id: str, *, after: int = 0) -> list:
+            return []  # nothing logged: every event comes live
 
     stop = trio.Event()
     async with trio.open_nursery() as nursery:

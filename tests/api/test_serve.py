@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -93,7 +94,7 @@ async def test_sigterm_drains_gracefully(tmp_path: Path) -> None:
             await process.wait()
         stderr.close()
 
-    with sqlite3.connect(data / "ade.sqlite") as conn:
+    with closing(sqlite3.connect(data / "ade.sqlite")) as conn:
         statuses = dict(conn.execute("SELECT id, status FROM jobs").fetchall())
     # The running job was allowed to finish; the queued one waits for the next start.
     assert statuses == {running["id"]: "success", queued["id"]: "queued"}

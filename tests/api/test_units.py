@@ -12,20 +12,19 @@ import pytest
 import trio
 
 from ade.api.files import content_disposition
-from ade.api.packages import check_zip
-from ade.api.uploads import display_name
-from ade.client.progress import ProgressView
-from ade.errors import PackageInvalid
-from ade.store.idempotency import (
+from ade.api.idempotency import (
     KEY_TTL_SECONDS,
-    IdempotencyKeyReused,
     KeyLocks,
     Proceed,
     Replay,
-    StoredResponse,
     decide,
     fingerprint,
 )
+from ade.api.uploads import display_name
+from ade.client.progress import ProgressView
+from ade.configs.archive import check_zip
+from ade.errors import IdempotencyKeyReused, PackageInvalid
+from ade.models import StoredResponse
 
 NOW = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
 
@@ -149,20 +148,12 @@ async def test_an_accepted_response_is_remembered_even_if_the_request_is_cancell
     from api_support import make_settings
     from quart_trio import QuartTrio
 
-    from ade.api.context import ApiContext
     from ade.api.files import json_response
-    from ade.api.jobs import _idempotent
+    from ade.api.idempotency import idempotent
     from ade.store import open_store
-    from ade.store.idempotency import IdempotencyStore
 
     settings = make_settings(tmp_path / "data")
     store = open_store(settings)
-    ctx = ApiContext(
-        runtime=None,  # type: ignore[arg-type]
-        settings=settings,
-        store=store,
-        idempotency=IdempotencyStore(store),
-    )
     path = "/api/v1/workspaces/default/jobs"
     async with QuartTrio("t").test_request_context(
         path, method="POST", headers={"Idempotency-Key": "k1"}
@@ -173,8 +164,8 @@ async def test_an_accepted_response_is_remembered_even_if_the_request_is_cancell
                 scope.cancel()  # the client hangs up as the job is created
                 return json_response({"id": "j1"}, 202, {"Location": f"{path}/j1"})
 
-            await _idempotent(ctx, "default", b"{}", create)
-    remembered = await ctx.idempotency.lookup("default", "k1")
+            await idempotent(store.idempotency_keys, KeyLocks(), "default", b"{}", create)
+    remembered = await store.idempotency_keys.lookup("default", "k1")
     assert remembered is not None
     assert (remembered.status, remembered.body, remembered.location) == (
         202,

@@ -31,6 +31,7 @@ import trio
 from ade.configs.prepare import prepare_config, snapshot_dir
 from ade.ids import new_id
 from ade.models import ConfigVersion, Document, JobRecord, JobStatus
+from ade.runtime.ending import JobEnding
 from ade.settings import Settings, load_settings
 from ade.store import open_store
 
@@ -112,18 +113,6 @@ async def seed(
     return Seeded(config_id, documents)
 
 
-@attrs.frozen
-class Outcome:
-    status: JobStatus
-    message: str | None
-    exit_code: int | None
-    exit_signal: int | None
-    limit: str | None
-    sandbox_layers: tuple[str, ...]
-    duration_seconds: float
-    diagnostics: str
-
-
 def _script(content: bytes) -> str:
     if content.startswith(b"sleep "):
         return f"import time; time.sleep({float(content.split()[1])})"
@@ -142,7 +131,9 @@ class ScriptRunner:
         # runtime's backstop must still make a stopped job's processes go away.
         self.careless = careless
 
-    async def __call__(self, settings: Settings, job_dir: Path, *, on_event: Any) -> Outcome:
+    async def __call__(
+        self, settings: Settings, job_dir: Path, *, on_event: Any, request: Any = None
+    ) -> JobEnding:
         inputs = sorted((job_dir / "inputs").iterdir())
         content = inputs[0].read_bytes()
         self.started.append(job_dir.name)
@@ -182,11 +173,11 @@ class ScriptRunner:
                     pass
         duration = trio.current_time() - started
         if deadline.cancelled_caught:
-            return Outcome(JobStatus.ERROR, "timed out", None, 9, "timeout", (), duration, "")
+            return JobEnding(JobStatus.ERROR, "timed out", None, 9, "timeout", (), duration, "")
         code = process.returncode
         if code == 0:
-            return Outcome(JobStatus.SUCCESS, None, 0, None, None, ("test",), duration, "")
-        return Outcome(
+            return JobEnding(JobStatus.SUCCESS, None, 0, None, None, ("test",), duration, "")
+        return JobEnding(
             JobStatus.ERROR, f"exit code {code}", code, None, None, ("test",), duration, "boom"
         )
 

@@ -139,7 +139,7 @@ def make_job_dir(
         attempt=1,
         created_at=T0,
     )
-    return create_job_dir(settings, job, [doc])
+    return create_job_dir(settings, job, [doc])[0]
 
 
 def processes_mentioning(marker: str) -> list[int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ade.models import JobEvent
 from ade.runtime.events import (
     append_events,
-    encode_event,
+    event_line,
     read_events,
     repair_tail,
     scan_events,
@@ -48,7 +48,7 @@ def test_lines_are_one_json_object_each_with_every_field(tmp_path: Path) -> None
 def test_a_torn_last_line_is_skipped_and_repaired_before_the_next_append(tmp_path: Path) -> None:
     path = tmp_path / "events.ndjson"
     append_events(path, [event(1, "enqueue"), event(2, "start")])
-    whole = encode_event(event(3, "pass_finished"))
+    whole = event_line(event(3, "pass_finished"))
     with path.open("ab") as handle:
         handle.write(whole[: len(whole) // 2])  # the service died mid-write
     scan = scan_events(path)

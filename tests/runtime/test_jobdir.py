@@ -16,7 +16,7 @@ from ade.ids import new_id
 from ade.models import Document, JobRecord, JobStatus
 from ade.runtime.jobdir import create_job_dir
 from ade.settings import Settings, load_settings
-from ade.worker.request import load_request
+from ade.worker.protocol import load_request
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_layout_is_exactly_as_promised(settings: Settings, config_id: str) -> No
     odd = store_document(settings, "ws", "no extension", b"third")
     job = make_job(config_id, [hostile, plain, odd, plain], runtime_network_access=True)
 
-    job_dir = create_job_dir(settings, job, [odd, plain, hostile])
+    job_dir, built = create_job_dir(settings, job, [odd, plain, hostile])
 
     assert job_dir == settings.jobs_dir / job.id
     assert sorted(os.listdir(job_dir)) == [".venv", "inputs", "run-request.json"]
@@ -70,6 +70,8 @@ def test_layout_is_exactly_as_promised(settings: Settings, config_id: str) -> No
     assert not (settings.data_dir / "etc").exists()
 
     request = load_request(job_dir / "run-request.json")
+    # Written once: what the file says is exactly what admission hands the supervisor.
+    assert request == built
     assert request.job_id == job.id
     assert request.config_id == config_id
     assert request.runtime_network_access is True
@@ -149,7 +151,7 @@ def test_copy_is_used_when_hard_links_fail(
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr("ade.runtime.jobdir.os.link", no_links)
-    job_dir = create_job_dir(settings, make_job(config_id, [doc]), [doc])
+    job_dir, _ = create_job_dir(settings, make_job(config_id, [doc]), [doc])
     copied = job_dir / "inputs" / f"001-{doc.id}.xlsx"
     assert copied.read_bytes() == b"content"
     assert os.stat(copied).st_ino != os.stat(settings.documents_dir / "ws" / doc.id).st_ino

@@ -19,7 +19,8 @@ import trio
 from exec_support import EventLog, make_job_dir, processes_mentioning, write_package
 
 from ade.models import JobStatus
-from ade.runtime.supervisor import JobOutcome, supervise_job
+from ade.runtime.ending import JobEnding
+from ade.runtime.supervisor import supervise_job
 from ade.settings import Settings, load_settings
 
 TIMEOUT = 3.0
@@ -174,6 +175,29 @@ async def test_one_gib_file_write_hits_the_file_size_limit(
     assert outcome.limit == "fsize"
     assert outcome.exit_code == 1
     assert not (job_dir / "tmp").exists()
+
+
+@pytest.mark.parametrize("when", ["import", "run"])
+async def test_a_file_size_limit_reads_as_that_limit_whenever_it_fires(
+    settings: Settings, tmp_path: Path, when: str
+) -> None:
+    """While its module is being imported or later: config code writing past ADE_WORKER_FSIZE_MB
+    ends with the file-size-limit message, never as an invalid package."""
+    write = """
+        import tempfile as _tempfile
+        with _tempfile.NamedTemporaryFile() as _f:
+            for _ in range(64):  # 64 MiB against a 10 MiB limit
+                _f.write(bytes(1024 * 1024))
+            _f.flush()
+        """
+    if when == "run":
+        write = "def detect_big_file(header):\n" + textwrap.indent(textwrap.dedent(write), "    ")
+    job_dir = _job(settings, tmp_path, write)
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    assert outcome.status == JobStatus.ERROR
+    assert outcome.message == "file size limit of 10 MiB exceeded", outcome.diagnostics
+    assert outcome.limit == "fsize"
+    assert outcome.exit_code == 1
 
 
 async def test_a_process_that_does_not_ignore_sigxfsz_dies_of_it(
@@ -339,7 +363,7 @@ async def test_a_job_hitting_its_limit_does_not_disturb_jobs_running_beside_it(
     sleeper = _job(settings, tmp_path / "sleeper", "import time as _t\n_t.sleep(1000)\n")
     spinner = _job(settings, tmp_path / "spinner", "\nwhile True:\n    pass\n")
     fine = _job(settings, tmp_path / "fine", "")
-    outcomes: dict[str, JobOutcome] = {}
+    outcomes: dict[str, JobEnding] = {}
 
     async def run(name: str, job_dir: Path, job_settings: Settings) -> None:
         outcomes[name] = await supervise_job(job_settings, job_dir, on_event=EventLog())

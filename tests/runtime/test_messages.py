@@ -8,7 +8,8 @@ import trio
 import trio.testing
 
 from ade.models import JobStatus
-from ade.runtime.messages import JobResult, Reply, ReserveSlot, StartJob
+from ade.runtime.ending import JobEnding
+from ade.runtime.messages import Reply, ReserveSlot, StartJob
 
 
 def test_messages_are_frozen_and_compare_by_value_not_by_reply() -> None:
@@ -16,7 +17,7 @@ def test_messages_are_frozen_and_compare_by_value_not_by_reply() -> None:
     assert a == b and a.reply is not b.reply
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         a.job_id = "other"  # type: ignore[misc]
-    assert JobResult(JobStatus.SUCCESS) == JobResult(JobStatus.SUCCESS)
+    assert JobEnding(JobStatus.SUCCESS) == JobEnding(JobStatus.SUCCESS)
 
 
 async def test_reply_delivers_a_value_once() -> None:

@@ -11,12 +11,15 @@ import trio.testing
 
 from ade.errors import Conflict
 from ade.models import JobEvent, JobRecord, JobStatus
-from ade.runtime.messages import JobResult
-from ade.runtime.recorder import (
+from ade.runtime.ending import (
     CANCELLED_MESSAGE,
-    MAX_DETAIL_BYTES,
     RESTART_MESSAGE,
     SHUTDOWN_MESSAGE,
+    JobEnding,
+    stopped_ending,
+)
+from ade.runtime.recorder import (
+    MAX_DETAIL_BYTES,
     EventHub,
     Plan,
     RecorderState,
@@ -52,7 +55,13 @@ def test_a_job_life_numbers_events_from_one_without_gaps() -> None:
     finish = apply(
         state,
         state.plan_finish(
-            "job1", JobResult(JobStatus.SUCCESS, exit_code=0, sandbox_layers=("rlimits",))
+            "job1",
+            JobEnding(
+                JobStatus.SUCCESS,
+                exit_code=0,
+                sandbox_layers=("rlimits",),
+                summary={"rows_written": 3, "issue_count": 1},
+            ),
         ),
     )
     events = [*accept.events, *start.events, *progress.events, *finish.events]
@@ -69,6 +78,9 @@ def test_a_job_life_numbers_events_from_one_without_gaps() -> None:
     assert finish.record is not None and finish.record.status is JobStatus.SUCCESS
     assert finish.record.error_message is None and finish.record.sandbox_layers == ("rlimits",)
     assert finish.events[0].detail["status"] == "success"
+    # The engine's summary reaches the record and the finish event, unchanged.
+    assert finish.record.summary == {"rows_written": 3, "issue_count": 1}
+    assert finish.events[0].detail["summary"] == {"rows_written": 3, "issue_count": 1}
     # Terminal jobs leave the cache.
     assert not state.knows("job1")
     assert state.totals[JobStatus.SUCCESS] == 1 and state.totals[JobStatus.QUEUED] == 0
@@ -78,7 +90,7 @@ def test_invalid_transitions_are_conflicts() -> None:
     state = RecorderState(now=Clock())
     apply(state, state.plan_accept(new_job()))
     with pytest.raises(Conflict, match="cannot go from queued to success"):
-        state.plan_finish("job1", JobResult(JobStatus.SUCCESS))
+        state.plan_finish("job1", JobEnding(JobStatus.SUCCESS))
     with pytest.raises(Conflict, match="progress ignored"):
         state.plan_progress("job1", "pass_started", {})
     with pytest.raises(Conflict, match="already accepted"):
@@ -138,9 +150,10 @@ def test_cancel_restart_and_shutdown_endings() -> None:
     apply(state, state.plan_start("s"))
     stopped = state.plan_finish(
         "s",
-        JobResult(JobStatus.ERROR, message=SHUTDOWN_MESSAGE, stopped_by="shutdown"),
+        stopped_ending("shutdown", 0.0),
     )
     assert stopped.record is not None and stopped.record.limit == "shutdown"
+    assert stopped.record.error_message == SHUTDOWN_MESSAGE
     assert stopped.events[0].type == "error"
     assert stopped.events[0].detail["stopped_by"] == "shutdown"
 

@@ -31,7 +31,7 @@ from ade.runtime import RESTART_MESSAGE, open_runtime, read_events, scan_events
 from ade.sandbox.cgroup import controller_dirs
 from ade.serde import utcnow
 from ade.store import open_store
-from ade.worker.request import load_request
+from ade.worker.protocol import load_request
 
 CHILD = Path(__file__).with_name("runtime_child.py")
 

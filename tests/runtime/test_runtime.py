@@ -58,6 +58,23 @@ async def test_a_tiny_job_runs_in_the_sandboxed_worker(settings: Settings, tmp_p
     assert passes == ["detect", "map", "transform", "validate", "write"]
     assert sum(e.type in TERMINAL_EVENT_TYPES for e in events) == 1
     assert events[-1].detail["sandbox_layers"] == list(final.sandbox_layers)
+    # The engine's summary reaches the record (through the store) and the finish event.
+    summary = final.summary
+    assert set(summary) == {
+        "tables_found",
+        "tables_written",
+        "rows_written",
+        "mapped_fields",
+        "required_missing",
+        "issue_count",
+        "errors",
+        "warnings",
+        "duration_seconds",
+    }
+    assert (summary["tables_found"], summary["rows_written"]) == (1, 3)
+    assert sorted(summary["mapped_fields"]) == ["amount", "name"]
+    assert summary["required_missing"] == []
+    assert events[-1].detail["summary"] == summary
 
 
 async def test_cancelling_a_running_sandboxed_job_leaves_no_process(

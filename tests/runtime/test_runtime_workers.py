@@ -5,15 +5,15 @@ from __future__ import annotations
 import trio
 
 from ade.models import JobStatus
-from ade.runtime.messages import JobResult
-from ade.runtime.recorder import CANCELLED_MESSAGE, SHUTDOWN_MESSAGE
-from ade.runtime.supervisor import JobOutcome
-from ade.runtime.workers import (
-    WorkerSlot,
-    crashed_result,
-    result_from_outcome,
-    stopped_result,
+from ade.runtime.ending import (
+    CANCELLED_MESSAGE,
+    SHUTDOWN_MESSAGE,
+    JobEnding,
+    cap_diagnostics,
+    crashed_ending,
+    stopped_ending,
 )
+from ade.runtime.workers import WorkerSlot
 
 
 async def test_a_slot_stops_only_its_current_job_and_the_first_reason_wins() -> None:
@@ -47,33 +47,24 @@ async def test_a_stop_before_the_worker_enters_the_scope_still_takes_effect() ->
     assert slot.scope.cancelled_caught
 
 
-def test_outcomes_are_translated_for_the_recorder() -> None:
-    outcome = JobOutcome(
-        status=JobStatus.ERROR,
-        message="CPU limit of 2 s exceeded",
-        exit_code=None,
-        exit_signal=24,
-        limit="cpu",
-        sandbox_layers=("rlimits", "seccomp"),
-        duration_seconds=2.5,
-        diagnostics="x" * 5000,
+def test_the_endings_a_worker_makes_itself() -> None:
+    # Diagnostics keep their end (where a traceback says what happened).
+    assert cap_diagnostics("a" + "x" * 5000) == "x" * 2000
+    assert cap_diagnostics("") is None
+    assert stopped_ending("user", 1.0) == JobEnding(
+        JobStatus.CANCELLED,
+        message=CANCELLED_MESSAGE,
+        limit="cancelled",
+        duration_seconds=1.0,
+        stopped_by="user",
     )
-    result = result_from_outcome(outcome)
-    assert result == JobResult(
+    assert stopped_ending("shutdown", 1.0) == JobEnding(
         JobStatus.ERROR,
-        message="CPU limit of 2 s exceeded",
-        exit_signal=24,
-        limit="cpu",
-        sandbox_layers=("rlimits", "seccomp"),
-        duration_seconds=2.5,
-        diagnostics="x" * 2000,
+        message=SHUTDOWN_MESSAGE,
+        limit="shutdown",
+        duration_seconds=1.0,
+        stopped_by="shutdown",
     )
-    assert stopped_result("user", 1.0) == JobResult(
-        JobStatus.CANCELLED, message=CANCELLED_MESSAGE, duration_seconds=1.0, stopped_by="user"
-    )
-    assert stopped_result("shutdown", 1.0) == JobResult(
-        JobStatus.ERROR, message=SHUTDOWN_MESSAGE, duration_seconds=1.0, stopped_by="shutdown"
-    )
-    crashed = crashed_result(PermissionError(13, "Permission denied"), 0.1)
+    crashed = crashed_ending(PermissionError(13, "Permission denied"), 0.1)
     assert crashed.message == "worker could not start: PermissionError"
     assert crashed.diagnostics == "PermissionError: [Errno 13] Permission denied"

@@ -21,7 +21,7 @@ from actors_support import (  # noqa: F401 - the fixture is used by pytest
     wait_for_status,
 )
 
-from ade.errors import Conflict, InputError, NotFound, QueueFull
+from ade.errors import BadRequest, Conflict, NotFound, QueueFull
 from ade.models import JobStatus
 from ade.runtime import CANCELLED_MESSAGE, DataDirLocked, StatusTotals, open_runtime
 from ade.settings import Settings
@@ -157,12 +157,12 @@ async def test_bad_submissions_name_what_is_wrong_and_leave_nothing(settings: Se
             ),
             (
                 dict(config_version_id=seeded.config_id, document_ids=[]),
-                InputError,
+                BadRequest,
                 "at least one document",
             ),
             (
                 dict(config_version_id=seeded.config_id, document_ids=[doc, doc]),
-                InputError,
+                BadRequest,
                 "listed twice",
             ),
             (
@@ -171,7 +171,7 @@ async def test_bad_submissions_name_what_is_wrong_and_leave_nothing(settings: Se
                     document_ids=[doc],
                     runtime_network_access=True,
                 ),
-                Conflict,
+                BadRequest,
                 "does not allow runtime network access",
             ),
         ]
@@ -325,7 +325,7 @@ async def test_a_runner_that_raises_ends_the_job_in_error_and_the_worker_goes_on
     seeded = await seed(settings, [b"ok"])
     calls: list[str] = []
 
-    async def broken_then_fine(settings: Settings, job_dir: Path, *, on_event):
+    async def broken_then_fine(settings: Settings, job_dir: Path, *, on_event, request=None):
         calls.append(job_dir.name)
         if len(calls) == 1:
             raise FileNotFoundError(2, "No such file or directory", "run-request.json")

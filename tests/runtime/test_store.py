@@ -17,12 +17,10 @@ from postgres_support import create_database, drop_database
 
 from ade.errors import Conflict, NotFound
 from ade.ids import new_id
-from ade.models import ConfigVersion, Document, JobRecord, JobStatus
+from ade.models import ConfigVersion, Document, JobRecord, JobStatus, StoredResponse
 from ade.settings import load_settings
 from ade.store import MIGRATIONS, Migration, SchemaError, SqliteStore, migrate, open_store
-from ade.store.idempotency import IdempotencyStore, StoredResponse
 from ade.store.postgres import (
-    PostgresIdempotencyStore,
     PostgresStore,
     StoreUnavailable,
     migrate_postgres,
@@ -127,10 +125,35 @@ async def test_job_round_trips_every_field(store: Store) -> None:
         exit_signal=9,
         limit="timeout",
         sandbox_layers=("rlimits", "pidns", "seccomp"),
+        summary={"rows_written": 3, "mapped_fields": ["name"], "required_missing": []},
     )
     await store.insert_job(job)
     assert await store.get_job(job.id) == job
     assert await store.get_job("missing") is None
+
+
+async def test_jobs_stored_before_the_summary_column_read_with_an_empty_summary(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings({}, data_dir=tmp_path / "data")
+    settings.db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(settings.db_path, isolation_level=None)
+    try:
+        migrate(conn, [m for m in MIGRATIONS if m.version < 3])
+        conn.execute(
+            "INSERT INTO jobs (id, workspace_id, status, config_version_id, document_ids, "
+            "runtime_network_access, attempt, created_at, sandbox_layers) "
+            "VALUES ('old', 'ws', 'success', 'cfg', '[\"d\"]', 0, 1, ?, '[]')",
+            (T0.isoformat(),),
+        )
+    finally:
+        conn.close()
+    store = open_store(settings)  # applies migration 3
+    try:
+        old = await store.get_job("old")
+        assert old is not None and (old.status, old.summary) == (JobStatus.SUCCESS, {})
+    finally:
+        store.close()
 
 
 async def test_insert_duplicate_job_conflicts_and_update_replaces(store: Store) -> None:
@@ -266,25 +289,22 @@ async def test_closed_store_refuses_calls(open_backend: Callable[[], Store]) -> 
 
 
 async def test_idempotency_keys_remember_replace_and_expire(store: Store) -> None:
-    keys = (
-        IdempotencyStore(store)
-        if isinstance(store, SqliteStore)
-        else PostgresIdempotencyStore(store)
-    )
+    keys = store.idempotency_keys
     now = datetime.now(UTC)
     first = StoredResponse(202, '{"id": "j1"}', "/api/v1/jobs/j1", "a" * 64, now)
     assert await keys.lookup("ws", "k1") is None
-    await keys.remember("ws", "k1", first)
+    await keys.remember("ws", "k1", first, expire_before=now - timedelta(days=1))
     assert await keys.lookup("ws", "k1") == first
     assert await keys.lookup("other", "k1") is None
     # Same key again (an expired entry being replaced): the newer response wins.
     second = attrs.evolve(first, body='{"id": "j2"}', location=None, request_hash="b" * 64)
-    await keys.remember("ws", "k1", second)
+    await keys.remember("ws", "k1", second, expire_before=now - timedelta(days=1))
     assert await keys.lookup("ws", "k1") == second
-    # Entries older than the TTL are purged by later writes.
+    # Entries older than the cut-off (the API's TTL) are purged by later writes.
     old = attrs.evolve(first, created_at=now - timedelta(days=2))
-    await keys.remember("ws", "old", old)
-    await keys.remember("ws", "k2", first)
+    await keys.remember("ws", "old", old, expire_before=now - timedelta(days=3))
+    assert await keys.lookup("ws", "old") == old
+    await keys.remember("ws", "k2", first, expire_before=now - timedelta(days=1))
     assert await keys.lookup("ws", "old") is None
 
 

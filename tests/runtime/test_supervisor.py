@@ -19,7 +19,7 @@ from ade.runtime.leftovers import remove_leftover_cgroup
 from ade.runtime.supervisor import STREAM_CAP, TailBuffer, supervise_job
 from ade.sandbox.cgroup import controller_dirs
 from ade.settings import Settings, load_settings
-from ade.worker.request import load_request
+from ade.worker.protocol import load_request
 
 
 @pytest.fixture
@@ -491,7 +491,7 @@ async def test_an_unreadable_input_is_named_by_its_uploaded_filename(
         attempt=1,
         created_at=doc.created_at,
     )
-    job_dir = create_job_dir(settings, job, [doc])
+    job_dir, _ = create_job_dir(settings, job, [doc])
     outcome = await supervise_job(settings, job_dir, on_event=EventLog())
     assert outcome.status == JobStatus.ERROR
     assert outcome.message is not None

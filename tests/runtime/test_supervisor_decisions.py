@@ -1,4 +1,4 @@
-"""decide_outcome and classify_failure without processes: every ending's exact message.
+"""decide_ending and classify_failure without processes: every ending's exact message.
 
 The process tests (test_supervisor.py, test_limits.py) prove the endings happen for real on
 this machine; these pin the decision table, including endings this machine's sandbox makes
@@ -15,11 +15,11 @@ import pytest
 
 from ade.errors import ConfigCodeError, InputError, PackageInvalid, PackageProblem
 from ade.models import JobStatus
-from ade.runtime.supervisor import RunObservation, TailBuffer, decide_outcome
+from ade.runtime.supervisor import RunObservation, TailBuffer, decide_ending
 from ade.sandbox import SandboxSpec
 from ade.settings import load_settings
 from ade.worker.main import classify_failure
-from ade.worker.request import InputFile, RunRequest
+from ade.worker.protocol import RequestInput, RunRequest, WorkerResult
 
 SETTINGS = load_settings({}, job_timeout_seconds=2.5, worker_cpu_seconds=9, worker_mem_mb=99)
 SPEC = SandboxSpec(
@@ -38,7 +38,7 @@ REQUEST = RunRequest(
     workspace_id="w",
     attempt=1,
     config_id="c",
-    inputs=(InputFile("inputs/001-d.xlsx", "a.xlsx", "d"),),
+    inputs=(RequestInput("inputs/001-d.xlsx", "a.xlsx", "d"),),
     runtime_network_access=False,
     sandbox=SPEC,
 )
@@ -51,8 +51,8 @@ def observe(**fields: object) -> RunObservation:
     return run
 
 
-def error(code: str, message: str = "") -> dict[str, object]:
-    return {"status": "error", "code": code, "message": message}
+def error(code: str, message: str = "") -> WorkerResult:
+    return WorkerResult(code, message)
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def error(code: str, message: str = "") -> dict[str, object]:
         ),
         # Config code forged a success line, then died: the exit status wins.
         (
-            {"returncode": -6, "result": {"status": "success", "code": "success"}},
+            {"returncode": -6, "result": WorkerResult("success")},
             "killed by signal 6 (SIGABRT)",
             None,
             None,
@@ -145,7 +145,7 @@ def error(code: str, message: str = "") -> dict[str, object]:
         (
             {
                 "returncode": 0,
-                "result": {"status": "success", "code": "success"},
+                "result": WorkerResult("success"),
                 "publish_error": "x",
             },
             "the job's output could not be published: x",
@@ -162,7 +162,7 @@ def test_every_ending_has_its_message(
     exit_code: int | None,
     exit_signal: int | None,
 ) -> None:
-    outcome = decide_outcome(observe(**fields), SETTINGS)
+    outcome = decide_ending(observe(**fields), SETTINGS)
     assert outcome.status == JobStatus.ERROR
     assert outcome.message == message
     assert outcome.limit == limit
@@ -173,11 +173,11 @@ def test_every_ending_has_its_message(
 def test_success_carries_the_summary_and_layers() -> None:
     run = observe(
         returncode=0,
-        result={"status": "success", "code": "success", "rows_written": 3},
+        result=WorkerResult("success", summary={"rows_written": 3}),
         layers=("rlimits", "seccomp"),
     )
     run.stdout.feed(b"printed by config code\n")
-    outcome = decide_outcome(run, SETTINGS)
+    outcome = decide_ending(run, SETTINGS)
     assert outcome.status == JobStatus.SUCCESS
     assert outcome.message is None
     assert outcome.summary == {"rows_written": 3}
@@ -186,7 +186,7 @@ def test_success_carries_the_summary_and_layers() -> None:
 
 
 def test_limits_without_a_request_come_from_settings() -> None:
-    outcome = decide_outcome(RunObservation(returncode=-24), SETTINGS)
+    outcome = decide_ending(RunObservation(returncode=-24), SETTINGS)
     assert outcome.message == "CPU limit of 9 s exceeded"
 
 
@@ -249,11 +249,31 @@ def _raised_inside_config(exc: BaseException) -> ConfigCodeError:
 def test_worker_classifies_failures_without_leaking_exception_text(
     exc: BaseException, code: str, message: str
 ) -> None:
-    got_code, got_message, _ = classify_failure(exc, REQUEST)
-    assert (got_code, got_message) == (code, message)
-    assert "42" not in got_message
+    got = classify_failure(exc, REQUEST)
+    assert (got.code, got.message) == (code, message)
+    assert "42" not in got.message
 
 
 def test_signal_numbers_are_the_platform_ones() -> None:
     assert (signal.SIGXCPU, signal.SIGXFSZ) == (24, 25)
     assert Path("/proc").is_dir()
+
+
+def test_a_result_line_is_checked_field_by_field() -> None:
+    """The events pipe is writable by config code: a result line that is not well formed is
+    no result at all, and the run is judged by its exit status."""
+    line = WorkerResult("success", summary={"rows_written": 3}).to_detail()
+    assert line == {"status": "success", "code": "success", "summary": {"rows_written": 3}}
+    assert WorkerResult.from_detail(line) == WorkerResult("success", summary={"rows_written": 3})
+    failure = WorkerResult("fsize", "file size limit of 1 MiB exceeded", {"limit": "fsize"})
+    assert WorkerResult.from_detail(failure.to_detail()) == failure
+    for forged in (
+        {"code": "granted"},
+        {"code": "success", "summary": ["not", "a", "dict"]},
+        {"code": "config_error", "message": 42},
+        {"code": "internal", "detail": "x"},
+    ):
+        assert WorkerResult.from_detail(forged) is None
+    assert WorkerResult.from_detail({"code": "internal", "message": "m" * 5000}) == WorkerResult(
+        "internal", "m" * 1000
+    )

@@ -11,58 +11,43 @@ Contract (docs/api.md):
   to retry the same request with the same key once the queue has room.
 - Keys live for :data:`KEY_TTL_SECONDS`; expired ones are ignored and purged on later writes.
 
-Concurrent requests with the same key are serialised by the caller (``KeyLocks``), so the second
-one replays the first instead of racing it. The decision itself is :func:`decide`, a plain
-function over the stored entry and the new fingerprint.
+This is HTTP policy, so it lives in the API; the store only keeps a small key table behind
+:class:`ade.protocols.IdempotencyKeys`. Concurrent requests with the same key are serialised
+here (``KeyLocks``), so the second one replays the first instead of racing it. The decision
+itself is :func:`decide`, a plain function over the stored entry and the new fingerprint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import attrs
 import trio
+from quart import Response, request
 
-from ade.errors import AdeError
+from ade.errors import BadRequest, FieldProblem, IdempotencyKeyReused
+from ade.models import StoredResponse
+from ade.protocols import IdempotencyKeys
 from ade.serde import utcnow
-from ade.store.sqlite import SqliteStore
 
 __all__ = [
     "KEY_PATTERN",
     "KEY_TTL_SECONDS",
-    "IdempotencyKeyReused",
-    "IdempotencyStore",
     "KeyLocks",
     "Proceed",
     "Replay",
-    "StoredResponse",
     "decide",
     "fingerprint",
+    "idempotent",
 ]
 
 KEY_TTL_SECONDS = 24 * 3600
 # Printable ASCII without spaces, as UUIDs, ULIDs and most client libraries produce.
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
-
-
-class IdempotencyKeyReused(AdeError):
-    """The key was first used with a different request."""
-
-    code = "idempotency_key_reused"
-
-
-@attrs.frozen
-class StoredResponse:
-    status: int
-    body: str
-    location: str | None
-    request_hash: str
-    created_at: datetime
 
 
 @attrs.frozen
@@ -96,52 +81,6 @@ def decide(
     return Replay(entry)
 
 
-class IdempotencyStore:
-    """The ``idempotency_keys`` table (migration 2 in :mod:`ade.store.migrations`)."""
-
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-
-    async def lookup(self, workspace_id: str, key: str) -> StoredResponse | None:
-        def get(conn: sqlite3.Connection) -> StoredResponse | None:
-            row = conn.execute(
-                "SELECT status, body, location, request_hash, created_at FROM idempotency_keys "
-                "WHERE workspace_id = ? AND key = ?",
-                (workspace_id, key),
-            ).fetchone()
-            if row is None:
-                return None
-            status, body, location, request_hash, created_at = row
-            return StoredResponse(
-                status, body, location, request_hash, datetime.fromisoformat(created_at)
-            )
-
-        return await self._store.run(get, write=False)
-
-    async def remember(self, workspace_id: str, key: str, response: StoredResponse) -> None:
-        cutoff = (utcnow() - timedelta(seconds=KEY_TTL_SECONDS)).isoformat()
-
-        def put(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (cutoff,))
-            # REPLACE: an expired entry for the same key gives way to the new first response.
-            conn.execute(
-                "INSERT OR REPLACE INTO idempotency_keys "
-                "(workspace_id, key, request_hash, status, body, location, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    workspace_id,
-                    key,
-                    response.request_hash,
-                    response.status,
-                    response.body,
-                    response.location,
-                    response.created_at.isoformat(),
-                ),
-            )
-
-        await self._store.run(put, write=True)
-
-
 class KeyLocks:
     """One trio lock per (workspace, key) while in use, so concurrent duplicates queue up."""
 
@@ -162,3 +101,64 @@ class KeyLocks:
                 del self._locks[ident]
             else:
                 self._locks[ident] = (lock, users - 1)
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not KEY_PATTERN.match(key):
+        raise BadRequest(
+            "invalid Idempotency-Key header",
+            [FieldProblem("Idempotency-Key", "1-255 printable ASCII characters, no spaces")],
+        )
+    return key
+
+
+def _replayed(stored: StoredResponse) -> Response:
+    headers = {"Idempotent-Replayed": "true"}
+    if stored.location:
+        headers["Location"] = stored.location
+    return Response(
+        stored.body, status=stored.status, content_type="application/json", headers=headers
+    )
+
+
+async def idempotent(
+    keys: IdempotencyKeys,
+    locks: KeyLocks,
+    workspace_id: str,
+    canonical: bytes,
+    create: Callable[[], Awaitable[Response]],
+) -> Response:
+    """Run ``create`` once per Idempotency-Key (if the request carries one)."""
+    key = _idempotency_key()
+    if key is None:
+        return await create()
+    request_hash = fingerprint(request.method, request.path, canonical)
+    async with locks.hold(workspace_id, key):
+        entry = await keys.lookup(workspace_id, key)
+        decision = decide(entry, request_hash, key, utcnow())
+        if isinstance(decision, Replay):
+            return _replayed(decision.response)
+        response = await create()
+        if 200 <= response.status_code < 300:
+            # Shielded: the job exists now. Were the request cancelled here (the client hung
+            # up) the key would be forgotten, and the client's retry with it would create a
+            # second job -- exactly what the key is for.
+            with trio.CancelScope(shield=True):
+                body = (await response.get_data(as_text=True)) or ""
+                now = utcnow()
+                await keys.remember(
+                    workspace_id,
+                    key,
+                    StoredResponse(
+                        status=response.status_code,
+                        body=body,
+                        location=response.headers.get("Location"),
+                        request_hash=request_hash,
+                        created_at=now,
+                    ),
+                    expire_before=now - timedelta(seconds=KEY_TTL_SECONDS),
+                )
+        return response
