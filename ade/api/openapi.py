@@ -18,6 +18,7 @@ import attrs
 from ade.api.bodies import WORKSPACE_PATTERN, SubmitJob
 from ade.api.routing import Operation
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
+from ade.outcome import OUTCOMES
 from ade.runtime.admission import MAX_DOCUMENTS_PER_JOB
 
 __all__ = ["build_openapi"]
@@ -123,7 +124,13 @@ def _components() -> dict[str, Any]:
             "JobStatus": {"type": "string", "enum": [s.value for s in JobStatus]},
             "SubmitJob": submit,
             "Job": _attrs_schema(
-                JobRecord, _links("self", "events", "artifact", "output", "retry", "cancel")
+                JobRecord,
+                {
+                    **_links("self", "events", "artifact", "output", "retry", "cancel"),
+                    # ade.outcome: how clean a finished run is, and its issues in one line.
+                    "outcome": {"anyOf": [{"enum": list(OUTCOMES)}, {"type": "null"}]},
+                    "issues": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                },
             ),
             "JobPage": {
                 "type": "object",

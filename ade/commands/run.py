@@ -7,40 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from ade.errors import AdeError, ConfigCodeError
+from ade.outcome import (
+    add_fail_on_argument,
+    exit_code_for,
+    fail_on_errors_message,
+    issues_line,
+)
 
-__all__ = [
-    "EXIT_FINISHED_WITH_ISSUES",
-    "FAIL_ON",
-    "add_fail_on_argument",
-    "exit_code_for",
-    "format_summary",
-    "os_error_message",
-    "register",
-    "run_command",
-]
-
-# `ade run` and `ade submit --wait`: 0 = finished (outcome under --fail-on), 1 = failed,
-# 3 = finished, but with issues at or above --fail-on (error-level issues by default).
-EXIT_FINISHED_WITH_ISSUES = 3
-FAIL_ON = ("errors", "warnings", "never")
-# Which engine outcomes ("clean" | "warnings" | "errors") each --fail-on level turns into exit 3.
-_FAILING = {"errors": {"errors"}, "warnings": {"errors", "warnings"}, "never": set()}
-
-
-def add_fail_on_argument(parser: Any) -> None:
-    parser.add_argument(
-        "--fail-on",
-        choices=FAIL_ON,
-        default="errors",
-        help="exit 3 when the finished run has issues of this level or worse: error-level "
-        "issues (default), any warning too, or never",
-    )
-
-
-def exit_code_for(outcome: str | None, fail_on: str) -> int:
-    """0 or EXIT_FINISHED_WITH_ISSUES for a finished run with this engine ``outcome``."""
-    return EXIT_FINISHED_WITH_ISSUES if outcome in _FAILING[fail_on] else 0
+__all__ = ["format_summary", "os_error_message", "register", "run_command"]
 
 
 def register(subparsers: Any) -> None:
@@ -84,6 +61,10 @@ def run_command(args: argparse.Namespace) -> int:
     except OSError as exc:  # e.g. the output folder is not writable
         print(f"ade run: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
+    if result.fails_job:  # the manifest's engine.fail_on_errors: the run failed
+        print(format_summary(Path(result.artifact_path)))
+        print(f"ade run: error: {fail_on_errors_message(attrs.asdict(result))}", file=sys.stderr)
+        return 1
     print(format_summary(Path(result.artifact_path), args.fail_on))
     return exit_code_for(result.outcome, args.fail_on)
 
@@ -122,10 +103,7 @@ def format_summary(artifact_path: Path, fail_on: str | None = None) -> str:
     lines.append(f"mapped fields: {', '.join(mapped) or 'none'} ({len(mapped)} of {total_fields})")
     lines.append(f"required fields missing: {', '.join(artifact.required_missing) or 'none'}")
     s = artifact.summary
-    lines.append(
-        f"issues: {s.errors} errors, {s.warnings} warnings, "
-        f"{s.rows_outside_tables} rows outside any table"
-    )
+    lines.append(issues_line(attrs.asdict(s)) or "issues: none counted")
     lines.extend(_outside_rows(artifact))
     out = artifact_path.parent
     lines.append(f"wrote {out / artifact.output.path} and {artifact_path}")

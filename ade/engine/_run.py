@@ -75,6 +75,8 @@ class EngineResult:
     unrecognised_tables: int
     mapped_fields: tuple[str, ...]
     required_missing: tuple[str, ...]
+    # The manifest's engine.fail_on_errors applies: error-level issues fail the job.
+    fails_job: bool
     normalized_path: str
     artifact_path: str
     duration_seconds: float
@@ -157,6 +159,7 @@ def run_engine(
         unrecognised_tables=final.unrecognised_tables,
         mapped_fields=tuple(f for f in package.field_names if f in mapped),
         required_missing=tuple(final.required_missing),
+        fails_job=package.engine.fail_on_errors and final.outcome == "errors",
         normalized_path=str(normalized),
         artifact_path=str(artifact_path),
         duration_seconds=round(time.perf_counter() - clock, 4),

@@ -13,7 +13,7 @@ from ade.engine import parse_artifact, run_engine
 from ade.samples import ROSTER_CONFIG
 from ade.samples.generate import write_messy_csv, write_messy_workbook
 
-from .engine_support import copy_config, read_rows, rewrite_zip
+from .engine_support import copy_config, edit_manifest, read_rows, rewrite_zip
 
 
 def test_messy_csv_exact_cells(tmp_path: Path) -> None:
@@ -206,7 +206,7 @@ def test_stored_document_without_extension_and_xlsm(tmp_path: Path) -> None:
 
 
 def test_side_by_side_tables_and_writer_options(tmp_path: Path) -> None:
-    from .engine_support import edit_manifest, write_xlsx
+    from .engine_support import write_xlsx
 
     source = write_xlsx(
         tmp_path / "side.xlsx",
@@ -275,3 +275,18 @@ def test_ade_demo_unwritable_output_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr == "ade demo: error: File exists: taken\n"
+
+
+def test_ade_run_with_fail_on_errors_in_the_manifest_fails(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    edit_manifest(config, lambda d: d["engine"].update(fail_on_errors=True))
+    (tmp_path / "m.csv").write_text("Member ID,First Name,Last Name\nM1001,Ann,\n")
+    done = ade("run", "m.csv", "--config", str(config), "--out", "out", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "ade run: error: finished with 1 error-level issue(s), which the config's manifest "
+        "makes a failure (engine.fail_on_errors); the artifact lists them\n"
+    )
+    assert "issues: 1 errors, 0 warnings, 0 rows outside any table" in done.stdout
+    assert "outcome:" not in done.stdout  # no "finished" line for a failed run
+    assert (tmp_path / "out" / "artifact.json").is_file()  # the issues stay readable
