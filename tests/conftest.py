@@ -10,13 +10,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import trio
 
-# Shared helpers (tests/config_fixtures.py) importable from every test folder.
+# The one support package (tests/support) importable from every test folder.
 sys.path.insert(0, str(Path(__file__).parent))
+
+from support.api import Service, make_settings, start_service
 
 
 def _processes_under(root: str) -> list[tuple[int, str]]:
@@ -60,7 +64,7 @@ def no_process_outlives_the_suite(tmp_path_factory: pytest.TempPathFactory) -> I
 def postgres_database() -> Iterator[str]:
     """One fresh PostgreSQL database for the session (migrated by the first store opened on
     it), dropped at the end. Fails (never skips) when no server is reachable."""
-    from postgres_support import create_database, drop_database, require_postgres
+    from support.postgres import create_database, drop_database, require_postgres
 
     try:
         require_postgres()
@@ -74,7 +78,22 @@ def postgres_database() -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_database: str) -> str:
     """The session database, emptied of rows for this test."""
-    from postgres_support import truncate_all
+    from support.postgres import truncate_all
 
     truncate_all(postgres_database)
     return postgres_database
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    """ADE (runtime + API) on a free loopback port, inside the test's trio run."""
+    async with trio.open_nursery() as nursery:
+        svc = await start_service(nursery, make_settings(tmp_path / "data"))
+        yield svc
+        svc.stop.set()
+
+
+@pytest.fixture
+async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        yield http

@@ -18,6 +18,7 @@ from ade.api.jobs import job_operations
 from ade.api.openapi import build_openapi
 from ade.api.routing import API_PREFIX, Operation, quart_rule
 from ade.api.streams import stream_operations
+from ade.api.ui import ui_operations
 from ade.api.uploads import MULTIPART_OVERHEAD
 from ade.protocols import JobService, Store
 from ade.settings import Settings
@@ -31,6 +32,7 @@ _EXTENSION = "ade"
 def operations(ctx: ApiContext) -> list[Operation]:
     """Every route of the API, in documentation order (the OpenAPI route included)."""
     ops = [
+        *ui_operations(),
         *health_operations(ctx),
         *document_operations(ctx),
         *config_operations(ctx),

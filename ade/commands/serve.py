@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the HTTP API and the job runtime",
-        description="Serve the ADE API on ADE_HOST:ADE_PORT with the job "
+        description="Serve the web page and the ADE API on ADE_HOST:ADE_PORT with the job "
         "runtime; SIGTERM or Ctrl+C shuts down gracefully.",
         epilog=environment_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -221,7 +221,9 @@ async def _serve(settings: Settings, sample: bool, out: TextIO) -> None:
                 )
             )
             print(
-                f"ADE serving on {url}  (API: {url}/api/v1, Ctrl+C to stop)", file=out, flush=True
+                f"ADE serving on {url}  (web page: {url}/, API: {url}/api/v1, Ctrl+C to stop)",
+                file=out,
+                flush=True,
             )
             for config, document in samples:
                 print(_try_lines(url, config, document), file=out, flush=True)

@@ -7,7 +7,7 @@ import json
 import httpx
 import trio
 import trio_websocket
-from api_support import Service, package_zip, read_cells, workbook_bytes
+from support.api import Service, package_zip, read_cells, workbook_bytes
 
 from ade.client import open_websocket
 from ade.wire import XLSX_MEDIA_TYPE

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import trio
-from api_support import Service, package_files, package_zip, workbook_bytes, zip_bytes
+from support.api import Service, package_files, package_zip, workbook_bytes, zip_bytes
 
 from ade.client import ApiError, open_websocket
 

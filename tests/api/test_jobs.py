@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from api_support import (
+from support.api import (
     Service,
     make_settings,
     package_zip,

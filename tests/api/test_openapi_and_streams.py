@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 import trio_websocket
-from api_support import Service, make_settings
+from support.api import Service, make_settings
 
 from ade.api import create_app
 from ade.api.server import serve_api
@@ -68,8 +68,10 @@ async def test_openapi_paths_and_methods_match_the_url_map_exactly(tmp_path: Pat
             assert declared == set(re.findall(r"\{([a-z_]+)\}", path)), (path, method)
             assert operation["responses"], (path, method)
     assert served == documented
-    # health, openapi, 4 document, 3 config and 7 job routes, 2 websocket streams
-    assert len(served) == 18
+    # health, openapi, 4 document, 3 config and 7 job routes, 2 websocket streams, the web page
+    # and its assets
+    assert len(served) == 20
+    assert {("/", "get"), ("/ui/{name}", "get")} <= served
 
 
 async def test_openapi_is_served_and_health_reports(

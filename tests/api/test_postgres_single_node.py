@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 import trio
-from api_support import (
+from support.api import (
     Service,
     make_settings,
     package_zip,
@@ -21,7 +21,7 @@ from api_support import (
     wait_for_status,
     workbook_bytes,
 )
-from postgres_support import create_database, drop_database
+from support.postgres import create_database, drop_database
 
 from ade.store.postgres_migrations import POSTGRES_MIGRATIONS
 

@@ -145,8 +145,8 @@ async def test_an_accepted_response_is_remembered_even_if_the_request_is_cancell
 ) -> None:
     """The job exists once create() returns: a hang-up right then must not lose the key, or
     the client's retry with the same key would create a second job."""
-    from api_support import make_settings
     from quart_trio import QuartTrio
+    from support.api import make_settings
 
     from ade.api.files import json_response
     from ade.api.idempotency import idempotent

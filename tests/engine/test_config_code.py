@@ -8,12 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from support.engine import copy_config, edit_manifest, leftovers, read_rows, write_xlsx
 
 from ade.engine import parse_artifact, run_engine
 from ade.errors import ConfigCodeError
 from ade.samples.generate import write_messy_workbook
-
-from .engine_support import copy_config, edit_manifest, leftovers, read_rows, write_xlsx
 
 
 def append(path: Path, text: str) -> None:

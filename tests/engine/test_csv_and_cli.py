@@ -8,12 +8,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from support.engine import copy_config, edit_manifest, read_rows, rewrite_zip
 
 from ade.engine import parse_artifact, run_engine
 from ade.samples import ROSTER_CONFIG
 from ade.samples.generate import write_messy_csv, write_messy_workbook
-
-from .engine_support import copy_config, edit_manifest, read_rows, rewrite_zip
 
 
 def test_messy_csv_exact_cells(tmp_path: Path) -> None:
@@ -206,7 +205,7 @@ def test_stored_document_without_extension_and_xlsm(tmp_path: Path) -> None:
 
 
 def test_side_by_side_tables_and_writer_options(tmp_path: Path) -> None:
-    from .engine_support import write_xlsx
+    from support.engine import write_xlsx
 
     source = write_xlsx(
         tmp_path / "side.xlsx",

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.engine import cfb_file, leftovers, read_rows, rewrite_zip
 
 from ade.engine import parse_artifact, run_engine
 from ade.errors import InputError
 from ade.samples import ROSTER_CONFIG
 from ade.samples.formats import Grid, write_grid, write_ods, write_xlsb
-
-from .engine_support import leftovers, read_rows, rewrite_zip
 
 GRID: Grid = {
     "Notes": [(1, 1, ["Read me first"])],
@@ -160,8 +159,6 @@ def test_encrypted_ods(tmp_path: Path) -> None:
 
 
 def test_encrypted_xlsb_is_an_encrypted_office_file(tmp_path: Path) -> None:
-    from .test_bad_inputs import cfb_file
-
     locked = cfb_file(tmp_path / "locked.xlsb", ["EncryptionInfo", "EncryptedPackage"])
     assert fails(tmp_path, locked).startswith(
         "input 'locked.xlsb' is a password-protected (encrypted) workbook"

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.engine import copy_config, edit_manifest, read_rows
 
 from ade.engine import parse_artifact, run_engine
 from ade.engine._artifact import Artifact
 from ade.samples import ROSTER_CONFIG
 from ade.samples.formats import Grid, write_grid
-
-from .engine_support import copy_config, edit_manifest, read_rows
 
 D = datetime
 FORMATS = ["xlsx", "xls", "ods", "csv"]

@@ -9,13 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from support.engine import read_rows
 
 from ade.engine import ARTIFACT_SCHEMA, parse_artifact, run_engine
 from ade.engine._artifact import SummaryRecord
 from ade.samples import ROSTER_CONFIG
 from ade.samples.generate import write_messy_workbook
-
-from .engine_support import read_rows
 
 D = datetime
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from exec_support import T0, store_document, write_package
+from support.jobs import T0, store_document, write_package
 
 from ade.configs.prepare import prepare_config
 from ade.errors import Conflict, NotFound

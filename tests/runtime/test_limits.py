@@ -2,7 +2,7 @@
 
 Small limits keep the suite fast: timeout 3 s, CPU 1 s, memory 256 MiB, file size 10 MiB.
 Config code runs when the engine imports ``columns/name.py``; it reports to the test through
-the events fd (see ``exec_support.REPORT_PY``). "Nothing survives" is checked on the host's
+the events fd (see ``support.jobs.REPORT_PY``). "Nothing survives" is checked on the host's
 /proc by a marker on each process's command line (the job directory path).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from exec_support import EventLog, make_job_dir, processes_mentioning, write_package
+from support.jobs import EventLog, make_job_dir, processes_mentioning, write_package
 
 from ade.models import JobStatus
 from ade.runtime.ending import JobEnding

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from actors_support import (  # noqa: F401 - the fixture is used by pytest
+from support import make_settings
+from support.actors import (  # noqa: F401 - the fixture is used by pytest
     MARKER,
     ScriptRunner,
-    make_settings,
     no_leaked_processes,
     processes_under,
     processes_with,
@@ -33,11 +33,16 @@ from ade.serde import utcnow
 from ade.store import open_store
 from ade.worker.protocol import load_request
 
-CHILD = Path(__file__).with_name("runtime_child.py")
+# The child runs the support module as a script, with the support package importable.
+TESTS = Path(__file__).resolve().parent.parent
+CHILD = (
+    f"import runpy, sys; sys.path.insert(0, {str(TESTS)!r}); "
+    "runpy.run_module('support.runtime_child', run_name='__main__')"
+)
 
 
 def child_command(data_dir: Path, config_id: str, *documents: str, until_done: bool = False):
-    command = [sys.executable, str(CHILD), str(data_dir), config_id, *documents]
+    command = [sys.executable, "-c", CHILD, str(data_dir), config_id, *documents]
     return [*command, "--until-done"] if until_done else command
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from actors_support import (  # noqa: F401 - the fixture is used by pytest
-    make_settings,
+from support import make_settings
+from support.actors import (  # noqa: F401 - the fixture is used by pytest
     no_leaked_processes,
     processes_under,
     publish,

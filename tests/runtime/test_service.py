@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from actors_support import (  # noqa: F401 - the fixture is used by pytest
+from support import make_settings
+from support.actors import (  # noqa: F401 - the fixture is used by pytest
     MARKER,
     ScriptRunner,
-    make_settings,
     no_leaked_processes,
     processes_with,
     seed,

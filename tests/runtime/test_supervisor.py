@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from exec_support import EventLog, make_job_dir, processes_mentioning, write_package
+from support.jobs import EventLog, make_job_dir, processes_mentioning, write_package
 
 from ade.models import JobStatus
 from ade.runtime.leftovers import remove_leftover_cgroup
@@ -425,7 +425,7 @@ async def test_config_requirements_are_importable_inside_the_sandbox(
 ) -> None:
     """prepare_config installs requirements.txt into venvs/<id>/site-packages; the confined
     worker imports them through the job's .venv link."""
-    from exec_support import build_wheel
+    from support.jobs import build_wheel
 
     wheel = build_wheel(tmp_path / "wheels", "adereqdep", "def answer():\n    return 42\n")
     package = write_package(
@@ -472,26 +472,14 @@ async def test_the_worker_waits_for_non_daemon_threads_as_python_does(
 async def test_an_unreadable_input_is_named_by_its_uploaded_filename(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from exec_support import store_document
+    from support.jobs import queued_job, store_document
 
     from ade.configs.prepare import prepare_config
-    from ade.ids import new_id
-    from ade.models import JobRecord
     from ade.runtime.jobdir import create_job_dir
 
     config_id = prepare_config(write_package(tmp_path / "pkg"), settings.venvs_dir).config_id
     doc = store_document(settings, "ws", "Q3 report.xlsx", b"this is not a spreadsheet")
-    job = JobRecord(
-        id=new_id(),
-        workspace_id="ws",
-        status=JobStatus.QUEUED,
-        config_version_id=config_id,
-        document_ids=(doc.id,),
-        runtime_network_access=False,
-        attempt=1,
-        created_at=doc.created_at,
-    )
-    job_dir, _ = create_job_dir(settings, job, [doc])
+    job_dir, _ = create_job_dir(settings, queued_job(config_id, doc), [doc])
     outcome = await supervise_job(settings, job_dir, on_event=EventLog())
     assert outcome.status == JobStatus.ERROR
     assert outcome.message is not None

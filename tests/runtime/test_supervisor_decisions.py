@@ -257,23 +257,3 @@ def test_worker_classifies_failures_without_leaking_exception_text(
 def test_signal_numbers_are_the_platform_ones() -> None:
     assert (signal.SIGXCPU, signal.SIGXFSZ) == (24, 25)
     assert Path("/proc").is_dir()
-
-
-def test_a_result_line_is_checked_field_by_field() -> None:
-    """The events pipe is writable by config code: a result line that is not well formed is
-    no result at all, and the run is judged by its exit status."""
-    line = WorkerResult("success", summary={"rows_written": 3}).to_detail()
-    assert line == {"status": "success", "code": "success", "summary": {"rows_written": 3}}
-    assert WorkerResult.from_detail(line) == WorkerResult("success", summary={"rows_written": 3})
-    failure = WorkerResult("fsize", "file size limit of 1 MiB exceeded", {"limit": "fsize"})
-    assert WorkerResult.from_detail(failure.to_detail()) == failure
-    for forged in (
-        {"code": "granted"},
-        {"code": "success", "summary": ["not", "a", "dict"]},
-        {"code": "config_error", "message": 42},
-        {"code": "internal", "detail": "x"},
-    ):
-        assert WorkerResult.from_detail(forged) is None
-    assert WorkerResult.from_detail({"code": "internal", "message": "m" * 5000}) == WorkerResult(
-        "internal", "m" * 1000
-    )

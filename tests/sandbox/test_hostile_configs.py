@@ -22,7 +22,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from hostile_support import (
+from support.hostile import (
     SECRET,
     job_processes,
     leaked_secret,
@@ -31,7 +31,7 @@ from hostile_support import (
     store_document,
     write_package,
 )
-from sandbox_support import require
+from support.sandbox import require
 
 from ade.models import JobStatus
 from ade.runtime import open_runtime

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from sandbox_support import ROOT, make_job, require, spec_for
+from support.sandbox import ROOT, make_job, require, spec_for
 
 from ade.cli import main as ade_main
 from ade.sandbox import (

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from sandbox_support import (
+from support.sandbox import (
     PRELUDE,
     ROOT,
     make_job,

@@ -3,7 +3,7 @@
 The server is ``ADE_TEST_POSTGRES_URL`` (default: the machine's own server, trust auth as user
 ``postgres`` on 127.0.0.1:5432). A test that needs PostgreSQL and cannot reach it FAILS with a
 message saying how to start one; it never skips, so a green run always covered both stores.
-Run ``python tests/postgres_support.py`` for the same check alone (``.ci/run`` does, first).
+Run ``python tests/support/postgres.py`` for the same check alone (``.ci/run`` does, first).
 """
 
 from __future__ import annotations

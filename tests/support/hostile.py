@@ -16,13 +16,14 @@ from pathlib import Path
 
 import attrs
 import trio
-from config_fixtures import DATA_PY, HEADER_PY, column_py
-from config_fixtures import manifest as manifest_for_tests
 
 from ade.configs.prepare import prepare_config
-from ade.ids import new_id
-from ade.models import ConfigVersion, Document
-from ade.store import open_store
+from ade.models import ConfigVersion
+from support import insert_records
+from support.configs import DATA_PY, HEADER_PY, column_py
+from support.configs import manifest as manifest_for_tests
+from support.jobs import store_document as stored_document
+from support.jobs import write_workbook
 
 T0 = datetime(2026, 1, 2, tzinfo=UTC)
 # Planted in every victim file and in the server's environment: it must never show up in
@@ -56,46 +57,19 @@ def write_package(root: Path, attack: str | None, *, network: bool = False) -> P
 
 
 def workbook_bytes(path: Path) -> bytes:
-    import openpyxl
-
-    workbook = openpyxl.Workbook()
-    sheet = workbook.active
-    for row in (["Name", "Amount"], ["Ada", 10], ["Grace", 20.5]):
-        sheet.append(row)
-    workbook.save(path)
-    return path.read_bytes()
+    return write_workbook(path, [["Name", "Amount"], ["Ada", 10], ["Grace", 20.5]])
 
 
 async def publish(settings, package: Path, *, network: bool = False) -> str:
     build = await trio.to_thread.run_sync(prepare_config, package, settings.venvs_dir)
-    store = open_store(settings)
-    try:
-        await store.insert_config(
-            ConfigVersion(build.config_id, "ws", "hostile", "1", build.content_hash, T0, network)
-        )
-    finally:
-        store.close()
+    config = ConfigVersion(build.config_id, "ws", "hostile", "1", build.content_hash, T0, network)
+    await insert_records(settings, configs=[config])
     return build.config_id
 
 
 async def store_document(settings, scratch: Path) -> str:
-    data = workbook_bytes(scratch)
-    doc = Document(
-        id=new_id(),
-        workspace_id="ws",
-        filename="input.xlsx",
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        created_at=T0,
-    )
-    path = settings.documents_dir / "ws" / doc.id
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    store = open_store(settings)
-    try:
-        await store.insert_document(doc)
-    finally:
-        store.close()
+    doc = stored_document(settings, "ws", "input.xlsx", workbook_bytes(scratch))
+    await insert_records(settings, documents=[doc])
     return doc.id
 
 

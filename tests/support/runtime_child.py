@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 import trio
-from actors_support import ScriptRunner, make_settings
 
 from ade.models import JobStatus
 from ade.runtime import open_runtime
+from support import make_settings
+from support.actors import ScriptRunner
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from exec_support import build_wheel, write_package
+from support.jobs import build_wheel, write_package
 
 from ade.configs import load_package
 from ade.configs.prepare import (

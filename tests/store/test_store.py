@@ -13,7 +13,7 @@ import attrs
 import psycopg
 import pytest
 import trio
-from postgres_support import create_database, drop_database
+from support.postgres import create_database, drop_database
 
 from ade.errors import Conflict, NotFound
 from ade.ids import new_id

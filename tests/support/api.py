@@ -11,11 +11,12 @@ from typing import Any
 
 import attrs
 import trio
-from config_fixtures import DATA_PY, HEADER_PY, column_py
-from config_fixtures import manifest as manifest_for_tests
 
+import support
 from ade.api.server import run_service
-from ade.settings import Settings, load_settings
+from ade.settings import Settings
+from support.configs import DATA_PY, HEADER_PY, column_py
+from support.configs import manifest as manifest_for_tests
 
 
 def package_files(
@@ -85,18 +86,16 @@ def read_cells(data: bytes) -> list[list[object]]:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """:func:`support.make_settings` with what a served API needs: two workers, room in the
+    queue, a roomier job timeout."""
     values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "host": "127.0.0.1",
-        "port": 0,
-        "max_upload_mb": 1,
         "max_concurrency": 2,
         "queue_size": 10,
         "shutdown_grace_seconds": 3.0,
         "job_timeout_seconds": 60.0,
     }
     values.update(overrides)
-    return load_settings({}, **values)
+    return support.make_settings(data_dir, **values)
 
 
 @attrs.define

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from api_support import (
+from support.api import (
     Service,
     make_settings,
     package_files,

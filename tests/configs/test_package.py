@@ -8,13 +8,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.engine import copy_config, edit_manifest, leftovers, patch_zip_entry
 
 from ade.configs import ConfigPackage, load_package
 from ade.engine import run_engine
 from ade.errors import PackageInvalid
 from ade.samples import ROSTER_CONFIG
-
-from .engine_support import copy_config, edit_manifest, leftovers, patch_zip_entry
 
 
 def problems(config: Path) -> list[tuple[str, str]]:
@@ -210,9 +209,9 @@ def test_message_lists_every_problem(tmp_path: Path) -> None:
 
 
 def test_engine_runs_a_zip_package(tmp_path: Path) -> None:
-    from ade.samples.generate import write_messy_workbook
+    from support.engine import read_rows
 
-    from .engine_support import read_rows
+    from ade.samples.generate import write_messy_workbook
 
     archive = tmp_path / "roster.zip"
     with zipfile.ZipFile(archive, "w") as zf:

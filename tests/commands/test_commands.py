@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from api_support import Service, package_files, read_cells, workbook_bytes
+from support.api import Service, package_files, read_cells, workbook_bytes
 
 from ade.cli import main
 

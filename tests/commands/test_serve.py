@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import trio
-from api_support import package_zip, wait_for_status, workbook_bytes
+from support.api import package_zip, wait_for_status, workbook_bytes
 
 
 async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, buffer: bytearray) -> str:

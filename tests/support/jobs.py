@@ -10,13 +10,12 @@ import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
-from config_fixtures import DATA_PY, HEADER_PY, column_py
-from config_fixtures import manifest as manifest_for_tests
-
 from ade.configs.prepare import prepare_config
 from ade.ids import new_id
 from ade.models import Document, JobRecord, JobStatus
 from ade.settings import Settings
+from support.configs import DATA_PY, HEADER_PY, column_py
+from support.configs import manifest as manifest_for_tests
 
 # Config code that reports to the test through the worker's events fd (it knows the number from
 # its own command line). The supervisor forwards well-formed lines to on_event.
@@ -129,17 +128,21 @@ def make_job_dir(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     data = write_workbook(scratch, rows or SAMPLE_ROWS)
     doc = store_document(settings, "ws", "input.xlsx", data)
-    job = JobRecord(
+    return create_job_dir(settings, queued_job(config_id, doc, network=network), [doc])[0]
+
+
+def queued_job(config_id: str, document: Document, *, network: bool = False) -> JobRecord:
+    """A new queued job of ``document`` with ``config_id`` in the document's workspace."""
+    return JobRecord(
         id=new_id(),
-        workspace_id="ws",
+        workspace_id=document.workspace_id,
         status=JobStatus.QUEUED,
         config_version_id=config_id,
-        document_ids=(doc.id,),
+        document_ids=(document.id,),
         runtime_network_access=network,
         attempt=1,
         created_at=T0,
     )
-    return create_job_dir(settings, job, [doc])[0]
 
 
 def processes_mentioning(marker: str) -> list[int]:

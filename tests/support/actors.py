@@ -14,7 +14,6 @@ directory as cwd (like the real worker), so tests can find it in /proc.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -30,24 +29,13 @@ import trio
 
 from ade.configs.prepare import prepare_config, snapshot_dir
 from ade.ids import new_id
-from ade.models import ConfigVersion, Document, JobRecord, JobStatus
+from ade.models import ConfigVersion, JobRecord, JobStatus
 from ade.runtime.ending import JobEnding
-from ade.settings import Settings, load_settings
-from ade.store import open_store
+from ade.settings import Settings
+from support import insert_records
 
 T0 = datetime(2026, 1, 2, tzinfo=UTC)
 MARKER = "ade-test-job="
-
-
-def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "max_concurrency": 1,
-        "queue_size": 3,
-        "shutdown_grace_seconds": 5.0,
-        "job_timeout_seconds": 30.0,
-    }
-    values.update(overrides)
-    return load_settings({}, data_dir=data_dir, **values)
 
 
 @attrs.frozen
@@ -78,39 +66,14 @@ async def seed(
 ) -> Seeded:
     """A config version (with an empty snapshot directory, which is all the job directory needs)
     and one stored document per content, in ``workspace``."""
+    from support.jobs import store_document
+
     config_id = config_id or new_id("cfg")
-    store = open_store(settings)
-    try:
-        await store.insert_config(
-            ConfigVersion(
-                id=config_id,
-                workspace_id=workspace,
-                title="test",
-                version="1",
-                content_hash="hash",
-                created_at=T0,
-                runtime_network_access=network,
-            )
-        )
-        snapshot_dir(settings.venvs_dir, config_id).mkdir(parents=True, exist_ok=True)
-        documents: dict[bytes, str] = {}
-        for content in contents:
-            document = Document(
-                id=new_id(),
-                workspace_id=workspace,
-                filename="input.xlsx",
-                size=len(content),
-                sha256=hashlib.sha256(content).hexdigest(),
-                created_at=T0,
-            )
-            path = settings.documents_dir / workspace / document.id
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
-            await store.insert_document(document)
-            documents[content] = document.id
-    finally:
-        store.close()
-    return Seeded(config_id, documents)
+    config = ConfigVersion(config_id, workspace, "test", "1", "hash", T0, network)
+    snapshot_dir(settings.venvs_dir, config_id).mkdir(parents=True, exist_ok=True)
+    stored = [store_document(settings, workspace, "input.xlsx", content) for content in contents]
+    await insert_records(settings, configs=[config], documents=stored)
+    return Seeded(config_id, {c: d.id for c, d in zip(contents, stored, strict=True)})
 
 
 def _script(content: bytes) -> str:
@@ -237,19 +200,13 @@ async def wait_for_process(job_id: str) -> list[int]:
 async def publish(settings: Settings, tmp_path: Path, *, sleep: float = 0) -> tuple[str, str]:
     """Prepare a tiny config (optionally one that sleeps while being imported) and store one
     small workbook; returns (config id, document id)."""
-    from exec_support import SAMPLE_ROWS, store_document, write_package, write_workbook
+    from support.jobs import SAMPLE_ROWS, store_document, write_package, write_workbook
 
     extra = f"import time\ntime.sleep({sleep})\n" if sleep else ""
     package = write_package(tmp_path / f"package-{sleep}", name_module_extra=extra)
     build = await trio.to_thread.run_sync(prepare_config, package, settings.venvs_dir)
     data = write_workbook(tmp_path / "input.xlsx", SAMPLE_ROWS)
     document = store_document(settings, "ws", "input.xlsx", data)
-    store = open_store(settings)
-    try:
-        await store.insert_config(
-            ConfigVersion(build.config_id, "ws", "tiny", "1", build.content_hash, T0)
-        )
-        await store.insert_document(document)
-    finally:
-        store.close()
+    config = ConfigVersion(build.config_id, "ws", "tiny", "1", build.content_hash, T0)
+    await insert_records(settings, configs=[config], documents=[document])
     return build.config_id, document.id

@@ -1,0 +1,59 @@
+"""The one support package of the test suite: helpers shared by the test folders, which mirror
+``ade/``. Import as ``from support.<module> import ...`` (tests/conftest.py puts ``tests/`` on
+the path).
+
+- :mod:`support.configs`  — config package sources (manifest, row types, columns)
+- :mod:`support.jobs`     — packages, workbooks, stored documents and job directories for
+  running real workers
+- :mod:`support.actors`   — the runtime's actors with a scripted runner, seeding, process probes
+- :mod:`support.api`      — a real service on a loopback port, request bodies, zips
+- :mod:`support.engine`   — engine inputs and readers of its outputs
+- :mod:`support.sandbox`, :mod:`support.hostile` — sandbox probes and hostile configs
+- :mod:`support.postgres` — a throw-away PostgreSQL database per run
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ade.models import ConfigVersion, Document
+from ade.settings import Settings, load_settings
+from ade.store import open_store
+
+__all__ = ["insert_records", "make_settings"]
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for one test: its own data directory, a free loopback port, one small upload
+    limit, short limits that keep the suite fast; ``overrides`` win."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "max_upload_mb": 1,
+        "max_concurrency": 1,
+        "queue_size": 3,
+        "shutdown_grace_seconds": 5.0,
+        "job_timeout_seconds": 30.0,
+    }
+    values.update(overrides)
+    return load_settings({}, data_dir=data_dir, **values)
+
+
+async def insert_records(
+    settings: Settings,
+    *,
+    configs: Iterable[ConfigVersion] = (),
+    documents: Iterable[Document] = (),
+) -> None:
+    """Insert config versions and documents (whose content is already in place) into the
+    store of ``settings``, as the catalog would."""
+    store = open_store(settings)
+    try:
+        for config in configs:
+            await store.insert_config(config)
+        for document in documents:
+            await store.insert_document(document)
+    finally:
+        store.close()
