@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from api_support import Service, package_files, workbook_bytes
+from support.api import Service, package_files, workbook_bytes
 
 from ade.cli import main
 from ade.layout import JobLayout
