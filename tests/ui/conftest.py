@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import (
+from support.browser import (
     CHROMIUM,
     CHROMIUM_FLAGS,
+    HISTORY_WORKSPACE,
     Server,
+    ensure_workspace,
     seed_history,
     start_server,
     stop_server,
@@ -39,8 +41,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         ADE_MAX_UPLOAD_MB="1",
         ADE_SHUTDOWN_GRACE_SECONDS="5",
     )
-    yield running
-    stop_server(running)
+    try:
+        ensure_workspace(running, HISTORY_WORKSPACE)
+        yield running
+    finally:
+        stop_server(running)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
-from browser_support import HISTORY_WORKSPACE, Server
+from support.browser import HISTORY_WORKSPACE, Server, admin_headers
 
 from ade.client import zip_folder
 from ade.engine import run_engine
@@ -54,11 +54,7 @@ def _package(sleep_seconds: float) -> bytes:
 
 @pytest.fixture(scope="module")
 def api(server: Server) -> Iterator[httpx.Client]:
-    headers = {}
-    key_file = server.data_dir / "admin.key"
-    if _auth_enabled(server) and key_file.exists():
-        headers["Authorization"] = f"Bearer {key_file.read_text().strip()}"
-    with httpx.Client(base_url=server.api, timeout=30, headers=headers) as client:
+    with httpx.Client(base_url=server.api, timeout=30, headers=admin_headers(server)) as client:
         yield client
 
 

@@ -115,3 +115,25 @@ async def seed_history(data_dir: Path) -> list[str]:
     finally:
         await store.aclose()
     return ids
+
+
+def admin_headers(server: Server) -> dict[str, str]:
+    """The local admin key (written by the first start when auth is enabled), as a header."""
+    key_file = server.data_dir / "admin.key"
+    if not key_file.exists():
+        return {}
+    return {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+
+
+def ensure_workspace(server: Server, workspace: str) -> None:
+    """Create ``workspace`` on a server whose workspaces are explicit rows (its jobs were seeded
+    before the server started); a server without the route (404/405) has implicit ones."""
+    import httpx
+
+    response = httpx.post(
+        f"{server.url}/api/v1/workspaces",
+        json={"id": workspace},
+        headers=admin_headers(server),
+        timeout=30,
+    )
+    assert response.status_code in (201, 404, 405, 409), response.text
