@@ -16,11 +16,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ade.commands.demo",
     "ade.commands.loadtest",
     "ade.commands.serve",
+    "ade.commands.worker",
     "ade.commands.config",
     "ade.commands.submit",
     "ade.commands.jobs",
     "ade.commands.doctor",
     "ade.commands.db",
+    "ade.commands.nodes",
 )
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "FieldProblem",
     "IdempotencyKeyReused",
     "InputError",
+    "LeaseLost",
     "NotFound",
     "PackageInvalid",
     "PackageProblem",
@@ -70,6 +71,13 @@ class StoreUnavailable(AdeError):
     """The database cannot be reached (or has no free connection); the request may be retried."""
 
     code = "store_unavailable"
+
+
+class LeaseLost(Conflict):
+    """Cluster: this node's lease on a running job was taken away (another node recorded it
+    interrupted after the lease expired), so this node must not write the job again."""
+
+    code = "lease_lost"
 
 
 @attrs.frozen

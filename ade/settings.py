@@ -7,6 +7,7 @@ named, not when the first job trips over it half an hour later.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,12 @@ class Settings:
     # None: the embedded SQLite store under data_dir. A postgresql:// URL: the shared store of
     # a cluster of nodes (docs/operations.md, "Several nodes on PostgreSQL").
     database_url: str | None = None
+    # Several nodes (ADE_DATABASE_URL set): this node's id (default: host name + a random
+    # suffix, new at every start) and how long a running job's lease lasts without a
+    # heartbeat. 30 s: a node is declared dead after half a minute of silence, long enough
+    # to ride out a garbage-collection or I/O stall, short enough that users do not wait long.
+    node_id: str | None = None
+    lease_seconds: float = 30.0
 
     @property
     def db_path(self) -> Path:
@@ -112,6 +119,21 @@ def _database_url(raw: str) -> str:
     return raw
 
 
+def _node_id(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", raw):
+        raise ValueError(
+            "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return raw
+
+
+def _lease_seconds(raw: str) -> float:
+    value = _positive_float(raw)
+    if value < 1:
+        raise ValueError("must be a finite number of seconds >= 1")
+    return value
+
+
 def _non_empty(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
@@ -175,6 +197,16 @@ _KNOBS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "database_url",
         _database_url,
         "unset: embedded SQLite; postgresql://...: the store shared by several nodes",
+    ),
+    "ADE_NODE_ID": (
+        "node_id",
+        _node_id,
+        "this node's id in a cluster (default: host name + random suffix)",
+    ),
+    "ADE_LEASE_SECONDS": (
+        "lease_seconds",
+        _lease_seconds,
+        "a silent node's running jobs are marked error after this long",
     ),
 }
 

@@ -90,6 +90,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "empty store, and restart time with 10k queued jobs (benchmarks/history.py).",
     ),
     Benchmark(
+        "cluster",
+        "Several nodes on PostgreSQL",
+        "benchmarks/cluster.py",
+        (),
+        ("--quick",),
+        900,
+        "Claim throughput at 1, 2 and 3 nodes, submit latency on PostgreSQL against SQLite, "
+        "and history scale on PostgreSQL: 1M finished jobs, restart and rescue with 10k queued "
+        "(benchmarks/cluster.py; needs PostgreSQL).",
+    ),
+    Benchmark(
         "loadtest",
         "Load test",
         "benchmarks/loadtest.py",

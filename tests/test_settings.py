@@ -39,6 +39,8 @@ def test_every_variable_is_read() -> None:
         "ADE_SANDBOX": "strict",
         "ADE_URL": "http://example.test:9001/",
         "ADE_DATABASE_URL": "postgresql://ade@db.example.test:5432/ade",
+        "ADE_NODE_ID": "node-a.1",
+        "ADE_LEASE_SECONDS": "4.5",
     }
     settings = load_settings(env)
     assert settings == Settings(
@@ -58,6 +60,8 @@ def test_every_variable_is_read() -> None:
         sandbox="strict",
         url="http://example.test:9001",
         database_url="postgresql://ade@db.example.test:5432/ade",
+        node_id="node-a.1",
+        lease_seconds=4.5,
     )
     assert set(env) == set(SETTINGS_DOC)
 
@@ -75,6 +79,8 @@ def test_every_variable_is_read() -> None:
         ("ADE_URL", "localhost:8000", "ADE_URL: must start with http:// or https://"),
         ("ADE_DATA_DIR", "   ", "ADE_DATA_DIR: must not be empty"),
         ("ADE_DATABASE_URL", "mysql://db/ade", "ADE_DATABASE_URL: must be a PostgreSQL URL"),
+        ("ADE_NODE_ID", "a b", "ADE_NODE_ID: must be 1-63 letters"),
+        ("ADE_LEASE_SECONDS", "0.5", "ADE_LEASE_SECONDS: must be a finite number of seconds >= 1"),
     ],
 )
 def test_a_bad_value_names_the_variable(variable: str, value: str, expected: str) -> None:

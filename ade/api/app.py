@@ -14,6 +14,7 @@ from ade.api.documents import document_operations
 from ade.api.errors import install_error_handlers
 from ade.api.files import json_response
 from ade.api.health import health_operations
+from ade.api.idempotency import key_locks_for
 from ade.api.jobs import job_operations
 from ade.api.openapi import build_openapi
 from ade.api.routing import API_PREFIX, Operation, quart_rule
@@ -62,7 +63,9 @@ def operations(ctx: ApiContext) -> list[Operation]:
 def create_app(runtime: JobService, settings: Settings, store: Store) -> QuartTrio:
     """The API over ``runtime`` and ``store`` (jobs, documents, configs, idempotency keys;
     SQLite or PostgreSQL): both typed by their seams in :mod:`ade.protocols`."""
-    ctx = ApiContext(runtime=runtime, settings=settings, store=store)
+    ctx = ApiContext(
+        runtime=runtime, settings=settings, store=store, key_locks=key_locks_for(store)
+    )
     app = QuartTrio("ade.api", static_folder=None)
     # Bodies declaring more than this are refused before they are read; uploads also count
     # their bytes as they stream (ade.api.uploads), whatever the header said.

@@ -18,6 +18,19 @@ from ade.serde import converter
 __all__ = ["health_operations"]
 
 
+def _cluster(runtime: Any) -> dict[str, Any] | None:
+    """This node and the others as of the last pulse (None on the embedded SQLite store)."""
+    member = getattr(runtime, "member", None)
+    if member is None:
+        return None
+    return {
+        "node_id": member.node_id,
+        "mode": member.info.mode,
+        "lease_seconds": member.settings.lease_seconds,
+        "nodes": [converter.unstructure(node) for node in member.snapshot.nodes],
+    }
+
+
 def health_operations(ctx: ApiContext) -> list[Operation]:
     async def health() -> Response:
         def ping(conn: Any) -> int:
@@ -42,6 +55,7 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
             "shutting_down": ctx.shutting_down.is_set(),
             "runtime": converter.unstructure(ctx.runtime.statistics()),
             "store": store,
+            "cluster": _cluster(ctx.runtime),
             "sandbox": {"mode": ctx.settings.sandbox, **converter.unstructure(layers)},
         }
         return json_response(body, 200 if store["ok"] else 503)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 import trio
@@ -37,12 +38,14 @@ from ade.serde import utcnow
 __all__ = [
     "KEY_PATTERN",
     "KEY_TTL_SECONDS",
+    "ClusterKeyLocks",
     "KeyLocks",
     "Proceed",
     "Replay",
     "decide",
     "fingerprint",
     "idempotent",
+    "key_locks_for",
 ]
 
 KEY_TTL_SECONDS = 24 * 3600
@@ -162,3 +165,28 @@ async def idempotent(
                     expire_before=now - timedelta(seconds=KEY_TTL_SECONDS),
                 )
         return response
+
+
+class ClusterKeyLocks(KeyLocks):
+    """:class:`KeyLocks` across the nodes of a cluster: duplicates within this process queue on
+    the local lock (without holding a database connection each), then the holder takes the
+    store's cluster-wide lock for the key, so two nodes handling the same key at once serialise
+    and the second replays the first's response."""
+
+    def __init__(self, cluster_lock: Callable[[str], AbstractAsyncContextManager[None]]) -> None:
+        super().__init__()
+        self._cluster_lock = cluster_lock
+
+    @asynccontextmanager
+    async def hold(self, workspace_id: str, key: str) -> AsyncIterator[None]:
+        async with super().hold(workspace_id, key):
+            # Keys are printable ASCII without spaces, workspace ids too: a space separates.
+            async with self._cluster_lock(f"idempotency {workspace_id} {key}"):
+                yield
+
+
+def key_locks_for(store: Any) -> KeyLocks:
+    """Per process on SQLite (one node); cluster-wide when the store offers ``key_lock``
+    (PostgreSQL)."""
+    cluster_lock = getattr(store, "key_lock", None)
+    return KeyLocks() if cluster_lock is None else ClusterKeyLocks(cluster_lock)

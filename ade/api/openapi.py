@@ -152,6 +152,7 @@ def _components() -> dict[str, Any]:
                     "shutting_down": {"type": "boolean"},
                     "runtime": {"type": "object"},
                     "store": {"type": "object"},
+                    "cluster": {"type": ["object", "null"]},
                     "sandbox": {"type": "object"},
                 },
             },

@@ -70,6 +70,7 @@ async def run_service(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
     before_serving: Callable[[Any], Awaitable[None]] | None = None,
+    workers: int | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The whole service in the caller's nursery: the runtime's actors and the API.
@@ -78,11 +79,12 @@ async def run_service(
     stops first (nothing new is admitted over HTTP), then the runtime drains: running jobs get
     ``shutdown_grace_seconds``, queued jobs stay queued for the next start.
     ``before_serving(runtime)`` runs before the API accepts requests (``ade serve`` prepares the
-    bundled sample config there).
+    bundled sample config there). ``workers`` overrides ``ADE_MAX_CONCURRENCY`` (0: an
+    API-only node of a cluster).
     """
     from ade.runtime import open_runtime
 
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, workers=workers) as runtime:
         if before_serving is not None:
             await before_serving(runtime)
         async with trio.open_nursery() as nursery:
@@ -95,4 +97,7 @@ async def run_service(
                     shutdown_trigger=shutdown_trigger,
                 )
             )
+            if runtime.member is not None:
+                # Registered before the port was known; `ade nodes list` shows where it serves.
+                await runtime.member.queue.set_url(url)
             task_status.started(url)

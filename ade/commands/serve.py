@@ -70,6 +70,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", help="address to bind (default: ADE_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (default: ADE_PORT or 8000)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="jobs this node runs at once (default: ADE_MAX_CONCURRENCY); 0 makes an API-only "
+        "node of a cluster (needs ADE_DATABASE_URL)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         help="where the store, documents, configs and jobs live (default: ADE_DATA_DIR or ./data)",
@@ -110,28 +117,57 @@ def _handle(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"ade serve: {exc}", file=sys.stderr)
         return 2
+    problem = workers_problem(args.workers, settings)
+    if problem:
+        print(f"ade serve: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return serve(settings, sample=not args.no_sample)
+    return serve(settings, sample=not args.no_sample, workers=args.workers)
 
 
-def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None) -> int:
+def workers_problem(workers: int | None, settings: Settings) -> str | None:
+    """Why ``--workers`` cannot be used, or None."""
+    if workers is None:
+        return None
+    if workers < 0:
+        return f"--workers must be >= 0, got {workers}"
+    if workers == 0 and settings.database_url is None:
+        return (
+            "--workers 0 (an API-only node) needs ADE_DATABASE_URL: on the embedded SQLite "
+            "store no other node would run the jobs"
+        )
+    return None
+
+
+def serve(
+    settings: Settings,
+    *,
+    sample: bool = True,
+    out: TextIO | None = None,
+    workers: int | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT; 0 after a graceful shutdown, 2 if the service cannot start."""
-    out = out or sys.stdout
+    return run_node("ade serve", settings, _serve, settings, sample, out or sys.stdout, workers)
+
+
+def run_node(command: str, settings: Settings, main: Any, *args: Any) -> int:
+    """Check the sandbox, then ``trio.run(main, *args)``; start-up failures are one line
+    prefixed with ``command`` and exit status 2 (``ade serve`` and ``ade worker``)."""
     from ade.sandbox import check_required, detect_layers, startup_line
 
     report = detect_layers()
     try:
         check_required(settings, report)
     except AdeError as exc:
-        print(f"ade serve: {exc.message}", file=sys.stderr)
+        print(f"{command}: {exc.message}", file=sys.stderr)
         return 2
     print(startup_line(settings, report), file=sys.stderr, flush=True)
     try:
-        trio.run(_serve, settings, sample, out)
+        trio.run(main, *args)
     except _startup_failures() as exc:
-        print(f"ade serve: {_describe(exc, settings)}", file=sys.stderr)
+        print(f"{command}: {_describe(exc, settings)}", file=sys.stderr)
         return 2
     except BaseExceptionGroup as group:
         # From inside the nurseries: the port is taken, the data directory is locked by another
@@ -140,7 +176,7 @@ def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None)
         failure = _startup_failure(group, _startup_failures())
         if failure is None:
             raise
-        print(f"ade serve: {_describe(failure, settings)}", file=sys.stderr)
+        print(f"{command}: {_describe(failure, settings)}", file=sys.stderr)
         return 2
     return 0
 
@@ -149,9 +185,10 @@ def serve(settings: Settings, *, sample: bool = True, out: TextIO | None = None)
 # the data directory is locked or not writable, the database is unreachable or newer than this
 # code, the sample cannot be prepared.
 def _startup_failures() -> tuple[type[BaseException], ...]:
+    from ade.cluster.queue import NodeIdInUse
     from ade.runtime import DataDirLocked  # imported late: `ade --help` stays quick
 
-    return (DataDirLocked, OSError, SampleUnavailable, SchemaError, StoreUnavailable)
+    return (DataDirLocked, OSError, SampleUnavailable, SchemaError, StoreUnavailable, NodeIdInUse)
 
 
 def _describe(exc: BaseException, settings: Settings) -> str:
@@ -177,7 +214,7 @@ def _startup_failure(
     return None
 
 
-async def _serve(settings: Settings, sample: bool, out: TextIO) -> None:
+async def _serve(settings: Settings, sample: bool, out: TextIO, workers: int | None) -> None:
     stop = trio.Event()
     samples: list[tuple[ConfigVersion, Document]] = []
 
@@ -199,24 +236,14 @@ async def _serve(settings: Settings, sample: bool, out: TextIO) -> None:
         )
 
     async with trio.open_nursery() as nursery:
-
-        async def watch_signals() -> None:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    name = signal.Signals(signum).name
-                    if stop.is_set():
-                        print(f"{name}: already shutting down", file=sys.stderr, flush=True)
-                        continue
-                    print(f"{name}: shutting down gracefully", file=sys.stderr, flush=True)
-                    stop.set()
-
-        nursery.start_soon(watch_signals)
+        nursery.start_soon(watch_signals, stop)
         async with trio.open_nursery() as service:
             url = await service.start(
                 lambda task_status: run_service(
                     settings,
                     shutdown_trigger=stop.wait,
                     before_serving=prepare_sample if sample else None,
+                    workers=workers,
                     task_status=task_status,
                 )
             )
@@ -230,6 +257,18 @@ async def _serve(settings: Settings, sample: bool, out: TextIO) -> None:
         # run_service returned: the API has stopped and the runtime has drained.
         nursery.cancel_scope.cancel()
     print("ADE stopped", file=out, flush=True)
+
+
+async def watch_signals(stop: trio.Event) -> None:
+    """SIGTERM or SIGINT sets ``stop`` (a graceful shutdown); a second one is only reported."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if stop.is_set():
+                print(f"{name}: already shutting down", file=sys.stderr, flush=True)
+                continue
+            print(f"{name}: shutting down gracefully", file=sys.stderr, flush=True)
+            stop.set()
 
 
 def _try_lines(url: str, config: ConfigVersion, document: Document) -> str:

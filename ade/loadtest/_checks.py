@@ -94,10 +94,11 @@ class StoreSnapshot:
         return {job_id for job_id, (value, _) in self.jobs.items() if value == status}
 
 
-async def read_store(data_dir: Path) -> StoreSnapshot:
+async def read_store(data_dir: Path, database_url: str | None = None) -> StoreSnapshot:
     """Every job record, read straight from the server's SQLite store (WAL lets us read while
-    a server runs, and after a SIGKILL the file is as the last commit left it)."""
-    settings = load_settings({}, data_dir=data_dir)
+    a server runs, and after a SIGKILL the file is as the last commit left it) or from the
+    cluster's PostgreSQL database (``database_url``)."""
+    settings = load_settings({}, data_dir=data_dir, database_url=database_url)
     store = await trio.to_thread.run_sync(open_store, settings)
     try:
         jobs: dict[str, tuple[str, str | None]] = {}

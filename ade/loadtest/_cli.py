@@ -113,6 +113,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SIGKILL the server once at a random moment and restart it",
     )
     load.add_argument("--seed", type=int, default=None, help="make the mix reproducible (random)")
+    nodes = parser.add_argument_group("a private cluster")
+    nodes.add_argument(
+        "--nodes",
+        type=int,
+        default=defaults.nodes,
+        help="start this many `ade serve` nodes sharing a PostgreSQL database of their own "
+        "(created and dropped by the run) and one data directory; with --chaos one random "
+        "node is SIGKILLed",
+    )
+    nodes.add_argument(
+        "--postgres-url",
+        default=defaults.postgres_url,
+        help="PostgreSQL server (a user that may CREATE DATABASE) for --nodes",
+    )
     server = parser.add_argument_group("the server the harness starts")
     for group, flag, kind, default, help_text in (
         (load, "--drain-timeout", float, defaults.drain_timeout,
@@ -149,6 +163,8 @@ def options_from_args(args: argparse.Namespace) -> LoadTestOptions:
         retry_fraction=args.retry_fraction,
         greedy=args.greedy,
         chaos=args.chaos,
+        nodes=args.nodes,
+        postgres_url=args.postgres_url,
         seed=args.seed,
         queue_size=args.queue_size,
         max_concurrency=args.max_concurrency,

@@ -94,6 +94,11 @@ class LoadTestOptions:
     retry_fraction: float = attrs.field(default=0.5, validator=_fraction("--retry-fraction"))
     greedy: bool = False
     chaos: bool = False
+    # > 1: a private cluster of that many `ade serve` nodes on a PostgreSQL database of its
+    # own (clients spread their requests over the nodes; --chaos SIGKILLs one node).
+    nodes: int = attrs.field(default=1, validator=_positive("--nodes"))
+    # The PostgreSQL server where a cluster run creates (and drops) its database.
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     seed: int | None = None
     # Knobs of the server the harness starts (ignored with --url except queue_size, which is
     # read from /api/v1/health when the server reports it).
@@ -111,6 +116,8 @@ class LoadTestOptions:
     def __attrs_post_init__(self) -> None:
         if self.chaos and self.url is not None:
             raise OptionsError("--chaos needs a server the harness starts itself; drop --url")
+        if self.nodes > 1 and self.url is not None:
+            raise OptionsError("--nodes starts a private cluster; drop --url")
         if self.url is not None and not self.url.startswith("http://127.0.0.1"):
             raise OptionsError(
                 f"--url must be a loopback URL (http://127.0.0.1:PORT), got {self.url}"

@@ -110,9 +110,13 @@ def format_table(report: Report) -> str:
                 if chaos["restart_seconds"] is not None
                 else "the restart FAILED"
             )
+            victim = chaos.get("killed_node")
+            if victim is not None:
+                back = "left dead; the other nodes rescue its jobs"
             lines.append(
-                f"chaos: SIGKILL at {chaos['killed_at_seconds']:.1f} s with "
-                f"{len(chaos['running_at_kill'])} running and "
+                f"chaos: SIGKILL{' ' + victim if victim else ''} at "
+                f"{chaos['killed_at_seconds']:.1f} s with {len(chaos['running_at_kill'])} running "
+                f"{'on it ' if victim else ''}and "
                 f"{len(chaos['queued_at_kill'])} queued; {back}"
             )
     lines.append("")

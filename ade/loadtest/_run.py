@@ -47,10 +47,11 @@ from ade.loadtest._clients import (
     new_http_client,
     workspace_watcher,
 )
+from ade.loadtest._cluster import CHAOS_LEASE_SECONDS, PrivateCluster, node_message
 from ade.loadtest._ledger import TERMINAL, JobBudget, Ledger, TrackedJob
 from ade.loadtest._options import LoadTestOptions
 from ade.loadtest._report import FAIL, PASS, SKIP, Invariant, Report
-from ade.loadtest._server import ServerProcess, ServerStartError, free_port
+from ade.loadtest._server import ServerProcess, ServerStartError, free_port, worker_processes
 from ade.loadtest._stats import RequestLog, summarize
 from ade.loadtest._target import Target
 from ade.loadtest._workload import Workload, build_workload
@@ -101,6 +102,8 @@ class _Chaos:
     surviving_restart: list[str] = attrs.field(factory=list)
     restart_error: str | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
+    # Cluster chaos: the node killed (and left dead).
+    node: str | None = None
 
 
 def _server_env(options: LoadTestOptions) -> dict[str, str]:
@@ -171,6 +174,38 @@ async def _chaos(
         chaos.surviving_restart = await reap_these(
             server.data_dir, chaos.surviving_workers, _WORKER_GRACE_SECONDS
         )
+    finally:
+        chaos.done.set()
+
+
+async def _cluster_chaos(
+    options: LoadTestOptions,
+    cluster: PrivateCluster,
+    target: Target,
+    chaos: _Chaos,
+    rng: random.Random,
+    started: float,
+) -> None:
+    """SIGKILL one random node and leave it dead: the survivors must rescue its jobs."""
+    try:
+        await trio.sleep(rng.uniform(0.3, 0.6) * options.duration)
+        victim = rng.choice(sorted(cluster.servers))
+        target.mark_down()
+        cluster.kill(victim)
+        chaos.killed_at = time.monotonic() - started
+        chaos.node = victim
+        target.mark_up(cluster.urls())
+        jobs = await trio.to_thread.run_sync(cluster.jobs_by_node)
+        chaos.running = {j for j, (s, _, node) in jobs.items() if s == "running" and node == victim}
+        chaos.queued = {j for j, (s, _, _) in jobs.items() if s == "queued"}
+        # The rescuer (a survivor on this machine) kills the victim's job processes once the
+        # lease has expired; give it the lease, a heartbeat round and the usual grace.
+        await trio.sleep(CHAOS_LEASE_SECONDS * 4 / 3 + _WORKER_GRACE_SECONDS)
+        chaos.surviving_workers = [
+            line
+            for _, line in worker_processes(cluster.data_dir)
+            if any(job_id in line for job_id in chaos.running)
+        ]
     finally:
         chaos.done.set()
 
@@ -342,6 +377,11 @@ def _chaos_invariants(ledger: Ledger, chaos: _Chaos) -> list[Invariant]:
         return [
             Invariant("chaos: the server was killed and restarted", FAIL, "the kill never happened")
         ]
+    lease = (
+        ""
+        if chaos.node is None
+        else f" (the lease, {CHAOS_LEASE_SECONDS:g} s, a heartbeat round and the grace)"
+    )
     if chaos.restart_error is not None:
         return [
             Invariant(
@@ -352,12 +392,14 @@ def _chaos_invariants(ledger: Ledger, chaos: _Chaos) -> list[Invariant]:
         ]
     records = {job_id: job.record or {} for job_id, job in ledger.jobs.items()}
     survivors = chaos.surviving_workers
+    # One node: the restarted server's recovery; a cluster: a survivor's rescue, naming it.
+    expected = RECOVERY_MESSAGE if chaos.node is None else node_message(chaos.node)
     wrong_running = []
     for job_id in sorted(chaos.running):
         record = records.get(job_id)
         if record is None:
             continue  # accepted by the server but the 202 never reached us (killed in flight)
-        if record.get("status") != "error" or record.get("error_message") != RECOVERY_MESSAGE:
+        if record.get("status") != "error" or record.get("error_message") != expected:
             wrong_running.append(
                 f"{job_id}: {record.get('status')} {record.get('error_message')!r}"
             )
@@ -366,28 +408,32 @@ def _chaos_invariants(ledger: Ledger, chaos: _Chaos) -> list[Invariant]:
         record = records.get(job_id)
         if record is None:
             continue
-        if record.get("status") not in TERMINAL or record.get("error_message") == RECOVERY_MESSAGE:
+        if record.get("status") not in TERMINAL or record.get("error_message") == expected:
             wrong_queued.append(f"{job_id}: {record.get('status')} {record.get('error_message')!r}")
     return [
         Invariant(
             "chaos: no worker of the killed server outlives it",
             FAIL if survivors else PASS,
             (
-                f"{len(survivors)} still running {_WORKER_GRACE_SECONDS:.0f} s after the SIGKILL, "
-                f"{len(chaos.surviving_restart)} of them still after the restart: "
+                f"{len(survivors)} still running {_WORKER_GRACE_SECONDS:.0f} s after the SIGKILL"
+                f"{lease}, {len(chaos.surviving_restart)} of them still after the restart: "
                 + "; ".join(survivors[:3])
             )
             if survivors
-            else f"none in /proc {_WORKER_GRACE_SECONDS:.0f} s after the SIGKILL",
+            else f"none in /proc {_WORKER_GRACE_SECONDS:.0f} s after the SIGKILL{lease}",
         ),
         Invariant(
-            "chaos: jobs running at the kill end in error with the recovery message",
+            "chaos: jobs running at the kill end in error with the recovery message"
+            if chaos.node is None
+            else f"chaos: jobs running on the killed {chaos.node} end in error naming it",
             FAIL if wrong_running else PASS,
             f"{len(chaos.running)} running at the kill"
             + ("; " + "; ".join(wrong_running[:5]) if wrong_running else ""),
         ),
         Invariant(
-            "chaos: jobs queued at the kill complete after the restart",
+            "chaos: jobs queued at the kill complete after the restart"
+            if chaos.node is None
+            else "chaos: jobs queued at the kill complete on the other nodes",
             FAIL if wrong_queued else PASS,
             f"{len(chaos.queued)} queued at the kill"
             + ("; " + "; ".join(wrong_queued[:5]) if wrong_queued else ""),
@@ -401,24 +447,39 @@ async def run_loadtest(options: LoadTestOptions) -> Report:
     with tempfile.TemporaryDirectory(prefix="ade-loadtest-") as scratch_name:
         scratch = Path(scratch_name)
         server: ServerProcess | None = None
+        cluster: PrivateCluster | None = None
+        base_url: str | list[str]
+        if options.nodes > 1:
+            cluster = PrivateCluster(
+                options.postgres_url, scratch, options.nodes, _server_env(options)
+            )
+            data_dir: Path | None = cluster.data_dir
+        elif options.url is None:
+            server = ServerProcess(scratch / "data", scratch / "logs", _server_env(options))
+            data_dir = server.data_dir
+        else:
+            data_dir = options.data_dir
         try:
-            if options.url is None:
-                server = ServerProcess(scratch / "data", scratch / "logs", _server_env(options))
-                # Inside the try: a Ctrl+C while the server is still starting must stop it too.
+            if cluster is not None:
+                await cluster.start()
+                base_url = cluster.urls()
+            elif server is not None:
                 await server.start()
                 base_url = server.url
-                data_dir: Path | None = server.data_dir
             else:
-                base_url = options.url
-                data_dir = options.data_dir
-            return await _run_against(options, rng, scratch, server, base_url, data_dir)
+                base_url = str(options.url)
+            return await _run_against(options, rng, scratch, server, cluster, base_url, data_dir)
         finally:
-            if server is not None:
-                # Shielded: after Ctrl+C or a crash the run is being cancelled, and the server
-                # (in its own session, so the terminal's SIGINT never reached it) must still go.
-                with trio.CancelScope(shield=True):
+            # Shielded: after Ctrl+C or a crash the run is being cancelled, and the servers
+            # (in their own sessions, so the terminal's SIGINT never reached them) must go.
+            with trio.CancelScope(shield=True):
+                if server is not None:
                     await server.stop()
                     await reap_workers(server.data_dir, 0.0)
+                if cluster is not None:
+                    await cluster.stop()
+                    await reap_workers(cluster.data_dir, 0.0)
+                    await cluster.drop()
 
 
 async def _run_against(
@@ -426,7 +487,8 @@ async def _run_against(
     rng: random.Random,
     scratch: Path,
     server: ServerProcess | None,
-    base_url: str,
+    cluster: PrivateCluster | None,
+    base_url: str | list[str],
     data_dir: Path | None,
 ) -> Report:
     target = Target(base_url, options.workspace)
@@ -455,6 +517,8 @@ async def _run_against(
             background.start_soon(workspace_watcher, control)
             if chaos is not None and server is not None:
                 background.start_soon(_chaos, options, server, target, chaos, rng, started)
+            if chaos is not None and cluster is not None:
+                background.start_soon(_cluster_chaos, options, cluster, target, chaos, rng, started)
             with trio.move_on_after(options.duration):
                 async with trio.open_nursery() as clients:
                     for _ in range(options.clients):
@@ -476,8 +540,13 @@ async def _run_against(
     if server is not None:
         stop_status = await server.stop()
         workers_left = await reap_workers(server.data_dir, _WORKER_GRACE_SECONDS)
+    if cluster is not None:
+        statuses = await cluster.stop()
+        # Every live node must stop gracefully: the first non-zero status is reported.
+        stop_status = next((s for s in statuses.values() if s != 0), 0)
+        workers_left = await reap_workers(cluster.data_dir, _WORKER_GRACE_SECONDS)
     if data_dir is not None:
-        snapshot = await read_store(data_dir)
+        snapshot = await read_store(data_dir, None if cluster is None else cluster.database_url)
         events = await trio.to_thread.run_sync(check_job_events, data_dir, snapshot)
     else:
         events_skip = "--url without --data-dir: the server's files are out of reach"
@@ -493,7 +562,14 @@ async def _run_against(
     return Report(
         machine=machine_facts(),
         settings={
-            "target": "ade serve (started by the harness)" if server is not None else options.url,
+            "target": (
+                f"{options.nodes} ade serve nodes on PostgreSQL (started by the harness)"
+                if cluster is not None
+                else "ade serve (started by the harness)"
+                if server is not None
+                else options.url
+            ),
+            "nodes": options.nodes,
             "clients": options.clients,
             "duration": options.duration,
             "jobs": options.jobs,
@@ -541,6 +617,7 @@ async def _run_against(
             "surviving_workers": chaos.surviving_workers,
             "surviving_restart": chaos.surviving_restart,
             "restart_error": chaos.restart_error,
+            "killed_node": chaos.node,
         },
         invariants=tuple(
             _invariants(context, queue, chaos, events, events_skip, workers_left, stop_status)

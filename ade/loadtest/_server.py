@@ -77,12 +77,14 @@ class ServerProcess:
         *,
         port: int | None = None,
         start_timeout: float = 60.0,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.extra_env = dict(env)
         self.port = port or free_port()
         self.start_timeout = start_timeout
+        self.args = args  # extra `ade serve` arguments (--workers 0, --no-sample)
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.last_ready_seconds: float | None = None
@@ -120,7 +122,7 @@ class ServerProcess:
             # Popen (not trio.open_process): the harness kills and reaps it explicitly and it
             # must outlive any one nursery of client tasks.
             self.process = subprocess.Popen(
-                [sys.executable, *_SERVE_ARGV],
+                [sys.executable, *_SERVE_ARGV, *self.args],
                 env=self._environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

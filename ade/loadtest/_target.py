@@ -15,13 +15,21 @@ __all__ = ["Target"]
 
 
 class Target:
-    def __init__(self, base_url: str, workspace: str) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str | list[str], workspace: str) -> None:
+        # Several URLs (a cluster's nodes): requests take them in turn.
+        self._urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self._turn = 0
         self.workspace = workspace
         self._up = trio.Event()
         self._up.set()
         # (start, end) in time.monotonic(); end is None while the server is down.
         self.outages: list[tuple[float, float | None]] = []
+
+    @property
+    def base_url(self) -> str:
+        url = self._urls[self._turn % len(self._urls)].rstrip("/")
+        self._turn += 1
+        return url
 
     @property
     def api(self) -> str:
@@ -46,8 +54,9 @@ class Target:
             self._up = trio.Event()
             self.outages.append((time.monotonic(), None))
 
-    def mark_up(self, base_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
+    def mark_up(self, base_url: str | list[str]) -> None:
+        """The server answers again at ``base_url`` (or the cluster at these nodes' URLs)."""
+        self._urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if self.outages and self.outages[-1][1] is None:
             start, _ = self.outages[-1]
             self.outages[-1] = (start, time.monotonic())

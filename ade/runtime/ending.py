@@ -27,12 +27,20 @@ __all__ = [
     "JobEnding",
     "cap_diagnostics",
     "crashed_ending",
+    "node_message",
     "stopped_ending",
 ]
 
 RESTART_MESSAGE = "interrupted by a service restart; retry to run again"
 SHUTDOWN_MESSAGE = "interrupted by service shutdown; retry to run again"
 CANCELLED_MESSAGE = "cancelled on request"
+
+
+def node_message(node_id: str) -> str:
+    """A job whose node died in a cluster (the message names the node)."""
+    return f"interrupted: node {node_id} stopped responding; retry to run again"
+
+
 # Diagnostics are for operators; kept short enough to sit in one events.ndjson line.
 MAX_DIAGNOSTICS = 2000
 

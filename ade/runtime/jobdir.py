@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -170,17 +171,23 @@ def remove_job_dir(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def remove_unfinished_builds(jobs_dir: Path) -> list[str]:
+def remove_unfinished_builds(
+    jobs_dir: Path, *, older_than_seconds: float | None = None
+) -> list[str]:
     """Remove the hidden ``.creating-*`` directories a service that died in the middle of
     :func:`create_job_dir` left in ``jobs_dir``; returns their names. Only safe while no
-    submission can be in flight, i.e. at start-up under the data directory's lock."""
+    submission can be in flight, i.e. at start-up under the data directory's lock — or, in a
+    shared data directory, for builds untouched for ``older_than_seconds``."""
     removed: list[str] = []
+    cutoff = None if older_than_seconds is None else time.time() - older_than_seconds
     try:
         entries = list(os.scandir(jobs_dir))
     except FileNotFoundError:
         return removed
     for entry in entries:
         if entry.name.startswith(_BUILDING_PREFIX) and entry.is_dir(follow_symlinks=False):
+            if cutoff is not None and entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                continue
             remove_job_dir(Path(entry.path))
             removed.append(entry.name)
     return sorted(removed)

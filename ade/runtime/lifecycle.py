@@ -28,11 +28,11 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ade.errors import ShuttingDown
+from ade.errors import AdeError, ShuttingDown
 from ade.layout import JobLayout
 from ade.models import JobRecord, JobStatus
 from ade.protocols import Store
@@ -41,6 +41,7 @@ from ade.runtime.leftovers import kill_leftover_processes, remove_leftover_cgrou
 from ade.runtime.messages import (
     Assign,
     NoteRequeued,
+    RecordNodeLost,
     RecoverInterrupted,
     RecoverJobs,
     Reply,
@@ -51,6 +52,12 @@ from ade.runtime.recorder import EventHub, RecorderState, run_recorder
 from ade.runtime.workers import JobRunner, WorkerSlot, run_worker_actor
 from ade.settings import Settings
 from ade.worker.protocol import RunRequest
+
+if TYPE_CHECKING:
+    # The cluster's modules (and psycopg) load only when ADE_DATABASE_URL is set.
+    from ade.cluster.dispatcher import ClusterDispatcherState
+    from ade.cluster.member import ClusterMember
+    from ade.cluster.queue import ExpiredLease
 
 __all__ = ["Lifecycle"]
 
@@ -69,21 +76,33 @@ class Lifecycle:
         runner: JobRunner,
         subscriber_buffer: int,
         inbox_size: int,
+        member: ClusterMember | None = None,
+        workers: int | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._runner = runner
         self.hub = EventHub(subscriber_buffer)
-        self.dispatcher_state = DispatcherState(
-            capacity=settings.queue_size, workers=settings.max_concurrency
-        )
+        # In a cluster (ADE_DATABASE_URL) the queue and admission live in PostgreSQL and this
+        # node claims jobs from it (ade.cluster); on one node they live in the dispatcher.
+        self.member = member
+        workers = settings.max_concurrency if workers is None else workers
+        self.dispatcher_state: DispatcherState | ClusterDispatcherState
+        if member is not None:
+            from ade.cluster.dispatcher import ClusterDispatcherState
+
+            self.dispatcher_state = ClusterDispatcherState(
+                capacity=settings.queue_size, workers=workers
+            )
+        else:
+            self.dispatcher_state = DispatcherState(capacity=settings.queue_size, workers=workers)
         self.recorder_state: RecorderState | None = None
-        self._slots = [WorkerSlot(i) for i in range(settings.max_concurrency)]
+        self._slots = [WorkerSlot(i) for i in range(workers)]
         self.dispatcher, self._dispatcher_receive = trio.open_memory_channel[Any](inbox_size)
         self.recorder, self._recorder_receive = trio.open_memory_channel[Any](inbox_size)
-        self._worker_channels = [
-            trio.open_memory_channel[RunJob](1) for _ in range(settings.max_concurrency)
-        ]
+        self._worker_channels = [trio.open_memory_channel[RunJob](1) for _ in range(workers)]
+        # The cluster's background work (LISTEN, heartbeats, rescue), cancelled by the drain.
+        self._cluster_scope = trio.CancelScope()
         self._pending: set[Reply[Any]] = set()
         # Run requests of admitted jobs until a worker takes them (handed over in memory).
         self.requests: dict[str, RunRequest] = {}
@@ -133,7 +152,8 @@ class Lifecycle:
         """Start the recorder, recover through it, then start the dispatcher and the workers."""
         self._nursery = nursery
         totals = await self._store.count_by_status()
-        self.recorder_state = RecorderState(totals=totals)
+        member = self.member
+        self.recorder_state = RecorderState(totals=totals, cluster=member is not None)
         nursery.start_soon(
             self._guard,
             "recorder",
@@ -144,8 +164,14 @@ class Lifecycle:
                 store=self._store,
                 hub=self.hub,
                 jobs_dir=self._settings.jobs_dir,
+                announce=None if member is None else member.announce,
+                node_id=None if member is None else member.node_id,
+                fence=None if member is None else member.queue.store.check_lease,
             ),
         )
+        if member is not None:
+            await self._start_cluster(nursery, member)
+            return
         queued = await self.recover()
         nursery.start_soon(
             self._guard,
@@ -161,6 +187,9 @@ class Lifecycle:
         )
         # Wait for the dispatcher to hold them: statistics() is right from the first call.
         await self.ask(self.dispatcher, RecoverJobs(tuple(queued)))
+        self._start_workers(nursery)
+
+    def _start_workers(self, nursery: trio.Nursery) -> None:
         for slot, (_, receive) in zip(self._slots, self._worker_channels, strict=True):
             nursery.start_soon(
                 self._guard,
@@ -176,24 +205,97 @@ class Lifecycle:
                 ),
             )
 
+    async def _start_cluster(self, nursery: trio.Nursery, member: ClusterMember) -> None:
+        """Register, record the jobs a previous process under this node id left running,
+        then claim, heartbeat, rescue and listen."""
+        await member.register()
+        for job_id in await member.queue.own_running():
+            if await member.queue.take_over_own(job_id):
+                await self._record_interrupted(job_id, RecoverInterrupted(job_id))
+        from ade.cluster.dispatcher import ClusterDispatcherState, run_cluster_dispatcher
+
+        state = self.dispatcher_state
+        assert isinstance(state, ClusterDispatcherState)
+        nursery.start_soon(
+            self._guard,
+            "dispatcher",
+            partial(
+                run_cluster_dispatcher,
+                state,
+                self._dispatcher_receive,
+                queue=member.queue,
+                kicks=member.kicks,
+                assign=self._assign,
+                cancel_running=self._cancel_running,
+                on_change=self._dispatcher_changed.unpark_all,
+            ),
+        )
+        self._start_workers(nursery)
+
+        async def rescue(lease: ExpiredLease) -> None:
+            try:
+                # Its processes are gone with their node, unless that node was on this
+                # machine (nodes sharing one host): then they are killed here.
+                await self._record_interrupted(
+                    lease.job_id, RecordNodeLost(lease.job_id, lease.node_id)
+                )
+            except (AdeError, OSError) as exc:
+                # Fenced but not recorded (the store failed, or this node is stopping): the
+                # job stays running with an expired lease and the next pulse, here or on
+                # another node, tries again once the new lease has run out.
+                logger.warning("could not record job %s interrupted: %s", lease.job_id, exc)
+
+        def stop_local(job_id: str, reason: str) -> None:
+            worker_id = state.running_on(job_id)
+            if worker_id is not None:
+                self._slots[worker_id].stop(job_id, reason)
+
+        def lost_contact() -> None:
+            for job_id, worker_id in state.running_jobs.items():
+                self._slots[worker_id].stop(job_id, "shutdown")
+
+        # Not an actor behind _guard: it has no inbox to drain; the drain cancels it once this
+        # node's jobs are recorded (heartbeats keep their leases until then). A database
+        # outage is logged and retried inside, never fatal.
+        async def membership(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with self._cluster_scope:
+                await member.run(
+                    hub=self.hub,
+                    jobs_dir=self._settings.jobs_dir,
+                    dispatcher=state,
+                    running=lambda: set(state.running_jobs),
+                    stop_local=stop_local,
+                    rescue=rescue,
+                    lost_contact=lost_contact,
+                    task_status=task_status,
+                )
+
+        await nursery.start(membership)
+
+    async def _record_interrupted(
+        self, job_id: str, message: RecoverInterrupted | RecordNodeLost
+    ) -> None:
+        """Kill what the job left on this machine, then record its end (``message``)."""
+        job_dir = JobLayout.of(self._settings.jobs_dir, job_id).root
+        killed = await trio.to_thread.run_sync(kill_leftover_processes, job_dir)
+        if killed:
+            logger.warning("killed %d leftover process(es) of job %s", len(killed), job_id)
+        try:
+            cgroup = await trio.to_thread.run_sync(remove_leftover_cgroup, job_id)
+        except OSError as exc:
+            # Not fatal: the job is still recorded; the operator can remove it by hand.
+            logger.warning("could not remove the leftover cgroup of job %s: %s", job_id, exc)
+        else:
+            if cgroup is not None:
+                logger.warning("removed leftover cgroup %s of job %s", cgroup, job_id)
+        await self.ask(self.recorder, message)
+
     async def recover(self) -> list[JobRecord]:
         """Jobs found running were interrupted by the death of the previous service: kill any
         processes and cgroups they left and mark them error. Queued jobs are returned, oldest
         first."""
         for job in await self._store.jobs_with_status(JobStatus.RUNNING):
-            job_dir = JobLayout.of(self._settings.jobs_dir, job.id).root
-            killed = await trio.to_thread.run_sync(kill_leftover_processes, job_dir)
-            if killed:
-                logger.warning("killed %d leftover process(es) of job %s", len(killed), job.id)
-            try:
-                cgroup = await trio.to_thread.run_sync(remove_leftover_cgroup, job.id)
-            except OSError as exc:
-                # Not fatal: the job is still recorded; the operator can remove it by hand.
-                logger.warning("could not remove the leftover cgroup of job %s: %s", job.id, exc)
-            else:
-                if cgroup is not None:
-                    logger.warning("removed leftover cgroup %s of job %s", cgroup, job.id)
-            await self.ask(self.recorder, RecoverInterrupted(job.id))
+            await self._record_interrupted(job.id, RecoverInterrupted(job.id))
         queued = await self._store.jobs_with_status(JobStatus.QUEUED)
         if queued:
             await self.ask(self.recorder, NoteRequeued(tuple(queued)))
@@ -275,10 +377,16 @@ class Lifecycle:
             self._slots[worker_id].stop(job_id, "shutdown")
         while self.dispatcher_state.running_jobs:
             await self._dispatcher_changed.park()
+        self._cluster_scope.cancel()
         for send, _ in self._worker_channels:
             send.close()
         await self.dispatcher.aclose()
         await self.recorder.aclose()
+        if self.member is not None:
+            try:
+                await self.member.queue.stop()
+            except AdeError as exc:
+                logger.warning("could not mark node %s stopped: %s", self.member.node_id, exc)
 
     def stop(self) -> None:
         """After the actors are gone: wake anyone still waiting on them."""

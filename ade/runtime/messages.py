@@ -28,6 +28,7 @@ __all__ = [
     "NoteRetry",
     "Progress",
     "RecordCancelled",
+    "RecordNodeLost",
     "RecoverInterrupted",
     "RecoverJobs",
     "ReleaseReservation",
@@ -198,6 +199,9 @@ class AcceptJob:
 @attrs.frozen
 class StartJob:
     job_id: str
+    # In a cluster the claim already marked the row running for this node: the recorder
+    # takes this record as it is and writes the start event (no second state change).
+    claimed: JobRecord | None = None
     reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
@@ -230,6 +234,16 @@ class RecoverInterrupted:
     """Start-up: a job found ``running`` belonged to a service that died; mark it error."""
 
     job_id: str
+    reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen
+class RecordNodeLost:
+    """Cluster: a job's node stopped heartbeating and this node fenced its lease; mark it
+    error with a message naming the node."""
+
+    job_id: str
+    node_id: str
     reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
 
 

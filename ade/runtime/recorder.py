@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,12 @@ from typing import Any
 import attrs
 import trio
 
-from ade.errors import Conflict, NotFound
+from ade.errors import AdeError, Conflict, LeaseLost, NotFound
 from ade.layout import JobLayout
 from ade.models import JobEvent, JobRecord, JobStatus
 from ade.outcome import issues_line, outcome_of
 from ade.protocols import JobStore
-from ade.runtime.ending import CANCELLED_MESSAGE, RESTART_MESSAGE, JobEnding
+from ade.runtime.ending import CANCELLED_MESSAGE, RESTART_MESSAGE, JobEnding, node_message
 from ade.runtime.events import (
     LIFECYCLE_EVENT_TYPES,
     TERMINAL_EVENT_TYPES,
@@ -52,6 +52,7 @@ from ade.runtime.messages import (
     NoteRetry,
     Progress,
     RecordCancelled,
+    RecordNodeLost,
     RecoverInterrupted,
     StartJob,
 )
@@ -107,10 +108,17 @@ class RecorderState:
         *,
         totals: Mapping[JobStatus, int] | None = None,
         now: Callable[[], datetime] = utcnow,
+        cluster: bool = False,
     ) -> None:
         self._now = now
+        # In a cluster other nodes change jobs too: only the jobs this node claimed (and so
+        # alone writes, by their lease) stay cached; any other job is read fresh for each
+        # message and dropped after it (:meth:`release`), so no cached copy can go stale.
+        self._cluster = cluster
+        self._claimed: set[str] = set()
         self._jobs: dict[str, JobRecord] = {}
         self._seq: dict[str, int] = {}
+        self._lost: set[str] = set()
         self._totals: dict[JobStatus, int] = dict.fromkeys(JobStatus, 0)
         if totals:
             self._totals.update(totals)
@@ -153,6 +161,13 @@ class RecorderState:
             # Terminal jobs leave the cache: memory stays bounded by the active jobs.
             del self._jobs[plan.job_id]
             self._seq.pop(plan.job_id, None)
+            self._claimed.discard(plan.job_id)
+
+    def release(self, job_id: str) -> None:
+        """Cluster: after each message, drop a job this node does not run from the cache."""
+        if self._cluster and job_id not in self._claimed:
+            self._jobs.pop(job_id, None)
+            self._seq.pop(job_id, None)
 
     def _event(
         self, job: JobRecord, type_: str, detail: dict[str, Any], offset: int = 1
@@ -207,6 +222,33 @@ class RecorderState:
         new = attrs.evolve(job, status=JobStatus.RUNNING, started_at=self._now())
         event = self._event(new, "start", {"status": "running"})
         return Plan(job_id, new, False, (event,), job.status)
+
+    def plan_claimed_start(self, job: JobRecord, last_seq: int, node_id: str) -> Plan:
+        """Cluster: the claim already stored ``job`` running on this node; only its start
+        event (naming the node) remains to be written."""
+        if job.status is not JobStatus.RUNNING:
+            raise ValueError(f"a claimed job is running, not {job.status.value}")
+        self.load(job, last_seq)
+        self._claimed.add(job.id)
+        event = self._event(job, "start", {"status": "running", "node": node_id})
+        return Plan(job.id, None, False, (event,))
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job whose lease was taken away (another node records its end): its later
+        progress and its worker's result are ignored (:meth:`is_lost`)."""
+        self._jobs.pop(job_id, None)
+        self._seq.pop(job_id, None)
+        self._claimed.discard(job_id)
+        self._lost.add(job_id)
+
+    def is_lost(self, job_id: str, *, final: bool = False) -> bool:
+        """Was ``job_id`` forgotten after losing its lease? ``final`` (its worker's result)
+        also clears the mark: nothing more will come for it."""
+        if job_id not in self._lost:
+            return False
+        if final:
+            self._lost.discard(job_id)
+        return True
 
     def plan_progress(self, job_id: str, type_: str, detail: Mapping[str, Any]) -> Plan:
         job = self.record(job_id)
@@ -267,19 +309,26 @@ class RecorderState:
         return Plan(job_id, new, False, (self._event(new, "cancel", detail),), job.status)
 
     def plan_recover_interrupted(self, job_id: str) -> Plan:
+        return self._interrupted(job_id, RESTART_MESSAGE, Limit.RESTART, {})
+
+    def plan_node_lost(self, job_id: str, node_id: str) -> Plan:
+        """Cluster: the job's node stopped heartbeating; another node records the ending."""
+        return self._interrupted(job_id, node_message(node_id), Limit.NODE_LOST, {"node": node_id})
+
+    def _interrupted(self, job_id: str, message: str, limit: str, extra: dict[str, Any]) -> Plan:
         job = self._transition(job_id, JobStatus.ERROR)
         new = attrs.evolve(
             job,
             status=JobStatus.ERROR,
             finished_at=self._now(),
-            error_message=RESTART_MESSAGE,
-            limit=Limit.RESTART,
+            error_message=message,
+            limit=limit,
         )
         recovery = self._event(
-            new, "recovery", {"action": "interrupted", "was": job.status.value}, offset=1
+            new, "recovery", {"action": "interrupted", "was": job.status.value, **extra}, offset=1
         )
         error = self._event(
-            new, "error", {"status": "error", "message": RESTART_MESSAGE, "limit": Limit.RESTART}, 2
+            new, "error", {"status": "error", "message": message, "limit": limit}, 2
         )
         return Plan(job_id, new, False, (recovery, error), job.status)
 
@@ -397,6 +446,16 @@ class EventHub:
     def subscribers(self) -> int:
         return len(self._subscriptions)
 
+    def wants(self, workspace_id: str, job_id: str) -> bool:
+        """Does anyone here listen for this job's events (a subscriber, or a caller waiting
+        for its end)? The cluster's event relay only reads logs somebody wants."""
+        if job_id in self._terminal_waiters:
+            return True
+        return any(
+            s.workspace_id == workspace_id and s.job_id in (None, job_id)
+            for s in self._subscriptions
+        )
+
     def terminal_event(self, job_id: str) -> trio.Event:
         """An event set when ``job_id``'s terminal event is published. Register it *before*
         checking the store, so a job ending in between is not missed."""
@@ -439,6 +498,7 @@ RecorderMessage = (
     | FinishJob
     | RecordCancelled
     | RecoverInterrupted
+    | RecordNodeLost
     | NoteRequeued
     | NoteRetry
 )
@@ -456,11 +516,20 @@ async def run_recorder(
     store: JobStore,
     hub: EventHub,
     jobs_dir: Path,
+    announce: Callable[[Plan], Awaitable[None]] | None = None,
+    node_id: str | None = None,
+    fence: Callable[[str], Awaitable[None]] | None = None,
 ) -> None:
     """The recorder actor. Runs until ``inbox`` is closed and drained.
 
     A failed write is answered to the sender (who decides what it means) and the recorder goes
     on with the next message; only a fire-and-forget ``Progress`` that fails is logged instead.
+    Every state change is a compare-and-set on the status the plan started from, so in a
+    cluster a change another node made first is refused (Conflict) instead of overwritten.
+    ``announce`` (cluster) tells the other nodes about the events just written; a job whose
+    lease was taken away (:class:`LeaseLost`) is dropped from the cache and its result logged
+    and discarded: the node that fenced it records its end. ``fence(job_id)`` (cluster) is
+    asked before events that change no row (progress), so such a node appends nothing either.
     """
 
     async def ensure_loaded(job_id: str) -> None:
@@ -482,7 +551,9 @@ async def run_recorder(
             await store.insert_job(plan.record)
         else:
             if plan.record is not None:
-                await store.update_job(plan.record)
+                await store.update_job(plan.record, expected=plan.previous_status)
+            elif fence is not None:
+                await fence(plan.job_id)
             # From here the store holds the new state, so the state object must follow it
             # whatever happens to the log: a line that cannot be written is reported, not
             # allowed to split the two apart.
@@ -493,6 +564,13 @@ async def run_recorder(
         state.commit(plan)
         for event in plan.events:
             hub.publish(event)
+        if announce is not None and plan.events:
+            try:
+                await announce(plan)
+            except AdeError as exc:
+                # The events are written; other nodes' subscribers catch up at the job's
+                # next announcement or from the log.
+                logger.warning("could not announce events of job %s: %s", plan.job_id, exc)
 
     async def requeued(jobs: tuple[JobRecord, ...]) -> None:
         paths = [JobLayout.of(jobs_dir, job.id).events for job in jobs]
@@ -520,12 +598,22 @@ async def run_recorder(
             plan = state.plan_accept(message.job)
             await carry_out(plan)
             return plan.record
+        if isinstance(message, Progress | FinishJob) and state.is_lost(
+            message.job_id, final=isinstance(message, FinishJob)
+        ):
+            return None  # another node took the job over and records its end
         if isinstance(message, Progress):
             await carry_out(state.plan_progress(message.job_id, message.type, message.detail))
             return None
         if isinstance(message, NoteRequeued):
             await requeued(message.jobs)
             return None
+        if isinstance(message, StartJob) and message.claimed is not None:
+            path = JobLayout.of(jobs_dir, message.job_id).events
+            last_seq = await trio.to_thread.run_sync(_load_log, path)
+            plan = state.plan_claimed_start(message.claimed, last_seq, node_id or "?")
+            await carry_out(plan)
+            return message.claimed
         await ensure_loaded(message.job_id)
         if isinstance(message, StartJob):
             plan = state.plan_start(message.job_id)
@@ -535,6 +623,8 @@ async def run_recorder(
             plan = state.plan_cancel_queued(message.job_id)
         elif isinstance(message, RecoverInterrupted):
             plan = state.plan_recover_interrupted(message.job_id)
+        elif isinstance(message, RecordNodeLost):
+            plan = state.plan_node_lost(message.job_id, message.node_id)
         elif isinstance(message, NoteRetry):
             plan = state.plan_retry_note(message.job_id, message.retry_job_id)
         else:  # pragma: no cover - the channel is typed; a stray message is a programming error
@@ -546,7 +636,23 @@ async def run_recorder(
 
     async for message in inbox:
         try:
-            result = await handle(message)
+            try:
+                result = await handle(message)
+            finally:
+                job_id = message.job.id if isinstance(message, AcceptJob) else None
+                job_id = getattr(message, "job_id", job_id)
+                if job_id is not None:
+                    state.release(job_id)
+        except LeaseLost as exc:
+            job_id = getattr(message, "job_id", "?")
+            state.forget(job_id)
+            logger.warning("job %s: %s", job_id, exc.message)
+            if isinstance(message, FinishJob):
+                # The worker is done either way; the fencing node records the job's end.
+                message.reply.set(None)
+            elif not isinstance(message, Progress):
+                message.reply.fail(exc)
+            continue
         except Exception as exc:
             if isinstance(message, Progress):
                 logger.exception("could not record a progress event of job %s", message.job_id)

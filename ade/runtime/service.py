@@ -20,14 +20,15 @@ import fcntl
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from ade.errors import Conflict, DataDirLocked, NotFound, ShuttingDown
+from ade.errors import AdeError, Conflict, DataDirLocked, NotFound, ShuttingDown
 from ade.ids import new_id
 from ade.layout import JobLayout
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
@@ -52,6 +53,10 @@ from ade.settings import Settings
 from ade.store import open_store
 from ade.worker.protocol import RunRequest
 
+if TYPE_CHECKING:
+    # The cluster's modules (and psycopg) load only when ADE_DATABASE_URL is set.
+    from ade.cluster.member import ClusterMember
+
 __all__ = [
     "DEFAULT_INBOX_SIZE",
     "DEFAULT_SUBSCRIBER_BUFFER",
@@ -74,6 +79,9 @@ DEFAULT_SUBSCRIBER_BUFFER = 256
 # second; this margin bounds the shielded drain if something is wedged.
 _DRAIN_MARGIN_SECONDS = 15.0
 _LOCK_FILE = "runtime.lock"
+# In a shared data directory another node may be building a job directory right now; one that
+# has been half-built for this long belongs to a node that died mid-submission.
+_SHARED_BUILD_AGE_SECONDS = 600.0
 
 
 @attrs.frozen
@@ -102,20 +110,6 @@ class RuntimeStatistics:
     dropped_subscribers: int
 
 
-logger = logging.getLogger(__name__)
-
-# Inboxes are bounded so a flood (say, a config spamming progress events) slows its producer
-# instead of growing memory. 64 is far above what a healthy actor ever has waiting.
-DEFAULT_INBOX_SIZE = 64
-# Per live subscriber. A job produces a dozen or two events; 256 lets a UI watching a busy
-# workspace lag for a while before it is dropped (it then replays from events.ndjson).
-DEFAULT_SUBSCRIBER_BUFFER = 256
-# After the grace period, killing the remaining jobs and recording them takes well under a
-# second; this margin bounds the shielded drain if something is wedged.
-_DRAIN_MARGIN_SECONDS = 15.0
-_LOCK_FILE = "runtime.lock"
-
-
 class Runtime:
     """Implements :class:`ade.protocols.JobService` plus ``statistics()`` and ``drain()``.
 
@@ -131,20 +125,30 @@ class Runtime:
         runner: JobRunner,
         subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
         inbox_size: int = DEFAULT_INBOX_SIZE,
+        member: ClusterMember | None = None,
+        workers: int | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
+        self._member = member
         self.lifecycle = Lifecycle(
             settings,
             store,
             runner=runner,
             subscriber_buffer=subscriber_buffer,
             inbox_size=inbox_size,
+            member=member,
+            workers=workers,
         )
         self._hub = self.lifecycle.hub
         self._admission = Admission(_AdmissionSteps(self._store, self._settings, self.lifecycle))
 
     # -- public surface ------------------------------------------------------------------------
+
+    @property
+    def member(self) -> ClusterMember | None:
+        """This node's cluster membership (None on the embedded SQLite store)."""
+        return self._member
 
     @property
     def store(self) -> Store:
@@ -219,6 +223,8 @@ class Runtime:
             if decision.where == "queue":
                 life.requests.pop(job_id, None)
                 return await life.ask(life.recorder, RecordCancelled(job_id))
+        if decision.where == "unknown" and self._member is not None:
+            return await self._cancel_in_cluster(job, ended)
         if decision.where in ("running", "reserved"):
             final = await self._wait_ended(job_id, ended)
             if final.status is JobStatus.CANCELLED:
@@ -232,6 +238,25 @@ class Runtime:
             "(the service is starting or stopping); try again",
             {"job_id": job_id, "status": current.status.value},
         )
+
+    async def _cancel_in_cluster(self, job: JobRecord, ended: trio.Event) -> JobRecord:
+        """A job not running on this node: cancel it in the queue (a compare-and-set, so a
+        node claiming it at the same moment wins or loses cleanly), else ask the node that
+        runs it and wait for its cancel event (relayed here) or, failing that, the store."""
+        assert self._member is not None
+        with trio.CancelScope(shield=True):
+            try:
+                return await self.lifecycle.ask(self.lifecycle.recorder, RecordCancelled(job.id))
+            except Conflict:
+                pass  # no longer queued: claimed by a node, or finished
+        node_id = await self._member.queue.request_cancel(job.id)
+        if node_id is None:
+            current = await self.get_job(job.workspace_id, job.id)
+            raise self._finished_conflict(current)
+        final = await self._wait_ended(job.id, ended)
+        if final.status is JobStatus.CANCELLED:
+            return final
+        raise self._finished_conflict(final)
 
     def subscribe(self, workspace_id: str, job_id: str | None = None) -> Subscription:
         """Live events of a workspace (or one job). For a replay without gaps, subscribe
@@ -273,6 +298,8 @@ class Runtime:
         life = self.lifecycle
         dispatcher = life.dispatcher_state.statistics()
         totals = life.recorder_state.totals if life.recorder_state is not None else {}
+        if self._member is not None:
+            totals = self._member.snapshot.totals  # the cluster's, as of the last pulse
         return RuntimeStatistics(
             queued=dispatcher.queued,
             reserved=dispatcher.reserved,
@@ -311,7 +338,13 @@ class Runtime:
                 return job
             if self.lifecycle.stopped:
                 raise ShuttingDown(f"the runtime stopped before job {job_id} finished")
-            await ended.wait()
+            if self._member is None:
+                await ended.wait()
+            else:
+                # The end is relayed from the node running the job; should that notification
+                # be lost, the store says so at the next poll.
+                with trio.move_on_after(self._member.poll_seconds):
+                    await ended.wait()
             ended = self._hub.terminal_event(job_id)
 
     def _check_open(self) -> None:
@@ -326,6 +359,7 @@ class Runtime:
             {"job_id": job.id, "status": job.status.value},
         )
 
+
 class _AdmissionSteps:
     """Admission's I/O (:class:`~ade.runtime.admission.AdmissionSteps`) over the store, the
     disk and the actors."""
@@ -336,9 +370,22 @@ class _AdmissionSteps:
         self._life = lifecycle
 
     async def reserve(self, job_id: str) -> None:
+        member = self._life.member
+        if member is not None:
+            # The cluster's bound, in PostgreSQL (ade.cluster.queue: reserve-before-rows).
+            await member.queue.reserve(job_id, self._settings.queue_size)
+            return
         await self._life.ask(self._life.dispatcher, ReserveSlot(job_id))
 
     async def release(self, job_id: str) -> None:
+        member = self._life.member
+        if member is not None:
+            try:
+                await member.queue.release(job_id)
+            except AdeError as exc:
+                # The slot frees itself later (a stale reservation is forgotten by the pulse).
+                logger.warning("could not release the reservation of %s: %s", job_id, exc)
+            return
         with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             # (closed only if the runtime is already broken; nothing to release then)
             await self._life.dispatcher.send(ReleaseReservation(job_id))
@@ -349,9 +396,7 @@ class _AdmissionSteps:
     async def document(self, workspace_id: str, document_id: str) -> Document | None:
         return await self._store.get_document(workspace_id, document_id)
 
-    async def build(
-        self, job: JobRecord, documents: Sequence[Document]
-    ) -> tuple[Path, RunRequest]:
+    async def build(self, job: JobRecord, documents: Sequence[Document]) -> tuple[Path, RunRequest]:
         return await trio.to_thread.run_sync(_create_job_dir, self._settings, job, list(documents))
 
     async def remove(self, job_dir: Path) -> None:
@@ -361,6 +406,10 @@ class _AdmissionSteps:
         return await self._life.ask(self._life.recorder, AcceptJob(job))
 
     async def enqueue(self, record: JobRecord, request: RunRequest) -> bool:
+        if self._life.member is not None:
+            # In a cluster the row is the queue entry (its insert woke the idle nodes); any
+            # node may claim it, and reads the run request from the job directory.
+            return True
         # Before the dispatcher can assign it: the worker takes the request from here.
         self._life.requests[record.id] = request
         queued: bool = await self._life.ask(self._life.dispatcher, EnqueueJob(record))
@@ -409,10 +458,12 @@ def _data_dir_lock(settings: Settings) -> Any:
         os.close(fd)
 
 
-def _remove_unfinished_builds(settings: Settings) -> list[str]:
+def _remove_unfinished_builds(
+    settings: Settings, *, older_than_seconds: float | None = None
+) -> list[str]:
     from ade.runtime.jobdir import remove_unfinished_builds
 
-    return remove_unfinished_builds(settings.jobs_dir)
+    return remove_unfinished_builds(settings.jobs_dir, older_than_seconds=older_than_seconds)
 
 
 def _default_runner() -> JobRunner:
@@ -427,26 +478,54 @@ async def open_runtime(
     *,
     runner: JobRunner | None = None,
     subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
+    workers: int | None = None,
+    api: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Run the runtime for the duration of the ``async with`` block.
 
     On entry: lock the data directory, open the store, recover, start the actors. On exit
     (normal, exception or cancellation): :meth:`Runtime.drain`, shielded and bounded by
     ``shutdown_grace_seconds`` plus a margin. ``runner`` replaces the job subprocess runner
-    (default: ``ade.runtime.supervisor.supervise_job``).
+    (default: ``ade.runtime.supervisor.supervise_job``). ``workers`` overrides
+    ``ADE_MAX_CONCURRENCY`` (0: an API-only node, cluster only); ``api`` False is a node
+    without HTTP (``ade worker``), as shown in ``ade nodes list``.
+
+    With ``ADE_DATABASE_URL`` the node joins the cluster instead: no data directory lock
+    (every node shares the directory), and only half-built job directories old enough that
+    no node can still be building them are removed.
     """
-    with _data_dir_lock(settings):
+    workers = settings.max_concurrency if workers is None else workers
+    if workers < 0 or (workers == 0 and settings.database_url is None):
+        raise ValueError(
+            "a node without workers needs ADE_DATABASE_URL: on the embedded SQLite store "
+            "nothing else would run its jobs"
+        )
+    clustered = settings.database_url is not None
+    with _data_dir_lock(settings) if not clustered else nullcontext():
         settings.jobs_dir.mkdir(parents=True, exist_ok=True)
-        leftovers = await trio.to_thread.run_sync(_remove_unfinished_builds, settings)
+        leftovers = await trio.to_thread.run_sync(
+            partial(
+                _remove_unfinished_builds,
+                settings,
+                older_than_seconds=_SHARED_BUILD_AGE_SECONDS if clustered else None,
+            )
+        )
         if leftovers:
             logger.warning("removed %d half-built job directories: %s", len(leftovers), leftovers)
         store = await trio.to_thread.run_sync(open_store, settings)
         try:
+            member = None
+            if clustered:
+                from ade.cluster.member import ClusterMember
+
+                member = ClusterMember(settings, store, workers=workers, api=api)
             runtime = Runtime(
                 settings,
                 store,
                 runner=runner if runner is not None else _default_runner(),
                 subscriber_buffer=subscriber_buffer,
+                member=member,
+                workers=workers,
             )
             # An exception (or cancellation) of the caller's block is held while the runtime
             # drains and re-raised as it is afterwards, rather than wrapped in the nursery's

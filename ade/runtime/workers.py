@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import trio
 
 from ade.layout import JobLayout
+from ade.models import JobStatus
 from ade.runtime.ending import JobEnding, crashed_ending, stopped_ending
 from ade.runtime.leftovers import kill_leftover_processes
 from ade.runtime.messages import (
@@ -134,7 +135,9 @@ async def run_worker_actor(
             started = trio.current_time()
             ending: JobEnding | None = None
             try:
-                await ask(recorder, StartJob(job.id))
+                # A job handed over already running was claimed from the cluster's queue.
+                claimed = job if job.status is JobStatus.RUNNING else None
+                await ask(recorder, StartJob(job.id, claimed=claimed))
             except Exception as exc:
                 logger.exception("could not mark job %s running", job.id)
                 ending = crashed_ending(exc, 0.0)

@@ -19,7 +19,8 @@ start, naming both versions), and only then opens the pool.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -30,7 +31,7 @@ import trio
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ade.errors import Conflict, NotFound, StoreUnavailable
+from ade.errors import Conflict, LeaseLost, NotFound, StoreUnavailable
 from ade.models import ConfigVersion, Document, JobRecord, JobStatus, StoredResponse
 from ade.serde import utcnow
 from ade.store.history import SchemaError, pending_migrations
@@ -39,6 +40,8 @@ from ade.store.postgres_migrations import POSTGRES_MIGRATIONS
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
+    "JOB_SELECT_COLUMNS",
+    "LeaseLost",
     "PostgresIdempotencyStore",
     "PostgresStore",
     "SchemaError",
@@ -59,6 +62,8 @@ _POOL_TIMEOUT_SECONDS = 30.0
 _CONNECT_TIMEOUT_SECONDS = 10
 # pg_advisory_xact_lock key for schema migrations ("ADE" + 1): any constant shared by all nodes.
 _MIGRATION_LOCK = 0x414445_01
+# How often a request waiting for another node's Idempotency-Key lock looks again.
+_KEY_LOCK_POLL_SECONDS = 0.02
 # API handlers, the recorder, heartbeats and rescues of one node share the pool; more
 # connections than that only add server load (each is a PostgreSQL backend process).
 DEFAULT_POOL_SIZE = 10
@@ -82,7 +87,10 @@ _JOB_COLUMNS = (
     "sandbox_layers",
     "summary",
 )
-_JOB_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
+JOB_SELECT_COLUMNS = ", ".join(_JOB_COLUMNS)
+_JOB_SELECT = f"SELECT {JOB_SELECT_COLUMNS} FROM jobs"
+# Channel notified (at commit) when a queued job is inserted: idle nodes claim it at once.
+_JOBS_CHANNEL = "ade_jobs"
 _DOCUMENT_SELECT = "SELECT workspace_id, id, filename, size, sha256, created_at FROM documents"
 _CONFIG_SELECT = (
     "SELECT workspace_id, id, title, version, content_hash, created_at, runtime_network_access "
@@ -261,6 +269,42 @@ class PostgresStore:
         )
         self._pool.open(wait=True, timeout=_CONNECT_TIMEOUT_SECONDS)
         self._closed = False
+        # job id -> lease token of the jobs this process claimed (ade.cluster.queue): their
+        # updates are fenced by the token, so a node that lost a lease cannot write the job.
+        self._leases: dict[str, int] = {}
+
+    def hold_lease(self, job_id: str, token: int) -> None:
+        self._leases[job_id] = token
+
+    def leases(self) -> dict[str, int]:
+        """A copy of the leases this process holds (job id -> token)."""
+        return dict(self._leases)
+
+    def drop_lease(self, job_id: str) -> None:
+        self._leases.pop(job_id, None)
+
+    async def check_lease(self, job_id: str) -> None:
+        """Raise LeaseLost unless this process still holds the lease of a job it claimed
+        (a no-op for jobs it holds no lease on). The recorder asks before appending events
+        that change no row, so a node that lost a job writes nothing more to its log."""
+        token = self._leases.get(job_id)
+        if token is None:
+            return
+
+        def check(conn: psycopg.Connection[Any]) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM jobs WHERE id = %s AND status = 'running' AND lease_token = %s",
+                (job_id, token),
+            ).fetchone()
+            return row is not None
+
+        if not await self.run(check, write=False):
+            # The token stays: the job's final write must meet LeaseLost too, not a plain
+            # status conflict (that write is what drops it).
+            raise LeaseLost(
+                f"job {job_id} is no longer leased to this node; its events were not recorded",
+                {"job_id": job_id},
+            )
 
     # -- connection handling -------------------------------------------------------------------
 
@@ -290,6 +334,38 @@ class PostgresStore:
         """:meth:`run_sync` in a worker thread; the way coroutines touch the database."""
         return await trio.to_thread.run_sync(lambda: self.run_sync(fn, write=write))
 
+    @asynccontextmanager
+    async def key_lock(self, name: str) -> AsyncIterator[None]:
+        """A cluster-wide mutex named ``name``: a PostgreSQL session advisory lock held on a
+        pooled connection for the duration of the block (polled with ``pg_try_advisory_lock``
+        so waiting never blocks a worker thread). Should the connection die, the server drops
+        the lock with the session."""
+        conn = await trio.to_thread.run_sync(self._pool.getconn)
+        try:
+
+            def try_lock() -> bool:
+                row = conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,)
+                ).fetchone()
+                conn.commit()
+                return bool(row and row[0])
+
+            while not await trio.to_thread.run_sync(try_lock):
+                await trio.sleep(_KEY_LOCK_POLL_SECONDS)
+            try:
+                yield
+            finally:
+
+                def unlock() -> None:
+                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+                    conn.commit()
+
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(unlock)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._pool.putconn, conn)
+
     async def ping(self) -> bool:
         """True when the server answers a trivial query."""
 
@@ -317,6 +393,10 @@ class PostgresStore:
     # -- JobStore ------------------------------------------------------------------------------
 
     async def insert_job(self, job: JobRecord) -> None:
+        """Insert the row; for a queued job also free its admission reservation (the same
+        transaction: the cluster-wide count never sees it twice or not at all) and wake the
+        nodes waiting for work (the notification is delivered at commit)."""
+
         def insert(conn: psycopg.Connection[Any]) -> None:
             try:
                 conn.execute(
@@ -326,23 +406,60 @@ class PostgresStore:
                 )
             except psycopg.errors.UniqueViolation:
                 raise Conflict(f"job {job.id} already exists") from None
+            conn.execute("DELETE FROM reservations WHERE job_id = %s", (job.id,))
+            if job.status is JobStatus.QUEUED:
+                conn.execute("SELECT pg_notify(%s, %s)", (_JOBS_CHANNEL, job.id))
 
         await self.run(insert)
 
-    async def update_job(self, job: JobRecord) -> None:
-        """Replace every field of an existing job (ids and workspace are the key)."""
+    async def update_job(self, job: JobRecord, *, expected: JobStatus | None = None) -> None:
+        """Replace every field of an existing job (ids and workspace are the key).
+
+        ``expected`` makes it a compare-and-set on the current status (Conflict if another
+        node changed it first). A job this process claimed is also fenced by its lease token:
+        :class:`LeaseLost` if the lease was taken away.
+        """
         params = _job_params(job)
         assignments = ", ".join(f"{column} = %s" for column in _JOB_COLUMNS[2:])
+        clauses = ["id = %s", "workspace_id = %s"]
+        keys: list[Any] = [job.id, job.workspace_id]
+        if expected is not None:
+            clauses.append("status = %s")
+            keys.append(JobStatus(expected).value)
+        token = self._leases.get(job.id)
+        if token is not None:
+            clauses.append("lease_token = %s")
+            keys.append(token)
 
         def update(conn: psycopg.Connection[Any]) -> None:
             cursor = conn.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = %s AND workspace_id = %s",
-                (*params[2:], job.id, job.workspace_id),
+                f"UPDATE jobs SET {assignments} WHERE {' AND '.join(clauses)}",
+                (*params[2:], *keys),
             )
-            if cursor.rowcount != 1:
+            if cursor.rowcount == 1:
+                return
+            current = conn.execute(
+                "SELECT status, node_id FROM jobs WHERE id = %s AND workspace_id = %s",
+                (job.id, job.workspace_id),
+            ).fetchone()
+            if current is None:
                 raise NotFound(f"job {job.id} not found in workspace {job.workspace_id}")
+            if token is not None:
+                raise LeaseLost(
+                    f"job {job.id} is no longer leased to this node (it is {current[0]}); "
+                    "its result was not recorded",
+                    {"job_id": job.id, "status": current[0]},
+                )
+            raise Conflict(
+                f"job {job.id} is {current[0]}, not {JobStatus(expected or job.status).value}",
+                {"job_id": job.id, "status": current[0]},
+            )
 
-        await self.run(update)
+        try:
+            await self.run(update)
+        finally:
+            if job.status.is_terminal:
+                self._leases.pop(job.id, None)  # the job's last write, done or refused
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         def get(conn: psycopg.Connection[Any]) -> JobRecord | None:
@@ -391,9 +508,8 @@ class PostgresStore:
     async def count_by_status(self) -> dict[JobStatus, int]:
         def query(conn: psycopg.Connection[Any]) -> dict[JobStatus, int]:
             counts = dict.fromkeys(JobStatus, 0)
-            for status, count in conn.execute(
-                "SELECT status, COUNT(*) FROM jobs GROUP BY status"
-            ).fetchall():
+            # Kept by a trigger (migration 2): constant time whatever the history.
+            for status, count in conn.execute("SELECT status, count FROM job_totals").fetchall():
                 counts[JobStatus(status)] = count
             return counts
 

@@ -334,18 +334,35 @@ class SqliteStore:
 
         await self.run(insert, write=True)
 
-    async def update_job(self, job: JobRecord) -> None:
-        """Replace every field of an existing job (ids and workspace are the key)."""
+    async def update_job(self, job: JobRecord, *, expected: JobStatus | None = None) -> None:
+        """Replace every field of an existing job (ids and workspace are the key);
+        ``expected`` makes it a compare-and-set on the current status (Conflict otherwise)."""
 
         def update(conn: sqlite3.Connection) -> None:
             params = _job_params(job)
             assignments = ", ".join(f"{column} = ?" for column in _JOB_COLUMNS[2:])
             cursor = conn.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ? AND workspace_id = ?",
-                (*params[2:], job.id, job.workspace_id),
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND workspace_id = ? "
+                "AND status = COALESCE(?, status)",
+                (
+                    *params[2:],
+                    job.id,
+                    job.workspace_id,
+                    None if expected is None else expected.value,
+                ),
             )
-            if cursor.rowcount != 1:
+            if cursor.rowcount == 1:
+                return
+            row = conn.execute(
+                "SELECT status FROM jobs WHERE id = ? AND workspace_id = ?",
+                (job.id, job.workspace_id),
+            ).fetchone()
+            if row is None:
                 raise NotFound(f"job {job.id} not found in workspace {job.workspace_id}")
+            raise Conflict(
+                f"job {job.id} is {row[0]}, not {JobStatus(expected or job.status).value}",
+                {"job_id": job.id, "status": row[0]},
+            )
 
         await self.run(update, write=True)
 

@@ -150,6 +150,7 @@ class Limit:
     CANCELLED = "cancelled"
     SHUTDOWN = "shutdown"
     RESTART = "restart"
+    NODE_LOST = "node_lost"  # its node stopped heartbeating (a cluster)
 
 
 def _format_number(value: float) -> str:

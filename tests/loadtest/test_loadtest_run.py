@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,22 +94,26 @@ def test_short_run_through_the_cli_holds_every_invariant() -> None:
     assert report["chaos"] is None
 
 
+def chaos_options(**changes: Any) -> LoadTestOptions:
+    """A short chaos run: sleeping ("timeout") jobs keep the workers busy at the kill."""
+    values: dict[str, Any] = {
+        "clients": 6,
+        "duration": 6,
+        "chaos": True,
+        "config_mix": {"ok": 0.7, "fail": 0.0, "timeout": 0.3, "memory": 0.0},
+        "workbook_mix": {"tiny": 1.0, "large": 0.0},
+        "job_timeout": 4,
+        "cancel_fraction": 0.0,
+        "retry_fraction": 0.0,
+        "queue_size": 4,
+        "drain_timeout": 60,
+        **changes,
+    }
+    return LoadTestOptions(**values)
+
+
 async def test_chaos_run_recovers_every_job_across_a_sigkill() -> None:
-    report = await run_loadtest(
-        LoadTestOptions(
-            clients=6,
-            duration=6,
-            seed=3,
-            chaos=True,
-            config_mix={"ok": 0.7, "fail": 0.0, "timeout": 0.3, "memory": 0.0},
-            workbook_mix={"tiny": 1.0, "large": 0.0},
-            job_timeout=4,
-            cancel_fraction=0.0,
-            retry_fraction=0.0,
-            queue_size=4,
-            drain_timeout=60,
-        )
-    )
+    report = await run_loadtest(chaos_options(seed=3))
     failed = [f"{i.name}: {i.detail}" for i in report.invariants if i.result != "PASS"]
     assert report.passed, failed
     assert report.chaos is not None
@@ -199,3 +204,26 @@ def _state(pid: int, started: str) -> str | None:
     except OSError:
         return None
     return fields[0] if fields[19] == started else None
+
+
+async def test_a_three_node_cluster_run_rescues_the_killed_node_s_jobs() -> None:
+    # `ade loadtest --nodes 3 --chaos`: a private cluster on a PostgreSQL database of its own;
+    # one random node is SIGKILLed and left dead, the two others rescue and finish its work.
+    from support.postgres import ADMIN_URL, require_postgres
+
+    require_postgres()
+    report = await run_loadtest(
+        chaos_options(
+            seed=5, nodes=3, postgres_url=ADMIN_URL, max_concurrency=1, cancel_fraction=0.1
+        )
+    )
+    failed = [f"{i.name}: {i.detail}" for i in report.invariants if i.result != "PASS"]
+    assert report.passed, failed
+    assert report.chaos is not None
+    victim = report.chaos["killed_node"]
+    assert victim in ("node-1", "node-2", "node-3")
+    assert [i.name for i in report.invariants][-2:] == [
+        f"chaos: jobs running on the killed {victim} end in error naming it",
+        "chaos: jobs queued at the kill complete on the other nodes",
+    ]
+    assert report.settings["nodes"] == 3

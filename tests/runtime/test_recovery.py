@@ -253,7 +253,7 @@ async def test_a_broken_store_stops_the_runtime_and_the_next_start_recovers(
             job = await seeded.submit(runtime, b"sleep 0.3")
             await wait_for_status(runtime, "ws", job.id, JobStatus.RUNNING)
 
-            async def disk_error(record: JobRecord) -> None:
+            async def disk_error(record: JobRecord, **_: object) -> None:
                 raise sqlite3.OperationalError("disk I/O error")
 
             # The job's end cannot be stored: the runtime must stop, not limp on.

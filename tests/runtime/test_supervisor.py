@@ -452,14 +452,25 @@ async def test_the_worker_waits_for_non_daemon_threads_as_python_does(
     package = write_package(
         tmp_path / "pkg",
         name_module_extra="""
-        import threading as _threading, time as _time
+        import builtins as _builtins, threading as _threading, time as _time
+
+        # Set by hooks/end.py: the thread reports only after the run's last pass (waiting a
+        # fixed time instead raced with slow passes on a busy machine).
+        _builtins.ade_test_run_ended = _threading.Event()
 
         def _late():
+            _builtins.ade_test_run_ended.wait()
             _time.sleep(0.3)
             _report("thread_done")
 
         _threading.Thread(target=_late).start()
         """,
+        manifest_changes={"hooks": {"on_job_end": ["hooks/end.py"]}},
+        extra_files={
+            "hooks/end.py": "import builtins\n\n\n"
+            "def on_job_end(*, tables, summary):\n"
+            "    builtins.ade_test_run_ended.set()\n"
+        },
     )
     job_dir = make_job_dir(settings, package)
     log = EventLog()

@@ -376,3 +376,16 @@ def test_an_unreachable_postgres_is_a_one_line_error_naming_the_server() -> None
         "cannot connect to PostgreSQL at ade@127.0.0.1:9/ade (ADE_DATABASE_URL): "
     )
     assert "secret" not in message
+
+
+async def test_update_with_expected_status_is_a_compare_and_set(store: Store) -> None:
+    job = make_job()
+    await store.insert_job(job)
+    running = attrs.evolve(job, status=JobStatus.RUNNING, started_at=T0)
+    await store.update_job(running, expected=JobStatus.QUEUED)
+    cancelled = attrs.evolve(job, status=JobStatus.CANCELLED, finished_at=T0)
+    with pytest.raises(Conflict, match=f"job {job.id} is running, not queued"):
+        await store.update_job(cancelled, expected=JobStatus.QUEUED)
+    assert await store.get_job(job.id) == running
+    with pytest.raises(NotFound):
+        await store.update_job(make_job(), expected=JobStatus.QUEUED)
