@@ -26,6 +26,7 @@ import attrs
 from ade.api.bodies import WORKSPACE_PATTERN, Bounds, SubmitJob, bounds_of
 from ade.api.routing import Operation
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
+from ade.outcome import OUTCOMES
 
 __all__ = ["build_openapi"]
 
@@ -147,7 +148,13 @@ def _components() -> dict[str, Any]:
             "JobStatus": {"type": "string", "enum": [s.value for s in JobStatus]},
             "SubmitJob": submit,
             "Job": _attrs_schema(
-                JobRecord, _links("self", "events", "artifact", "output", "retry", "cancel")
+                JobRecord,
+                {
+                    **_links("self", "events", "artifact", "output", "retry", "cancel"),
+                    # ade.outcome: how clean a finished run is, and its issues in one line.
+                    "outcome": {"anyOf": [{"enum": list(OUTCOMES)}, {"type": "null"}]},
+                    "issues": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                },
             ),
             "JobPage": {
                 "type": "object",

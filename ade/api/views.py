@@ -6,6 +6,7 @@ from typing import Any
 
 from ade.api.routing import WORKSPACE_PREFIX
 from ade.models import ConfigVersion, Document, JobRecord
+from ade.outcome import issues_line, outcome_of
 from ade.serde import converter
 
 __all__ = ["config_view", "document_view", "job_location", "job_view", "workspace_path"]
@@ -21,6 +22,9 @@ def job_location(job: JobRecord) -> str:
 
 def job_view(job: JobRecord) -> dict[str, Any]:
     data: dict[str, Any] = converter.unstructure(job)
+    # At a glance (ade.outcome): how clean a finished run is, and its issues in one line.
+    data["outcome"] = outcome_of(job.summary)
+    data["issues"] = issues_line(job.summary)
     base = job_location(job)
     data["links"] = {
         "self": base,

@@ -35,6 +35,8 @@ class ProgressView:
             self.finished_passes.append(str(detail.get("pass")))
         if kind in TERMINAL_EVENT_TYPES:
             self.status = str(detail.get("status", kind))
+            if detail.get("outcome") in ("warnings", "errors"):
+                self.status += f" with {detail['outcome']}"  # visible at a glance
         if self.terminal:
             return self._bar(kind in TERMINAL_EVENT_TYPES)
         return self._line(event)

@@ -83,9 +83,15 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _job_line(job: dict[str, Any]) -> str:
-    message = f"  {job['error_message']}" if job.get("error_message") else ""
+    """Id, status, outcome (clean / warnings / errors: ade.outcome), attempt, creation time,
+    then what went wrong or the issues in one line."""
+    said = job.get("error_message") or job.get("issues")
+    tail = f"  {said}" if said else ""
+    outcome = job.get("outcome") or "-"
     when = job["created_at"]
-    return f"{job['id']}  {job['status']:<9}  attempt {job['attempt']}  {when}{message}"
+    return (
+        f"{job['id']}  {job['status']:<9}  {outcome:<8}  attempt {job['attempt']}  {when}{tail}"
+    )
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from ade.client.commands import (
     run_client,
 )
 from ade.client.progress import ProgressView
+from ade.outcome import add_fail_on_argument, exit_code_for
 
 __all__ = ["register"]
 
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", required=True, help="config version id")
     parser.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    add_fail_on_argument(parser)
     parser.add_argument(
         "--output",
         help="with --wait: save normalized.xlsx here (a file, or a folder: created when the "
@@ -200,4 +202,8 @@ async def _follow(client: AdeClient, args: argparse.Namespace, job_id: str) -> i
     if args.output is not None:
         saved = await client.download_output(job_id, output_destination(args.output))
         print(f"output saved to {saved}", file=sys.stderr)
-    return 0
+    outcome = final.get("outcome")
+    if outcome in ("warnings", "errors"):
+        how = "finished with errors" if outcome == "errors" else "finished with warnings"
+        print(f"job {final['id']} {how}: {final.get('issues')}", file=sys.stderr)
+    return exit_code_for(outcome, args.fail_on)

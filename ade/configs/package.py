@@ -35,6 +35,7 @@ __all__ = [
     "HOOK_NAMES",
     "MANIFEST_FILE",
     "MANIFEST_SCHEMA",
+    "PROFILE_ARGS",
     "ROW_DETECTOR_ARGS",
     "TRANSFORM_ARGS",
     "VALIDATE_ARGS",
@@ -60,6 +61,7 @@ ROW_DETECTOR_ARGS = frozenset(
         "non_empty",
         "first_column",
         "previous_row_type",
+        "in_table",
         "row_type",
         "field_labels",
         "sheet_name",
@@ -69,6 +71,7 @@ ROW_DETECTOR_ARGS = frozenset(
 COLUMN_DETECTOR_ARGS = frozenset(
     {
         "header",
+        "header_parts",
         "values",
         "column_index",
         "column_letter",
@@ -81,12 +84,16 @@ COLUMN_DETECTOR_ARGS = frozenset(
         "table_id",
     }
 )
-TRANSFORM_ARGS = frozenset(
-    {"values", "field", "label", "field_type", "sheet_name", "input_name", "table_id"}
+# What every function of a column file sees about the column it works on.
+_COLUMN_CONTEXT = frozenset(
+    {"field", "label", "field_type", "header", "sheet_name", "input_name", "table_id"}
 )
-VALIDATE_ARGS = frozenset(
+PROFILE_ARGS = _COLUMN_CONTEXT | {"values", "state"}
+TRANSFORM_ARGS = _COLUMN_CONTEXT | {"values", "state", "mapped_fields"}
+VALIDATE_ARGS = _COLUMN_CONTEXT | frozenset(
     {
         "values",
+        "state",
         "row_numbers",
         "field",
         "label",
@@ -143,6 +150,15 @@ class EngineDefaults:
     sample_rows: int = 100
     # Issues listed one by one in artifact.json; counts are always complete.
     max_issues: int = 1000
+    # Blank rows a table stays open across (a blank line in an export is noise, not the end
+    # of the table); a new header, a totals or other row still ends it at once.
+    max_blank_rows_in_table: int = 3
+    # A table found by its shape whose header the detectors do not recognise: "report" lists
+    # it (a warning) without writing its rows; "write" writes it like any other table.
+    unrecognised_tables: str = "report"
+    # Whether error-level issues (or a required field no table provides) fail the job
+    # ("failed") instead of finishing it with errors ("finished_with_errors").
+    fail_on_errors: bool = False
 
 
 @attrs.frozen
@@ -463,7 +479,15 @@ class _Checker:
             return EngineDefaults()
         self._unknown_keys(
             engine,
-            {"mapping_threshold", "runtime_network_access", "sample_rows", "max_issues"},
+            {
+                "mapping_threshold",
+                "runtime_network_access",
+                "sample_rows",
+                "max_issues",
+                "max_blank_rows_in_table",
+                "unrecognised_tables",
+                "fail_on_errors",
+            },
             "engine",
         )
         defaults = EngineDefaults()
@@ -481,7 +505,26 @@ class _Checker:
             network = False
         sample = self._int(engine, "sample_rows", defaults.sample_rows, 1, 10_000, where)
         max_issues = self._int(engine, "max_issues", defaults.max_issues, 0, 100_000, where)
-        return EngineDefaults(float(threshold), network, sample, max_issues)
+        max_blank = self._int(
+            engine, "max_blank_rows_in_table", defaults.max_blank_rows_in_table, 0, 1000, where
+        )
+        unrecognised = engine.get("unrecognised_tables", defaults.unrecognised_tables)
+        if unrecognised not in ("report", "write"):
+            self.add(f"{where}.unrecognised_tables", 'must be "report" or "write"')
+            unrecognised = defaults.unrecognised_tables
+        fail_on_errors = engine.get("fail_on_errors", defaults.fail_on_errors)
+        if not isinstance(fail_on_errors, bool):
+            self.add(f"{where}.fail_on_errors", "must be true or false")
+            fail_on_errors = defaults.fail_on_errors
+        return EngineDefaults(
+            float(threshold),
+            network,
+            sample,
+            max_issues,
+            max_blank,
+            unrecognised,
+            fail_on_errors,
+        )
 
     def _int(
         self, obj: dict[str, Any], key: str, default: int, lo: int, hi: int, where: str
@@ -601,7 +644,11 @@ class _Checker:
             if tree is None:
                 continue
             self._detectors(name, tree, COLUMN_DETECTOR_ARGS)
-            for optional, args in (("transform", TRANSFORM_ARGS), ("validate", VALIDATE_ARGS)):
+            for optional, args in (
+                ("profile", PROFILE_ARGS),
+                ("transform", TRANSFORM_ARGS),
+                ("validate", VALIDATE_ARGS),
+            ):
                 self._callable(name, tree, optional, args, required=False)
         for name in sorted(self.files):
             path = PurePosixPath(name)

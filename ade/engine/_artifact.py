@@ -21,6 +21,7 @@ __all__ = [
     "Artifact",
     "ColumnRecord",
     "ConfigRecord",
+    "CsvRecord",
     "FieldValidation",
     "HookRecord",
     "InputRecord",
@@ -30,6 +31,7 @@ __all__ = [
     "PassRecord",
     "RuleScore",
     "SheetRecord",
+    "SummaryRecord",
     "TableRecord",
     "TransformRecord",
     "UnmappedColumn",
@@ -53,21 +55,32 @@ class ConfigRecord:
 class SheetRecord:
     name: str
     index: int
-    outcome: str  # "tables_found" | "no_header_row" | "no_table" | "empty"
-    rows_read: int
-    row_counts: dict[str, int]
+    # "tables_found" | "unrecognised_tables_only" | "no_header_row" | "no_table" | "empty"
+    outcome: str
+    rows_read: int  # non-blank rows
+    blank_rows: int
+    row_counts: dict[str, int]  # what the row detectors decided, blank rows included
+    accounting: dict[str, int]  # where each non-blank row ended up; the values sum to rows_read
     tables: list[str]
-    headers_without_data: int
-    orphan_data_rows: int
+
+
+@attrs.frozen
+class CsvRecord:
+    encoding: str  # "utf-8" | "utf-8-sig" | "utf-16" | "cp1252"
+    encoding_reason: str
+    delimiter: str
+    delimiter_reason: str
 
 
 @attrs.frozen
 class InputRecord:
     index: int
     name: str
-    format: str
+    format: str  # "xlsx" | "xls" | "xlsb" | "ods" | "csv"
+    reader: str  # "xlsx-stream" | "calamine" | "csv"
     size_bytes: int
     sha256: str
+    csv: CsvRecord | None
     sheets: list[SheetRecord]
 
 
@@ -83,6 +96,7 @@ class ColumnRecord:
     index: int  # 0-based position inside the table
     letter: str  # source column letter
     header: str | None
+    header_parts: list[str]  # [group, leaf] under a stacked header, else [leaf]
     status: str  # "mapped" | "unmapped"
     field: str | None
     score: float | None
@@ -101,13 +115,18 @@ class TableRecord:
     first_data_row: int
     last_data_row: int
     data_rows: int
+    blank_rows: int
     ended_by: str
+    recognised: bool
+    group_header_row: int | None
+    continues: str | None  # the table it continues after a note, label or totals row
     status: str  # "written" | "skipped"
     skip_reason: str | None
     columns: list[ColumnRecord]
     mapped_fields: list[str]
+    filled_fields: list[str]
     required_missing: list[str]
-    cells_outside_header: int
+    cells_outside_table: int
     output_first_row: int | None
     output_last_row: int | None
 
@@ -123,12 +142,13 @@ class UnmappedColumn:
 
 @attrs.frozen
 class IssueRecord:
-    table: str
+    pass_name: str  # "locate" | "map" | "transform" | "validate"
+    table: str | None
     input: str
-    sheet: str
-    row: int
-    cell: str
-    field: str
+    sheet: str | None
+    row: int | None
+    cell: str | None
+    field: str | None
     code: str
     severity: str  # "error" | "warning"
     message: str
@@ -142,7 +162,6 @@ class TransformRecord:
     values: int
     changed: int
     warnings: int
-    warning_samples: list[IssueRecord]
 
 
 @attrs.frozen
@@ -160,8 +179,6 @@ class ValidationRecord:
     errors: int
     warnings: int
     fields: list[FieldValidation]
-    issues: list[IssueRecord]
-    issues_truncated: bool
 
 
 @attrs.frozen
@@ -196,6 +213,22 @@ class PassRecord:
 
 
 @attrs.frozen
+class SummaryRecord:
+    """The run at a glance; what the job record and the finish event carry."""
+
+    outcome: str  # "clean" | "warnings" | "errors"
+    errors: int
+    warnings: int
+    rows_read: int
+    rows_written: int
+    rows_outside_tables: int
+    tables_found: int
+    tables_written: int
+    unrecognised_tables: int
+    required_missing: list[str]
+
+
+@attrs.frozen
 class Artifact:
     schema: str
     engine_version: str
@@ -209,9 +242,12 @@ class Artifact:
     required_missing: list[str]
     transforms: list[TransformRecord]
     validation: ValidationRecord
+    issues: list[IssueRecord]
+    issues_truncated: bool
     hooks: list[HookRecord]
     output: OutputRecord
     passes: list[PassRecord]
+    summary: SummaryRecord
 
 
 def dump_artifact(artifact: Artifact) -> str:
@@ -220,11 +256,22 @@ def dump_artifact(artifact: Artifact) -> str:
 
 def parse_artifact(text: str) -> Artifact:
     """Structure ``text`` into :class:`Artifact`; raises if any key is unknown, missing or of
-    the wrong type (the converter forbids extra keys), with every problem's JSON path."""
+    the wrong type (the converter forbids extra keys), with every problem's JSON path, or if a
+    sheet's row accounting does not add up to its rows read (so every test that parses an
+    artifact checks the invariant)."""
     try:
         artifact = converter.structure(json.loads(text), Artifact)
     except cattrs.BaseValidationError as exc:
         raise ValueError("artifact.json: " + "; ".join(cattrs.transform_error(exc))) from exc
     if artifact.schema != ARTIFACT_SCHEMA:
         raise ValueError(f"unexpected artifact schema {artifact.schema!r}")
+    for source in artifact.inputs:
+        for sheet in source.sheets:
+            # The engine's first law: every non-blank row read is in exactly one place.
+            if sum(sheet.accounting.values()) != sheet.rows_read:
+                raise ValueError(
+                    f"artifact.json: inputs[{source.index}].sheets[{sheet.index}].accounting "
+                    f"adds up to {sum(sheet.accounting.values())}, not rows_read "
+                    f"{sheet.rows_read}"
+                )
     return artifact

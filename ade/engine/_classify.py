@@ -21,10 +21,10 @@ def row_classifier(
     field_labels: dict[str, list[str]],
     input_name: str,
     sheet_name: str,
-) -> Callable[[int, list[Any], str | None], str]:
-    """``classify(row_number, values, previous_row_type) -> row type`` for one sheet: the row
-    type with the highest positive summed vote (ties go to the first in ``package.row_types``:
-    header, data, then the others), else ``"other"``."""
+) -> Callable[[int, list[Any], str | None, bool], str]:
+    """``classify(row_number, values, previous_row_type, in_table) -> row type`` for one sheet:
+    the row type with the highest positive summed vote (ties go to the first in
+    ``package.row_types``: header, data, then the others), else ``"other"``."""
     row_types = package.row_types
     plan = [
         (row_type, fn.invoke, fn) for row_type in row_types for fn in code.row_detectors[row_type]
@@ -51,7 +51,7 @@ def row_classifier(
         )
 
     # Runs once per row: every statement here is paid a million times on a big sheet.
-    def classify(row_number: int, values: list[Any], previous: str | None) -> str:
+    def classify(row_number: int, values: list[Any], previous: str | None, in_table: bool) -> str:
         available["values"] = tuple(values)
         available["row_number"] = row_number
         available["non_empty"] = len(values) - values.count(None)
@@ -60,6 +60,7 @@ def row_classifier(
             first = next(i for i, v in enumerate(values, start=1) if v is not None)
         available["first_column"] = first
         available["previous_row_type"] = previous
+        available["in_table"] = in_table
         totals = zero.copy()
         for own_type, invoke, fn in plan:
             available["row_type"] = own_type

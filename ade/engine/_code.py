@@ -28,6 +28,7 @@ from typing import Any
 from ade.configs.package import (
     COLUMN_DETECTOR_ARGS,
     HOOK_ARGS,
+    PROFILE_ARGS,
     ROW_DETECTOR_ARGS,
     TRANSFORM_ARGS,
     VALIDATE_ARGS,
@@ -112,12 +113,14 @@ class LoadedConfig:
         self,
         row_detectors: dict[str, list[ConfigFunction]],
         column_detectors: dict[str, list[ConfigFunction]],
+        profiles: dict[str, ConfigFunction],
         transforms: dict[str, ConfigFunction],
         validators: dict[str, ConfigFunction],
         hooks: dict[str, list[ConfigFunction]],
     ) -> None:
         self.row_detectors = row_detectors
         self.column_detectors = column_detectors
+        self.profiles = profiles
         self.transforms = transforms
         self.validators = validators
         self.hooks = hooks
@@ -221,11 +224,14 @@ def _collect(package: ConfigPackage, modules: dict[str, Any]) -> LoadedConfig:
         for row_type in package.row_types
     }
     column_detectors: dict[str, list[ConfigFunction]] = {}
+    profiles: dict[str, ConfigFunction] = {}
     transforms: dict[str, ConfigFunction] = {}
     validators: dict[str, ConfigFunction] = {}
     for field in package.fields:
         file = f"columns/{field.name}.py"
         column_detectors[field.name] = functions(file, COLUMN_DETECTOR_ARGS, "detect_")
+        if (fn := optional(file, "profile", PROFILE_ARGS)) is not None:
+            profiles[field.name] = fn
         if (fn := optional(file, "transform", TRANSFORM_ARGS)) is not None:
             transforms[field.name] = fn
         if (fn := optional(file, "validate", VALIDATE_ARGS)) is not None:
@@ -250,4 +256,4 @@ def _collect(package: ConfigPackage, modules: dict[str, Any]) -> LoadedConfig:
                 problems.append(PackageProblem(f"{kind}/{key}.py", "defines no detect_* function"))
     if problems:
         raise PackageInvalid(problems)
-    return LoadedConfig(row_detectors, column_detectors, transforms, validators, hooks)
+    return LoadedConfig(row_detectors, column_detectors, profiles, transforms, validators, hooks)

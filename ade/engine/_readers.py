@@ -1,4 +1,5 @@
-"""Input readers: every sheet of an xlsx/xlsm workbook, or a csv file, as a stream of rows.
+"""Input readers: every sheet of a workbook (.xlsx/.xlsm streamed here; .xls/.xlsb/.ods through
+``_calamine``), or a csv file (``_csv``), as a stream of rows.
 
 A row is ``(row_number, values)``: ``values`` is a list from column A to the row's last filled
 cell, ``None`` for empty cells. Rows with no filled cell may be skipped by a reader (the row
@@ -15,7 +16,6 @@ read, so memory stays flat and only cells that exist are touched.
 from __future__ import annotations
 
 import codecs
-import csv
 import hashlib
 import stat
 import warnings
@@ -28,6 +28,8 @@ from xml.etree.ElementTree import ParseError, iterparse
 
 import attrs
 
+from ade.engine._artifact import CsvRecord
+from ade.engine._csv import MAX_ROW_CELLS, open_csv
 from ade.errors import InputError
 
 __all__ = [
@@ -37,11 +39,6 @@ __all__ = [
     "describe_input",
     "open_sheets",
 ]
-
-# Excel's own limit is 16,384 columns. A row that really fills more than this many cells is not
-# a table a person maintains; refusing it keeps per-row work (every detector sees every cell)
-# and the output width bounded.
-MAX_ROW_CELLS = 1024
 
 _CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -74,9 +71,14 @@ class InputFile:
     index: int
     name: str
     path: Path
-    format: str  # "xlsx" | "csv"
+    format: str  # "xlsx" | "xls" | "xlsb" | "ods" | "csv"
     size_bytes: int
     sha256: str
+
+    @property
+    def reader(self) -> str:
+        """Which reader reads it: the streaming one, or python-calamine (loads a sheet whole)."""
+        return {"xlsx": "xlsx-stream", "csv": "csv"}.get(self.format, "calamine")
 
 
 @attrs.frozen
@@ -84,6 +86,9 @@ class SheetReader:
     name: str
     index: int
     rows: Callable[[], Generator[Row, None, None]]
+    csv: CsvRecord | None = None
+    # (row, byte offset) of undecodable bytes met while reading (CSV only); fills as rows are read.
+    decode_errors: list[tuple[int, int]] = attrs.field(factory=list)
 
 
 def describe_input(path: Path, name: str, index: int) -> InputFile:
@@ -118,30 +123,31 @@ def describe_input(path: Path, name: str, index: int) -> InputFile:
                 f"input {name!r} is a password-protected (encrypted) workbook; remove the "
                 "password in Excel (File > Info > Protect Workbook) and upload it again"
             )
-        raise InputError(
-            f"input {name!r} is a legacy Excel 97-2003 (.xls) or other OLE file; "
-            "save it as .xlsx and upload it again"
-        )
-    if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
-        _check_workbook_zip(path, name)
-        fmt = "xlsx"
+        from ade.engine._calamine import check_xls
+
+        check_xls(path, name)
+        fmt = "xls"
+    elif head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+        fmt = _check_workbook_zip(path, name)
     elif suffix in _XLSX_SUFFIXES:
         raise InputError(
             f"input {name!r} is not a spreadsheet: an {suffix} workbook is a zip archive "
             "and this file is not one"
         )
-    elif suffix == ".xls":
-        raise InputError(f"input {name!r} is not a legacy .xls workbook either; cannot read it")
+    elif suffix in (".xls", ".xlsb", ".ods"):
+        raise InputError(f"input {name!r} is not a {suffix} workbook: the file is damaged")
     elif _looks_like_text(path):
         fmt = "csv"
     else:
         raise InputError(
-            f"input {name!r} is not a spreadsheet (ADE reads .xlsx, .xlsm and .csv files)"
+            f"input {name!r} is not a spreadsheet (ADE reads .xlsx, .xlsm, .xlsb, .xls, .ods "
+            "and .csv files)"
         )
     return InputFile(index, name, path, fmt, size, digest.hexdigest())
 
 
-def _check_workbook_zip(path: Path, name: str) -> None:
+def _check_workbook_zip(path: Path, name: str) -> str:
+    """The format of a zip input ("xlsx", "xlsb" or "ods"), or InputError saying why not."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -151,21 +157,20 @@ def _check_workbook_zip(path: Path, name: str) -> None:
             "the workbook is damaged or was not fully uploaded"
         ) from exc
     names = {info.filename for info in infos}
+    fmt = "xlsx"
     if "xl/workbook.xml" not in names:
-        # Two look-alikes people upload: name them and say what to do.
+        from ade.engine._calamine import check_ods_zip
+
         if "xl/workbook.bin" in names:
+            fmt = "xlsb"
+        elif "content.xml" in names and "mimetype" in names:
+            check_ods_zip(path, name)
+            fmt = "ods"
+        else:
             raise InputError(
-                f"input {name!r} is an Excel binary workbook (.xlsb); save it as .xlsx and "
-                "upload it again"
+                f"input {name!r} is a zip archive but not a spreadsheet (no xl/workbook.xml, "
+                "xl/workbook.bin or content.xml)"
             )
-        if "content.xml" in names and "mimetype" in names:
-            raise InputError(
-                f"input {name!r} is an OpenDocument spreadsheet (.ods); save it as .xlsx and "
-                "upload it again"
-            )
-        raise InputError(
-            f"input {name!r} is a zip archive but not an Excel workbook (no xl/workbook.xml)"
-        )
     # zipfile would raise RuntimeError / NotImplementedError on the first read of such a part.
     for info in infos:
         if info.flag_bits & _ZIP_ENCRYPTED:
@@ -181,6 +186,7 @@ def _check_workbook_zip(path: Path, name: str) -> None:
         else:
             continue
         raise InputError(f"input {name!r} cannot be read: its part {info.filename} {reason}")
+    return fmt
 
 
 def _looks_like_text(path: Path) -> bool:
@@ -201,11 +207,23 @@ def _looks_like_text(path: Path) -> bool:
     return printable >= 0.95 * len(sample)
 
 
-def open_sheets(source: InputFile) -> tuple[list[SheetReader], Callable[[], None]]:
-    """The sheets of ``source`` as row streams, plus a ``close`` function."""
+def open_sheets(
+    source: InputFile, memory_limit_mb: int | None = None
+) -> tuple[list[SheetReader], Callable[[], None]]:
+    """The sheets of ``source`` as row streams, plus a ``close`` function. ``memory_limit_mb``
+    bounds the readers that load a sheet whole (.xls, .xlsb, .ods)."""
     if source.format == "csv":
-        return [_csv_sheet(source)], lambda: None
+        sheet = open_csv(source.path, source.name)
+        return [SheetReader(sheet.name, 0, sheet.rows, sheet.dialect, sheet.decode_errors)], _noop
+    if source.format != "xlsx":
+        from ade.engine._calamine import calamine_sheets
+
+        return calamine_sheets(source, memory_limit_mb)
     return _xlsx_sheets(source)
+
+
+def _noop() -> None:
+    return None
 
 
 # -- xlsx ---------------------------------------------------------------------------------------
@@ -398,61 +416,3 @@ def _inline_text(cell: Any) -> str | None:
     if child is None:
         return None
     return "".join(t for t in child.itertext()) or None
-
-
-# -- csv ----------------------------------------------------------------------------------------
-
-
-def _csv_encoding(path: Path) -> str:
-    """utf-16 if it starts with its BOM; utf-8 (with or without BOM) if the whole file
-    decodes; else latin-1 (every byte is a character, so reading never fails midway).
-
-    Decided up front, at C speed, because finding a bad byte halfway through would mean
-    re-reading rows the engine already used."""
-    with path.open("rb") as fh:
-        if fh.read(2) in _UTF16_BOMS:
-            return "utf-16"
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return "latin-1"
-    return "utf-8-sig"
-
-
-def _csv_sheet(source: InputFile) -> SheetReader:
-    encoding = _csv_encoding(source.path)
-    with source.path.open("r", encoding=encoding, newline="") as fh:
-        sample = fh.read(64 * 1024)
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-
-    def rows() -> Generator[Row, None, None]:
-        record = 0
-        try:
-            with source.path.open("r", encoding=encoding, newline="") as fh:
-                for record, raw in enumerate(csv.reader(fh, dialect), start=1):
-                    values = [v if v != "" else None for v in raw]
-                    while values and values[-1] is None:
-                        values.pop()
-                    if not values:
-                        continue
-                    if len(values) > MAX_ROW_CELLS:
-                        filled = sum(v is not None for v in values)
-                        if filled > MAX_ROW_CELLS:
-                            raise InputError(
-                                f"input {source.name!r} row {record} has {filled} filled cells; "
-                                f"ADE reads at most {MAX_ROW_CELLS} columns per row"
-                            )
-                    yield record, values
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InputError(
-                f"input {source.name!r} is not valid csv after row {record} ({type(exc).__name__})"
-            ) from exc
-
-    return SheetReader(Path(source.name).stem or "csv", 0, rows)

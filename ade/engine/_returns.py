@@ -113,12 +113,29 @@ def _issue_fields(
 
 
 def transform_result(
-    fn: ConfigFunction, result: Any, n: int
-) -> tuple[list[Any], list[tuple[int, str, str]]]:
-    """The values and warnings of a ``transform`` called with ``n`` values."""
+    fn: ConfigFunction, result: Any, n: int, fillable: frozenset[str] = frozenset()
+) -> tuple[list[Any], list[tuple[int, str, str]], dict[str, list[Any]]]:
+    """The values, warnings and filled fields of a ``transform`` called with ``n`` values.
+    ``fill`` may name only ``fillable`` fields (those the table has no column for)."""
     warnings: list[tuple[int, str, str]] = []
+    fill: dict[str, list[Any]] = {}
     if isinstance(result, dict):
         raw_warnings = result.get("warnings") or []
+        raw_fill = result.get("fill") or {}
+        if not isinstance(raw_fill, dict):
+            raise contract_error(
+                fn.file, fn.function, "transform", "returned 'fill' that is not a dict"
+            )
+        for name, values in raw_fill.items():
+            if name not in fillable:
+                raise contract_error(
+                    fn.file,
+                    fn.function,
+                    "transform",
+                    f"filled field {name!r}; a transform may fill only fields this table has "
+                    f"no column for ({', '.join(sorted(fillable)) or 'none'})",
+                )
+            fill[name] = _checked_values(fn, values, n)
         result = result.get("values")
         if not isinstance(raw_warnings, list):
             raise contract_error(
@@ -127,6 +144,10 @@ def transform_result(
         for item in raw_warnings:
             index, code, message, _ = _issue_fields(fn, "transform", item, n, "warning")
             warnings.append((index, code, message))
+    return _checked_values(fn, result, n), warnings, fill
+
+
+def _checked_values(fn: ConfigFunction, result: Any, n: int) -> list[Any]:
     if not isinstance(result, list) or len(result) != n:
         got = f"list of {len(result)}" if isinstance(result, list) else type(result).__name__
         raise contract_error(
@@ -134,7 +155,7 @@ def transform_result(
             fn.function,
             "transform",
             f"returned {got}; expected a list of {n} values (or a dict with "
-            "'values' and 'warnings')",
+            "'values', 'warnings' and 'fill')",
         )
     if not _WRITABLE_EXACT.issuperset(map(type, result)):  # C speed in the common case
         for value in result:
@@ -146,7 +167,7 @@ def transform_result(
                     f"returned a value of type {type(value).__name__}; a cell holds text, "
                     "numbers, booleans, dates/times or None",
                 )
-    return result, warnings
+    return result
 
 
 def validate_result(fn: ConfigFunction, result: Any, n: int) -> list[tuple[int, str, str, str]]:

@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 # Suffixes the engine may use to pick a reader; anything else gets none.
-_KNOWN_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xltx", ".xltm", ".csv", ".tsv", ".txt"})
+_KNOWN_SUFFIXES = frozenset(
+    {".xlsx", ".xlsm", ".xltx", ".xltm", ".xls", ".xlsb", ".ods", ".csv", ".tsv", ".txt"}
+)
 # A job directory being built; never a job id (ids cannot start with a dot).
 _BUILDING_PREFIX = ".creating-"
 

@@ -35,6 +35,7 @@ import trio
 from ade.errors import AdeError, Conflict, LeaseLost, NotFound
 from ade.layout import JobLayout
 from ade.models import JobEvent, JobRecord, JobStatus
+from ade.outcome import issues_line, outcome_of
 from ade.protocols import JobStore
 from ade.runtime.ending import CANCELLED_MESSAGE, RESTART_MESSAGE, JobEnding, node_message
 from ade.runtime.events import (
@@ -287,6 +288,9 @@ class RecorderState:
             detail["diagnostics"] = ending.diagnostics
         if ending.summary:
             detail["summary"] = dict(ending.summary)
+            # At a glance: clean / warnings / errors, and the issues in one line.
+            detail["outcome"] = outcome_of(ending.summary)
+            detail["issues"] = issues_line(ending.summary)
         event = self._event(new, _TERMINAL_EVENT[ending.status], detail)
         return Plan(job_id, new, False, (event,), job.status)
 

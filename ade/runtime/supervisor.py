@@ -47,6 +47,7 @@ import trio
 
 from ade.layout import PUBLISHED_FILES, JobLayout
 from ade.models import JobStatus
+from ade.outcome import fail_on_errors_message
 from ade.runtime.ending import JobEnding, cap_diagnostics
 from ade.sandbox import SandboxSpec
 from ade.sandbox.cgroup import (
@@ -193,7 +194,9 @@ def decide_ending(run: RunObservation, settings: Settings) -> JobEnding:
         summary: dict[str, Any] | None = None,
     ) -> JobEnding:
         return JobEnding(
-            status=JobStatus.SUCCESS if summary is not None else JobStatus.ERROR,
+            status=JobStatus.SUCCESS
+            if summary is not None and message is None
+            else JobStatus.ERROR,
             message=message,
             exit_code=exit_code,
             exit_signal=exit_signal,
@@ -220,7 +223,12 @@ def decide_ending(run: RunObservation, settings: Settings) -> JobEnding:
     if result is not None and result.succeeded and code == 0:
         if run.publish_error is not None:
             return ending(f"the job's output could not be published: {run.publish_error}")
-        return ending(None, summary=dict(result.summary))
+        summary = dict(result.summary)
+        if summary.get("fails_job"):
+            # The manifest's engine.fail_on_errors: the run finished (outputs published, the
+            # artifact lists the issues) but its error-level issues fail the job.
+            return ending(fail_on_errors_message(summary), summary=summary)
+        return ending(None, summary=summary)
     if result_code in (ResultCode.BAD_REQUEST, ResultCode.SANDBOX) and not run.confined:
         return ending(f"worker could not start: {result_message}")
     if result_code == ResultCode.MEMORY:

@@ -283,6 +283,7 @@ def _run(request: RunRequest, job_dir: Path, events: _Events) -> int:
             job_dir / request.output_dir,
             input_names=[item.name for item in request.inputs],
             on_progress=events.emit,
+            memory_limit_mb=request.sandbox.mem_mb,
         )
     except BaseException as exc:
         failure = classify_failure(exc, request)

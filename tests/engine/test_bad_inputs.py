@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import struct
 import zipfile
 from pathlib import Path
 
 import pytest
-from support.engine import leftovers, patch_zip_entry, read_rows, simple_table, write_xlsx
+from support.engine import (
+    cfb_file,
+    leftovers,
+    patch_zip_entry,
+    read_rows,
+    simple_table,
+    write_xlsx,
+)
 
 from ade.engine import parse_artifact, run_engine
 from ade.engine._readers import MAX_ROW_CELLS
@@ -24,47 +30,6 @@ def fails(tmp_path: Path, source: Path, name: str | None = None) -> str:
         run_engine([source], ROSTER_CONFIG, out, input_names=names)
     assert leftovers(out) == []
     return info.value.message
-
-
-def cfb_file(path: Path, streams: list[str]) -> Path:
-    """A compound file (OLE/CFB) with the named streams, each 4096 bytes, the way Excel stores
-    an encrypted workbook (EncryptionInfo + EncryptedPackage) or a legacy .xls (Workbook)."""
-    sector = 512
-    per_stream = 4096 // sector
-    fat = [0xFFFFFFFD, 0xFFFFFFFE]  # sector 0: the FAT itself; sector 1: the directory
-    starts = []
-    for _ in streams:
-        start = len(fat)
-        starts.append(start)
-        fat += [start + i + 1 for i in range(per_stream - 1)] + [0xFFFFFFFE]
-    fat += [0xFFFFFFFF] * (sector // 4 - len(fat))
-    header = bytearray(sector)
-    header[0:8] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-    struct.pack_into("<HHHHH", header, 24, 0x3E, 3, 0xFFFE, 9, 6)
-    struct.pack_into("<III", header, 44, 1, 1, 0)  # 1 FAT sector, directory at sector 1
-    struct.pack_into("<IIIII", header, 56, 4096, 0xFFFFFFFE, 0, 0xFFFFFFFE, 0)
-    struct.pack_into("<I", header, 76, 0)  # DIFAT[0] = FAT at sector 0
-    for i in range(1, 109):
-        struct.pack_into("<I", header, 76 + 4 * i, 0xFFFFFFFF)
-
-    def entry(name: str, kind: int, child: int, right: int, start: int, size: int) -> bytes:
-        raw = bytearray(128)
-        encoded = name.encode("utf-16-le") + b"\0\0"
-        raw[0 : len(encoded)] = encoded
-        struct.pack_into("<HBB", raw, 64, len(encoded), kind, 1)
-        struct.pack_into("<III", raw, 68, 0xFFFFFFFF, right, child)
-        struct.pack_into("<IQ", raw, 116, start, size)
-        return bytes(raw)
-
-    directory = entry("Root Entry", 5, 1, 0xFFFFFFFF, 0xFFFFFFFE, 0)
-    for i, (name, start) in enumerate(zip(streams, starts, strict=True)):
-        right = i + 2 if i + 1 < len(streams) else 0xFFFFFFFF
-        directory += entry(name, 2, 0xFFFFFFFF, right, start, 4096)
-    directory += b"\0" * (sector - len(directory) % sector if len(directory) % sector else 0)
-    body = struct.pack(f"<{len(fat)}I", *fat) + directory[:sector]
-    data = b"".join(b"\x5a" * 4096 for _ in streams)
-    path.write_bytes(bytes(header) + body + data)
-    return path
 
 
 def test_empty_file(tmp_path: Path) -> None:
@@ -92,7 +57,8 @@ def test_binary_file_with_unknown_name(tmp_path: Path) -> None:
     blob = tmp_path / "upload.bin"
     blob.write_bytes(bytes(range(256)) * 8)
     assert fails(tmp_path, blob) == (
-        "input 'upload.bin' is not a spreadsheet (ADE reads .xlsx, .xlsm and .csv files)"
+        "input 'upload.bin' is not a spreadsheet "
+        "(ADE reads .xlsx, .xlsm, .xlsb, .xls, .ods and .csv files)"
     )
 
 
@@ -125,25 +91,30 @@ def test_zip_that_is_not_a_workbook(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("a.txt", "hello")
     assert fails(tmp_path, archive) == (
-        "input 'photos.xlsx' is a zip archive but not an Excel workbook (no xl/workbook.xml)"
+        "input 'photos.xlsx' is a zip archive but not a spreadsheet (no xl/workbook.xml, "
+        "xl/workbook.bin or content.xml)"
     )
 
 
 @pytest.mark.parametrize(
     ("parts", "what"),
     [
-        (["[Content_Types].xml", "xl/workbook.bin"], "an Excel binary workbook (.xlsb)"),
-        (["mimetype", "content.xml"], "an OpenDocument spreadsheet (.ods)"),
+        (
+            ["[Content_Types].xml", "xl/workbook.bin"],
+            "could not be opened as a .xlsb workbook (CalamineError); it is damaged",
+        ),
+        (["mimetype", "content.xml"], "is a corrupt OpenDocument spreadsheet (ParseError)"),
     ],
 )
-def test_other_spreadsheet_zips_are_named(tmp_path: Path, parts: list[str], what: str) -> None:
+def test_other_spreadsheet_zips_are_read_by_their_format(
+    tmp_path: Path, parts: list[str], what: str
+) -> None:
+    # Whatever the name says, the parts decide the format; a damaged one says so.
     archive = tmp_path / "upload.xlsx"
     with zipfile.ZipFile(archive, "w") as zf:
         for part in parts:
             zf.writestr(part, "x")
-    assert fails(tmp_path, archive) == (
-        f"input 'upload.xlsx' is {what}; save it as .xlsx and upload it again"
-    )
+    assert fails(tmp_path, archive) == f"input 'upload.xlsx' {what}"
 
 
 @pytest.mark.parametrize(
@@ -180,11 +151,10 @@ def test_password_protected_workbook(tmp_path: Path) -> None:
     )
 
 
-def test_legacy_xls(tmp_path: Path) -> None:
+def test_ole_file_with_a_damaged_workbook_stream(tmp_path: Path) -> None:
     legacy = cfb_file(tmp_path / "old.xls", ["Workbook"])
     assert fails(tmp_path, legacy) == (
-        "input 'old.xls' is a legacy Excel 97-2003 (.xls) or other OLE file; save it as .xlsx "
-        "and upload it again"
+        "input 'old.xls' is a corrupt Excel 97-2003 (.xls) file (no BOF record)"
     )
 
 
@@ -204,7 +174,8 @@ def test_no_header_anywhere_is_an_error_naming_each_sheet(tmp_path: Path) -> Non
     )
     assert fails(tmp_path, notes) == (
         "no table found in 1 input(s) / 2 sheet(s): no header row followed by data rows "
-        "(notes.xlsx!Readme: no header row, notes.xlsx!Empty: empty)"
+        "(notes.xlsx!Readme: no header row, notes.xlsx!Empty: empty); "
+        "1 data row(s) outside any table"
     )
 
 
@@ -270,7 +241,8 @@ def test_csv_with_nul_bytes_is_not_text(tmp_path: Path) -> None:
     bad = tmp_path / "members.csv"
     bad.write_bytes(b"Member ID,First Name\x00\x00\x00,Last\n")
     assert fails(tmp_path, bad) == (
-        "input 'members.csv' is not a spreadsheet (ADE reads .xlsx, .xlsm and .csv files)"
+        "input 'members.csv' is not a spreadsheet "
+        "(ADE reads .xlsx, .xlsm, .xlsb, .xls, .ods and .csv files)"
     )
 
 

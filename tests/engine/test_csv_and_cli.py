@@ -7,7 +7,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from support.engine import copy_config, read_rows
+import pytest
+from support.engine import copy_config, edit_manifest, read_rows, rewrite_zip
 
 from ade.engine import parse_artifact, run_engine
 from ade.samples import ROSTER_CONFIG
@@ -38,8 +39,9 @@ def test_messy_csv_exact_cells(tmp_path: Path) -> None:
         "birth date",
         "start date",
     ]
-    assert result.issue_count == 3
-    assert [(i.cell, i.code) for i in artifact.validation.issues] == [
+    assert result.issue_count == 4
+    assert [(i.cell, i.code) for i in artifact.issues] == [
+        ("G4", "ambiguous_date"),  # 01/02/2020: the column gives no day/month order
         ("A4", "invalid_member_id"),  # "501" -> "M501": the config wants 4+ digits
         ("A5", "invalid_member_id"),
         ("D5", "invalid_email"),
@@ -80,7 +82,9 @@ def ade(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_ade_run_prints_a_summary(tmp_path: Path) -> None:
     source = write_messy_workbook(tmp_path / "messy.xlsx")
     done = ade("run", str(source), "--config", str(ROSTER_CONFIG), "--out", "result", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    # The sample has error-level issues (an invalid e-mail, an empty required last name, a date
+    # of birth that is not a date): the run finished, with errors, and says so in its exit code.
+    assert done.returncode == 3, done.stderr
     assert done.stdout.splitlines() == [
         "tables: 3 found, 3 written, 10 row(s) in normalized.xlsx",
         "  t1  messy.xlsx!Roster B4:I9  5 row(s), 7 mapped, 1 unmapped column(s)",
@@ -90,10 +94,36 @@ def test_ade_run_prints_a_summary(tmp_path: Path) -> None:
         "mapped fields: member_id, first_name, last_name, email, phone, date_of_birth, join_date"
         " (7 of 7)",
         "required fields missing: none",
-        "issues: 4 (3 error(s), 1 warning(s))",
+        "issues: 3 errors, 6 warnings, 0 rows outside any table",
         "wrote result/normalized.xlsx and result/artifact.json",
+        "outcome: finished with errors (exit 3, --fail-on errors)",
     ]
     assert (tmp_path / "result" / "normalized.xlsx").is_file()
+
+
+@pytest.mark.parametrize(
+    ("fail_on", "errors_exit", "warnings_exit", "clean_exit"),
+    [("errors", 3, 0, 0), ("warnings", 3, 3, 0), ("never", 0, 0, 0)],
+)
+def test_ade_run_exit_code_follows_fail_on(
+    tmp_path: Path, fail_on: str, errors_exit: int, warnings_exit: int, clean_exit: int
+) -> None:
+    header = "Member ID,First Name,Last Name,Email\n"
+    files = {
+        "errors.csv": header + "M1001,Ann,,a@example.com\n",  # a required value missing
+        "warnings.csv": header + "M1001,Ann,Lee,a@example.com\n\n\n\n\n7,8,9\n",  # outside
+        "clean.csv": header + "M1001,Ann,Lee,a@example.com\n",
+    }
+    codes = []
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        done = ade("run", name, "--config", str(ROSTER_CONFIG), "--out", f"out-{name}", "--fail-on",
+                   fail_on, cwd=tmp_path)  # fmt: skip
+        codes.append(done.returncode)
+        if name == "warnings.csv":
+            assert "issues: 0 errors, 1 warnings, 1 rows outside any table" in done.stdout
+            assert "  rows outside any table: warnings.csv!warnings row 7" in done.stdout
+    assert codes == [errors_exit, warnings_exit, clean_exit]
 
 
 def test_ade_run_failures_are_one_line(tmp_path: Path) -> None:
@@ -152,22 +182,22 @@ def test_ade_demo(tmp_path: Path) -> None:
 def test_stored_document_without_extension_and_xlsm(tmp_path: Path) -> None:
     """Uploaded documents are stored without a name; an .xlsm is an xlsx with another
     content type. Both are read as workbooks."""
-    import zipfile
 
     book = write_messy_workbook(tmp_path / "messy.xlsx")
     stored = tmp_path / "01JDOCUMENT"
     stored.write_bytes(book.read_bytes())
-    macro = tmp_path / "macro.xlsm"
-    with zipfile.ZipFile(book) as src, zipfile.ZipFile(macro, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "[Content_Types].xml":
-                data = data.replace(
-                    b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
-                    b"application/vnd.ms-excel.sheet.macroEnabled.main+xml",
-                )
-                assert b"macroEnabled" in data
-            dst.writestr(info, data)
+
+    def macro_enabled(name: str, data: bytes) -> bytes:
+        if name != "[Content_Types].xml":
+            return data
+        data = data.replace(
+            b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+            b"application/vnd.ms-excel.sheet.macroEnabled.main+xml",
+        )
+        assert b"macroEnabled" in data
+        return data
+
+    macro = rewrite_zip(book, tmp_path / "macro.xlsm", macro_enabled)
     result = run_engine(
         [stored, macro], ROSTER_CONFIG, tmp_path / "out", input_names=["members", "macro.xlsm"]
     )
@@ -175,7 +205,7 @@ def test_stored_document_without_extension_and_xlsm(tmp_path: Path) -> None:
 
 
 def test_side_by_side_tables_and_writer_options(tmp_path: Path) -> None:
-    from support.engine import edit_manifest, write_xlsx
+    from support.engine import write_xlsx
 
     source = write_xlsx(
         tmp_path / "side.xlsx",
@@ -195,7 +225,7 @@ def test_side_by_side_tables_and_writer_options(tmp_path: Path) -> None:
     artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
     assert [(t.id, t.range, t.data_rows, t.ended_by) for t in artifact.tables] == [
         ("t1", "B2:E5", 3, "end_of_sheet"),
-        ("t2", "H2:K4", 2, "blank"),
+        ("t2", "H2:K4", 2, "end_of_sheet"),  # blank in row 5 (within the tolerance), then the end
     ]
     rows = read_rows(tmp_path / "out" / "normalized.xlsx")
     assert rows[0] == (
@@ -244,3 +274,18 @@ def test_ade_demo_unwritable_output_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr == "ade demo: error: File exists: taken\n"
+
+
+def test_ade_run_with_fail_on_errors_in_the_manifest_fails(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    edit_manifest(config, lambda d: d["engine"].update(fail_on_errors=True))
+    (tmp_path / "m.csv").write_text("Member ID,First Name,Last Name\nM1001,Ann,\n")
+    done = ade("run", "m.csv", "--config", str(config), "--out", "out", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "ade run: error: finished with 1 error-level issue(s), which the config's manifest "
+        "makes a failure (engine.fail_on_errors); the artifact lists them\n"
+    )
+    assert "issues: 1 errors, 0 warnings, 0 rows outside any table" in done.stdout
+    assert "outcome:" not in done.stdout  # no "finished" line for a failed run
+    assert (tmp_path / "out" / "artifact.json").is_file()  # the issues stay readable

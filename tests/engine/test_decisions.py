@@ -6,8 +6,8 @@ from typing import Any
 
 from ade.configs import FieldSpec
 from ade.engine._cells import a1_range, column_letter
+from ade.engine._locator import TableDraft, TableLocator
 from ade.engine._mapping import decide_mapping
-from ade.engine._tables import SheetScan, TableDraft, header_segments
 
 FIELDS = [
     FieldSpec("member_id", "Member ID", ("id",), True),
@@ -82,34 +82,37 @@ def test_threshold_and_no_votes() -> None:
     ]
 
 
-def test_header_segments_split_side_by_side_tables() -> None:
-    assert header_segments(["a", "b", None, "c"]) == [(1, 4)]  # one unnamed column
-    assert header_segments([None, None, "a", "b", None, None, "c", "d"]) == [(3, 4), (7, 8)]
-    assert header_segments([]) == []
-
-
 class Recorder:
     def __init__(self) -> None:
         self.rows: list[tuple[str, int, list[Any]]] = []
         self.chunks: list[tuple[str, list[int]]] = []
         self.ended: list[str] = []
+        self.issues: list[tuple[str, int, int]] = []
         self.n = 0
 
     def new_id(self) -> str:
         self.n += 1
         return f"t{self.n}"
 
-    def scan(self) -> SheetScan:
-        return SheetScan(self.new_id, 2, 2, self.on_chunk, lambda t: self.ended.append(t.id))
+    def scan(self, max_blank_rows: int = 3) -> TableLocator:
+        return TableLocator(
+            self.new_id,
+            sample_rows=2,
+            chunk_rows=2,
+            max_blank_rows=max_blank_rows,
+            on_chunk=self.on_chunk,
+            on_table_end=lambda t: self.ended.append(t.id),
+            on_issue=lambda code, row, n: self.issues.append((code, row, n)),
+            layout_rows=2,
+        )
 
     def on_chunk(self, table: TableDraft, numbers: list[int], rows: list[list[Any]]) -> None:
         self.chunks.append((table.id, list(numbers)))
         self.rows.extend((table.id, n, cells) for n, cells in zip(numbers, rows, strict=True))
 
 
-def feed(scan: SheetScan, rows: list[tuple[int, str, list[Any]]]) -> list[TableDraft]:
+def feed(scan: TableLocator, rows: list[tuple[int, str, list[Any]]]) -> list[TableDraft]:
     for number, kind, values in rows:
-        scan.gap(number)
         scan.feed(number, kind, values)
     scan.finish()
     return scan.tables
@@ -118,7 +121,7 @@ def feed(scan: SheetScan, rows: list[tuple[int, str, list[Any]]]) -> list[TableD
 def test_side_by_side_tables_end_independently() -> None:
     rec = Recorder()
     tables = feed(
-        rec.scan(),
+        rec.scan(max_blank_rows=0),
         [
             (1, "header", ["id", "name", None, None, "code", "label"]),
             (2, "data", [1, "a", None, None, "G", "Gold"]),
@@ -137,13 +140,13 @@ def test_side_by_side_tables_end_independently() -> None:
     assert rec.ended == ["t2", "t1"]
 
 
-def test_blank_rows_notes_and_orphans() -> None:
+def test_blank_rows_notes_and_orphans_with_no_blank_tolerance() -> None:
     rec = Recorder()
-    scan = rec.scan()
+    scan = rec.scan(max_blank_rows=0)
     tables = feed(
         scan,
         [
-            (1, "data", ["stray", 1, 2]),  # no header above: orphan
+            (1, "data", ["stray", 1, 2]),  # no header above: outside any table
             (2, "header", ["id", "name"]),
             (3, "header", ["id", "name"]),  # the first header got no data
             (4, "data", [1, "a", "outside"]),  # a cell right of the header span
@@ -153,8 +156,19 @@ def test_blank_rows_notes_and_orphans() -> None:
             (9, "other", ["Note: ..."]),
         ],
     )
-    got = [(t.id, t.header_row, t.data_rows, t.ended_by, t.cells_outside_header) for t in tables]
+    got = [(t.id, t.header_row, t.data_rows, t.ended_by, t.cells_outside) for t in tables]
     assert got == [("t2", 3, 1, "blank", 1), ("t3", 7, 1, "other", 0)]
-    assert scan.headers_without_data == 1
-    assert scan.orphan_data_rows == 2
-    assert scan.row_counts == {"blank": 1, "data": 4, "header": 3, "other": 1}
+    assert scan.kinds == {
+        "header_without_data": 1,
+        "other": 1,
+        "outside_table": 2,
+        "table_data": 2,
+        "table_header": 2,
+    }
+    assert sum(scan.kinds.values()) == scan.rows_read == 8
+    assert scan.row_types == {"blank": 1, "data": 4, "header": 3, "other": 1}
+    assert rec.issues == [
+        ("row_outside_table", 1, 1),
+        ("cells_outside_table", 4, 1),
+        ("row_outside_table", 6, 1),
+    ]

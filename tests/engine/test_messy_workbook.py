@@ -12,6 +12,7 @@ import pytest
 from support.engine import read_rows
 
 from ade.engine import ARTIFACT_SCHEMA, parse_artifact, run_engine
+from ade.engine._artifact import SummaryRecord
 from ade.samples import ROSTER_CONFIG
 from ade.samples.generate import write_messy_workbook
 
@@ -72,7 +73,10 @@ def test_normalized_cells_exact(messy_run) -> None:
         "date_of_birth",
         "join_date",
     )
-    assert (result.issue_count, result.errors, result.warnings) == (4, 3, 1)
+    # Validation: 3 errors, 1 warning; transforms: 5 warnings (one phone, one unparsed date,
+    # three numeric dates whose column gives no day/month order).
+    assert (result.issue_count, result.errors, result.warnings) == (9, 3, 6)
+    assert (result.outcome, result.rows_outside_tables) == ("errors", 0)
     assert result.required_missing == ()
     assert sorted(p.name for p in out.iterdir()) == ["artifact.json", "normalized.xlsx"]
 
@@ -109,6 +113,12 @@ def test_tables_found_with_exact_ranges(messy_run) -> None:
         ("New Signups", 2, "tables_found", ["t3"], 4),
     ]
     assert sheets[0].row_counts == {"blank": 3, "data": 8, "header": 2, "other": 3, "totals": 1}
+    # Every non-blank row accounted for: the places add up to the rows read.
+    assert sheets[0].accounting == {"other": 3, "table_data": 8, "table_header": 2, "totals": 1}
+    assert sheets[1].accounting == {"other": 3}
+    assert sheets[2].accounting == {"other": 1, "table_data": 2, "table_header": 1}
+    assert [sum(s.accounting.values()) for s in sheets] == [s.rows_read for s in sheets]
+    assert [s.blank_rows for s in sheets] == [3, 0, 1]
     assert sheets[1].row_counts == {"other": 3}
     assert sheets[2].row_counts == {"blank": 1, "data": 2, "header": 1, "other": 1}
 
@@ -172,7 +182,8 @@ def test_issues_transforms_hooks_and_passes(messy_run) -> None:
     artifact = parse_artifact((out / "artifact.json").read_text())
     issues = [
         (i.table, i.sheet, i.row, i.cell, i.field, i.code, i.severity, i.message, i.output_row)
-        for i in artifact.validation.issues
+        for i in artifact.issues
+        if i.pass_name == "validate"
     ]
     assert issues == [
         ("t1", "Roster", 8, "D8", "last_name", "required", "error", "Last Name is required", 5),
@@ -181,22 +192,49 @@ def test_issues_transforms_hooks_and_passes(messy_run) -> None:
          "phone number is not in (555) 123-4567 form", 5),
         ("t1", "Roster", 9, "G9", "date_of_birth", "invalid_date", "error", "not a date", 6),
     ]  # fmt: skip
-    assert artifact.validation.issues_truncated is False
+    assert artifact.issues_truncated is False
+    ambiguous = "day and month could be swapped; read month-first because no date in this column shows the order"
+    assert [
+        (i.table, i.cell, i.field, i.code, i.message, i.output_row)
+        for i in artifact.issues
+        if i.pass_name == "transform"
+    ] == [
+        ("t1", "F8", "phone", "unrecognized_phone", "not a 10-digit number", 5),
+        ("t1", "G6", "date_of_birth", "ambiguous_date", ambiguous, 3),
+        ("t1", "G9", "date_of_birth", "unparsed_date", "not a known date format", 6),
+        ("t2", "H15", "join_date", "ambiguous_date", ambiguous, 7),
+        ("t3", "G5", "date_of_birth", "ambiguous_date", ambiguous, 11),
+    ]  # fmt: skip
+    assert artifact.summary == SummaryRecord(
+        outcome="errors",
+        errors=3,
+        warnings=6,
+        rows_read=21,
+        rows_written=10,
+        rows_outside_tables=0,
+        tables_found=3,
+        tables_written=3,
+        unrecognised_tables=0,
+        required_missing=[],
+    )
     fields = {f.field: (f.checked, f.errors, f.warnings) for f in artifact.validation.fields}
     assert fields["last_name"] == (10, 1, 0)
     assert fields["join_date"] == (8, 0, 0)
     transforms = {t.field: (t.values, t.changed, t.warnings) for t in artifact.transforms}
     assert transforms["phone"] == (8, 6, 1)
-    assert transforms["date_of_birth"] == (10, 9, 1)
-    phone_warning = artifact.transforms[4].warning_samples[0]
-    assert (phone_warning.cell, phone_warning.code) == ("F8", "unrecognized_phone")
+    assert transforms["date_of_birth"] == (10, 9, 3)
     assert [(h.hook, h.rule, h.annotations) for h in artifact.hooks] == [
         ("on_job_start", "hooks/audit.py:on_job_start", [{"inputs": 1}]),
         ("after_mapping", "hooks/audit.py:after_mapping", [{"tables": 3, "unmapped_columns": 4}]),
-        ("on_job_end", "hooks/audit.py:on_job_end", [{"rows_written": 10, "issues": 4}]),
+        ("on_job_end", "hooks/audit.py:on_job_end", [{"rows_written": 10, "issues": 9}]),
     ]
     assert [p.name for p in artifact.passes] == ["detect", "map", "transform", "validate", "write"]
-    assert artifact.passes[0].stats == {"rows": 21, "sheets": 3, "tables": 3}
+    assert artifact.passes[0].stats == {
+        "rows": 21,
+        "sheets": 3,
+        "tables": 3,
+        "rows_outside_tables": 0,
+    }
     assert [e for e, _ in events] == ["pass_started", "pass_finished"] * 5
     assert events[-1][1]["pass"] == "write"
     assert events[-1][1]["rows"] == 10
@@ -211,8 +249,14 @@ def test_artifact_round_trips_and_rejects_unknown_keys(messy_run) -> None:
     with pytest.raises(Exception, match="surprise"):
         parse_artifact(json.dumps(doc))
     doc = json.loads(text)
-    del doc["validation"]["issues"][0]["cell"]
+    del doc["issues"][0]["cell"]
     with pytest.raises(Exception, match="cell"):
+        parse_artifact(json.dumps(doc))
+    doc = json.loads(text)
+    doc["inputs"][0]["sheets"][0]["accounting"]["other"] -= 1  # a row unaccounted for
+    with pytest.raises(
+        ValueError, match=r"sheets\[0\]\.accounting adds up to 13, not rows_read 14"
+    ):
         parse_artifact(json.dumps(doc))
 
 
@@ -227,10 +271,10 @@ def test_output_declares_its_dimension(messy_run) -> None:
 
 
 def test_too_many_tables_is_an_input_error(tmp_path: Path, monkeypatch) -> None:
-    from ade.engine import _run
+    from ade.engine import _locate
     from ade.errors import InputError
 
-    monkeypatch.setattr(_run, "MAX_TABLES", 2)
+    monkeypatch.setattr(_locate, "MAX_TABLES", 2)
     source = write_messy_workbook(tmp_path / "messy.xlsx")
     with pytest.raises(InputError) as info:
         run_engine([source], ROSTER_CONFIG, tmp_path / "out")
@@ -242,10 +286,10 @@ def test_too_many_tables_is_an_input_error(tmp_path: Path, monkeypatch) -> None:
 def test_too_many_tables_across_inputs_says_the_limit_is_per_run(
     tmp_path: Path, monkeypatch
 ) -> None:
-    from ade.engine import _run
+    from ade.engine import _locate
     from ade.errors import InputError
 
-    monkeypatch.setattr(_run, "MAX_TABLES", 4)  # the messy workbook has 3
+    monkeypatch.setattr(_locate, "MAX_TABLES", 4)  # the messy workbook has 3
     first = write_messy_workbook(tmp_path / "first.xlsx")
     second = write_messy_workbook(tmp_path / "second.xlsx")
     with pytest.raises(InputError) as info:
@@ -257,9 +301,9 @@ def test_too_many_tables_across_inputs_says_the_limit_is_per_run(
 
 
 def test_progress_events_carry_counts_only(tmp_path: Path, monkeypatch) -> None:
-    from ade.engine import _run
+    from ade.engine import _plan
 
-    monkeypatch.setattr(_run, "PROGRESS_EVERY_ROWS", 4)
+    monkeypatch.setattr(_plan, "PROGRESS_EVERY_ROWS", 4)
     source = write_messy_workbook(tmp_path / "messy.xlsx")
     events: list[tuple[str, dict]] = []
     run_engine(
@@ -291,10 +335,10 @@ def test_progress_events_carry_counts_only(tmp_path: Path, monkeypatch) -> None:
 def test_output_larger_than_an_excel_sheet_is_refused_before_writing(
     tmp_path: Path, monkeypatch
 ) -> None:
-    from ade.engine import _run
+    from ade.engine import _map
     from ade.errors import InputError
 
-    monkeypatch.setattr(_run, "EXCEL_MAX_ROWS", 9)
+    monkeypatch.setattr(_map, "EXCEL_MAX_ROWS", 9)
     source = write_messy_workbook(tmp_path / "messy.xlsx")
     with pytest.raises(InputError) as info:
         run_engine([source], ROSTER_CONFIG, tmp_path / "out")

@@ -30,3 +30,16 @@ def test_memory_then_segments_then_nothing_left(tmp_path: Path, monkeypatch) -> 
         assert spool.read(refs[i]) == chunks[i]
     spool.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_column_chunks_read_back_whole_or_only_the_columns_asked_for(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, "rows", memory_budget=200)  # the second chunk goes to disk
+    columns = [["a", "b"], [1, 2], [dt.datetime(2024, 1, 1), None]]
+    refs = [spool.write_columns([3, 4], columns), spool.write_columns([5, 6], columns[::-1])]
+    spool.finish_writing()
+    assert [r.segment for r in refs] == [-1, 0]
+    assert spool.read_columns(refs[0]) == ([3, 4], columns)
+    assert spool.read_columns(refs[1], {0}) == ([5, 6], [columns[2], None, None])
+    assert spool.read_columns(refs[0], {1, 2}) == ([3, 4], [None, [1, 2], columns[2]])
+    spool.close()
+    assert list(tmp_path.iterdir()) == []

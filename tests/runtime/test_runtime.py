@@ -61,17 +61,25 @@ async def test_a_tiny_job_runs_in_the_sandboxed_worker(settings: Settings, tmp_p
     # The engine's summary reaches the record (through the store) and the finish event.
     summary = final.summary
     assert set(summary) == {
-        "tables_found",
-        "tables_written",
-        "rows_written",
-        "mapped_fields",
-        "required_missing",
-        "issue_count",
+        "outcome",
         "errors",
         "warnings",
+        "issue_count",
+        "rows_read",
+        "rows_written",
+        "rows_outside_tables",
+        "tables_found",
+        "tables_written",
+        "unrecognised_tables",
+        "mapped_fields",
+        "required_missing",
+        "fails_job",
         "duration_seconds",
     }
     assert (summary["tables_found"], summary["rows_written"]) == (1, 3)
+    assert (summary["outcome"], summary["rows_read"], summary["fails_job"]) == ("clean", 4, False)
+    assert events[-1].detail["outcome"] == "clean"
+    assert events[-1].detail["issues"] == "issues: 0 errors, 0 warnings, 0 rows outside any table"
     assert sorted(summary["mapped_fields"]) == ["amount", "name"]
     assert summary["required_missing"] == []
     assert events[-1].detail["summary"] == summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,54 @@ def patch_zip_entry(
                     struct.pack_into("<H", data, flags_at + 2, method)
         central = data.find(b"PK\x01\x02", central + 46 + name_len + extra_len + comment_len)
     path.write_bytes(bytes(data))
+
+
+def rewrite_zip(source: Path, target: Path, change: Any) -> Path:
+    """Copy a zip entry by entry; ``change(name, data) -> data`` may alter any entry."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, change(info.filename, src.read(info)))
+    return target
+
+
+def cfb_file(path: Path, streams: list[str]) -> Path:
+    """A compound file (OLE/CFB) with the named streams, each 4096 bytes, the way Excel stores
+    an encrypted workbook (EncryptionInfo + EncryptedPackage) or a legacy .xls (Workbook)."""
+    sector = 512
+    per_stream = 4096 // sector
+    fat = [0xFFFFFFFD, 0xFFFFFFFE]  # sector 0: the FAT itself; sector 1: the directory
+    starts = []
+    for _ in streams:
+        start = len(fat)
+        starts.append(start)
+        fat += [start + i + 1 for i in range(per_stream - 1)] + [0xFFFFFFFE]
+    fat += [0xFFFFFFFF] * (sector // 4 - len(fat))
+    header = bytearray(sector)
+    header[0:8] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+    struct.pack_into("<HHHHH", header, 24, 0x3E, 3, 0xFFFE, 9, 6)
+    struct.pack_into("<III", header, 44, 1, 1, 0)  # 1 FAT sector, directory at sector 1
+    struct.pack_into("<IIIII", header, 56, 4096, 0xFFFFFFFE, 0, 0xFFFFFFFE, 0)
+    struct.pack_into("<I", header, 76, 0)  # DIFAT[0] = FAT at sector 0
+    for i in range(1, 109):
+        struct.pack_into("<I", header, 76 + 4 * i, 0xFFFFFFFF)
+
+    def entry(name: str, kind: int, child: int, right: int, start: int, size: int) -> bytes:
+        raw = bytearray(128)
+        encoded = name.encode("utf-16-le") + b"\0\0"
+        raw[0 : len(encoded)] = encoded
+        struct.pack_into("<HBB", raw, 64, len(encoded), kind, 1)
+        struct.pack_into("<III", raw, 68, 0xFFFFFFFF, right, child)
+        struct.pack_into("<IQ", raw, 116, start, size)
+        return bytes(raw)
+
+    directory = entry("Root Entry", 5, 1, 0xFFFFFFFF, 0xFFFFFFFE, 0)
+    for i, (name, start) in enumerate(zip(streams, starts, strict=True)):
+        right = i + 2 if i + 1 < len(streams) else 0xFFFFFFFF
+        directory += entry(name, 2, 0xFFFFFFFF, right, start, 4096)
+    directory += b"\0" * (sector - len(directory) % sector if len(directory) % sector else 0)
+    body = struct.pack(f"<{len(fat)}I", *fat) + directory[:sector]
+    data = b"".join(b"\x5a" * 4096 for _ in streams)
+    path.write_bytes(bytes(header) + body + data)
+    return path

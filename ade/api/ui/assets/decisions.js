@@ -7,6 +7,7 @@ import { definitionList, errorBox, h, number, replace, table, when } from "./dom
 
 const OUTCOMES = {
   tables_found: "tables found",
+  unrecognised_tables_only: "only tables whose headers the config does not recognise",
   no_header_row: "no header row (no row looked like column headings)",
   no_table: "headers but no data under them",
   empty: "empty",
@@ -28,7 +29,8 @@ function tablesSection(artifact) {
     h("h2", { id: "tables-heading" }, `Tables found (${artifact.tables.length})`),
     artifact.tables.length ? table(null,
       ["Table", "Input", "Sheet", "Range", "Header row", "Data rows", "Ended by", "Outcome"],
-      artifact.tables.map((t) => [t.id, t.input, t.sheet, t.range, String(t.header_row),
+      artifact.tables.map((t) => [t.id + (t.continues ? ` (continues ${t.continues})` : "")
+        + (t.recognised ? "" : " (unrecognised)"), t.input, t.sheet, t.range, String(t.header_row),
         `${number(t.data_rows)} (rows ${t.first_data_row}–${t.last_data_row})`, t.ended_by.replaceAll("_", " "),
         t.status === "written" ? `written to output rows ${t.output_first_row}–${t.output_last_row}`
           : `skipped: ${t.skip_reason || "no reason given"}`]),
@@ -48,64 +50,71 @@ function columnsSection(artifact) {
       { class: "mapping", "data-table": t.id })));
 }
 
+// Where each non-blank row ended up (artifact.json's per-sheet accounting adds up to rows read).
+const PLACES = ["table_header", "table_group_header", "table_data", "unrecognised_table_header",
+  "unrecognised_table_data", "header_without_data", "outside_table"];
+
 function accountingSection(artifact) {
   const kinds = new Set();
   for (const input of artifact.inputs) for (const sheet of input.sheets) {
-    for (const kind of Object.keys(sheet.row_counts)) kinds.add(kind);
+    for (const kind of Object.keys(sheet.accounting)) kinds.add(kind);
   }
-  const order = ["header", "data", "blank", "other", ...[...kinds].filter((k) => !["header", "data", "blank", "other"].includes(k)).sort()];
+  const order = [...PLACES.filter((k) => kinds.has(k)), ...[...kinds].filter((k) => !PLACES.includes(k)).sort()];
   const rows = [];
   for (const input of artifact.inputs) {
     for (const sheet of input.sheets) {
       rows.push([input.name, sheet.name, OUTCOMES[sheet.outcome] || sheet.outcome, number(sheet.rows_read),
-        ...order.map((k) => number(sheet.row_counts[k] ?? 0)),
-        sheet.tables.join(", ") || "—", number(sheet.headers_without_data), number(sheet.orphan_data_rows)]);
+        ...order.map((k) => number(sheet.accounting[k] ?? 0)), number(sheet.blank_rows),
+        sheet.tables.join(", ") || "—"]);
     }
   }
+  const s = artifact.summary;
   return h("section", { "aria-labelledby": "accounting-heading" },
     h("h2", { id: "accounting-heading" }, "Row accounting"),
-    h("p", {}, "Every non-blank row read is counted as a header, data or another kind of row; ",
+    h("p", {}, "Every non-blank row read is in exactly one place: a table's header or data, or a named other kind; ",
+      `${number(s.rows_outside_tables)} data row(s) were outside any table; `,
       `${number(artifact.output.rows_written)} data row(s) were written to ${artifact.output.path} (sheet “${artifact.output.sheet}”).`),
-    table(null, ["Input", "Sheet", "Outcome", "Rows read", ...order.map((k) => `${k} rows`), "Tables",
-      "Headers without data", "Data rows without a header"], rows, { id: "accounting" }),
+    table(null, ["Input", "Sheet", "Outcome", "Rows read", ...order.map((k) => k.replaceAll("_", " ")), "Blank rows",
+      "Tables"], rows, { id: "accounting" }),
     artifact.required_missing.length ? h("p", { class: "warning" },
       `Required fields missing from a written table: ${artifact.required_missing.join(", ")}`) : null);
 }
 
 function issuesSection(artifact) {
   const v = artifact.validation;
+  const issues = artifact.issues;
   const fieldSelect = h("select", { id: "issue-field" }, h("option", { value: "" }, "All fields"),
-    [...new Set(v.issues.map((i) => i.field))].sort().map((f) => h("option", { value: f }, f)));
+    [...new Set(issues.map((i) => i.field).filter((f) => f))].sort().map((f) => h("option", { value: f }, f)));
   const severitySelect = h("select", { id: "issue-severity" },
     [["", "Errors and warnings"], ["error", "Errors"], ["warning", "Warnings"]].map(([value, label]) => h("option", { value }, label)));
   const holder = h("div", { id: "issues-holder" });
   const draw = () => {
-    const shown = v.issues.filter((i) => (!fieldSelect.value || i.field === fieldSelect.value)
+    const shown = issues.filter((i) => (!fieldSelect.value || i.field === fieldSelect.value)
       && (!severitySelect.value || i.severity === severitySelect.value));
-    replace(holder, shown.length ? table(null, ["Severity", "Input", "Sheet", "Row", "Cell", "Field", "Code", "Message", "Output row"],
-      shown.map((i) => [h("span", { class: `badge sev-${i.severity}` }, i.severity), i.input, i.sheet, String(i.row), i.cell,
-        i.field, h("code", {}, i.code), i.message, i.output_row === null ? "—" : String(i.output_row)]), { id: "issues" })
+    const shownOrDash = (value) => (value === null ? "—" : String(value));
+    replace(holder, shown.length ? table(null, ["Severity", "Pass", "Input", "Sheet", "Row", "Cell", "Field", "Code", "Message", "Output row"],
+      shown.map((i) => [h("span", { class: `badge sev-${i.severity}` }, i.severity), i.pass_name, i.input,
+        shownOrDash(i.sheet), shownOrDash(i.row), shownOrDash(i.cell), shownOrDash(i.field), h("code", {}, i.code),
+        i.message, shownOrDash(i.output_row)]), { id: "issues" })
       : h("p", {}, "No issue matches."));
   };
   fieldSelect.addEventListener("change", draw);
   severitySelect.addEventListener("change", draw);
   draw();
-  const warnings = artifact.transforms.flatMap((t) => t.warning_samples);
+  const s = artifact.summary;
   return h("section", { "aria-labelledby": "issues-heading" },
-    h("h2", { id: "issues-heading" }, `Issues (${number(v.issue_count)}: ${number(v.errors)} error(s), ${number(v.warnings)} warning(s))`),
-    table("By field", ["Field", "Rule", "Values checked", "Errors", "Warnings"],
+    h("h2", { id: "issues-heading" }, `Issues (${number(s.errors + s.warnings)}: ${number(s.errors)} error(s), ${number(s.warnings)} warning(s); outcome ${s.outcome})`),
+    table("Validation by field", ["Field", "Rule", "Values checked", "Errors", "Warnings"],
       v.fields.map((f) => [f.field, f.rule ? h("code", {}, f.rule) : "—", number(f.checked), number(f.errors), number(f.warnings)]),
       { id: "issues-by-field" }),
-    v.issues.length ? h("div", { class: "toolbar" },
+    issues.length ? h("div", { class: "toolbar" },
       h("div", { class: "field inline" }, h("label", { for: "issue-field" }, "Field"), fieldSelect),
       h("div", { class: "field inline" }, h("label", { for: "issue-severity" }, "Severity"), severitySelect)) : null,
-    v.issues.length ? holder : h("p", {}, "No issue was raised."),
-    v.issues_truncated ? h("p", { class: "warning" }, `Only the first ${v.issues.length} issues are listed; the counts above are complete.`) : null,
+    issues.length ? holder : h("p", {}, "No issue was raised."),
+    artifact.issues_truncated ? h("p", { class: "warning" }, `Only the first ${issues.length} issues are listed; the counts above are complete.`) : null,
     artifact.transforms.length ? table("Transforms", ["Field", "Rule", "Values", "Changed", "Warnings"],
       artifact.transforms.map((t) => [t.field, h("code", {}, t.rule), number(t.values), number(t.changed), number(t.warnings)]),
-      { id: "transforms" }) : null,
-    warnings.length ? table("Transform warnings (first 20 per field)", ["Input", "Sheet", "Row", "Cell", "Field", "Code", "Message"],
-      warnings.map((i) => [i.input, i.sheet, String(i.row), i.cell, i.field, h("code", {}, i.code), i.message])) : null);
+      { id: "transforms" }) : null);
 }
 
 function passesSection(artifact) {

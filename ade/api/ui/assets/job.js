@@ -25,8 +25,11 @@ export function ending(job) {
     case "running":
       return "Running now: the passes below fill in as they finish.";
     case "success": {
+      // The outcome (ade/outcome.py): a finished run with error-level issues says so.
+      const how = { errors: "Finished with errors", warnings: "Finished with warnings" }[job.outcome]
+        || "Finished successfully";
       const counts = summaryWords(job.summary);
-      return `Finished successfully${counts ? `: ${counts}.` : ":"} `
+      return `${how}${counts ? `: ${counts}.` : ":"} `
         + `${counts ? "The" : "the"} normalized workbook is ready to download.`;
     }
     case "cancelled":

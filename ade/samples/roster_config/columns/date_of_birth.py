@@ -1,9 +1,9 @@
-from ..lib.dates import transform_dates, validate_dates
+from ..lib.dates import profile_dates, transform_dates, validate_dates
 from ..lib.text import header_score, parse_date, share
 
 
-def detect_header(*, header, label, synonyms):
-    return header_score(header, label, synonyms)
+def detect_header(*, header, header_parts, label, synonyms):
+    return header_score(header, label, synonyms, header_parts)
 
 
 def detect_date_values(*, values):
@@ -11,8 +11,13 @@ def detect_date_values(*, values):
     return 0.5 * share(values, lambda v: parse_date(v) is not None)
 
 
-def transform(*, values):
-    return transform_dates(values)
+def profile(*, values, state):
+    # Sees the whole column before any value is transformed: day-first or month-first.
+    profile_dates(values, state)
+
+
+def transform(*, values, state):
+    return transform_dates(values, state)
 
 
 def validate(*, values):

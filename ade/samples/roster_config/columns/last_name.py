@@ -1,8 +1,8 @@
 from ..lib.text import header_score, share, tidy_names
 
 
-def detect_header(*, header, label, synonyms):
-    return header_score(header, label, synonyms)
+def detect_header(*, header, header_parts, label, synonyms):
+    return header_score(header, label, synonyms, header_parts)
 
 
 def detect_name_values(*, values):

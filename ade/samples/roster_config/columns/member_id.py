@@ -5,8 +5,8 @@ from ..lib.text import header_score, share
 _ID = re.compile(r"^[Mm]?[- ]?\d{3,}$")
 
 
-def detect_header(*, header, label, synonyms):
-    return header_score(header, label, synonyms)
+def detect_header(*, header, header_parts, label, synonyms):
+    return header_score(header, label, synonyms, header_parts)
 
 
 def detect_id_values(*, values):

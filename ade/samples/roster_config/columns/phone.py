@@ -7,8 +7,8 @@ _FORMATTED = re.compile(r"^\(\d{3}\) \d{3}-\d{4}$")
 _SEPARATORS = str.maketrans("", "", " ()-.+")  # what people put between digits
 
 
-def detect_header(*, header, label, synonyms):
-    return header_score(header, label, synonyms)
+def detect_header(*, header, header_parts, label, synonyms):
+    return header_score(header, label, synonyms, header_parts)
 
 
 def detect_phone_values(*, values):

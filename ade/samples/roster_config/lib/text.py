@@ -3,26 +3,35 @@
 import datetime as dt
 import re
 
+# Formats whose day and month cannot be confused. Numeric dates (03/04/1990) are decided per
+# column by lib/dates.py, from every value of the column.
 DATE_FORMATS = (
     "%Y-%m-%d",
-    "%m/%d/%Y",
-    "%m/%d/%y",
     "%d %b %Y",
     "%d %B %Y",
     "%B %d, %Y",
     "%b %d, %Y",
 )
+NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})$")
 
 
 def norm(text):
-    """Header text compared the way people mean it: case, spacing and underscores ignored."""
+    """Header text compared the way people mean it: case, spacing, dots and underscores
+    ignored ("Mbr. No." is "mbr no")."""
     if text is None:
         return ""
-    return " ".join(str(text).casefold().replace("_", " ").split())
+    return " ".join(str(text).casefold().replace("_", " ").replace(".", "").split())
 
 
-def header_score(header, label, synonyms):
-    """2.0 for the exact label, 1.5 for a synonym, 0.75 when every word of the label appears."""
+def header_score(header, label, synonyms, header_parts=None):
+    """2.0 for the exact label, 1.5 for a synonym, 0.75 when every word of the label appears.
+    Under a stacked header ("Contact / Email") the leaf header alone counts as well."""
+    if header_parts and len(header_parts) > 1:
+        return max(_score(header, label, synonyms), _score(header_parts[-1], label, synonyms))
+    return _score(header, label, synonyms)
+
+
+def _score(header, label, synonyms):
     h = norm(header)
     if not h:
         return 0.0
@@ -48,8 +57,10 @@ def share(values, predicate):
     return sum(1 for v in present if predicate(v)) / len(present)
 
 
-def parse_date(value):
-    """A date from a datetime, an ISO/US/long-form string; None when it is not a date."""
+def parse_date(value, order="month"):
+    """A date from a datetime, an ISO, numeric or long-form string; None when it is not a date.
+    ``order`` says how to read a numeric date whose day and month are both 12 or less
+    ("day" or "month" first); one with a part above 12 reads the only way it can."""
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
@@ -57,12 +68,30 @@ def parse_date(value):
     if not isinstance(value, str) or "@" in value or not any(c.isdigit() for c in value):
         return None  # cheap rejections first: mapping tries every sampled cell of every column
     text = " ".join(value.replace(",", ", ").split()).replace(" ,", ",")
+    numeric = NUMERIC_DATE.match(text)
+    if numeric:
+        first, second, year = (int(g) for g in numeric.groups())
+        if len(numeric.group(3)) == 2:
+            year += 2000 if year < 70 else 1900
+        day, month = (first, second) if order == "day" or first > 12 else (second, first)
+        try:
+            return dt.date(year, month, day)
+        except ValueError:
+            return None
     for fmt in DATE_FORMATS:
         try:
             return dt.datetime.strptime(text, fmt).date()
         except ValueError:
             continue
     return None
+
+
+def numeric_date_parts(value):
+    """(first, second) of a numeric date string such as 13/03/1985, else None."""
+    if not isinstance(value, str):
+        return None
+    numeric = NUMERIC_DATE.match(value.strip())
+    return (int(numeric.group(1)), int(numeric.group(2))) if numeric else None
 
 
 def tidy_names(values):

@@ -12,7 +12,7 @@ def _known(field_labels):
         known = set()
         for labels in field_labels.values():
             for label in labels:
-                text = " ".join(str(label).casefold().split())
+                text = " ".join(str(label).casefold().replace(".", "").split())
                 known.update({text, text.replace("_", " "), text.replace(" ", "_")})
         _known_cache[key] = known
     return _known_cache[key]
@@ -28,7 +28,7 @@ def detect_known_labels(*, values, non_empty, field_labels):
     known = _known(field_labels)
     hits = 0
     for v in values:
-        if v is not None and v.strip().casefold() in known:
+        if v is not None and " ".join(v.casefold().replace(".", "").split()) in known:
             hits += 1
     if hits >= 2:
         return {"header": 1.0 + hits / non_empty, "data": -1.0}
