@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import trio
-from cluster_support import (
+from support.cluster import (
     API,
     body,
     job_rows,

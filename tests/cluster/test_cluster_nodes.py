@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import trio
-from cluster_support import (
+from support.cluster import (
     API,
     LEASE_SECONDS,
     body,

@@ -10,6 +10,8 @@ the path).
 - :mod:`support.engine`   — engine inputs and readers of its outputs
 - :mod:`support.sandbox`, :mod:`support.hostile` — sandbox probes and hostile configs
 - :mod:`support.postgres` — a throw-away PostgreSQL database per run
+- :mod:`support.cluster`  — several `ade serve` nodes on one PostgreSQL database
+- :mod:`support.browser`  — a real `ade serve` and Chromium for the web page tests
 """
 
 from __future__ import annotations

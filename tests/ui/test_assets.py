@@ -4,19 +4,37 @@ security headers, and that nothing is loaded from anywhere but this server."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from ade.api.app import create_app
 from ade.api.ui import CONTENT_SECURITY_POLICY, load_assets
+from ade.protocols import Store
 from ade.settings import load_settings
 from ade.store import open_store
 
 ASSETS = Path(__file__).resolve().parents[2] / "ade" / "api" / "ui" / "assets"
 
 
+_opened: list[Store] = []
+
+
 def _app(tmp_path: Path):  # type: ignore[no-untyped-def]
     settings = load_settings({}, data_dir=tmp_path / "data")
-    return create_app(runtime=None, settings=settings, store=open_store(settings))
+    store = open_store(settings)
+    _opened.append(store)
+    return create_app(runtime=None, settings=settings, store=store)
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    """A served app never closes the store it is given: close it here, not at garbage
+    collection (Python 3.13 reports a collected open sqlite connection)."""
+    yield
+    while _opened:
+        _opened.pop().close()
 
 
 async def test_the_page_and_its_assets_are_served_with_types_and_headers(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import trio
-from support.api import package_zip, workbook_bytes
 
 from ade.loadtest._server import ServerProcess
+from support.api import package_zip, workbook_bytes
 
 __all__ = [
     "LEASE_SECONDS",
