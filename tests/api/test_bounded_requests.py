@@ -389,7 +389,8 @@ async def test_during_the_drain_requests_get_503_and_health_says_draining(
             assert health.status_code == 503
             assert health.json()["status"] == "draining"
     # The drain let the running job finish.
-    finished = await open_store(settings).get_job(job["id"])
+    async with open_store(settings) as store:
+        finished = await store.get_job(job["id"])
     assert finished is not None
     assert finished.status.value == "success"
 
