@@ -18,6 +18,7 @@ __all__ = [
     "Conflict",
     "DataDirLocked",
     "FieldProblem",
+    "Forbidden",
     "IdempotencyKeyReused",
     "InputError",
     "LeaseLost",
@@ -29,6 +30,7 @@ __all__ = [
     "SchemaError",
     "ShuttingDown",
     "StoreUnavailable",
+    "Unauthorized",
     "UnsupportedMediaType",
 ]
 
@@ -50,6 +52,19 @@ class NotFound(AdeError):
 
 class Conflict(AdeError):
     code = "conflict"
+
+
+class Unauthorized(AdeError):
+    """No API key, or one ADE does not know or has revoked (401). The message never repeats
+    the key: it may be a real key pasted into the wrong place."""
+
+    code = "unauthorized"
+
+
+class Forbidden(AdeError):
+    """A valid key whose role or workspaces do not allow this request (403)."""
+
+    code = "forbidden"
 
 
 class QueueFull(AdeError):

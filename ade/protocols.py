@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from ade.auth.keys import ApiKey, Workspace
 from ade.layout import JobLayout
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus, StoredResponse
 
 __all__ = [
+    "AccessStore",
     "CatalogStore",
     "EventSubscription",
     "IdempotencyKeys",
@@ -86,6 +88,33 @@ class IdempotencyKeys(Protocol):
         ...
 
 
+class AccessStore(Protocol):
+    """API keys (only their hashes) and the explicit workspaces (:mod:`ade.store.access`).
+    Rename and delete raise Conflict while a job of the workspace is queued or running."""
+
+    async def insert_key(self, key: ApiKey) -> None: ...
+
+    async def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def list_keys(self) -> list[ApiKey]: ...
+
+    async def revoke_key(self, key_id: str, at: datetime) -> ApiKey: ...
+
+    async def touch_key(self, key_id: str, at: datetime) -> None: ...
+
+    async def has_active_admin(self) -> bool: ...
+
+    async def list_workspaces(self) -> list[Workspace]: ...
+
+    async def workspace_exists(self, workspace_id: str) -> bool: ...
+
+    async def create_workspace(self, workspace: Workspace) -> None: ...
+
+    async def rename_workspace(self, workspace_id: str, new_id: str) -> None: ...
+
+    async def delete_workspace(self, workspace_id: str) -> list[str]: ...
+
+
 class Store(JobStore, CatalogStore, Protocol):
     """A whole store as the service opens it (:func:`ade.store.open_store`): SQLite or
     PostgreSQL. The API and the runtime hold it through this type only."""
@@ -126,11 +155,16 @@ class JobService(Protocol):
         config_version_id: str,
         document_ids: Sequence[str],
         runtime_network_access: bool = False,
+        submitted_by: str | None = None,
     ) -> JobRecord:
         """Admit a job. Raises :class:`ade.errors.QueueFull` before anything is persisted."""
         ...
 
-    async def retry(self, workspace_id: str, job_id: str) -> JobRecord: ...
+    async def retry(
+        self, workspace_id: str, job_id: str, *, submitted_by: str | None = None
+    ) -> JobRecord:
+        """``submitted_by``: the key id of whoever asked (the new job records it)."""
+        ...
 
     async def cancel(self, workspace_id: str, job_id: str) -> JobRecord: ...
 

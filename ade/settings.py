@@ -58,6 +58,19 @@ class Settings:
     # to ride out a garbage-collection or I/O stall, short enough that users do not wait long.
     node_id: str | None = None
     lease_seconds: float = 30.0
+    # "enabled": every route but health needs an API key (docs/security.md). "disabled": for
+    # local experiments only; `ade serve` refuses it on an address other than loopback.
+    auth: str = "enabled"
+    # The key the client commands send; unset: ${ADE_DATA_DIR}/admin.key if that file exists.
+    api_key: str | None = attrs.field(default=None, repr=False)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "enabled"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin.key"
 
     @property
     def db_path(self) -> Path:
@@ -138,6 +151,12 @@ def _lease_seconds(raw: str) -> float:
     if value < 1:
         raise ValueError("must be a finite number of seconds >= 1")
     return value
+
+
+def _auth_mode(raw: str) -> str:
+    if raw not in ("enabled", "disabled"):
+        raise ValueError("must be 'enabled' or 'disabled'")
+    return raw
 
 
 def _non_empty(raw: str) -> str:
@@ -238,6 +257,16 @@ _KNOBS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "lease_seconds",
         _lease_seconds,
         "a silent node's running jobs are marked error after this long",
+    ),
+    "ADE_AUTH": (
+        "auth",
+        _auth_mode,
+        "'enabled' (default): API keys required; 'disabled': local experiments, loopback only",
+    ),
+    "ADE_API_KEY": (
+        "api_key",
+        _non_empty,
+        "the API key client commands send (default: ${ADE_DATA_DIR}/admin.key)",
     ),
 }
 

@@ -7,6 +7,7 @@ from typing import Any
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
+from ade.api.auth import Authenticator, authenticate
 from ade.api.bodies import check_workspace_id
 from ade.api.configs import config_operations
 from ade.api.context import ApiContext
@@ -16,13 +17,17 @@ from ade.api.files import json_response
 from ade.api.health import HEALTH_PATH, health_operations
 from ade.api.idempotency import key_locks_for
 from ade.api.jobs import job_operations
+from ade.api.keys import key_operations
 from ade.api.openapi import build_openapi
 from ade.api.routing import API_PREFIX, Operation, quart_rule
 from ade.api.streams import stream_operations
 from ade.api.ui import ui_operations
 from ade.api.uploads import MULTIPART_OVERHEAD
+from ade.api.workspaces import workspace_operations
+from ade.auth import Access, authorize
 from ade.protocols import JobService, Store
 from ade.settings import Settings
+from ade.store.access import access_store
 
 __all__ = ["HEALTH_PATH", "OPENAPI_PATH", "api_context", "create_app", "operations"]
 
@@ -35,6 +40,8 @@ def operations(ctx: ApiContext) -> list[Operation]:
     ops = [
         *ui_operations(),
         *health_operations(ctx),
+        *workspace_operations(ctx),
+        *key_operations(ctx),
         *document_operations(ctx),
         *config_operations(ctx),
         *job_operations(ctx),
@@ -54,17 +61,24 @@ def operations(ctx: ApiContext) -> list[Operation]:
             "This OpenAPI document",
             {200: ("the OpenAPI 3.1 document", "OpenApi")},
             tag="service",
+            access=Access.PUBLIC,
         )
     )
-    document.update(build_openapi(ops))
+    document.update(build_openapi(ops, auth_enabled=ctx.settings.auth_enabled))
     return ops
 
 
 def create_app(runtime: JobService, settings: Settings, store: Store) -> QuartTrio:
     """The API over ``runtime`` and ``store`` (jobs, documents, configs, idempotency keys;
     SQLite or PostgreSQL): both typed by their seams in :mod:`ade.protocols`."""
+    access = access_store(store)
     ctx = ApiContext(
-        runtime=runtime, settings=settings, store=store, key_locks=key_locks_for(store)
+        runtime=runtime,
+        settings=settings,
+        store=store,
+        key_locks=key_locks_for(store),
+        access=access,
+        auth=Authenticator(access, enabled=settings.auth_enabled, cacheable=store.kind == "sqlite"),
     )
     app = QuartTrio("ade.api", static_folder=None)
     # Bodies declaring more than this are refused before they are read; uploads also count
@@ -74,28 +88,42 @@ def create_app(runtime: JobService, settings: Settings, store: Store) -> QuartTr
     app.extensions[_EXTENSION] = ctx
     install_error_handlers(app)
 
+    ops = operations(ctx)
+    access_of = {op.name: op.required_access for op in ops}
+
+    async def guard(endpoint: str | None, values: dict[str, Any] | None, ws: bool) -> None:
+        """401 (no or bad key), 400 (malformed workspace id), 403 (role or workspace not
+        allowed), 404 (no such workspace): in that order, so a caller without a key learns
+        nothing about which workspaces exist."""
+        if endpoint is None:
+            return  # no such route: werkzeug's 404
+        access = access_of[endpoint]
+        principal = await authenticate(ctx.auth, access, is_websocket=ws)
+        workspace_id = (values or {}).get("workspace_id")
+        if workspace_id is not None:
+            check_workspace_id(workspace_id)
+        if principal is not None:
+            authorize(principal, access, workspace_id)
+        if workspace_id is not None:
+            await ctx.auth.check_workspace(workspace_id)
+
     # Hooks, not a url_value_preprocessor: Quart 0.22 runs those with `request` even for a
     # websocket, where it is unbound.
     @app.before_request
-    async def _check_request_workspace() -> None:
-        _check_workspace(request.view_args)
+    async def _guard_request() -> None:
+        await guard(request.endpoint, request.view_args, False)
 
     @app.before_websocket
-    async def _check_websocket_workspace() -> None:
-        _check_workspace(websocket.view_args)
+    async def _guard_websocket() -> None:
+        await guard(websocket.endpoint, websocket.view_args, True)
 
-    for op in operations(ctx):
+    for op in ops:
         rule = quart_rule(op.path)
         if op.is_websocket:
             app.add_websocket(rule, op.name, op.handler)
         else:
             app.add_url_rule(rule, op.name, op.handler, methods=[op.method])
     return app
-
-
-def _check_workspace(values: dict[str, Any] | None) -> None:
-    if values and "workspace_id" in values:
-        check_workspace_id(values["workspace_id"])
 
 
 def api_context(app: QuartTrio) -> ApiContext:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import attrs
 import trio
 
+from ade.api.auth import Authenticator
 from ade.api.bodies import check_id, shown_id
 from ade.api.idempotency import KeyLocks
 from ade.catalog import Catalog
 from ade.errors import NotFound
 from ade.models import ConfigVersion, Document, JobRecord
-from ade.protocols import JobService, Store
+from ade.protocols import AccessStore, JobService, Store
 from ade.settings import Settings
 
 __all__ = ["ApiContext"]
@@ -22,6 +23,9 @@ class ApiContext:
     settings: Settings
     # Jobs, documents, configs and the idempotency key table; SQLite or PostgreSQL.
     store: Store
+    # API keys and workspaces (ade.store.access), and the per-request check over them.
+    access: AccessStore
+    auth: Authenticator
     key_locks: KeyLocks = attrs.field(factory=KeyLocks)
     # Set when the service begins to shut down: websocket streams close with 1001.
     shutting_down: trio.Event = attrs.field(factory=trio.Event)

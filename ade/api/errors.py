@@ -24,6 +24,7 @@ from ade.errors import (
     BadRequest,
     Conflict,
     FieldProblem,
+    Forbidden,
     IdempotencyKeyReused,
     InputError,
     NotFound,
@@ -32,6 +33,7 @@ from ade.errors import (
     QueueFull,
     ShuttingDown,
     StoreUnavailable,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from ade.serde import converter
@@ -53,6 +55,8 @@ log = logging.getLogger("ade.api")
 # Checked in order: the first class an exception is an instance of decides the status.
 _STATUS: tuple[tuple[type[AdeError], int], ...] = (
     (BadRequest, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
     (PayloadTooLarge, 413),
@@ -121,6 +125,11 @@ def _ade_error(exc: AdeError) -> Response:
             numbers,
             headers={"Retry-After": str(max(1, int(exc.retry_after_seconds)))},
             extra=numbers,
+        )
+    if isinstance(exc, Unauthorized):
+        # RFC 6750: a 401 names the scheme the client should use.
+        return error_response(
+            status, exc.code, exc.message, exc.details, headers={"WWW-Authenticate": "Bearer"}
         )
     if isinstance(exc, ShuttingDown | StoreUnavailable):
         return error_response(

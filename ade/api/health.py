@@ -12,6 +12,7 @@ from ade.api.context import ApiContext
 from ade.api.files import json_response
 from ade.api.routing import API_PREFIX, Operation
 from ade.api.single_flight import SingleFlight
+from ade.auth import Access
 from ade.errors import StoreUnavailable
 from ade.sandbox import detect_layers
 from ade.serde import converter
@@ -87,5 +88,7 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
                 503: ("the store does not answer, or the service is draining", "Health"),
             },
             tag="service",
+            # Load balancers probe without a key; it shows no workspace's data.
+            access=Access.PUBLIC,
         )
     ]

@@ -7,6 +7,7 @@ from pathlib import PurePath
 
 from quart import Response, request
 
+from ade.api.auth import current_key_id
 from ade.api.bodies import (
     ID_PATTERN,
     SubmitJob,
@@ -49,6 +50,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                 config_version_id=body.config_version_id,
                 document_ids=body.document_ids,
                 runtime_network_access=body.runtime_network_access,
+                submitted_by=current_key_id(),
             )
             return _accepted(job)
 
@@ -135,7 +137,9 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         job = await ctx.job(workspace_id, job_id)
 
         async def create() -> Response:
-            return _accepted(await ctx.runtime.retry(workspace_id, job.id))
+            return _accepted(
+                await ctx.runtime.retry(workspace_id, job.id, submitted_by=current_key_id())
+            )
 
         return await idempotent(
             ctx.store.idempotency_keys, ctx.key_locks, workspace_id, b"", create

@@ -24,7 +24,10 @@ from typing import Any
 import attrs
 
 from ade.api.bodies import WORKSPACE_PATTERN, Bounds, SubmitJob, bounds_of
+from ade.api.keys import CreateKey
 from ade.api.routing import Operation
+from ade.api.workspaces import WorkspaceBody
+from ade.auth import Access
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
 from ade.outcome import OUTCOMES
 
@@ -141,6 +144,34 @@ def _components() -> dict[str, Any]:
     }
     submit = _attrs_schema(SubmitJob)
     submit["additionalProperties"] = False
+    create_key = _attrs_schema(CreateKey)
+    create_key["properties"]["role"]["enum"] = ["admin", "member", "viewer"]
+    workspace_body = _attrs_schema(WorkspaceBody)
+    workspace_body["properties"]["id"]["pattern"] = WORKSPACE_PATTERN.pattern
+    key_properties: dict[str, Any] = {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "role": {"type": "string", "enum": ["admin", "member", "viewer"]},
+        "workspaces": {"type": "array", "items": {"type": "string"}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "last_used_at": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+        "revoked_at": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+    }
+    key = {"type": "object", "properties": key_properties, "required": list(key_properties)}
+    key_created = {
+        "type": "object",
+        "properties": {**key_properties, "token": {"type": "string"}},
+        "required": [*key_properties, "token"],
+    }
+    workspace = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            **_links("self"),
+        },
+        "required": ["id", "created_at"],
+    }
     return {
         "schemas": {
             "Error": error,
@@ -181,6 +212,13 @@ def _components() -> dict[str, Any]:
                 },
             },
             "OpenApi": {"type": "object"},
+            "CreateKey": create_key,
+            "Key": key,
+            "KeyCreated": key_created,
+            "KeyList": _list_of("Key"),
+            "WorkspaceBody": workspace_body,
+            "Workspace": workspace,
+            "WorkspaceList": _list_of("Workspace"),
         }
     }
 
@@ -196,8 +234,16 @@ def _content(target: str | None) -> dict[str, Any]:
 
 
 # Statuses the layers around every handler can give (see the module docstring).
-_WORKSPACE = {400: ("invalid workspace id (or another malformed part of the request)", "Error")}
+_WORKSPACE = {
+    400: ("invalid workspace id (or another malformed part of the request)", "Error"),
+    404: ("no such workspace (or no such record in it)", "Error"),
+}
+_AUTH = {
+    401: ("no API key, or one that is not valid or was revoked", "Error"),
+    403: ("the key's role or workspaces do not allow this request", "Error"),
+}
 _BODY = {
+    400: ("the body is not what the route expects; details name each field", "Error"),
     408: ("the body did not arrive within ADE_BODY_TIMEOUT_SECONDS", "Error"),
     413: ("the body is larger than its limit; details {max_bytes}", "Error"),
     415: ("wrong Content-Type", "Error"),
@@ -211,8 +257,10 @@ _DRAINING = {
 }
 
 
-def _common_responses(op: Operation) -> dict[int, tuple[str, str | None]]:
+def _common_responses(op: Operation, auth_enabled: bool) -> dict[int, tuple[str, str | None]]:
     common: dict[int, tuple[str, str | None]] = dict(_DRAINING)
+    if auth_enabled and op.required_access is not Access.PUBLIC:
+        common.update(_AUTH)
     if "workspace_id" in op.path_params:
         common.update(_WORKSPACE)
     if op.request_body is not None:
@@ -263,7 +311,7 @@ def _response_links(op: Operation, status: int) -> dict[str, Any]:
     }
 
 
-def _operation(op: Operation) -> dict[str, Any]:
+def _operation(op: Operation, auth_enabled: bool) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = []
     for name in op.path_params:
         schema: dict[str, Any] = {"type": "string"}
@@ -301,9 +349,11 @@ def _operation(op: Operation) -> dict[str, Any]:
                 **_content(target),
                 **_response_links(op, status),
             }
-            for status, (description, target) in sorted(_common_responses(op).items())
+            for status, (description, target) in sorted(_common_responses(op, auth_enabled).items())
         },
     }
+    if auth_enabled and op.required_access is Access.PUBLIC:
+        doc["security"] = []  # no key needed (the document-wide default requires one)
     if op.request_body is not None:
         kind, name = op.request_body
         if kind == "json":
@@ -329,24 +379,38 @@ def _operation(op: Operation) -> dict[str, Any]:
     return doc
 
 
-def _websocket(op: Operation) -> dict[str, Any]:
-    doc = _operation(op)
+def _websocket(op: Operation, auth_enabled: bool) -> dict[str, Any]:
+    doc = _operation(op, auth_enabled)
     doc["x-message-schema"] = {"$ref": "#/components/schemas/Event"}
     return doc
 
 
-def build_openapi(operations: list[Operation]) -> dict[str, Any]:
+def build_openapi(operations: list[Operation], *, auth_enabled: bool = True) -> dict[str, Any]:
+    """The document; with ``auth_enabled`` (ADE_AUTH) it declares the bearer scheme, required
+    everywhere but on public routes; without, it declares none (no key is asked for)."""
     paths: dict[str, dict[str, Any]] = {}
     websockets: dict[str, dict[str, Any]] = {}
     for op in operations:
         if op.is_websocket:
-            websockets[op.path] = _websocket(op)
+            websockets[op.path] = _websocket(op, auth_enabled)
             continue
         verb = op.method.lower()
         item = paths.setdefault(op.path, {})
         if verb in item:
             raise ValueError(f"two operations for {verb.upper()} {op.path}")
-        item[verb] = _operation(op)
+        item[verb] = _operation(op, auth_enabled)
+    components = _components()
+    security: dict[str, Any] = {}
+    if auth_enabled:
+        components["securitySchemes"] = {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An ADE API key (ade_...). Websockets and GET requests may "
+                "send it as ?access_token= instead (a browser cannot set the header there).",
+            }
+        }
+        security = {"security": [{"apiKey": []}]}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -359,5 +423,6 @@ def build_openapi(operations: list[Operation]) -> dict[str, Any]:
         },
         "paths": paths,
         "x-websockets": websockets,
-        "components": _components(),
+        "components": components,
+        **security,
     }

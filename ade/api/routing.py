@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 
+from ade.auth.principal import Access
+
 __all__ = ["API_PREFIX", "WORKSPACE_PREFIX", "Operation", "Param", "quart_rule"]
 
 API_PREFIX = "/api/v1"
@@ -44,6 +46,15 @@ class Operation:
     request_body: tuple[str, str] | None = None
     tag: str = "jobs"
     headers: tuple[Param, ...] = ()
+    # What the caller's key must allow (ade.auth.principal); None: read for GET and websocket
+    # routes, write for every other method -- so a new route is protected by default.
+    access: Access | None = None
+
+    @property
+    def required_access(self) -> Access:
+        if self.access is not None:
+            return self.access
+        return Access.READ if self.method in ("GET", "WEBSOCKET") else Access.WRITE
 
     @property
     def is_websocket(self) -> bool:

@@ -166,6 +166,7 @@ class Runtime:
         config_version_id: str,
         document_ids: Sequence[str],
         runtime_network_access: bool = False,
+        submitted_by: str | None = None,
     ) -> JobRecord:
         """Admit a new job and return its record (status ``queued``, or ``cancelled`` if a
         cancel overtook it). Refusals (:mod:`ade.runtime.admission`): BadRequest (no documents,
@@ -182,10 +183,13 @@ class Runtime:
             runtime_network_access=runtime_network_access,
             attempt=1,
             created_at=utcnow(),
+            submitted_by=submitted_by,
         )
         return await self._admit(job)
 
-    async def retry(self, workspace_id: str, job_id: str) -> JobRecord:
+    async def retry(
+        self, workspace_id: str, job_id: str, *, submitted_by: str | None = None
+    ) -> JobRecord:
         """A new job with the same config and documents, ``attempt + 1`` and ``retry_of``.
         Only for finished jobs (else Conflict); QueueFull possible."""
         original = await self.get_job(workspace_id, job_id)
@@ -204,6 +208,7 @@ class Runtime:
             attempt=original.attempt + 1,
             created_at=utcnow(),
             retry_of=original.id,
+            submitted_by=submitted_by,
         )
         return await self._admit(job)
 

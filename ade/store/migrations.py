@@ -115,4 +115,37 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE jobs ADD COLUMN summary TEXT NOT NULL DEFAULT '{}'",
         ),
     ),
+    Migration(
+        version=4,
+        name="api keys, workspaces, jobs.submitted_by",
+        statements=(
+            # ade.store.access. token_hash: sha256 of the token (ade.auth.keys says why that
+            # is enough); workspaces: a JSON list of ids (empty for admin keys).
+            """
+            CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                workspaces TEXT NOT NULL,
+                token_hash TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                last_used_at TEXT,
+                revoked_at TEXT
+            )
+            """,
+            "CREATE TABLE workspaces (id TEXT PRIMARY KEY, created_at TEXT NOT NULL)",
+            # Workspaces become explicit: every workspace that already holds something, and
+            # `default`, exist from now on.
+            """
+            INSERT INTO workspaces (id, created_at)
+            SELECT workspace_id, strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now') FROM (
+                SELECT 'default' AS workspace_id
+                UNION SELECT workspace_id FROM jobs
+                UNION SELECT workspace_id FROM documents
+                UNION SELECT workspace_id FROM config_versions
+            )
+            """,
+            "ALTER TABLE jobs ADD COLUMN submitted_by TEXT",
+        ),
+    ),
 ]

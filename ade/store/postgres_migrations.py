@@ -170,4 +170,36 @@ POSTGRES_MIGRATIONS: list[Migration] = [
             """,
         ),
     ),
+    Migration(
+        version=4,
+        name="api keys, workspaces, jobs.submitted_by",
+        statements=(
+            # ade.store.access; token_hash is sha256 of the token (ade.auth.keys says why).
+            f"""
+            CREATE TABLE api_keys (
+                id {_ID} PRIMARY KEY,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                workspaces TEXT[] NOT NULL,
+                token_hash TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                last_used_at TIMESTAMPTZ,
+                revoked_at TIMESTAMPTZ
+            )
+            """,
+            f"CREATE TABLE workspaces (id {_ID} PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL)",
+            # Workspaces become explicit: every workspace that already holds something, and
+            # `default`, exist from now on.
+            """
+            INSERT INTO workspaces (id, created_at)
+            SELECT workspace_id, now() FROM (
+                SELECT 'default' AS workspace_id
+                UNION SELECT workspace_id FROM jobs
+                UNION SELECT workspace_id FROM documents
+                UNION SELECT workspace_id FROM config_versions
+            ) AS existing
+            """,
+            "ALTER TABLE jobs ADD COLUMN submitted_by TEXT",
+        ),
+    ),
 ]

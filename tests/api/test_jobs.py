@@ -179,6 +179,8 @@ async def test_workspaces_are_isolated_and_paginated(
 ) -> None:
     api = service.api
     other = f"{service.url}/api/v1/workspaces/team-b"
+    # Workspaces are explicit: team-b exists, but holds nothing of default's.
+    assert (await client.post("/api/v1/workspaces", json={"id": "team-b"})).status_code == 201
     config_id, document_id = await _setup(client, api)
     ws_base = service.url.replace("http://", "ws://") + "/api/v1/workspaces"
     jobs = []

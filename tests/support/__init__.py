@@ -38,6 +38,9 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "queue_size": 3,
         "shutdown_grace_seconds": 5.0,
         "job_timeout_seconds": 30.0,
+        # Tests about something else run without keys; the auth tests (tests/api/test_auth.py,
+        # support.auth) turn it on.
+        "auth": "disabled",
     }
     values.update(overrides)
     return load_settings({}, data_dir=data_dir, **values)

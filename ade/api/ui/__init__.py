@@ -18,6 +18,7 @@ import attrs
 from quart import Response, request
 
 from ade.api.routing import Operation
+from ade.auth import Access
 from ade.errors import NotFound
 
 __all__ = ["UI_PREFIX", "Asset", "load_assets", "ui_operations"]
@@ -91,6 +92,7 @@ def ui_operations() -> list[Operation]:
             "The web page (sign in, upload and run, jobs, decisions, configs, health)",
             {200: ("the page", "text/html")},
             tag="web page",
+            access=Access.PUBLIC,  # the page asks for a key itself (sign-in)
         ),
         Operation(
             "GET",
@@ -100,5 +102,6 @@ def ui_operations() -> list[Operation]:
             "A script or stylesheet of the web page",
             {200: ("the asset", "text/javascript"), 404: ("no such asset", "Error")},
             tag="web page",
+            access=Access.PUBLIC,  # the page asks for a key itself (sign-in)
         ),
     ]
