@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ade.commands.doctor",
     "ade.commands.db",
     "ade.commands.nodes",
+    "ade.commands.keys",
 )
 
 

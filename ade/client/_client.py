@@ -65,16 +65,20 @@ class EventStreamClosed(Exception):
 
 
 @asynccontextmanager
-async def open_websocket(url: str) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+async def open_websocket(
+    url: str, *, api_key: str | None = None
+) -> AsyncIterator[trio_websocket.WebSocketConnection]:
     """``trio_websocket.open_websocket_url``, but the TCP stream is ours and always closed, and
     exceptions come out as themselves.
 
     Why: trio-websocket 0.12 never closes a client's TCP socket after a server-initiated close
     (the reader task stops on EOF without closing it), after a rejected handshake, nor when the
     handshake or the stream is cancelled; the socket then leaks until garbage collection (a
-    ResourceWarning, an error under -W error). And the connection lives in a nursery, which
-    wraps whatever the ``async with`` body raises in an ExceptionGroup: a lone exception is
-    unwrapped, so ``except EventStreamClosed`` (or ``ApiError`` for a refused handshake) works.
+    ResourceWarning, an error under -W error). ``api_key`` goes in the handshake's
+    Authorization header (a browser sends ``?access_token=`` instead). And the connection
+    lives in a nursery, which wraps whatever the ``async with`` body raises in an
+    ExceptionGroup: a lone exception is unwrapped, so ``except EventStreamClosed`` (or
+    ``ApiError`` for a refused handshake) works.
     """
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
@@ -87,8 +91,9 @@ async def open_websocket(url: str) -> AsyncIterator[trio_websocket.WebSocketConn
         stream = await trio.open_tcp_stream(host, port)
     try:
         async with trio.open_nursery() as nursery:
+            headers = [] if api_key is None else [(b"Authorization", f"Bearer {api_key}".encode())]
             ws = await trio_websocket.wrap_client_stream(
-                nursery, stream, parts.netloc or host, resource
+                nursery, stream, parts.netloc or host, resource, extra_headers=headers
             )
             try:
                 yield ws
@@ -174,11 +179,16 @@ class AdeClient:
         *,
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.url = server_root(url)
         self.workspace = workspace
+        self._api_key = api_key
         self._prefix = f"/api/v1/workspaces/{quote(workspace, safe='')}"
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
+        headers = {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
+        self._http = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout, transport=transport, headers=headers
+        )
 
     async def __aenter__(self) -> AdeClient:
         return self
@@ -322,6 +332,36 @@ class AdeClient:
     async def cancel(self, job_id: str) -> dict[str, Any]:
         return await self._json("POST", f"{self._prefix}/jobs/{quote(job_id, safe='')}/cancel")  # type: ignore[no-any-return]
 
+    # -- keys and workspaces (admin) --------------------------------------------------------
+
+    async def create_key(
+        self, name: str, role: str, workspaces: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """A new key; its ``token`` is in this answer only."""
+        body = {"name": name, "role": role, "workspaces": list(workspaces)}
+        return await self._json("POST", "/api/v1/keys", json=body)  # type: ignore[no-any-return]
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        return (await self._json("GET", "/api/v1/keys"))["items"]  # type: ignore[no-any-return]
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return await self._json("DELETE", f"/api/v1/keys/{quote(key_id, safe='')}")  # type: ignore[no-any-return]
+
+    async def list_workspaces(self) -> list[dict[str, Any]]:
+        return (await self._json("GET", "/api/v1/workspaces"))["items"]  # type: ignore[no-any-return]
+
+    async def create_workspace(self, workspace_id: str) -> dict[str, Any]:
+        return await self._json("POST", "/api/v1/workspaces", json={"id": workspace_id})  # type: ignore[no-any-return]
+
+    async def rename_workspace(self, workspace_id: str, new_id: str) -> dict[str, Any]:
+        return await self._json(  # type: ignore[no-any-return]
+            "PATCH", f"/api/v1/workspaces/{quote(workspace_id, safe='')}", json={"id": new_id}
+        )
+
+    async def delete_workspace(self, workspace_id: str) -> None:
+        response = await self._http.delete(f"/api/v1/workspaces/{quote(workspace_id, safe='')}")
+        _raise_for(response)
+
     # -- event streams ----------------------------------------------------------------------
 
     def _ws_url(self, path: str) -> str:
@@ -336,7 +376,7 @@ class AdeClient:
             self._ws_url(f"{self._prefix}/jobs/{quote(job_id, safe='')}/events") + f"?after={after}"
         )
         last = after
-        async with open_websocket(url) as ws:
+        async with open_websocket(url, api_key=self._api_key) as ws:
             while True:
                 try:
                     message = await ws.get_message()
@@ -353,7 +393,9 @@ class AdeClient:
 
     async def workspace_events(self) -> AsyncIterator[dict[str, Any]]:
         """Live events of every job in the workspace, until the server closes the stream."""
-        async with open_websocket(self._ws_url(f"{self._prefix}/events")) as ws:
+        async with open_websocket(
+            self._ws_url(f"{self._prefix}/events"), api_key=self._api_key
+        ) as ws:
             while True:
                 try:
                     message = await ws.get_message()

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import trio
 
+from ade.auth.bootstrap import client_api_key
 from ade.client._client import AdeClient, ApiError, EventStreamClosed
 from ade.settings import SettingsError, load_settings
 
@@ -136,13 +137,16 @@ def run_client(
 ) -> int:
     """Run ``action`` with a client for ``args.url`` (or ADE_URL); map failures to exit codes."""
     try:
-        url = args.url or load_settings().url
+        settings = load_settings()
     except SettingsError as exc:
         print(f"ade: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    url = args.url or settings.url
+    # ADE_API_KEY, else the admin key `ade serve` stored in ADE_DATA_DIR (ade.auth.bootstrap).
+    api_key = client_api_key(settings)
 
     async def main() -> int:
-        async with AdeClient(url, args.workspace) as client:
+        async with AdeClient(url, args.workspace, api_key=api_key) as client:
             return int(await action(client) or 0)
 
     try:
@@ -152,6 +156,12 @@ def run_client(
         return 0
     except ApiError as exc:
         print(format_error(exc), file=sys.stderr)
+        if exc.status == 401 and api_key is None:
+            print(
+                f"ade: no API key: set ADE_API_KEY, or run where ADE_DATA_DIR holds the "
+                f"admin.key of `ade serve` (looked for {settings.admin_key_path})",
+                file=sys.stderr,
+            )
         return EXIT_FAILED
     except EventStreamClosed as exc:
         print(f"ade: {exc}", file=sys.stderr)

@@ -21,6 +21,7 @@ import trio
 
 from ade.api.connections import raise_fd_limit
 from ade.api.server import run_service
+from ade.auth.bootstrap import disabled_auth_problem, ensure_admin_key
 from ade.catalog import Catalog
 from ade.errors import AdeError, StoreUnavailable
 from ade.models import ConfigVersion, Document
@@ -118,7 +119,7 @@ def _handle(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"ade serve: {exc}", file=sys.stderr)
         return 2
-    problem = workers_problem(args.workers, settings)
+    problem = workers_problem(args.workers, settings) or disabled_auth_problem(settings)
     if problem:
         print(f"ade serve: {problem}", file=sys.stderr)
         return 2
@@ -222,6 +223,20 @@ async def _serve(settings: Settings, sample: bool, out: TextIO, workers: int | N
     stop = trio.Event()
     samples: list[tuple[ConfigVersion, Document]] = []
 
+    async def before_serving(runtime: Any) -> None:
+        from ade.store.access import access_store
+
+        token = await ensure_admin_key(access_store(runtime.store), settings)
+        if token is not None:
+            print(
+                f"created the first admin API key (shown this once; the local CLI reads it from "
+                f"{settings.admin_key_path}, readable by you only):\n  {token}",
+                file=out,
+                flush=True,
+            )
+        if sample:
+            await prepare_sample(runtime)
+
     async def prepare_sample(runtime: Any) -> None:
         try:
             config, document = await _prepare_sample(runtime.store, settings)
@@ -246,7 +261,7 @@ async def _serve(settings: Settings, sample: bool, out: TextIO, workers: int | N
                 lambda task_status: run_service(
                     settings,
                     shutdown_trigger=stop.wait,
-                    before_serving=prepare_sample if sample else None,
+                    before_serving=before_serving,
                     workers=workers,
                     task_status=task_status,
                 )
@@ -257,7 +272,7 @@ async def _serve(settings: Settings, sample: bool, out: TextIO, workers: int | N
                 flush=True,
             )
             for config, document in samples:
-                print(_try_lines(url, config, document), file=out, flush=True)
+                print(_try_lines(url, config, document, settings), file=out, flush=True)
         # run_service returned: the API has stopped and the runtime has drained.
         nursery.cancel_scope.cancel()
     print("ADE stopped", file=out, flush=True)
@@ -275,10 +290,15 @@ async def watch_signals(stop: trio.Event) -> None:
             stop.set()
 
 
-def _try_lines(url: str, config: ConfigVersion, document: Document) -> str:
+def _try_lines(url: str, config: ConfigVersion, document: Document, settings: Settings) -> str:
     body = f'{{"config_version_id": "{config.id}", "document_ids": ["{document.id}"]}}'
+    key = (
+        f'-H "Authorization: Bearer $(cat {settings.admin_key_path})" '
+        if settings.auth_enabled
+        else ""
+    )
     return (
-        f"  try: curl -H 'Content-Type: application/json' -d '{body}' "
+        f"  try: curl {key}-H 'Content-Type: application/json' -d '{body}' "
         f"{url}/api/v1/workspaces/{SAMPLE_WORKSPACE}/jobs\n"
         f"  or:  ade submit YOUR.xlsx --config {config.id} --wait"
     )

@@ -55,8 +55,21 @@ async def test_sigterm_drains_gracefully(tmp_path: Path) -> None:
         assert url.startswith("http://127.0.0.1:")
         assert b"sample config " in output
 
+        # Secure by default: the first start made an admin key, printed it once and stored it
+        # for the local CLI, readable by the owner only; the curl line reads that file.
+        key_file = data / "admin.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        token = key_file.read_text().strip()
+        assert token.startswith("ade_")
+        assert output.decode().count(token) == 1
+        assert f'-H "Authorization: Bearer $(cat {key_file})"' in output.decode()
         api = f"{url}/api/v1/workspaces/default"
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30) as anonymous:
+            refused = await anonymous.get(f"{api}/configs")
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "unauthorized"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(timeout=30, headers=headers) as http:
             configs = (await http.get(f"{api}/configs")).json()["items"]
             assert [c["title"] for c in configs] == ["Member roster"]
             documents = (await http.get(f"{api}/documents")).json()["items"]
@@ -98,6 +111,28 @@ async def test_sigterm_drains_gracefully(tmp_path: Path) -> None:
         statuses = dict(conn.execute("SELECT id, status FROM jobs").fetchall())
     # The running job was allowed to finish; the queued one waits for the next start.
     assert statuses == {running["id"]: "success", queued["id"]: "queued"}
+    with closing(sqlite3.connect(data / "ade.sqlite")) as conn:
+        submitters = {row[0] for row in conn.execute("SELECT submitted_by FROM jobs")}
+    assert submitters == {token.split("_")[1]}  # the key's id, never the key
+
+
+async def test_disabled_auth_is_refused_on_a_non_loopback_address(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "ADE_DATA_DIR": str(tmp_path / "data"),
+        "ADE_AUTH": "disabled",
+        "ADE_HOST": "0.0.0.0",
+        "ADE_PORT": "0",
+    }
+    refused = await trio.run_process(
+        [sys.executable, "-m", "ade.cli", "serve"], env=env, capture_stderr=True, check=False
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.decode().startswith(
+        "ade serve: ADE_AUTH=disabled serves every route to anyone who can reach 0.0.0.0; "
+        "it is allowed on a loopback address only"
+    )
+    assert not (tmp_path / "data").exists()
 
 
 async def test_a_taken_port_is_a_clear_start_up_error(tmp_path: Path) -> None:
