@@ -224,6 +224,8 @@ def _closed_summary(after: list[float], not_closed: int, timeout: float) -> dict
 
 async def run(clients: int, duration: float, scratch: Path) -> dict[str, Any]:
     env = {
+        # Not about keys: benchmarks/auth.py measures what the key check costs.
+        "ADE_AUTH": "disabled",
         "ADE_KEEP_ALIVE_SECONDS": str(KEEP_ALIVE_SECONDS),
         "ADE_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS),
         "ADE_MAX_JSON_KB": str(MAX_JSON_KB),

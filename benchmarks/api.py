@@ -186,6 +186,8 @@ class Target:
 
 async def start_ade(scratch: Path) -> tuple[ServerProcess, Target]:
     env = {
+        # Not about keys: benchmarks/auth.py measures what the key check costs.
+        "ADE_AUTH": "disabled",
         "ADE_QUEUE_SIZE": "10",
         "ADE_MAX_CONCURRENCY": "2",
         "ADE_SHUTDOWN_GRACE_SECONDS": "2",

@@ -72,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --url: the server's ADE_DATA_DIR, to check every job's events.ndjson",
     )
     target.add_argument(
+        "--api-key",
+        help="with --url: the API key to send (default: ADE_API_KEY, else --data-dir's "
+        "admin.key); a private server's admin key is read from its data dir",
+    )
+    target.add_argument(
         "--workspace", default=defaults.workspace, help="workspace the clients submit to"
     )
     load = parser.add_argument_group("load (the run stops at whichever bound comes first)")
@@ -150,6 +155,7 @@ def options_from_args(args: argparse.Namespace) -> LoadTestOptions:
     return LoadTestOptions(
         url=args.url,
         data_dir=args.data_dir,
+        api_key=args.api_key,
         workspace=args.workspace,
         clients=args.clients,
         duration=args.duration,

@@ -97,9 +97,14 @@ class Shared:
     retries: int = 0
     retry_after_waited: float = 0.0
     ws_events: int = 0
+    # The API key every request sends (the private server's admin.key, or --api-key /
+    # ADE_API_KEY / --data-dir's admin.key with --url); None against ADE_AUTH=disabled.
+    api_key: str | None = None
 
 
-def new_http_client(options: LoadTestOptions, tls: ssl.SSLContext) -> httpx.AsyncClient:
+def new_http_client(
+    options: LoadTestOptions, tls: ssl.SSLContext, api_key: str | None = None
+) -> httpx.AsyncClient:
     """One connection pool per simulated user, as real users have.
 
     Why not one shared pool: httpx's pool serialises its bookkeeping, and on this machine a
@@ -107,7 +112,8 @@ def new_http_client(options: LoadTestOptions, tls: ssl.SSLContext) -> httpx.Asyn
     with a pool each made 1,960/s against the same server. ``tls`` is shared because building
     an SSL context per client costs tens of milliseconds (loopback http never uses it).
     """
-    return httpx.AsyncClient(verify=tls, timeout=options.request_timeout)
+    headers = {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
+    return httpx.AsyncClient(verify=tls, timeout=options.request_timeout, headers=headers)
 
 
 @attrs.define
@@ -233,7 +239,7 @@ class Client:
         saw_terminal = False
         close_code: int | None = None
         try:
-            async with open_websocket(url) as ws:
+            async with open_websocket(url, api_key=self.shared.api_key) as ws:
                 self.log.record(route, "101")
                 while True:
                     try:
@@ -362,7 +368,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 async def client_loop(shared: Shared, tls: ssl.SSLContext, rng: random.Random) -> None:
     """Sessions back to back until the job budget is spent (the caller enforces the deadline)."""
-    async with new_http_client(shared.options, tls) as http:
+    async with new_http_client(shared.options, tls, shared.api_key) as http:
         client = Client(shared, http)
         while shared.budget.take():
             abandoned = False
@@ -408,7 +414,9 @@ async def workspace_watcher(context: Client) -> None:
         await context.target.wait_up()
         started = time.monotonic()
         try:
-            async with open_websocket(f"{context.target.ws_api}/events") as ws:
+            async with open_websocket(
+                f"{context.target.ws_api}/events", api_key=context.shared.api_key
+            ) as ws:
                 context.log.record(route, "101")
                 while True:
                     try:

@@ -77,6 +77,8 @@ class LoadTestOptions:
     url: str | None = None
     # The target server's ADE_DATA_DIR when --url is used (enables the events.ndjson check).
     data_dir: Path | None = None
+    # The API key to send with --url (default: ADE_API_KEY, else --data-dir's admin.key).
+    api_key: str | None = attrs.field(default=None, repr=False)
     workspace: str = "default"
     clients: int = attrs.field(default=50, validator=_positive("--clients"))
     # Both bounds apply: the run stops at whichever comes first.

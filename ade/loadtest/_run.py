@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import trio
 
+from ade.auth.bootstrap import client_api_key
 from ade.loadtest._checks import (
     StoreSnapshot,
     check_job_events,
@@ -56,6 +57,7 @@ from ade.loadtest._stats import RequestLog, summarize
 from ade.loadtest._target import Target
 from ade.loadtest._workload import Workload, build_workload
 from ade.runtime.ending import RESTART_MESSAGE
+from ade.settings import load_settings
 
 __all__ = ["RECOVERY_MESSAGE", "machine_facts", "run_loadtest"]
 
@@ -441,6 +443,19 @@ def _chaos_invariants(ledger: Ledger, chaos: _Chaos) -> list[Invariant]:
     ]
 
 
+def loadtest_api_key(options: LoadTestOptions, data_dir: Path | None) -> str | None:
+    """The key the harness sends: --api-key (or ADE_API_KEY), else the admin key in the
+    target's data dir (the private server's, which its first start created; or --data-dir)."""
+    if options.api_key:
+        return options.api_key
+    environment = os.environ.get("ADE_API_KEY")
+    if environment and options.url is not None:
+        return environment
+    if data_dir is None:
+        return None
+    return client_api_key(load_settings({}, data_dir=data_dir))
+
+
 async def run_loadtest(options: LoadTestOptions) -> Report:
     """Run one load test; never raises for a failed invariant (the report says FAIL)."""
     rng = random.Random(options.seed)
@@ -492,6 +507,7 @@ async def _run_against(
     data_dir: Path | None,
 ) -> Report:
     target = Target(base_url, options.workspace)
+    api_key = loadtest_api_key(options, data_dir if options.url is None else options.data_dir)
     workload = await trio.to_thread.run_sync(build_workload, options, scratch / "workload")
     tls = ssl.create_default_context()
     shared = Shared(
@@ -503,10 +519,11 @@ async def _run_against(
         problems=Problems(),
         config_ids={},
         workbooks=workload.workbooks,
+        api_key=api_key,
     )
     # The harness's own requests (set-up, health samples, the workspace stream, the drain)
     # go through a client of their own, counted like everyone else's.
-    async with new_http_client(options, tls) as control_http:
+    async with new_http_client(options, tls, api_key) as control_http:
         control = Client(shared, control_http)
         shared.config_ids = await _upload_configs(control, workload)
         queue = _QueueWatch(queue_size=options.queue_size)

@@ -45,6 +45,8 @@ def node_env(database_url: str, node_id: str, **extra: str) -> dict[str, str]:
         "ADE_QUEUE_SIZE": "20",
         "ADE_SHUTDOWN_GRACE_SECONDS": "2",
         "ADE_JOB_TIMEOUT_SECONDS": "60",
+        # Not about keys (tests/cluster/test_cluster_auth.py turns them on).
+        "ADE_AUTH": "disabled",
         **extra,
     }
 
