@@ -342,6 +342,8 @@ def _operation(op: Operation, auth_enabled: bool) -> dict[str, Any]:
         "operationId": op.name,
         "summary": op.summary,
         "tags": [op.tag],
+        # What the caller's key must allow (docs/security.md): public, any_key, read, write, admin.
+        "x-access": op.required_access.value,
         "parameters": parameters,
         "responses": {
             str(status): {
