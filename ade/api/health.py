@@ -68,6 +68,8 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
         body = {
             "status": status,
             "shutting_down": ctx.shutting_down.is_set(),
+            # Whether requests need an API key (the web page shows its sign-in when they do).
+            "auth": "enabled" if ctx.settings.auth_enabled else "disabled",
             "runtime": converter.unstructure(ctx.runtime.statistics()),
             "store": store,
             "cluster": _cluster(ctx.runtime),

@@ -205,6 +205,7 @@ def _components() -> dict[str, Any]:
                 "properties": {
                     "status": {"type": "string", "enum": ["ok", "degraded", "draining"]},
                     "shutting_down": {"type": "boolean"},
+                    "auth": {"type": "string", "enum": ["enabled", "disabled"]},
                     "runtime": {"type": "object"},
                     "store": {"type": "object"},
                     "cluster": {"type": ["object", "null"]},

@@ -116,9 +116,11 @@ def page(browser: Any, server: Server, api: httpx.Client, tmp_path: Path) -> Ite
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     opened.goto(server.url + "/")
-    if _auth_enabled(server):
-        opened.get_by_label("API key").fill((server.data_dir / "admin.key").read_text().strip())
-        opened.get_by_role("button", name="Sign in").click()
+    # Keys are on (the default): the page asks for one, and the admin key `ade serve` stored
+    # in its data dir signs in; every later request and websocket of the page uses it.
+    assert _auth_enabled(server)
+    opened.get_by_label("API key").fill((server.data_dir / "admin.key").read_text().strip())
+    opened.get_by_role("button", name="Sign in").click()
     opened.wait_for_selector("h1:text('Jobs')")
     yield opened
     context.close()
@@ -440,3 +442,45 @@ def test_health_keyboard_labels_and_a_narrow_window(page: Any) -> None:
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (name, width)
     _shot(page, "narrow-health")
+
+
+def test_sign_in_refuses_a_wrong_key_then_a_viewer_key_sees_jobs_live(
+    browser: Any, server: Server, api: httpx.Client, slow_config: str
+) -> None:
+    """A key made with the API (not the admin's) signs in; its websocket is authenticated too:
+    a job submitted elsewhere appears in the list live and the page shows its ending."""
+    created = httpx.post(
+        f"{server.url}/api/v1/keys",
+        json={"name": "browser viewer", "role": "viewer", "workspaces": ["default"]},
+        headers=admin_headers(server),
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    _wait_idle(api)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        key = created.json()["token"]
+        page.get_by_label("API key").fill(key[:-4] + "AAAA")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("That key was not accepted.").wait_for()
+        assert key not in page.content()
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_selector("h1:text('Jobs')")
+        page.locator("#live-state", has_text="live").wait_for()
+        job = _occupy(api, slow_config, 1)[0]
+        row = page.locator(f"tr[data-job='{job['id']}']")
+        row.wait_for()  # over the workspace websocket, authenticated with the viewer key
+        page.locator(f"tr[data-job='{job['id']}'][data-status='success']").wait_for()
+        row.get_by_role("link").first.click()
+        page.locator("#job-status .status-success").wait_for()
+        # Its record names the admin key that submitted it: an id, never a key.
+        assert (
+            api.get(f"/jobs/{job['id']}").json()["submitted_by"]
+            == (admin_headers(server)["Authorization"].split("_")[1])
+        )
+    finally:
+        context.close()

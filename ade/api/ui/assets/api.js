@@ -44,7 +44,9 @@ function headers(extra = {}, key = session.key()) {
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 
-async function errorFrom(response) {
+// `signingIn`: the request checks a key being typed in; its 401 is the sign-in form's to show,
+// not a signal that the signed-in key was refused.
+async function errorFrom(response, signingIn = false) {
   let body = null;
   try {
     body = await response.json();
@@ -55,7 +57,7 @@ async function errorFrom(response) {
   const header = response.headers.get("Retry-After");
   const retryAfter = header && /^\d+$/.test(header) ? Number(header)
     : body && typeof body.retry_after_seconds === "number" ? body.retry_after_seconds : null;
-  if (response.status === 401) window.dispatchEvent(new CustomEvent("ade:unauthorized"));
+  if (response.status === 401 && !signingIn) window.dispatchEvent(new CustomEvent("ade:unauthorized"));
   return new ApiError(response.status, error ? error.code : "http_error",
     error ? error.message : `${response.status} ${response.statusText}`,
     error ? error.details : null, retryAfter);
@@ -81,7 +83,7 @@ export async function call(method, path, { json, form, query, key, extraHeaders,
     if (cause && cause.name === "AbortError") throw cause;
     throw new ApiError(0, "unreachable", `cannot reach ADE (${cause.message || cause})`, null, null);
   }
-  if (!response.ok) throw await errorFrom(response);
+  if (!response.ok) throw await errorFrom(response, key !== undefined);
   return response;
 }
 
