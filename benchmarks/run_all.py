@@ -80,6 +80,16 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "of a bare quart-trio app in the same run (benchmarks/api.py).",
     ),
     Benchmark(
+        "auth",
+        "Auth",
+        "benchmarks/auth.py",
+        (),
+        ("--seconds", "2", "--rounds", "2", "--clients", "20"),
+        200,
+        "What the API key check costs on status GET throughput: keys on against "
+        "ADE_AUTH=disabled, two servers in the same run (benchmarks/auth.py).",
+    ),
+    Benchmark(
         "history",
         "Scale of history",
         "benchmarks/history.py",

@@ -60,3 +60,14 @@ def test_history_benchmark_quick_mode(tmp_path: Path) -> None:
     assert set(result["ratios"]) == {
         "submit_p50", "submit_p99", "status_p50", "status_p99", "list_p50", "restart",
     }  # fmt: skip
+
+
+def test_auth_benchmark_quick_mode(tmp_path: Path) -> None:
+    result = _run(
+        "auth.py", "--seconds", "1", "--rounds", "2", "--clients", "10", tmp_path=tmp_path
+    )
+    # Both servers answered every read with 200 (the script refuses anything else): the keys-on
+    # server was read with its admin key, the other without a key.
+    assert [len(result["requests_per_second"][mode]) for mode in ("on", "off")] == [2, 2]
+    assert all(rate > 0 for rates in result["requests_per_second"].values() for rate in rates)
+    assert result["cost"] == 1 - result["paired_ratio"]
