@@ -70,6 +70,18 @@ _CELLS = re.compile(
 )
 
 
+# Column letters in order (A, B, ..., ZZ): a row whose cells carry exactly these is dense.
+_LETTERS = [
+    letters
+    for size in (1, 2)
+    for letters in (
+        [chr(65 + i) for i in range(26)]
+        if size == 1
+        else [chr(65 + i) + chr(65 + j) for i in range(26) for j in range(26)]
+    )
+]
+
+
 class _Restart(Exception):
     """The fast path met something it cannot split rows around: read the sheet exactly."""
 
@@ -226,8 +238,11 @@ class SheetRows:
                     raise _Restart
                 body = block[tag_end + 1 : close]
                 pos = close + 6
-            number = _ROW_NUMBER.search(attributes)
-            row_number = int(number.group(1)) if number else self.last_row + 1
+            if attributes.startswith(' r="') and (close_quote := attributes.find('"', 4)) > 4:
+                row_number = int(attributes[4:close_quote])
+            else:
+                number = _ROW_NUMBER.search(attributes)
+                row_number = int(number.group(1)) if number else self.last_row + 1
             self.rows_seen += 1
             self.last_row = row_number
             if not body:
@@ -241,11 +256,11 @@ class SheetRows:
 
     def _fast_values(self, body: str, row_number: int) -> list[Any] | None:
         """The row's values, or None when a cell is not in one of the exact shapes."""
-        cells: list[tuple[int, Any]] = []
-        cache = self.column_cache
+        refs: list[str] = []
+        values: list[Any] = []
         shared = self.shared_strings
         dated = self._date_style_text
-        in_order = True
+        dates = self._dates
         for letters, style, kind, text, inline, stray in _CELLS.findall(body):
             if stray:
                 return None
@@ -257,7 +272,9 @@ class SheetRows:
                 continue
             elif not kind or kind == "n":
                 if style and style in dated:
-                    value = self._date(text, style)
+                    value = dates.get((text, style))
+                    if value is None:
+                        value = self._date(text, style)
                 else:
                     try:
                         value = int(text)
@@ -277,11 +294,15 @@ class SheetRows:
                 value = from_ISO8601(text)
             else:  # "str" (formula result) and "e" (an error such as #DIV/0!)
                 value = text
-            column = cache.get(letters) or self._column(letters)
-            if column != len(cells) + 1:
-                in_order = False
-            cells.append((column, value))
-        return self._finish(cells, row_number, in_order)
+            refs.append(letters)
+            values.append(value)
+        if refs == _LETTERS[: len(refs)]:  # the common case: a dense row from column A
+            if len(values) > MAX_ROW_CELLS:
+                return self._finish(list(enumerate(values, 1)), row_number, True)
+            return values
+        cache = self.column_cache
+        cells = [(cache.get(r) or self._column(r), v) for r, v in zip(refs, values, strict=True)]
+        return self._finish(cells, row_number, False)
 
     def _date(self, text: str, style: str) -> Any:
         key = (text, style)
