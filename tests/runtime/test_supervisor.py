@@ -361,7 +361,7 @@ async def test_config_code_cannot_forge_the_recorded_sandbox_layers(
         _report("sandbox", layers=["forged_layer"])
         """,
     )
-    job_dir = make_job_dir(settings, package, rows=ROSTER_ROWS[:1] + [["Ada", 1]])
+    job_dir = make_job_dir(settings, package, rows=[["Name", "Amount"], ["Ada", 1]])
     log = EventLog()
     outcome = await supervise_job(settings, job_dir, on_event=log)
     assert outcome.status == JobStatus.SUCCESS, (outcome.message, outcome.diagnostics)
