@@ -63,7 +63,7 @@ _TEXT = r"[^<&\r\x00-\x08\x0b\x0c\x0e-\x1f]*"
 _CELLS = re.compile(
     r'<c r="([A-Z]{1,3})[0-9]+"(?: s="(0|[1-9][0-9]*)")?(?: t="([a-zA-Z]+)")?'
     r"(?:/>|>"
-    rf"(?:<f\b[^>&]*/>|<f\b[^>&]*>{_TEXT}</f>)?"
+    rf"(?:<f\b[^<>&]*/>|<f\b[^<>&]*>{_TEXT}</f>)?"
     rf'(?:<v>({_TEXT})</v>|<is><t(?: xml:space="preserve")?>({_TEXT})</t></is>)?'
     r"</c>)"
     r"|(\S)"
@@ -71,15 +71,8 @@ _CELLS = re.compile(
 
 
 # Column letters in order (A, B, ..., ZZ): a row whose cells carry exactly these is dense.
-_LETTERS = [
-    letters
-    for size in (1, 2)
-    for letters in (
-        [chr(65 + i) for i in range(26)]
-        if size == 1
-        else [chr(65 + i) + chr(65 + j) for i in range(26) for j in range(26)]
-    )
-]
+_A_TO_Z = [chr(code) for code in range(ord("A"), ord("Z") + 1)]
+_LETTERS = _A_TO_Z + [first + second for first in _A_TO_Z for second in _A_TO_Z]
 
 
 class _Restart(Exception):
