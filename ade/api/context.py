@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import trio
 
@@ -11,7 +13,13 @@ from ade.catalog import Catalog
 from ade.errors import NotFound
 from ade.models import ConfigVersion, Document, JobRecord
 from ade.protocols import JobService, Store
+from ade.retention import Retention, data_dir_usage
 from ade.settings import Settings
+from ade.telemetry.metrics import ServiceMetrics
+
+# The data directory's size is a walk over every file: done at most this often (off the loop),
+# however often /health and /metrics are asked.
+DISK_USAGE_MAX_AGE_SECONDS = 60.0
 
 __all__ = ["ApiContext"]
 
@@ -25,6 +33,35 @@ class ApiContext:
     key_locks: KeyLocks = attrs.field(factory=KeyLocks)
     # Set when the service begins to shut down: websocket streams close with 1001.
     shutting_down: trio.Event = attrs.field(factory=trio.Event)
+    # This app's Prometheus registry (ade.telemetry.metrics): never the process-global one.
+    metrics: ServiceMetrics | None = attrs.field(factory=ServiceMetrics)
+    _layers: Any = None
+    _disk: dict[str, Any] | None = None
+    _disk_at: float = float("-inf")
+    _disk_lock: trio.Lock = attrs.field(factory=trio.Lock)
+
+    @property
+    def retention(self) -> Retention:
+        """Deletes jobs, documents and config versions, rows and files together."""
+        return Retention(self.store, self.settings)
+
+    async def sandbox_layers(self) -> Any:
+        """The sandbox layers of this machine (``detect_layers`` caches; one thread hop)."""
+        if self._layers is None:
+            from ade.sandbox import detect_layers
+
+            self._layers = await trio.to_thread.run_sync(detect_layers)
+        return self._layers
+
+    async def disk_usage(self) -> dict[str, Any]:
+        """:func:`ade.retention.data_dir_usage`, at most :data:`DISK_USAGE_MAX_AGE_SECONDS` old;
+        concurrent callers share one walk."""
+        async with self._disk_lock:
+            stale = trio.current_time() - self._disk_at > DISK_USAGE_MAX_AGE_SECONDS
+            if self._disk is None or stale:
+                self._disk = await trio.to_thread.run_sync(data_dir_usage, self.settings)
+                self._disk_at = trio.current_time()
+            return dict(self._disk)
 
     @property
     def max_json_bytes(self) -> int:

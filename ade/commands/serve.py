@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import trio
 
+from ade import __version__
 from ade.api.connections import raise_fd_limit
 from ade.api.server import run_service
 from ade.catalog import Catalog
@@ -27,10 +28,13 @@ from ade.models import ConfigVersion, Document
 from ade.protocols import Store
 from ade.settings import Settings, SettingsError, load_settings
 from ade.store import SchemaError
+from ade.telemetry.logs import configure_logging, log_fields
 
 __all__ = ["SAMPLE_DOCUMENT_NAME", "SAMPLE_WORKSPACE", "environment_epilog", "register", "serve"]
 
 SAMPLE_WORKSPACE = "default"
+# Start-up and shutdown lines (besides the banner on stdout, which is for a person).
+_log = logging.getLogger("ade.serve")
 
 
 SAMPLE_DOCUMENT_NAME = "sample-roster.xlsx"
@@ -122,9 +126,7 @@ def _handle(args: argparse.Namespace) -> int:
     if problem:
         print(f"ade serve: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format)
     return serve(settings, sample=not args.no_sample, workers=args.workers)
 
 
@@ -258,8 +260,21 @@ async def _serve(settings: Settings, sample: bool, out: TextIO, workers: int | N
             )
             for config, document in samples:
                 print(_try_lines(url, config, document), file=out, flush=True)
+            log_fields(
+                _log,
+                logging.INFO,
+                "ADE started",
+                url=url,
+                version=__version__,
+                data_dir=str(settings.data_dir),
+                store="postgresql" if settings.database_url else "sqlite",
+                workers=settings.max_concurrency if workers is None else workers,
+                queue_size=settings.queue_size,
+                retention_days=settings.retention_days,
+            )
         # run_service returned: the API has stopped and the runtime has drained.
         nursery.cancel_scope.cancel()
+    log_fields(_log, logging.INFO, "ADE stopped", url=url)
     print("ADE stopped", file=out, flush=True)
 
 
@@ -272,6 +287,7 @@ async def watch_signals(stop: trio.Event) -> None:
                 print(f"{name}: already shutting down", file=sys.stderr, flush=True)
                 continue
             print(f"{name}: shutting down gracefully", file=sys.stderr, flush=True)
+            log_fields(_log, logging.INFO, "shutting down", signal=name)
             stop.set()
 
 

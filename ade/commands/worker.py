@@ -9,7 +9,6 @@ ADE_SHUTDOWN_GRACE_SECONDS, queued jobs stay queued for the other nodes).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any, TextIO
 
@@ -18,6 +17,7 @@ import trio
 from ade.commands._cluster import cluster_settings
 from ade.commands.serve import run_node, watch_signals
 from ade.settings import Settings
+from ade.telemetry.logs import configure_logging
 
 __all__ = ["register", "run_worker_node"]
 
@@ -44,9 +44,7 @@ def _handle(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print(f"ade worker: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format)
     return run_worker_node(settings, workers=args.workers)
 
 
