@@ -26,13 +26,14 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ade.telemetry.histogram import FAST_BUCKETS, HistogramSnapshot
 
 __all__ = ["CONTENT_TYPE", "ServiceMetrics", "Snapshots", "families"]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format every Prometheus version reads (prometheus-client's newer default,
+# version=1.0.0, is the same text for metric names like ours but older servers refuse it).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @attrs.frozen
