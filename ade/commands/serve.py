@@ -166,10 +166,11 @@ def run_node(command: str, settings: Settings, main: Any, *args: Any) -> int:
     except AdeError as exc:
         print(f"{command}: {exc.message}", file=sys.stderr)
         return 2
-    print(startup_line(settings, report), file=sys.stderr, flush=True)
+    # Log lines (ADE_LOG_FORMAT), not prints: in JSON mode stderr stays one object a line.
+    _log.info("%s", startup_line(settings, report))
     before, after = raise_fd_limit()
     if after > before:
-        print(f"open-file limit raised from {before} to {after}", file=sys.stderr, flush=True)
+        _log.info("open-file limit raised from %d to %d", before, after)
     try:
         trio.run(main, *args)
     except _startup_failures() as exc:
@@ -284,10 +285,9 @@ async def watch_signals(stop: trio.Event) -> None:
         async for signum in signals:
             name = signal.Signals(signum).name
             if stop.is_set():
-                print(f"{name}: already shutting down", file=sys.stderr, flush=True)
+                log_fields(_log, logging.INFO, f"{name}: already shutting down", signal=name)
                 continue
-            print(f"{name}: shutting down gracefully", file=sys.stderr, flush=True)
-            log_fields(_log, logging.INFO, "shutting down", signal=name)
+            log_fields(_log, logging.INFO, f"{name}: shutting down gracefully", signal=name)
             stop.set()
 
 
