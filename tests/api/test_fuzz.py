@@ -3,9 +3,10 @@
 response that breaks the document, any status the document does not declare fails the test.
 
 Two runs against one server: every operation but the deletions (the stateful phase must reach
-202 submissions), then every operation, deletions included. Phases: ``coverage`` (each documented status, boundary and invalid values per operation) and
-``stateful``; random ``fuzzing`` adds little over those for its time (a longer run: the same
-command with ``--phases fuzzing`` and a larger ``--max-examples``).
+202 submissions), then every operation, deletions included. Phases: ``coverage`` (each
+documented status, boundary and invalid values per operation) and ``stateful``; random
+``fuzzing`` adds little over those for its time (a longer run: the same command with
+``--phases fuzzing`` and a larger ``--max-examples``).
 
 The service gets a prepared config and document; the test's copy of the document pins
 ``SubmitJob`` to them, so generated submissions are valid and the fuzzer reaches 202s and
