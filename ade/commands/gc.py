@@ -15,8 +15,8 @@ from typing import Any
 
 import trio
 
+from ade.commands._settings import command_settings
 from ade.errors import AdeError
-from ade.settings import SettingsError, load_settings
 
 __all__ = ["register"]
 
@@ -42,10 +42,8 @@ def _gc(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
-    try:
-        settings = load_settings(**overrides)
-    except SettingsError as exc:
-        print(f"ade gc: {exc}", file=sys.stderr)
+    settings = command_settings("ade gc", **overrides)
+    if settings is None:
         return 2
     days = args.older_than_days if args.older_than_days is not None else settings.retention_days
     if days is not None and days < 1:
