@@ -17,9 +17,12 @@ from ade.retention import Retention, data_dir_usage
 from ade.settings import Settings
 from ade.telemetry.metrics import ServiceMetrics
 
-# The data directory's size is a walk over every file: done at most this often (off the loop),
-# however often /health and /metrics are asked.
-DISK_USAGE_MAX_AGE_SECONDS = 60.0
+# The data directory's size is a walk over every file (seconds for a history of a million
+# jobs): a task of the server refreshes it this often, off the event loop, and /health and
+# /metrics report the latest figure instead of walking per request.
+DISK_USAGE_INTERVAL_SECONDS = 300.0
+# /health waits this long for the very first walk after start-up, then answers without it.
+DISK_USAGE_FIRST_WAIT_SECONDS = 2.0
 
 __all__ = ["ApiContext"]
 
@@ -37,8 +40,8 @@ class ApiContext:
     metrics: ServiceMetrics | None = attrs.field(factory=ServiceMetrics)
     _layers: Any = None
     _disk: dict[str, Any] | None = None
-    _disk_at: float = float("-inf")
-    _disk_lock: trio.Lock = attrs.field(factory=trio.Lock)
+    _disk_watched: bool = False
+    _disk_ready: trio.Event = attrs.field(factory=trio.Event)
 
     @property
     def retention(self) -> Retention:
@@ -53,15 +56,26 @@ class ApiContext:
             self._layers = await trio.to_thread.run_sync(detect_layers)
         return self._layers
 
-    async def disk_usage(self) -> dict[str, Any]:
-        """:func:`ade.retention.data_dir_usage`, at most :data:`DISK_USAGE_MAX_AGE_SECONDS` old;
-        concurrent callers share one walk."""
-        async with self._disk_lock:
-            stale = trio.current_time() - self._disk_at > DISK_USAGE_MAX_AGE_SECONDS
-            if self._disk is None or stale:
-                self._disk = await trio.to_thread.run_sync(data_dir_usage, self.settings)
-                self._disk_at = trio.current_time()
-            return dict(self._disk)
+    async def disk_usage(self) -> dict[str, Any] | None:
+        """The latest :func:`ade.retention.data_dir_usage` (None before the first walk, or
+        when nothing watches it: an app served by :func:`ade.api.server.serve_api` does)."""
+        if self._disk_watched:
+            with trio.move_on_after(DISK_USAGE_FIRST_WAIT_SECONDS):
+                await self._disk_ready.wait()
+        return None if self._disk is None else dict(self._disk)
+
+    async def watch_disk_usage(self) -> None:
+        """Refresh the data directory's usage every :data:`DISK_USAGE_INTERVAL_SECONDS`."""
+        self._disk_watched = True
+        while True:
+            try:
+                self._disk = await trio.to_thread.run_sync(
+                    data_dir_usage, self.settings, abandon_on_cancel=True
+                )
+            except OSError as exc:
+                self._disk = {"path": str(self.settings.data_dir), "error": type(exc).__name__}
+            self._disk_ready.set()
+            await trio.sleep(DISK_USAGE_INTERVAL_SECONDS)
 
     @property
     def max_json_bytes(self) -> int:

@@ -58,10 +58,7 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
     async def health() -> Response:
         store = dict(await shared_probe())
         layers = await ctx.sandbox_layers()
-        try:
-            disk: dict[str, Any] | None = await ctx.disk_usage()
-        except OSError as exc:
-            disk = {"path": str(ctx.settings.data_dir), "error": type(exc).__name__}
+        disk = await ctx.disk_usage()
         draining = ctx.shutting_down.is_set()
         status = "draining" if draining else "ok" if store["ok"] else "degraded"
         body = {

@@ -75,7 +75,7 @@ def metrics_operations(ctx: ApiContext) -> list[Operation]:
             store_latency=None if latency is None else latency.snapshot(),
             sandbox_layers=tuple((layer.name, layer.available) for layer in layers.layers),
             retention=None if sweeper is None else sweeper.statistics(),
-            data_dir_bytes=disk["used_bytes"],
+            data_dir_bytes=None if disk is None else disk.get("used_bytes"),
         )
         assert ctx.metrics is not None
         body = ctx.metrics.render(snapshots)

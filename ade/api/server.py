@@ -87,15 +87,28 @@ async def serve_api(
     # its place in the HTTP metrics.
     observed = ObserveRequests(guarded, app.url_map, route_templates(app), ctx.metrics)
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            lambda task_status: serve_http(
-                observed,
-                hypercorn_config(settings),
-                max_connections=cap,
-                shutdown_trigger=trigger,
-                task_status=task_status,
-            )
-        )
+        # The data directory's usage for /health and /metrics, refreshed in the background
+        # for as long as the server serves.
+        watcher = trio.CancelScope()
+
+        async def watch_disk() -> None:
+            with watcher:
+                await ctx.watch_disk_usage()
+
+        async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await serve_http(
+                    observed,
+                    hypercorn_config(settings),
+                    max_connections=cap,
+                    shutdown_trigger=trigger,
+                    task_status=task_status,
+                )
+            finally:
+                watcher.cancel()
+
+        nursery.start_soon(watch_disk)
+        binds: list[str] = await nursery.start(serve)
         task_status.started(binds[0])
 
 

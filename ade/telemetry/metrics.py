@@ -158,7 +158,7 @@ def families(snap: Snapshots) -> Iterator[Metric]:
     if snap.data_dir_bytes is not None:
         yield _gauge(
             "ade_data_dir_bytes",
-            "Disk used by ADE_DATA_DIR (as of the last /health)",
+            "Disk used by ADE_DATA_DIR (refreshed every five minutes)",
             snap.data_dir_bytes,
         )
 
