@@ -361,26 +361,25 @@ class Retention:
     async def _expired(self, cutoff: datetime, *, dry_run: bool, by: str) -> tuple[list[str], int]:
         done: list[str] = []
         freed = 0
-        seen: set[str] = set()
+        # Jobs looked at that are still in the store (all of them in a dry run): the next
+        # query asks for that many more rows and skips them.
+        kept: set[str] = set()
         while True:
-            batch = [
-                job
-                for job in await self.store.finished_jobs_before(
-                    cutoff, limit=SWEEP_BATCH + len(seen) if dry_run else SWEEP_BATCH
-                )
-                if job.id not in seen
-            ]
+            rows = await self.store.finished_jobs_before(cutoff, limit=SWEEP_BATCH + len(kept))
+            batch = [job for job in rows if job.id not in kept]
             if not batch:
                 return done, freed
             for job in batch:
-                seen.add(job.id)
                 root = JobLayout.of(self.settings.jobs_dir, job.id).root
                 size = await trio.to_thread.run_sync(_size, root) if root.exists() else 0
-                if not dry_run:
+                if dry_run:
+                    kept.add(job.id)
+                else:
                     try:
                         await self.delete_job(job.workspace_id, job.id, by=by)
                     except (NotFound, Conflict):
-                        continue  # deleted or changed meanwhile
+                        kept.add(job.id)  # deleted or changed meanwhile
+                        continue
                 done.append(job.id)
                 freed += size
 
