@@ -32,6 +32,9 @@ __all__ = ["UNMATCHED_ROUTE", "ObserveRequests", "note_principal"]
 access_log = logging.getLogger("ade.access")
 
 UNMATCHED_ROUTE = "unmatched"
+# Methods a label may name; any other token a client sends is "OTHER", so nobody can grow the
+# metrics' label space (or the log's vocabulary) by inventing methods.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _HEADER = REQUEST_ID_HEADER.lower().encode()
 
 
@@ -79,7 +82,11 @@ class ObserveRequests:
                 incoming = value.decode("latin-1")
                 break
         info = RequestInfo(accept_request_id(incoming), self.route_of(scope))
-        method = scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET"
+        if scope["type"] == "websocket":
+            method = "WEBSOCKET"
+        else:
+            method = scope.get("method", "GET")
+            method = method if method in _METHODS else "OTHER"
         status = 500  # what the client gets if the app raises before answering
         header = (_HEADER, info.request_id.encode())
 

@@ -56,6 +56,9 @@ async def test_a_scrape_reports_jobs_refusals_requests_and_layers(tmp_path: Path
                 await wait_for_status(http, f"/jobs/{job['id']}", {"success"})
             await http.get("/jobs/not-a-job-0000")  # a 404 on a templated route
             await http.get(f"{service.url}/no/such/route/{document['id']}")  # unmatched
+            # An invented method is labelled OTHER: clients cannot grow the label space.
+            invented = await http.request("BREW", f"{service.url}/metrics")
+            assert invented.status_code == 405
 
             ws_url = service.api.replace("http://", "ws://") + "/events"
             async with open_websocket(ws_url):
@@ -101,6 +104,8 @@ async def test_a_scrape_reports_jobs_refusals_requests_and_layers(tmp_path: Path
     assert requests[(JOBS, "POST", "429")] == 1
     assert requests[(JOBS + "/{job_id}", "GET", "404")] == 1
     assert requests[("unmatched", "GET", "404")] == 1
+    assert requests[("unmatched", "OTHER", "405")] == 1
+    assert "BREW" not in scrape.text
     assert requests[("/api/v1/workspaces/{workspace_id}/events", "WEBSOCKET", "101")] == 1
     # Route labels are templates, never a raw path: no id appears in any label.
     routes = {route for route, _, _ in requests}
