@@ -94,6 +94,9 @@ class Plan:
     insert: bool
     events: tuple[JobEvent, ...]
     previous_status: JobStatus | None = None
+    # Cluster: the job as its claim stored it (running on this node); nothing to write, but
+    # telemetry counts its queue wait from it.
+    claimed: JobRecord | None = None
 
 
 class RecorderState:
@@ -233,7 +236,7 @@ class RecorderState:
         self.load(job, last_seq)
         self._claimed.add(job.id)
         event = self._event(job, "start", {"status": "running", "node": node_id})
-        return Plan(job.id, None, False, (event,))
+        return Plan(job.id, None, False, (event,), claimed=job)
 
     def forget(self, job_id: str) -> None:
         """Drop a job whose lease was taken away (another node records its end): its later

@@ -67,7 +67,7 @@ class JobTelemetry:
     def observe(self, plan: Plan) -> list[JobLogLine]:
         """Count what ``plan`` changed and return its log lines (one per lifecycle event)."""
         lines: list[JobLogLine] = []
-        record = plan.record
+        record = plan.record or plan.claimed
         for event in plan.events:
             step = _LOGGED.get(event.type)
             if step is None:
@@ -103,7 +103,7 @@ class JobTelemetry:
         return lines
 
     def _count(self, plan: Plan) -> None:
-        record = plan.record
+        record = plan.record or plan.claimed
         if record is None or plan.insert or plan.previous_status == record.status:
             return
         if record.status is JobStatus.RUNNING:

@@ -9,6 +9,7 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -114,6 +115,19 @@ def test_a_cancelled_queued_job_counts_as_finished_without_a_duration() -> None:
     snap = telemetry.snapshot()
     assert snap.finished == {("cancelled", "ws"): 1}
     assert (snap.duration.count, snap.queue_wait.count) == (0, 0)
+
+
+def test_a_job_claimed_in_a_cluster_counts_its_queue_wait() -> None:
+    clock = _Clock()
+    state = RecorderState(now=clock, cluster=True)
+    telemetry = JobTelemetry()
+    claimed = attrs.evolve(_job(), status=JobStatus.RUNNING, started_at=T0 + timedelta(seconds=4))
+    plan = state.plan_claimed_start(claimed, 1, "node-b")
+    assert plan.record is None  # the claim already stored it
+    state.commit(plan)
+    (line,) = telemetry.observe(plan)
+    assert line.fields["queue_wait_seconds"] == 4.0
+    assert telemetry.snapshot().queue_wait.count == 1
 
 
 def _stats(**changes: object) -> RuntimeStatistics:
