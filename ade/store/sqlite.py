@@ -13,6 +13,16 @@ WAL mode lets readers run concurrently with the one writer. Writers are serialis
 ``threading.Lock`` (and every write is a ``BEGIN IMMEDIATE`` transaction) so two writers in this
 process never race for SQLite's write lock and never see ``SQLITE_BUSY``; ``busy_timeout`` covers
 another process (an operator's ``sqlite3`` shell, a second ``ade`` command) holding it briefly.
+
+Point reads in the event loop. A read of one row by its key (a job's status, a document, a
+config version) takes tens of microseconds; handing it to a worker thread costs more than the
+read — under 100 clients polling job status, the hops (thread wake-ups, result delivery back
+to the loop, GIL hand-offs between dozens of threads) were most of the server's CPU
+(``docs/benchmarks.md``, "API"). So :meth:`SqliteStore.read_point` runs such reads on the
+event loop's own thread, on a connection only that thread uses. This is safe because a WAL
+reader never waits for the writer; the connection has ``busy_timeout = 0``, so the rare case
+where SQLite would make a reader wait (WAL recovery after a crash of another process) raises
+at once instead of blocking the loop, and the read is redone in a worker thread.
 """
 
 from __future__ import annotations
@@ -251,6 +261,9 @@ class SqliteStore:
         self._pool_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
+        # read_point's connection and the (event loop's) thread that alone uses it.
+        self._loop_conn: sqlite3.Connection | None = None
+        self._loop_thread: int | None = None
         conn = self._checkout()
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -322,11 +335,44 @@ class SqliteStore:
         """:meth:`run_sync` in a worker thread; the way coroutines touch the database."""
         return await trio.to_thread.run_sync(lambda: self.run_sync(fn, write=write))
 
+    async def read_point(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)``, a read of a few rows by key, on the calling (event loop) thread; in a
+        worker thread should SQLite want it to wait (see the theory of operation)."""
+        conn = self._loop_connection()
+        if conn is not None:
+            started = time.perf_counter()
+            try:
+                result = fn(conn)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            else:
+                self.latency.observe(time.perf_counter() - started)
+                await trio.lowlevel.checkpoint()
+                return result
+        return await self.run(fn, write=False)
+
+    def _loop_connection(self) -> sqlite3.Connection | None:
+        """read_point's connection, if the caller is the thread it belongs to (the first
+        thread to ask); None for any other thread, which then goes through the pool."""
+        thread = threading.get_ident()
+        with self._pool_lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            if self._loop_thread is None:
+                conn = _connect(self.path)
+                conn.execute("PRAGMA busy_timeout = 0")
+                self._loop_conn, self._loop_thread = conn, thread
+            return self._loop_conn if self._loop_thread == thread else None
+
     def close(self) -> None:
         """Close every connection. Calls in flight finish; later calls raise RuntimeError."""
         with self._pool_lock:
             self._closed = True
             idle, self._pool = self._pool, []
+            if self._loop_conn is not None:
+                idle.append(self._loop_conn)
+                self._loop_conn = None
         for conn in idle:
             conn.close()
 
@@ -391,7 +437,7 @@ class SqliteStore:
             row = conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
             return None if row is None else _job_from_row(row)
 
-        return await self.run(get, write=False)
+        return await self.read_point(get)
 
     async def list_jobs(
         self,
@@ -472,7 +518,7 @@ class SqliteStore:
             ).fetchone()
             return None if row is None else _document_from_row(row)
 
-        return await self.run(get, write=False)
+        return await self.read_point(get)
 
     async def list_documents(self, workspace_id: str) -> list[Document]:
         """Oldest first (upload order)."""
@@ -517,7 +563,7 @@ class SqliteStore:
             ).fetchone()
             return None if row is None else _config_from_row(row)
 
-        return await self.run(get, write=False)
+        return await self.read_point(get)
 
     async def find_config_by_hash(
         self, workspace_id: str, content_hash: str
@@ -669,7 +715,7 @@ class SqliteIdempotencyKeys:
                 status, body, location, request_hash, datetime.fromisoformat(created_at)
             )
 
-        return await self._store.run(get, write=False)
+        return await self._store.read_point(get)
 
     async def remember(
         self, workspace_id: str, key: str, response: StoredResponse, *, expire_before: datetime

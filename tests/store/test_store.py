@@ -485,3 +485,54 @@ async def test_every_call_is_timed(store: Store) -> None:
     after = store.latency.snapshot()
     assert after.count == before + 2
     assert after.total > 0
+
+
+# -- SQLite point reads on the event loop ----------------------------------------------------
+
+
+async def test_sqlite_point_reads_stay_on_the_loop_thread_unless_sqlite_would_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "ade.db")
+    hops: list[str] = []
+    real_run_sync = trio.to_thread.run_sync
+
+    async def counting_run_sync(fn: Callable[[], Any], **kw: Any) -> Any:
+        hops.append(getattr(fn, "__qualname__", "?"))
+        return await real_run_sync(fn, **kw)
+
+    try:
+        job = make_job()
+        await store.insert_job(job)
+        monkeypatch.setattr(trio.to_thread, "run_sync", counting_run_sync)
+        assert await store.get_job(job.id) == job
+        assert await store.get_job(new_id()) is None
+        assert await store.get_document("ws", "nope") is None
+        assert await store.get_config("ws", "nope") is None
+        assert await store.idempotency_keys.lookup("ws", "key") is None
+        assert hops == []
+
+        # Should SQLite make the loop's reader wait ("database is locked" at busy_timeout 0:
+        # WAL recovery by another process, say), the read is redone in a worker thread.
+        import threading
+
+        loop_thread = threading.get_ident()
+
+        def read(conn: sqlite3.Connection) -> int:
+            if threading.get_ident() == loop_thread:
+                raise sqlite3.OperationalError("database is locked")
+            return conn.execute("SELECT attempt FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]
+
+        assert await store.read_point(read) == 1
+        assert len(hops) == 1
+        # Any other failure is the caller's to see.
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await store.read_point(lambda conn: conn.execute("SELECT * FROM nope").fetchall())
+        assert len(hops) == 1
+
+        # Any other thread than the loop's goes through the pool.
+        assert await real_run_sync(store._loop_connection) is None
+    finally:
+        await store.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.get_job(job.id)
