@@ -5,46 +5,21 @@ back."""
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import make_settings
+from support.retention import age, finished_job
 
 from ade import retention
 from ade.errors import NotFound
 from ade.ids import new_id
-from ade.models import JobRecord, JobStatus
 from ade.retention import Retention
 from ade.store import open_store
 
 T0 = datetime(2026, 1, 2, tzinfo=UTC)
-
-
-def _finished_job(settings: Any) -> JobRecord:
-    job = JobRecord(
-        id=new_id(),
-        workspace_id="ws",
-        status=JobStatus.SUCCESS,
-        config_version_id="cfg",
-        document_ids=("d",),
-        runtime_network_access=False,
-        attempt=1,
-        created_at=T0,
-        started_at=T0,
-        finished_at=T0,
-    )
-    (settings.jobs_dir / job.id / "inputs").mkdir(parents=True)
-    (settings.jobs_dir / job.id / "normalized.xlsx").write_bytes(b"output")
-    return job
-
-
-def _age(path: Path, seconds: float = 3600) -> None:
-    then = time.time() - seconds
-    os.utime(path, (then, then))
 
 
 async def test_a_crash_after_the_row_leaves_an_orphan_that_collection_removes(
@@ -53,7 +28,7 @@ async def test_a_crash_after_the_row_leaves_an_orphan_that_collection_removes(
     settings = make_settings(tmp_path / "data")
     store = open_store(settings)
     try:
-        job = _finished_job(settings)
+        job = finished_job(settings, T0, workspace="ws")
         await store.insert_job(job)
 
         def die(*args: object) -> None:
@@ -73,7 +48,7 @@ async def test_a_crash_after_the_row_leaves_an_orphan_that_collection_removes(
         # Young, it may be a submission in flight: kept. Old: an orphan, removed.
         report = await Retention(store, settings).collect(older_than_days=None, dry_run=False)
         assert report.orphans == () and root.is_dir()
-        _age(root)
+        age(root)
         report = await Retention(store, settings).collect(older_than_days=None, dry_run=True)
         assert report.orphans == (f"jobs/{job.id}",) and root.is_dir()
         report = await Retention(store, settings).collect(older_than_days=None, dry_run=False)

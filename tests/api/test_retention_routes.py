@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import trio
 from support.api import make_settings, package_zip, start_service, wait_for_status, workbook_bytes
+from support.retention import age, finished_job
 
 from ade.ids import new_id
 from ade.layout import JobLayout
-from ade.models import JobRecord, JobStatus
 from ade.retention import data_dir_usage, workspace_log_path
 from ade.serde import utcnow
 from ade.settings import Settings
@@ -121,40 +121,17 @@ async def test_a_config_shared_by_two_workspaces_keeps_its_files_until_both_dele
         service.stop.set()
 
 
-def _old_finished(settings: Settings, age: timedelta) -> JobRecord:
-    finished = utcnow() - age
-    job = JobRecord(
-        id=new_id(),
-        workspace_id="default",
-        status=JobStatus.SUCCESS,
-        config_version_id="cfg0",
-        document_ids=("d0",),
-        runtime_network_access=False,
-        attempt=1,
-        created_at=finished - timedelta(seconds=2),
-        started_at=finished - timedelta(seconds=1),
-        finished_at=finished,
-    )
-    root = JobLayout.of(settings.jobs_dir, job.id).root
-    (root / "inputs").mkdir(parents=True)
-    (root / "inputs" / "d0").write_bytes(b"x" * 5000)
-    (root / "inputs").chmod(0o555)  # read-only as the runtime leaves it
-    (root / "normalized.xlsx").write_bytes(b"y" * 3000)
-    return job
-
-
 async def test_the_retention_sweep_deletes_expired_jobs_and_orphans_and_counts_them(
     tmp_path: Path,
 ) -> None:
     settings = make_settings(tmp_path / "data", retention_days=7)
     settings.jobs_dir.mkdir(parents=True)
-    expired = [_old_finished(settings, timedelta(days=d)) for d in (8, 30)]
-    recent = _old_finished(settings, timedelta(days=6))
+    expired = [finished_job(settings, utcnow() - timedelta(days=d)) for d in (8, 30)]
+    recent = finished_job(settings, utcnow() - timedelta(days=6))
     # Left by a crash between a deletion's row and its files: no row, an hour old.
     orphan = settings.jobs_dir / new_id()
     (orphan / "inputs").mkdir(parents=True)
-    hour_ago = utcnow().timestamp() - 3600
-    os.utime(orphan, (hour_ago, hour_ago))
+    age(orphan)
     # A directory without a row that is young may be a submission in flight: kept.
     young = settings.jobs_dir / new_id()
     young.mkdir()

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,10 +10,10 @@ import httpx
 import pytest
 import trio
 from support.api import Service, package_zip, wait_for_status, workbook_bytes
+from support.retention import age, finished_job
 
 from ade.cli import main
 from ade.ids import new_id
-from ade.models import JobRecord, JobStatus
 from ade.serde import utcnow
 from ade.settings import load_settings
 from ade.store import open_store
@@ -66,35 +64,15 @@ async def test_delete_commands(
     assert "no documents in workspace default" in capsys.readouterr().err
 
 
-def _expired_job(data: Path, days: int) -> JobRecord:
-    finished = utcnow() - timedelta(days=days)
-    job = JobRecord(
-        id=new_id(),
-        workspace_id="default",
-        status=JobStatus.ERROR,
-        config_version_id="cfg",
-        document_ids=("d",),
-        runtime_network_access=False,
-        attempt=1,
-        created_at=finished,
-        finished_at=finished,
-    )
-    (data / "jobs" / job.id).mkdir(parents=True)
-    (data / "jobs" / job.id / "events.ndjson").write_bytes(b"{}\n" * 1000)
-    return job
-
-
-def _aged(path: Path, seconds: float = 3600) -> None:
-    then = time.time() - seconds
-    os.utime(path, (then, then))
-
-
 async def test_gc_lists_with_dry_run_then_deletes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = tmp_path / "data"
     settings = load_settings({}, data_dir=data)
-    old, recent = _expired_job(data, 40), _expired_job(data, 2)
+    old, recent = (
+        finished_job(settings, utcnow() - timedelta(days=40)),
+        finished_job(settings, utcnow() - timedelta(days=2)),
+    )
     store = open_store(settings)
     try:
         for job in (old, recent):
@@ -107,17 +85,17 @@ async def test_gc_lists_with_dry_run_then_deletes(
     (orphan_job / "inputs").mkdir(parents=True)
     (orphan_job / "inputs" / "d").write_bytes(b"input")
     (orphan_job / "inputs").chmod(0o555)
-    _aged(orphan_job)
+    age(orphan_job)
     documents = data / "documents" / "default"
     documents.mkdir(parents=True)
     orphan_document = documents / new_id()
     orphan_document.write_bytes(b"content")
-    _aged(orphan_document)
+    age(orphan_document)
     leftover = data / "jobs" / ".deleting-abc-1234"
     leftover.mkdir()  # young, but a leftover of a deletion goes whatever its age
     upload = documents / ".upload-x1"
     upload.write_bytes(b"half")
-    _aged(upload)
+    age(upload)
     in_flight = documents / ".upload-x2"
     in_flight.write_bytes(b"arriving")
     monkeypatch.delenv("ADE_RETENTION_DAYS", raising=False)
