@@ -111,6 +111,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "20 s against ADE_QUEUE_SIZE=10, ADE_MAX_CONCURRENCY=2, every invariant checked.",
         preformatted=True,
     ),
+    Benchmark(
+        "observe",
+        "Observation cost",
+        "benchmarks/observe.py",
+        (),
+        ("--quick",),
+        120,
+        "What the request id, the route-template match, the HTTP metrics and the JSON access "
+        "log line add to every request, next to the same requests without them "
+        "(benchmarks/observe.py).",
+    ),
 )
 
 

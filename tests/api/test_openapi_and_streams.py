@@ -76,9 +76,9 @@ async def test_openapi_paths_and_methods_match_the_url_map_exactly(tmp_path: Pat
             assert "400" in operation["responses"], (path, method)
     assert not set(spec["paths"]) & set(spec["x-websockets"])
     assert served == documented
-    # health, openapi, 4 document, 3 config and 7 job routes, 2 websocket streams, the web page
-    # and its assets
-    assert len(served) == 20
+    # health, openapi, metrics, 5 document, 4 config and 8 job routes (each with its DELETE),
+    # 2 websocket streams, the web page and its assets
+    assert len(served) == 24
     assert {("/", "get"), ("/ui/{name}", "get")} <= served
 
 
