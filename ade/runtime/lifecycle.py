@@ -51,6 +51,8 @@ from ade.runtime.messages import (
 from ade.runtime.recorder import EventHub, RecorderState, run_recorder
 from ade.runtime.workers import JobRunner, WorkerSlot, run_worker_actor
 from ade.settings import Settings
+from ade.telemetry.jobs import JobTelemetry
+from ade.telemetry.logs import log_fields
 from ade.worker.protocol import RunRequest
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ if TYPE_CHECKING:
 __all__ = ["Lifecycle"]
 
 logger = logging.getLogger(__name__)
+# One line per job lifecycle step (ade.telemetry.jobs decides what it says).
+_job_log = logging.getLogger("ade.jobs")
 
 
 class Lifecycle:
@@ -98,6 +102,8 @@ class Lifecycle:
             self.dispatcher_state = DispatcherState(capacity=settings.queue_size, workers=workers)
         self.recorder_state: RecorderState | None = None
         self._slots = [WorkerSlot(i) for i in range(workers)]
+        # Counts and log lines of every job step the recorder carries out (/metrics, logs).
+        self.telemetry = JobTelemetry()
         self.dispatcher, self._dispatcher_receive = trio.open_memory_channel[Any](inbox_size)
         self.recorder, self._recorder_receive = trio.open_memory_channel[Any](inbox_size)
         self._worker_channels = [trio.open_memory_channel[RunJob](1) for _ in range(workers)]
@@ -115,6 +121,14 @@ class Lifecycle:
         self._scopes: list[trio.CancelScope] = []
         self._drained = trio.Event()
         self.stopped = False
+
+    @property
+    def worker_restarts(self) -> int:
+        return sum(slot.restarts for slot in self._slots)
+
+    def _observe(self, plan: Any) -> None:
+        for line in self.telemetry.observe(plan):
+            log_fields(_job_log, logging.INFO, line.message, **line.fields)
 
     # -- talking to the actors -----------------------------------------------------------------
 
@@ -167,6 +181,7 @@ class Lifecycle:
                 announce=None if member is None else member.announce,
                 node_id=None if member is None else member.node_id,
                 fence=None if member is None else member.queue.store.check_lease,
+                observe=self._observe,
             ),
         )
         if member is not None:

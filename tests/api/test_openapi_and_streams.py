@@ -76,9 +76,9 @@ async def test_openapi_paths_and_methods_match_the_url_map_exactly(tmp_path: Pat
             assert "400" in operation["responses"], (path, method)
     assert not set(spec["paths"]) & set(spec["x-websockets"])
     assert served == documented
-    # health, openapi, 4 document, 3 config and 7 job routes, 2 websocket streams, the web page
-    # and its assets, 3 key and 5 workspace routes
-    assert len(served) == 28
+    # health, openapi, metrics, 5 document, 4 config and 8 job routes (each with its DELETE),
+    # 2 websocket streams, the web page and its assets, 3 key and 5 workspace routes
+    assert len(served) == 32
     assert {("/", "get"), ("/ui/{name}", "get")} <= served
 
 
