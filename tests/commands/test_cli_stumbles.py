@@ -27,6 +27,7 @@ from support.api import (
     workbook_bytes,
     zip_bytes,
 )
+from support.auth import start_auth_service
 
 from ade.cli import main
 
@@ -63,18 +64,33 @@ async def _upload(client: httpx.AsyncClient, api: str) -> str:
     return str(response.json()["id"])
 
 
-async def test_the_readme_curl_example_works_as_written(service: Service, tmp_path: Path) -> None:
+async def test_the_readme_curl_example_works_as_written(tmp_path: Path) -> None:
     script = _readme_block("The same over HTTP")
     assert "roster.xlsx" in script and "$B/jobs/$JOB/output" in script
     (tmp_path / "ade").symlink_to(REPO / "ade")  # `ade config add ade/samples/...` from the repo
-    result = await trio.run_process(
-        ["bash", "-euo", "pipefail", "-c", script.replace("http://127.0.0.1:8000", service.url)],
-        cwd=tmp_path,
-        env=_env(ADE_URL=service.url),
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
+    # As in the quick start: keys on, and the server's data dir is ./data where the commands
+    # run, so curl's `cat data/admin.key` and the ade commands find the admin key.
+    env = _env(ADE_URL="")
+    env.pop("ADE_DATA_DIR", None)
+    env.pop("ADE_API_KEY", None)
+    async with trio.open_nursery() as nursery:
+        service, _ = await start_auth_service(nursery, tmp_path / "data")
+        env["ADE_URL"] = service.url
+        result = await trio.run_process(
+            [
+                "bash",
+                "-euo",
+                "pipefail",
+                "-c",
+                script.replace("http://127.0.0.1:8000", service.url),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        service.stop.set()
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     cells = read_cells((tmp_path / "out" / "normalized.xlsx").read_bytes())
     assert len(cells) > 5 and cells[0][0] is not None
