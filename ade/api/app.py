@@ -72,7 +72,8 @@ def operations(ctx: ApiContext) -> list[Operation]:
             "This OpenAPI document",
             {200: ("the OpenAPI 3.1 document", "OpenApi")},
             tag="service",
-            access=Access.PUBLIC,
+            # Any valid key: only health answers anonymous callers.
+            access=Access.ANY_KEY,
         )
     )
     document.update(build_openapi(ops, auth_enabled=ctx.settings.auth_enabled))

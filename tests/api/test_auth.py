@@ -31,10 +31,10 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Service, Keys]]:
         service.stop.set()
 
 
-async def _routes(service: Service) -> list[tuple[str, str, str]]:
+async def _routes(service: Service, keys: Keys) -> list[tuple[str, str, str]]:
     """(method, concrete path, required access) of every route in the OpenAPI document, which
     is built from the route table: a new route is in this list without anyone adding it."""
-    async with httpx.AsyncClient(base_url=service.url) as http:
+    async with httpx.AsyncClient(base_url=service.url, headers=auth_headers(keys.viewer)) as http:
         spec = (await http.get("/api/v1/openapi.json")).json()
     found = []
     for path, item in spec["paths"].items():
@@ -65,7 +65,7 @@ async def _status(service: Service, method: str, path: str, token: str | None) -
 
 async def test_every_route_refuses_what_its_caller_may_not_do(served: tuple[Service, Keys]) -> None:
     service, keys = served
-    routes = await _routes(service)
+    routes = await _routes(service, keys)
     assert len(routes) >= 28
     seen_access = {access for _, _, access in routes}
     assert seen_access == {"public", "any_key", "read", "write", "admin"}
@@ -373,8 +373,8 @@ async def test_keys_never_appear_in_logs_events_artifacts_or_errors(
 
 
 async def test_openapi_declares_the_bearer_scheme(served: tuple[Service, Keys]) -> None:
-    service, _ = served
-    async with httpx.AsyncClient(base_url=service.url) as http:
+    service, keys = served
+    async with httpx.AsyncClient(base_url=service.url, headers=auth_headers(keys.viewer)) as http:
         spec: dict[str, Any] = (await http.get("/api/v1/openapi.json")).json()
     assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert spec["security"] == [{"apiKey": []}]
