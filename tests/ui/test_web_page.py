@@ -393,6 +393,9 @@ def test_paging_through_thousands_of_jobs_in_another_workspace(
     # The picker remembers the workspace; the default one is one switch away.
     page.reload()
     assert page.get_by_label("Workspace").input_value() == HISTORY_WORKSPACE
+    # The reloaded page has finished its start (health, sign-in state, first listing) before
+    # the switch: a switch during start-up raced the start's own listing.
+    page.locator(f"tr[data-job='{history[0]}']").wait_for()
     page.get_by_label("Workspace").fill("default")
     page.get_by_role("button", name="Switch").click()
     _until(page, f"!document.querySelector(\"tr[data-job='{history[0]}']\")")
