@@ -46,6 +46,8 @@ def test_every_variable_is_read() -> None:
         "ADE_DATABASE_URL": "postgresql://ade@db.example.test:5432/ade",
         "ADE_NODE_ID": "node-a.1",
         "ADE_LEASE_SECONDS": "4.5",
+        "ADE_WORKER_START": "spawn",
+        "ADE_WORKER_NICE": "5",
     }
     settings = load_settings(env)
     assert settings == Settings(
@@ -72,6 +74,8 @@ def test_every_variable_is_read() -> None:
         database_url="postgresql://ade@db.example.test:5432/ade",
         node_id="node-a.1",
         lease_seconds=4.5,
+        worker_start="spawn",
+        worker_nice=5,
     )
     assert set(env) == set(SETTINGS_DOC)
 
@@ -91,6 +95,8 @@ def test_every_variable_is_read() -> None:
         ("ADE_DATABASE_URL", "mysql://db/ade", "ADE_DATABASE_URL: must be a PostgreSQL URL"),
         ("ADE_NODE_ID", "a b", "ADE_NODE_ID: must be 1-63 letters"),
         ("ADE_LEASE_SECONDS", "0.5", "ADE_LEASE_SECONDS: must be a finite number of seconds >= 1"),
+        ("ADE_WORKER_START", "exec", "ADE_WORKER_START: must be 'fork' or 'spawn'"),
+        ("ADE_WORKER_NICE", "-5", "ADE_WORKER_NICE: must be a nice value between 0 and 19"),
     ],
 )
 def test_a_bad_value_names_the_variable(variable: str, value: str, expected: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from functools import partial
 from pathlib import Path
@@ -47,6 +47,7 @@ from ade.runtime.messages import (
     ReserveSlot,
 )
 from ade.runtime.recorder import Subscription
+from ade.runtime.starters import JobStarter, make_starter
 from ade.runtime.workers import JobRunner
 from ade.serde import utcnow
 from ade.settings import Settings
@@ -108,6 +109,13 @@ class RuntimeStatistics:
     recent_mean_duration_seconds: float | None
     subscribers: int
     dropped_subscribers: int
+    # How job processes start here ("fork" / "spawn", ADE_WORKER_START); for a runner given
+    # by the caller, "custom".
+    worker_start: str = "custom"
+    # Fork templates (or spawn standbys) restarted after dying or misbehaving, and why the
+    # last one was.
+    worker_restarts: int = 0
+    last_worker_restart: str | None = None
 
 
 class Runtime:
@@ -127,6 +135,7 @@ class Runtime:
         inbox_size: int = DEFAULT_INBOX_SIZE,
         member: ClusterMember | None = None,
         workers: int | None = None,
+        make_starter: Callable[[], JobStarter] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -139,6 +148,7 @@ class Runtime:
             inbox_size=inbox_size,
             member=member,
             workers=workers,
+            make_starter=make_starter,
         )
         self._hub = self.lifecycle.hub
         self._admission = Admission(_AdmissionSteps(self._store, self._settings, self.lifecycle))
@@ -312,7 +322,19 @@ class Runtime:
             recent_mean_duration_seconds=dispatcher.recent_mean_duration_seconds,
             subscribers=self._hub.subscribers,
             dropped_subscribers=self._hub.dropped_total,
+            **self._starter_statistics(),
         )
+
+    def _starter_statistics(self) -> dict[str, Any]:
+        starters = [starter.statistics() for starter in self.lifecycle.starters]
+        if self.lifecycle.custom_runner:
+            return {}
+        restarted = [s for s in starters if s.last_restart_reason is not None]
+        return {
+            "worker_start": self._settings.worker_start,
+            "worker_restarts": sum(s.restarts for s in starters),
+            "last_worker_restart": restarted[-1].last_restart_reason if restarted else None,
+        }
 
     async def drain(self, reason: str = "shutdown") -> None:
         """Graceful shutdown (:meth:`Lifecycle.drain`); idempotent, safe to call from a task
@@ -526,6 +548,7 @@ async def open_runtime(
                 subscriber_buffer=subscriber_buffer,
                 member=member,
                 workers=workers,
+                make_starter=partial(make_starter, settings) if runner is None else None,
             )
             # An exception (or cancellation) of the caller's block is held while the runtime
             # drains and re-raised as it is afterwards, rather than wrapped in the nursery's

@@ -115,4 +115,13 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE jobs ADD COLUMN summary TEXT NOT NULL DEFAULT '{}'",
         ),
     ),
+    Migration(
+        version=4,
+        name="job worker start mode",
+        statements=(
+            # JobRecord.worker_start: "fork" or "spawn", how the job's process was started
+            # (NULL for jobs that never ran, and for jobs of earlier versions).
+            "ALTER TABLE jobs ADD COLUMN worker_start TEXT",
+        ),
+    ),
 ]

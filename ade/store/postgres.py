@@ -86,6 +86,7 @@ _JOB_COLUMNS = (
     "limit_name",
     "sandbox_layers",
     "summary",
+    "worker_start",
 )
 JOB_SELECT_COLUMNS = ", ".join(_JOB_COLUMNS)
 _JOB_SELECT = f"SELECT {JOB_SELECT_COLUMNS} FROM jobs"
@@ -175,6 +176,7 @@ def _job_params(job: JobRecord) -> tuple[Any, ...]:
         job.limit,
         list(job.sandbox_layers),
         Jsonb(job.summary),
+        job.worker_start,
     )
 
 
@@ -197,6 +199,7 @@ def job_from_row(row: Sequence[Any]) -> JobRecord:
         limit_name,
         sandbox_layers,
         summary,
+        worker_start,
     ) = row[: len(_JOB_COLUMNS)]
     return JobRecord(
         id=id_,
@@ -216,6 +219,7 @@ def job_from_row(row: Sequence[Any]) -> JobRecord:
         limit=limit_name,
         sandbox_layers=tuple(sandbox_layers),
         summary=summary,
+        worker_start=worker_start,
     )
 
 

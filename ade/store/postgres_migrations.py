@@ -170,4 +170,12 @@ POSTGRES_MIGRATIONS: list[Migration] = [
             """,
         ),
     ),
+    Migration(
+        version=4,
+        name="job worker start mode",
+        statements=(
+            # JobRecord.worker_start: "fork" or "spawn" (NULL for jobs that never ran).
+            "ALTER TABLE jobs ADD COLUMN worker_start TEXT",
+        ),
+    ),
 ]

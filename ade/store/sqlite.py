@@ -59,6 +59,7 @@ _JOB_COLUMNS = (
     "limit_name",
     "sandbox_layers",
     "summary",
+    "worker_start",
 )
 _JOB_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
 
@@ -137,6 +138,7 @@ def _job_params(job: JobRecord) -> tuple[Any, ...]:
         job.limit,
         json.dumps(list(job.sandbox_layers)),
         json.dumps(job.summary, separators=(",", ":")),
+        job.worker_start,
     )
 
 
@@ -159,6 +161,7 @@ def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
         limit_name,
         sandbox_layers,
         summary,
+        worker_start,
     ) = row
     created = _parse_dt(created_at)
     assert created is not None  # NOT NULL column
@@ -180,6 +183,7 @@ def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
         limit=limit_name,
         sandbox_layers=tuple(json.loads(sandbox_layers)),
         summary=json.loads(summary),
+        worker_start=worker_start,
     )
 
 
