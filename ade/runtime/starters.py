@@ -77,6 +77,7 @@ _RESTART_PAUSES = (0.05, 0.2, 1.0, 5.0)
 # Bytes of a template's / standby's frame we read at once (frames are 17 bytes).
 _FRAME_BUFFER = 64
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+_EXITED = "the template exited"
 
 
 def service_env() -> dict[str, str]:
@@ -287,13 +288,16 @@ class ForkServer:
                 sock = trio.socket.from_stdlib_socket(ours)
                 try:
                     reason = await self._serve(sock)
+                    if reason == _EXITED:
+                        with trio.move_on_after(1.0):  # its socket closed as it died: reap it
+                            await process.wait()
                 finally:
                     # Dead or misbehaving: kill its group (never its children: each leads its
                     # own group, which its supervisor kills) and stop waiting on it.
                     _killpg(process.pid)
                     nursery.cancel_scope.cancel()
                 code = process.returncode
-                if code is not None and reason.startswith("the template exited"):
+                if code is not None and reason == _EXITED:
                     reason += f" (exit status {code})"
                 return reason
         finally:
@@ -327,7 +331,7 @@ class ForkServer:
         except OSError as exc:
             return f"the template's socket failed: {exc}"
         if not data and not ancdata:
-            return "the template exited"
+            return _EXITED
         for level, kind, fds in ancdata:  # a template never sends fds: close what came
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 for fd in array.array("i", fds[: len(fds) - len(fds) % 4]):
@@ -464,6 +468,11 @@ class SpawnStandby:
 
     def statistics(self) -> StarterStatistics:
         return StarterStatistics(self.mode, self.restarts, self.last_restart_reason)
+
+    @property
+    def waiting_pid(self) -> int | None:
+        """The standby waiting for the next job, if one is."""
+        return None if self._standby is None else self._standby.process.pid
 
     def command(self, events_fd: int, lifeline_fd: int) -> list[str]:
         return [

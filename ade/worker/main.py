@@ -441,6 +441,10 @@ def run_assignment(data: bytes, events_fd: int, lifeline_fd: int | None) -> NoRe
     """
     if lifeline_fd is not None:
         arm_lifeline(lifeline_fd)
+    # The command line a spawned worker has: config code sees the same in every mode.
+    sys.argv = ["ade.worker", "--events-fd", str(events_fd)]
+    if lifeline_fd is not None:
+        sys.argv += ["--lifeline-fd", str(lifeline_fd)]
     events = _Events(os.fdopen(events_fd, "wb"))
     try:
         from ade.serde import converter
