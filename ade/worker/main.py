@@ -424,11 +424,19 @@ def preload() -> None:
     template does this once and forks per job; the spawn standby once per job, before it
     knows its job. Also loads the host files libraries read lazily (:func:`
     _warm_up_before_confinement`), while they are readable."""
+    import gc
+
     import ade.engine
     import ade.sandbox.confine
-    import ade.sandbox.layers  # noqa: F401
+    import ade.sandbox.layers
+    import ade.serde  # noqa: F401
 
     _warm_up_before_confinement()
+    # Every fork after this (the template's per job, the PID namespace's in confine) shares the
+    # imported heap copy-on-write; a garbage collection walking it would write to every page
+    # and copy it all. Frozen objects are never collected or touched: a tiny job's engine run
+    # in a forked child measured 52 ms without this and 24 ms with it (same run).
+    gc.freeze()
 
 
 def run_assignment(data: bytes, events_fd: int, lifeline_fd: int | None) -> NoReturn:
