@@ -77,6 +77,7 @@ async def test_fork_mode_runs_each_job_in_a_fresh_child_of_one_template(
         name_module_extra="""
         import stat as _stat, threading as _threading, time as _time
         _fds = sorted(int(n) for n in _os.listdir("/proc/self/fd"))
+        _report("nice", nice=_os.getpriority(_os.PRIO_PROCESS, 0))
         _report("fds", fds=_fds, sockets=[
             n for n in _fds if _os.path.exists(f"/proc/self/fd/{n}")
             and _stat.S_ISSOCK(_os.stat(f"/proc/self/fd/{n}").st_mode)
@@ -95,6 +96,8 @@ async def test_fork_mode_runs_each_job_in_a_fresh_child_of_one_template(
         assert (ending.status, ending.message) == (JobStatus.SUCCESS, None), ending.diagnostics
         assert ending.worker_start == "fork"
         assert "seccomp" in ending.sandbox_layers
+        assert log.of("nice") == [{"nice": settings.worker_nice}]
+        assert settings.worker_nice == 10  # the default: below the service, which runs at 0
         # stdin/out/err, events (3), lifeline (4) and whatever the engine has open: nothing of
         # the template's (its control socket is the only socket it has).
         assert log.of("fds")[0]["fds"][:5] == [0, 1, 2, 3, 4]

@@ -312,4 +312,5 @@ def test_spec_fields_are_the_agreed_interface():
         "run_as_uid",
         "run_as_gid",
         "required",
+        "nice",
     ]
