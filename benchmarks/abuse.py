@@ -7,7 +7,8 @@ One ``ade serve`` (a real subprocess, the bundled sample submitted once). Normal
 ``GET .../jobs/{id}`` (the status route) for ``--duration`` seconds twice: first alone, then
 while one attacker sends, all at once,
 
-(a) the largest JSON body of ids ``ADE_MAX_JSON_KB`` allows, ``POST .../jobs`` back to back;
+(a) the largest JSON body of ids ``ADE_MAX_JSON_KB`` allows, ``POST .../jobs`` once a second
+    (``--big-body-interval 0``: back to back, a flood);
 (b) 1,000 connections that are opened and then sit idle (no request: a thousand requests would
     measure request throughput, not idleness; hypercorn runs the same idle timer before the
     first request as between requests, and tests/api/test_bounded_requests.py shows the close
@@ -46,6 +47,10 @@ MAX_JSON_KB = 256
 # plus this margin (timer granularity, a loaded 2-core machine).
 CLOSE_MARGIN_SECONDS = 2.0
 ATTACKS = "abc"
+# (a) is "the largest allowed JSON body": one such body every BIG_BODY_INTERVAL seconds shows
+# what a single maximal request costs everyone else; 0 sends them back to back (a flood, whose
+# cure is a rate limit in front, see docs/operations.md; reported as a diagnosis).
+BIG_BODY_INTERVAL = 1.0
 
 
 @attrs.define
@@ -147,6 +152,7 @@ async def attacker(host: str, port: int, duration: float) -> Attack:
                 attack.big_body_seconds.append(time.monotonic() - started)
                 key = str(response.status_code)
                 attack.big_body_answers[key] = attack.big_body_answers.get(key, 0) + 1
+                await trio.sleep(max(0.0, BIG_BODY_INTERVAL - (time.monotonic() - started)))
 
     async def idle_connection() -> None:
         try:
@@ -250,7 +256,8 @@ async def run(clients: int, duration: float, scratch: Path) -> dict[str, Any]:
                 attacker_run.append(
                     await trio.run_process(
                         [sys.executable, __file__, "--attacker", str(server.port),
-                         "--duration", str(duration), "--attacks", ATTACKS],
+                         "--duration", str(duration), "--attacks", ATTACKS,
+                         "--big-body-interval", str(BIG_BODY_INTERVAL)],
                         capture_stdout=True,
                     )
                 )  # fmt: skip
@@ -267,6 +274,7 @@ async def run(clients: int, duration: float, scratch: Path) -> dict[str, Any]:
         "machine": machine_facts(),
         "clients": clients,
         "duration_s": duration,
+        "big_body_interval_s": BIG_BODY_INTERVAL,
         "normal_alone": base,
         "normal_attacked": hit,
         "p99_ratio": round(ratio, 2) if ratio else None,
@@ -301,10 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--attacks", default="abc", help="which of (a), (b), (c) to send (diagnosis); default all"
     )
+    parser.add_argument(
+        "--big-body-interval",
+        type=float,
+        default=1.0,
+        help="seconds between (a)'s largest bodies; 0 = back to back (a flood); default 1",
+    )
     parser.add_argument("--attacker", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    global ATTACKS
+    global ATTACKS, BIG_BODY_INTERVAL
     ATTACKS = args.attacks
+    BIG_BODY_INTERVAL = args.big_body_interval
     if args.attacker:  # the attacker process run() starts
         attack = trio.run(attacker, "127.0.0.1", args.attacker, args.duration)
         print(json.dumps(attack_report(attack)))

@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from ade.commands._settings import command_settings
 from ade.errors import AdeError
-from ade.settings import SettingsError, load_settings
 
 __all__ = ["register"]
 
@@ -32,10 +32,8 @@ def register(subparsers: Any) -> None:
 
 def _migrate(args: argparse.Namespace) -> int:
     del args
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"ade db migrate: {exc}", file=sys.stderr)
+    settings = command_settings("ade db migrate")
+    if settings is None:
         return 2
     try:
         if settings.database_url is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 __all__ = ["doctor_command", "register"]
@@ -31,14 +30,12 @@ def register(subparsers: Any) -> None:
 
 
 def doctor_command(args: argparse.Namespace) -> int:
+    from ade.commands._settings import command_settings
     from ade.sandbox import detect_layers
     from ade.serde import converter
-    from ade.settings import SettingsError, load_settings
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"ade doctor: {exc}", file=sys.stderr)
+    settings = command_settings("ade doctor")
+    if settings is None:
         return 2
     report = detect_layers()
     # A probe check that failed means a layer said it applied yet the attack got through:

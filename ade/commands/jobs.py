@@ -89,9 +89,7 @@ def _job_line(job: dict[str, Any]) -> str:
     tail = f"  {said}" if said else ""
     outcome = job.get("outcome") or "-"
     when = job["created_at"]
-    return (
-        f"{job['id']}  {job['status']:<9}  {outcome:<8}  attempt {job['attempt']}  {when}{tail}"
-    )
+    return f"{job['id']}  {job['status']:<9}  {outcome:<8}  attempt {job['attempt']}  {when}{tail}"
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -22,10 +22,11 @@ import trio
 from ade.api.connections import raise_fd_limit
 from ade.api.server import run_service
 from ade.catalog import Catalog
+from ade.commands._settings import command_settings
 from ade.errors import AdeError, StoreUnavailable
 from ade.models import ConfigVersion, Document
 from ade.protocols import Store
-from ade.settings import Settings, SettingsError, load_settings
+from ade.settings import Settings, load_settings
 from ade.store import SchemaError
 
 __all__ = ["SAMPLE_DOCUMENT_NAME", "SAMPLE_WORKSPACE", "environment_epilog", "register", "serve"]
@@ -113,10 +114,8 @@ def _handle(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
-    try:
-        settings = load_settings(**overrides)
-    except SettingsError as exc:
-        print(f"ade serve: {exc}", file=sys.stderr)
+    settings = command_settings("ade serve", **overrides)
+    if settings is None:
         return 2
     problem = workers_problem(args.workers, settings)
     if problem:

@@ -598,6 +598,11 @@ async def _read_events(
                         run.events_dropped += 1
                     continue
                 if event_type == SANDBOX_EVENT:
+                    if run.confined:
+                        # The worker reports its layers once, before config code is imported;
+                        # a second report can only be config code forging the audit trail.
+                        run.events_dropped += 1
+                        continue
                     run.confined = True
                     layers = detail.get("layers")
                     if isinstance(layers, list) and all(isinstance(x, str) for x in layers):

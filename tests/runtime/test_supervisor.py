@@ -350,6 +350,26 @@ trio.run(lambda: supervise_job(settings, Path(sys.argv[2]), on_event=on_event))
 """
 
 
+async def test_config_code_cannot_forge_the_recorded_sandbox_layers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The worker reports its layers once, before any config code is imported; a second
+    ``sandbox`` line on the events pipe is config code lying in the audit trail."""
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        _report("sandbox", layers=["forged_layer"])
+        """,
+    )
+    job_dir = make_job_dir(settings, package, rows=[["Name", "Amount"], ["Ada", 1]])
+    log = EventLog()
+    outcome = await supervise_job(settings, job_dir, on_event=log)
+    assert outcome.status == JobStatus.SUCCESS, (outcome.message, outcome.diagnostics)
+    assert "forged_layer" not in outcome.sandbox_layers
+    assert "rlimits" in outcome.sandbox_layers
+    assert [event["layers"] for event in log.of("sandbox")] == [list(outcome.sandbox_layers)]
+
+
 async def test_a_sigkilled_supervisor_takes_its_job_along(
     settings: Settings, tmp_path: Path
 ) -> None:
