@@ -81,6 +81,7 @@ async def test_upload_submit_watch_download(service: Service, client: httpx.Asyn
 
     final = (await client.get(f"{api}/jobs/{job['id']}")).json()
     assert final["status"] == "success", final
+    assert final["worker_start"] == "fork"  # the default mode, on the record
     assert final["links"]["output"].endswith(f"/jobs/{job['id']}/output")
 
     output = await client.get(f"{api}/jobs/{job['id']}/output")

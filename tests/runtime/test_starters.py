@@ -317,3 +317,38 @@ def test_the_worker_imports_neither_the_cli_nor_the_api() -> None:
         [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == ""
+
+
+async def test_the_runtime_counts_template_restarts_in_its_statistics(tmp_path: Path) -> None:
+    from ade.runtime import open_runtime
+
+    settings = load_settings({}, data_dir=tmp_path / "data", max_concurrency=2)
+    async with open_runtime(settings) as runtime:
+        assert runtime.statistics().worker_start == "fork"
+        with trio.fail_after(30):
+            while len(runtime.lifecycle.starters) < 2:
+                await trio.sleep(0.01)
+        servers = [s for s in runtime.lifecycle.starters if isinstance(s, ForkServer)]
+        assert len(servers) == 2
+        first = await _template_pid(servers[0])
+        os.kill(first, signal.SIGKILL)
+        await _template_pid(servers[0], other_than=first)
+        stats = runtime.statistics()
+        assert (stats.worker_restarts, stats.last_worker_restart) == (
+            1,
+            "the template exited (exit status -9)",
+        )
+    # Stopping the runtime stops its templates.
+    assert all(not os.path.exists(f"/proc/{s.template_pid}") for s in servers if s.template_pid)
+
+
+async def test_spawn_mode_is_what_the_runtime_reports_when_asked_for(tmp_path: Path) -> None:
+    from ade.runtime import open_runtime
+
+    settings = load_settings({}, data_dir=tmp_path / "data", worker_start="spawn")
+    async with open_runtime(settings) as runtime:
+        assert runtime.statistics().worker_start == "spawn"
+        with trio.fail_after(30):
+            while len(runtime.lifecycle.starters) < settings.max_concurrency:
+                await trio.sleep(0.01)
+        assert all(isinstance(s, SpawnStandby) for s in runtime.lifecycle.starters)
