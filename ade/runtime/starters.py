@@ -464,7 +464,6 @@ class SpawnStandby:
         self._want = trio.Event()
         self.restarts = 0
         self.last_restart_reason: str | None = None
-        self._nursery: trio.Nursery | None = None
 
     def statistics(self) -> StarterStatistics:
         return StarterStatistics(self.mode, self.restarts, self.last_restart_reason)
@@ -490,8 +489,16 @@ class SpawnStandby:
         ]
 
     async def run(self) -> None:
+        try:
+            await self._keep_one_waiting()
+        finally:
+            standby, self._standby = self._standby, None
+            if standby is not None:  # never used: its group was killed with the nursery
+                os.close(standby.events_r)
+                os.close(standby.lifeline_w)
+
+    async def _keep_one_waiting(self) -> None:
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
             failures = 0
             while True:
                 if self._standby is None:

@@ -88,7 +88,7 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
     root = os.geteuid() == 0
     # Not a layer (nothing to enforce): the job yields the CPU to the service's event loop.
     # Absolute, so a template or standby started at another nice value does not matter.
-    os.setpriority(os.PRIO_PROCESS, 0, spec.nice)
+    L.set_cpu_priority(spec.nice)
 
     try:
         L.apply_rlimits(spec)

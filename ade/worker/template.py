@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--nice", type=int, default=0, help="CPU priority of jobs (and ours)")
     args = parser.parse_args(argv)
-    os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+    from ade.sandbox.layers import set_cpu_priority
     from ade.worker.main import preload
+
+    set_cpu_priority(args.nice)  # its session's too: every job it forks inherits both
 
     preload()
     control = socket.socket(fileno=args.control_fd)
