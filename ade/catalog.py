@@ -109,6 +109,13 @@ class Catalog:
             if winner is None:
                 raise
             return winner, False
+        if not snapshot_dir(self.settings.venvs_dir, config.id).is_dir():
+            # A deletion in another workspace removed the prepared files we reused just
+            # before our row existed (ade.retention); now that the row holds them, prepare
+            # again (idempotent by content).
+            await trio.to_thread.run_sync(
+                _prepare, package, self.settings.venvs_dir, limiter=limiter
+            )
         return config, True
 
     async def add_document(

@@ -20,9 +20,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ade.commands.config",
     "ade.commands.submit",
     "ade.commands.jobs",
+    "ade.commands.documents",
     "ade.commands.doctor",
     "ade.commands.db",
     "ade.commands.nodes",
+    "ade.commands.gc",
 )
 
 

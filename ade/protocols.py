@@ -19,6 +19,7 @@ __all__ = [
     "IdempotencyKeys",
     "JobService",
     "JobStore",
+    "RetentionStore",
     "Store",
 ]
 
@@ -86,7 +87,38 @@ class IdempotencyKeys(Protocol):
         ...
 
 
-class Store(JobStore, CatalogStore, Protocol):
+class RetentionStore(Protocol):
+    """Deleting records (ade.retention removes their files afterwards) and finding what to
+    delete. Each deletion checks, in the same transaction, that nothing active needs the row."""
+
+    async def delete_job(self, job_id: str) -> JobRecord | None:
+        """Delete a finished job's row and return it (None if unknown); Conflict if the job is
+        queued or running."""
+        ...
+
+    async def delete_document(self, workspace_id: str, document_id: str) -> Document | None:
+        """Conflict while a queued or running job of the workspace lists the document."""
+        ...
+
+    async def delete_config(self, workspace_id: str, config_id: str) -> ConfigVersion | None:
+        """Conflict while a queued or running job of the workspace uses the config version."""
+        ...
+
+    async def config_in_use(self, config_id: str) -> bool:
+        """Does any workspace still hold this config version, or any active job use it? (Its
+        prepared files in ``venvs/`` are shared by every workspace that published it.)"""
+        ...
+
+    async def finished_jobs_before(self, cutoff: datetime, *, limit: int) -> list[JobRecord]:
+        """Finished jobs whose ``finished_at`` is before ``cutoff``, oldest first."""
+        ...
+
+    async def existing_ids(self, kind: str, ids: list[str]) -> set[str]:
+        """Which of ``ids`` have a row; ``kind`` is ``job``, ``document`` or ``config``."""
+        ...
+
+
+class Store(JobStore, CatalogStore, RetentionStore, Protocol):
     """A whole store as the service opens it (:func:`ade.store.open_store`): SQLite or
     PostgreSQL. The API and the runtime hold it through this type only."""
 

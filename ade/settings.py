@@ -65,6 +65,13 @@ class Settings:
     # to ride out a garbage-collection or I/O stall, short enough that users do not wait long.
     node_id: str | None = None
     lease_seconds: float = 30.0
+    # Observability and retention (docs/operations.md, "Running in production"). The metrics
+    # token is a secret: kept out of repr so it never reaches a log line or a traceback.
+    metrics_token: str | None = attrs.field(default=None, repr=False)
+    # None: text on a terminal, JSON lines otherwise (what a log shipper reads).
+    log_format: str | None = None
+    # None: keep finished jobs forever; N: a sweep deletes those finished over N days ago.
+    retention_days: int | None = None
 
     @property
     def db_path(self) -> Path:
@@ -158,6 +165,20 @@ def _lease_seconds(raw: str) -> float:
     if value < 1:
         raise ValueError("must be a finite number of seconds >= 1")
     return value
+
+
+def _log_format(raw: str) -> str:
+    if raw not in ("text", "json"):
+        raise ValueError("must be 'text' or 'json'")
+    return raw
+
+
+def _metrics_token(raw: str) -> str:
+    # A scrape token is compared as a whole header value: printable, no spaces, and long
+    # enough that guessing it is hopeless.
+    if not re.fullmatch(r"[\x21-\x7e]{16,256}", raw):
+        raise ValueError("must be 16-256 printable characters without spaces")
+    return raw
 
 
 def _non_empty(raw: str) -> str:
@@ -268,6 +289,21 @@ _KNOBS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "lease_seconds",
         _lease_seconds,
         "a silent node's running jobs are marked error after this long",
+    ),
+    "ADE_METRICS_TOKEN": (
+        "metrics_token",
+        _metrics_token,
+        "Bearer token GET /metrics requires (unset: /metrics answers loopback clients only)",
+    ),
+    "ADE_LOG_FORMAT": (
+        "log_format",
+        _log_format,
+        "'text' or 'json' log lines on stderr (unset: text on a terminal, JSON otherwise)",
+    ),
+    "ADE_RETENTION_DAYS": (
+        "retention_days",
+        _positive_int,
+        "delete finished jobs (rows and directories) older than this many days (unset: never)",
     ),
 }
 

@@ -11,6 +11,10 @@ so most submissions are refused with 429 once the queue is full while two worker
 bare app parses the same JSON body, keeps jobs in a dict and answers 202 / 200: the floor that
 quart-trio + hypercorn + this client put under any implementation. The ratios (ADE / bare) are
 the figures to compare over time; absolute numbers depend on the machine and its load.
+
+``--profile FILE`` also samples ADE's server process with py-spy (the ``[bench]`` extra) for the
+whole run (``py-spy record --pid ... --format raw``, GIL-holding and idle threads included) and
+prints the functions where it spent most samples, by self and by inclusive time.
 """
 
 from __future__ import annotations
@@ -246,13 +250,83 @@ async def wait_idle(server: ServerProcess, limit: float = 60.0) -> None:
             await trio.sleep(0.2)
 
 
-async def run(clients: int, duration: float, slices: int) -> dict[str, Any]:
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` (and its threads) until stopped with SIGINT."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--threads",
+            "--idle",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profiler(process: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# Leaf frames of threads waiting, not working: trio's idle thread-cache workers block on a lock
+# in C, which py-spy does not see as idle.
+_IDLE_LEAVES = ("WorkerThread._work (", "epoll", "wait (threading")
+
+
+def profile_summary(raw: Path, top: int = 25) -> str:
+    """The busiest functions of a ``py-spy --format raw`` file (folded stacks with counts),
+    idle samples (threads waiting in a lock or on epoll) left out."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = stack.split(";")
+        leaf = frames[-1]
+        if any(idle in leaf for idle in _IDLE_LEAVES):
+            continue
+        count = int(count_text)
+        total += count
+        own[leaf] = own.get(leaf, 0) + count
+        for frame in {f.split(" (")[0] for f in frames}:
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    lines = [f"{total} busy samples"]
+    for title, table in (("self", own), ("inclusive", inclusive)):
+        lines.append(f"-- {title}")
+        for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"{100 * count / max(total, 1):5.1f}%  {frame}")
+    return "\n".join(lines)
+
+
+async def run(
+    clients: int, duration: float, slices: int, profile: Path | None = None
+) -> dict[str, Any]:
     """Alternate the two servers in ``slices`` slices each (ADE, bare, bare, ADE, ...), so a
     change in the shared machine's load during the run hits both alike."""
     tallies = {"ade": Tally(), "bare": Tally()}
     with tempfile.TemporaryDirectory(prefix="ade-bench-api-") as name:
         scratch = Path(name)
         server, ade = await start_ade(scratch)
+        assert server.process is not None
+        profiler = start_profiler(server.process.pid, profile) if profile else None
         try:
             bare_process, bare = await start_bare(scratch)
             try:
@@ -272,6 +346,8 @@ async def run(clients: int, duration: float, slices: int) -> dict[str, Any]:
                 bare_process.terminate()
                 bare_process.wait()
         finally:
+            if profiler is not None:
+                stop_profiler(profiler)
             await server.stop()
     ade_result, bare_result = tallies["ade"].result(), tallies["bare"].result()
     return {
@@ -330,15 +406,21 @@ def main(argv: list[str] | None = None) -> int:
         "--slices", type=int, default=2, help="alternating slices per server (default 2)"
     )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--profile", type=Path, help="sample ADE's server with py-spy into this raw file"
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
-    result = trio.run(run, args.clients, args.duration, args.slices)
+    result = trio.run(run, args.clients, args.duration, args.slices, args.profile)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(render(result))
+    if args.profile:
+        print()
+        print(profile_summary(args.profile))
     return 0
 
 

@@ -1,23 +1,32 @@
-"""Engine throughput and peak memory next to the I/O floor, measured in the same run.
+"""Engine and reader throughput and peak memory next to the I/O floor, measured in the same run.
 
     python benchmarks/engine.py            # 100k rows (3 repeats) and 1M rows (1 repeat)
     python benchmarks/engine.py --quick    # 100k rows only
 
-The *floor* is what the chosen libraries cost with no logic at all: every row of the same
-workbook read with ADE's reader (openpyxl workbook parts + its own row parser) and written with
-ADE's streaming writer (``ade/engine/_xlsx_stream.py``), once each. The *engine* is
-``run_engine`` with the bundled member-roster config: row detection, mapping, transforms,
-validation, the disk spool between passes, and artifact.json. Each measurement runs in a
-fresh subprocess; its peak RSS and CPU time come from ``os.wait4`` (the child's own rusage).
-Floor and engine runs alternate.
-Figures are medians of the repeats; the ratio is given on wall time and on CPU time (the
-machine is shared, and CPU time is what load disturbs least).
-Generated workbooks are cached in ``--bench-dir``.
+The *floor* is what reading and writing cost with no logic at all: every row of the same
+workbook read with ADE's reader and written with ADE's streaming writer
+(``ade/engine/_xlsx_stream.py``), once each. The *engine* is ``run_engine`` with the bundled
+member-roster config: row detection, mapping, transforms, validation, the disk spool between
+passes, and artifact.json. Each also runs with the **previous reader** (``-previous``): the
+exact ``xml.etree`` path of ``ade/engine/_xlsx_rows.py``, which is the row parser ADE had
+before its fast path, and the writer's previous deflate level (6) — the engine as it was.
+
+The *reader* rows read every row and nothing else, with each candidate measured side by side:
+ADE's reader (fast path), the previous reader, python-calamine (loads the sheet whole; 100k
+only, as 1M rows take over a GiB) with ADE's value conversion, and lxml ``iterparse`` giving
+only each cell's raw text (no typing: an upper bound on an lxml reader; runs only where lxml
+is installed, e.g. the ``[bench]`` extra).
+
+Each measurement runs in a fresh subprocess; its peak RSS and CPU time come from ``os.wait4``
+(the child's own rusage). Kinds alternate within each repeat. Figures are medians of the
+repeats; ratios are given on wall time and on CPU time (the machine is shared, and CPU time is
+what load disturbs least). Generated workbooks are cached in ``--bench-dir``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -26,9 +35,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve()
+_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+
+
+def _use_previous_reader() -> None:
+    """The engine as it was before the fast reader: the exact row parser, deflate level 6."""
+    from ade.engine import _xlsx_rows, _xlsx_stream
+
+    _xlsx_rows.SheetRows.__init__.__kwdefaults__["fast"] = False
+    _xlsx_stream.COMPRESS_LEVEL = 6
 
 
 def _child_floor(source: Path, out: Path) -> dict[str, float]:
@@ -67,6 +87,82 @@ def _child_engine(source: Path, out: Path) -> dict[str, float]:
     return {"seconds": time.perf_counter() - started, "rows": result.rows_written}
 
 
+def _child_reader(source: Path, out: Path) -> dict[str, float]:
+    from ade.engine._readers import describe_input, open_sheets
+
+    started = time.perf_counter()
+    sheets, close = open_sheets(describe_input(source, source.name, 0))
+    rows = 0
+    try:
+        for sheet in sheets:
+            for _ in sheet.rows():
+                rows += 1
+    finally:
+        close()
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def _child_calamine(source: Path, out: Path) -> dict[str, float]:
+    from python_calamine import CalamineWorkbook
+
+    from ade.engine._calamine import _value
+
+    started = time.perf_counter()
+    workbook = CalamineWorkbook.from_path(str(source))
+    rows = 0
+    for name in workbook.sheet_names:
+        for raw in workbook.get_sheet_by_name(name).iter_rows():
+            values = [_value(v) for v in raw]
+            while values and values[-1] is None:
+                values.pop()
+            rows += 1
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def _child_lxml(source: Path, out: Path) -> dict[str, float]:
+    import zipfile
+
+    from lxml import etree
+
+    started = time.perf_counter()
+    rows = 0
+    value_tag = _MAIN_NS + "v"
+    with zipfile.ZipFile(source) as zf, zf.open("xl/worksheets/sheet1.xml") as fh:
+        for _, row in etree.iterparse(fh, events=("end",), tag=_MAIN_NS + "row"):
+            values = []
+            for cell in row:
+                if cell.get("t") == "inlineStr":
+                    values.append("".join(cell.itertext()))
+                else:
+                    values.append(cell.findtext(value_tag))
+            rows += 1
+            row.clear()
+            while row.getprevious() is not None:
+                del row.getparent()[0]
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def _previous(work: Callable[[Path, Path], dict[str, float]]) -> Any:
+    def run(source: Path, out: Path) -> dict[str, float]:
+        _use_previous_reader()
+        return work(source, out)
+
+    return run
+
+
+CHILDREN: dict[str, Callable[[Path, Path], dict[str, float]]] = {
+    "floor": _child_floor,
+    "floor-previous": _previous(_child_floor),
+    "engine": _child_engine,
+    "engine-previous": _previous(_child_engine),
+    "reader": _child_reader,
+    "reader-previous": _previous(_child_reader),
+    "reader-calamine": _child_calamine,
+    "reader-lxml": _child_lxml,
+}
+BIG_SKIP = {"reader-calamine"}  # loads the whole sheet: over a GiB at 1M rows
+
+
 def measure(kind: str, source: Path, scratch: Path) -> dict[str, float]:
     out = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=scratch))
     try:
@@ -102,57 +198,82 @@ def workbook(bench_dir: Path, rows: int) -> Path:
     return path
 
 
-def run(sizes: list[tuple[int, int]], bench_dir: Path) -> list[dict[str, float]]:
+def kinds_available() -> list[str]:
+    kinds = list(CHILDREN)
+    if importlib.util.find_spec("lxml") is None:
+        kinds.remove("reader-lxml")
+    return kinds
+
+
+def run(sizes: list[tuple[int, int]], bench_dir: Path) -> list[dict[str, Any]]:
     bench_dir.mkdir(parents=True, exist_ok=True)
     table = []
     for rows, repeats in sizes:
         source = workbook(bench_dir, rows)
-        floor: list[dict[str, float]] = []
-        engine: list[dict[str, float]] = []
+        kinds = [k for k in kinds_available() if rows < 1_000_000 or k not in BIG_SKIP]
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for i in range(repeats):
-            # Interleaved, so drifting machine load hits both alike.
-            floor.append(measure("floor", source, bench_dir))
-            engine.append(measure("engine", source, bench_dir))
+            for kind in kinds:  # interleaved, so drifting machine load hits all alike
+                runs[kind].append(measure(kind, source, bench_dir))
             print(
-                f"{rows} rows, repeat {i + 1}/{repeats}: floor {floor[-1]['seconds']:.1f} s "
-                f"({floor[-1]['cpu_seconds']:.1f} s CPU), engine {engine[-1]['seconds']:.1f} s "
-                f"({engine[-1]['cpu_seconds']:.1f} s CPU)",
+                f"{rows} rows, repeat {i + 1}/{repeats}: "
+                + ", ".join(
+                    f"{k} {runs[k][-1]['seconds']:.1f} s ({runs[k][-1]['cpu_seconds']:.1f} CPU)"
+                    for k in kinds
+                ),
                 file=sys.stderr,
                 flush=True,
             )
-        floor_s = statistics.median(m["seconds"] for m in floor)
-        engine_s = statistics.median(m["seconds"] for m in engine)
-        floor_cpu = statistics.median(m["cpu_seconds"] for m in floor)
-        engine_cpu = statistics.median(m["cpu_seconds"] for m in engine)
-        table.append(
-            {
-                "rows": rows,
-                "repeats": repeats,
-                "floor_rows_per_s": rows / floor_s,
-                "floor_peak_rss_mib": statistics.median(m["peak_rss_mib"] for m in floor),
-                "engine_rows_per_s": rows / engine_s,
-                "engine_peak_rss_mib": statistics.median(m["peak_rss_mib"] for m in engine),
-                "ratio": floor_s / engine_s,
-                "floor_cpu_seconds": floor_cpu,
-                "engine_cpu_seconds": engine_cpu,
-                "cpu_ratio": floor_cpu / engine_cpu,
+        entry: dict[str, Any] = {"rows": rows, "repeats": repeats}
+        for kind, measured in runs.items():
+            seconds = statistics.median(m["seconds"] for m in measured)
+            entry[kind] = {
+                "rows_per_s": rows / seconds,
+                "seconds": seconds,
+                "cpu_seconds": statistics.median(m["cpu_seconds"] for m in measured),
+                "peak_rss_mib": statistics.median(m["peak_rss_mib"] for m in measured),
             }
-        )
+        table.append(entry)
     return table
 
 
-def render(table: list[dict[str, float]]) -> str:
+def _ratio(entry: dict[str, Any], top: str, bottom: str) -> str:
+    if top not in entry or bottom not in entry:
+        return "-"
+    wall = entry[bottom]["seconds"] / entry[top]["seconds"]
+    cpu = entry[bottom]["cpu_seconds"] / entry[top]["cpu_seconds"]
+    return f"{wall:.2f}x / {cpu:.2f}x"
+
+
+def render(table: list[dict[str, Any]]) -> str:
     lines = [
-        "| rows x 12 cols | repeats | floor rows/s | floor peak RSS | engine rows/s "
-        "| engine peak RSS | engine / floor (wall) | engine / floor (CPU) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| rows x 12 cols | measure | rows/s | CPU s | peak RSS |",
+        "|---|---|---|---|---|",
     ]
-    for r in table:
+    for entry in table:
+        for kind in CHILDREN:
+            if kind in entry:
+                m = entry[kind]
+                lines.append(
+                    f"| {int(entry['rows']):,} | {kind} | {m['rows_per_s']:,.0f} "
+                    f"| {m['cpu_seconds']:.2f} | {m['peak_rss_mib']:.0f} MiB |"
+                )
+    lines += [
+        "",
+        "| rows x 12 cols | repeats | engine / floor | engine / floor-previous "
+        "| engine / engine-previous | reader / reader-previous |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry in table:
         lines.append(
-            f"| {int(r['rows']):,} | {int(r['repeats'])} | {r['floor_rows_per_s']:,.0f} "
-            f"| {r['floor_peak_rss_mib']:.0f} MiB | {r['engine_rows_per_s']:,.0f} "
-            f"| {r['engine_peak_rss_mib']:.0f} MiB | {r['ratio']:.2f}x | {r['cpu_ratio']:.2f}x |"
+            f"| {int(entry['rows']):,} | {int(entry['repeats'])} "
+            f"| {_ratio(entry, 'engine', 'floor')} "
+            f"| {_ratio(entry, 'engine', 'floor-previous')} "
+            f"| {_ratio(entry, 'engine', 'engine-previous')} "
+            f"| {_ratio(entry, 'reader', 'reader-previous')} |"
         )
+    lines.append("")
+    lines.append("Ratios are rows/s over rows/s, wall / CPU (above 1: the first is faster).")
     return "\n".join(lines)
 
 
@@ -173,8 +294,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         kind, source, out = args.child
-        work = _child_floor if kind == "floor" else _child_engine
-        print(json.dumps(work(Path(source), Path(out))))
+        print(json.dumps(CHILDREN[kind](Path(source), Path(out))))
         return 0
     sizes = [(100_000, args.repeats)]
     if not args.quick:

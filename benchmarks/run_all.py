@@ -51,13 +51,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "engine",
         "Engine",
         "benchmarks/engine.py",
-        # One repeat per size: the 1M-row floor and engine runs alone take 4-7 minutes on two
-        # shared cores, and the whole suite must stay under 10 (engine.py's own default is 3).
+        # One repeat per size: at 1M rows the floor, the engine and the reader, each also with
+        # the previous reader, take 6-9 minutes on two shared cores (engine.py's default is 3).
         ("--repeats", "1"),
         ("--quick",),
-        420,
-        "Engine throughput and memory against the openpyxl read + write floor "
-        "(benchmarks/engine.py).",
+        900,
+        "Engine and reader throughput and memory against the read + write floor and the "
+        "previous reader (benchmarks/engine.py).",
     ),
     Benchmark(
         "overhead",
@@ -130,6 +130,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "The load-testing harness (docs/loadtest.md) in its standard mix: 50 clients for "
         "20 s against ADE_QUEUE_SIZE=10, ADE_MAX_CONCURRENCY=2, every invariant checked.",
         preformatted=True,
+    ),
+    Benchmark(
+        "observe",
+        "Observation cost",
+        "benchmarks/observe.py",
+        (),
+        ("--quick",),
+        120,
+        "What the request id, the route-template match, the HTTP metrics and the JSON access "
+        "log line add to every request, next to the same requests without them "
+        "(benchmarks/observe.py).",
     ),
 )
 

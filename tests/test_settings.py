@@ -46,6 +46,9 @@ def test_every_variable_is_read() -> None:
         "ADE_DATABASE_URL": "postgresql://ade@db.example.test:5432/ade",
         "ADE_NODE_ID": "node-a.1",
         "ADE_LEASE_SECONDS": "4.5",
+        "ADE_METRICS_TOKEN": "scrape-token-0123456789",
+        "ADE_LOG_FORMAT": "json",
+        "ADE_RETENTION_DAYS": "30",
         "ADE_WORKER_START": "spawn",
         "ADE_WORKER_NICE": "5",
     }
@@ -74,6 +77,9 @@ def test_every_variable_is_read() -> None:
         database_url="postgresql://ade@db.example.test:5432/ade",
         node_id="node-a.1",
         lease_seconds=4.5,
+        metrics_token="scrape-token-0123456789",
+        log_format="json",
+        retention_days=30,
         worker_start="spawn",
         worker_nice=5,
     )
@@ -95,6 +101,10 @@ def test_every_variable_is_read() -> None:
         ("ADE_DATABASE_URL", "mysql://db/ade", "ADE_DATABASE_URL: must be a PostgreSQL URL"),
         ("ADE_NODE_ID", "a b", "ADE_NODE_ID: must be 1-63 letters"),
         ("ADE_LEASE_SECONDS", "0.5", "ADE_LEASE_SECONDS: must be a finite number of seconds >= 1"),
+        ("ADE_METRICS_TOKEN", "short", "ADE_METRICS_TOKEN: must be 16-256 printable"),
+        ("ADE_METRICS_TOKEN", "has a space 0123456789", "ADE_METRICS_TOKEN: must be 16-256"),
+        ("ADE_LOG_FORMAT", "xml", "ADE_LOG_FORMAT: must be 'text' or 'json'"),
+        ("ADE_RETENTION_DAYS", "0", "ADE_RETENTION_DAYS: must be a whole number >= 1"),
         ("ADE_WORKER_START", "exec", "ADE_WORKER_START: must be 'fork' or 'spawn'"),
         ("ADE_WORKER_NICE", "-5", "ADE_WORKER_NICE: must be a nice value between 0 and 19"),
     ],
@@ -109,3 +119,9 @@ def test_a_bad_value_names_the_variable(variable: str, value: str, expected: str
 def test_empty_values_fall_back_to_defaults_and_overrides_win() -> None:
     settings = load_settings({"ADE_QUEUE_SIZE": ""}, queue_size=3)
     assert settings.queue_size == 3
+
+
+def test_the_metrics_token_stays_out_of_repr() -> None:
+    settings = load_settings({"ADE_METRICS_TOKEN": "sentinel-token-4f1c2a9e"})
+    assert settings.metrics_token == "sentinel-token-4f1c2a9e"
+    assert "sentinel-token-4f1c2a9e" not in repr(settings)

@@ -16,6 +16,8 @@ from ade.api.files import json_response
 from ade.api.health import HEALTH_PATH, health_operations
 from ade.api.idempotency import key_locks_for
 from ade.api.jobs import job_operations
+from ade.api.metrics import metrics_operations
+from ade.api.observe import note_principal
 from ade.api.openapi import build_openapi
 from ade.api.routing import API_PREFIX, Operation, quart_rule
 from ade.api.streams import stream_operations
@@ -24,10 +26,18 @@ from ade.api.uploads import MULTIPART_OVERHEAD
 from ade.protocols import JobService, Store
 from ade.settings import Settings
 
-__all__ = ["HEALTH_PATH", "OPENAPI_PATH", "api_context", "create_app", "operations"]
+__all__ = [
+    "HEALTH_PATH",
+    "OPENAPI_PATH",
+    "api_context",
+    "create_app",
+    "operations",
+    "route_templates",
+]
 
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 _EXTENSION = "ade"
+_TEMPLATES = "ade.routes"
 
 
 def operations(ctx: ApiContext) -> list[Operation]:
@@ -39,6 +49,7 @@ def operations(ctx: ApiContext) -> list[Operation]:
         *config_operations(ctx),
         *job_operations(ctx),
         *stream_operations(ctx),
+        *metrics_operations(ctx),
     ]
     document: dict[str, Any] = {}
 
@@ -84,7 +95,21 @@ def create_app(runtime: JobService, settings: Settings, store: Store) -> QuartTr
     async def _check_websocket_workspace() -> None:
         _check_workspace(websocket.view_args)
 
-    for op in operations(ctx):
+    # The access log's key id (ade.api.observe): read from quart.g while it still exists.
+    @app.after_request
+    async def _note_principal(response: Response) -> Response:
+        note_principal()
+        return response
+
+    @app.after_websocket
+    async def _note_websocket_principal(response: Response | None) -> Response | None:
+        note_principal()
+        return response
+
+    ops = operations(ctx)
+    # endpoint -> route template, for the access log and the metrics' route label.
+    app.extensions[_TEMPLATES] = {op.name: op.path for op in ops}
+    for op in ops:
         rule = quart_rule(op.path)
         if op.is_websocket:
             app.add_websocket(rule, op.name, op.handler)
@@ -96,6 +121,12 @@ def create_app(runtime: JobService, settings: Settings, store: Store) -> QuartTr
 def _check_workspace(values: dict[str, Any] | None) -> None:
     if values and "workspace_id" in values:
         check_workspace_id(values["workspace_id"])
+
+
+def route_templates(app: QuartTrio) -> dict[str, str]:
+    """Endpoint name -> the route's OpenAPI path template (``{job_id}``)."""
+    templates: dict[str, str] = app.extensions[_TEMPLATES]
+    return templates
 
 
 def api_context(app: QuartTrio) -> ApiContext:

@@ -10,6 +10,7 @@ from ade.api.files import json_response
 from ade.api.routing import WORKSPACE_PREFIX, Operation
 from ade.api.uploads import receive_file
 from ade.api.views import config_view, workspace_path
+from ade.telemetry.context import current_request_id
 
 __all__ = ["PREPARE_CONCURRENCY", "config_operations"]
 
@@ -40,6 +41,11 @@ def config_operations(ctx: ApiContext) -> list[Operation]:
 
     async def get_config(workspace_id: str, config_id: str) -> Response:
         return json_response(config_view(await ctx.config(workspace_id, config_id)))
+
+    async def delete_config(workspace_id: str, config_id: str) -> Response:
+        await ctx.config(workspace_id, config_id)  # 404 in the API's words first
+        await ctx.retention.delete_config(workspace_id, config_id, request_id=current_request_id())
+        return Response("", status=204)
 
     base = f"{WORKSPACE_PREFIX}/configs"
     return [
@@ -76,6 +82,19 @@ def config_operations(ctx: ApiContext) -> list[Operation]:
             get_config,
             "Describe one config version",
             {200: ("the config version", "Config"), 404: ("unknown config version", "Error")},
+            tag="configs",
+        ),
+        Operation(
+            "DELETE",
+            f"{base}/{{config_id}}",
+            "delete_config",
+            delete_config,
+            "Delete a config version (its prepared files go once no workspace holds it)",
+            {
+                204: ("deleted", None),
+                404: ("unknown config version", "Error"),
+                409: ("a queued or running job uses it", "Error"),
+            },
             tag="configs",
         ),
     ]

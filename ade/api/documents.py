@@ -12,6 +12,7 @@ from ade.api.uploads import receive_file
 from ade.api.views import document_view, workspace_path
 from ade.api.workbooks import check_workbook
 from ade.errors import NotFound
+from ade.telemetry.context import current_request_id
 
 __all__ = ["document_operations"]
 
@@ -53,6 +54,13 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
             return await file_response(path, OCTET_STREAM, download_name=document.filename)
         except FileNotFoundError:
             raise NotFound(f"the content of document {document.id} is missing") from None
+
+    async def delete_document(workspace_id: str, document_id: str) -> Response:
+        await ctx.document(workspace_id, document_id)  # 404 in the API's words first
+        await ctx.retention.delete_document(
+            workspace_id, document_id, request_id=current_request_id()
+        )
+        return Response("", status=204)
 
     base = f"{WORKSPACE_PREFIX}/documents"
     return [
@@ -103,6 +111,19 @@ def document_operations(ctx: ApiContext) -> list[Operation]:
             {
                 200: ("the uploaded bytes", "application/octet-stream"),
                 404: ("unknown document", "Error"),
+            },
+            tag="documents",
+        ),
+        Operation(
+            "DELETE",
+            f"{base}/{{document_id}}",
+            "delete_document",
+            delete_document,
+            "Delete a document: its record and its stored bytes (jobs keep their own copies)",
+            {
+                204: ("deleted", None),
+                404: ("unknown document", "Error"),
+                409: ("a queued or running job uses it", "Error"),
             },
             tag="documents",
         ),

@@ -13,7 +13,6 @@ from ade.api.files import json_response
 from ade.api.routing import API_PREFIX, Operation
 from ade.api.single_flight import SingleFlight
 from ade.errors import StoreUnavailable
-from ade.sandbox import detect_layers
 from ade.serde import converter
 
 __all__ = ["HEALTH_PATH", "health_operations"]
@@ -55,13 +54,11 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
         return store
 
     shared_probe = SingleFlight(probe_store)
-    layers_seen: list[Any] = []
 
     async def health() -> Response:
         store = dict(await shared_probe())
-        if not layers_seen:  # detect_layers caches; one thread hop to fill it, not one a call
-            layers_seen.append(await trio.to_thread.run_sync(detect_layers))
-        layers = layers_seen[0]
+        layers = await ctx.sandbox_layers()
+        disk = await ctx.disk_usage()
         draining = ctx.shutting_down.is_set()
         status = "draining" if draining else "ok" if store["ok"] else "degraded"
         body = {
@@ -71,6 +68,8 @@ def health_operations(ctx: ApiContext) -> list[Operation]:
             "store": store,
             "cluster": _cluster(ctx.runtime),
             "sandbox": {"mode": ctx.settings.sandbox, **converter.unstructure(layers)},
+            # Bytes on disk under ADE_DATA_DIR (hard-linked inputs once) and the room left.
+            "disk": disk,
         }
         # 503 while draining too: a load balancer stops sending new work here.
         return json_response(body, 200 if status == "ok" else 503)

@@ -23,6 +23,7 @@ from ade.api.routing import WORKSPACE_PREFIX, Operation, Param
 from ade.api.views import job_location, job_view
 from ade.errors import Conflict, NotFound
 from ade.models import JobRecord, JobStatus
+from ade.telemetry.context import current_request_id
 from ade.wire import XLSX_MEDIA_TYPE
 
 __all__ = ["job_operations"]
@@ -152,6 +153,11 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         return json_response(job_view(cancelled), 202, {"Location": job_location(cancelled)})
 
     base = f"{WORKSPACE_PREFIX}/jobs"
+    async def delete_job(workspace_id: str, job_id: str) -> Response:
+        await ctx.job(workspace_id, job_id)  # 404 in the API's words first
+        await ctx.retention.delete_job(workspace_id, job_id, request_id=current_request_id())
+        return Response("", status=204)
+
     one = f"{base}/{{job_id}}"
     idem = Param(
         "Idempotency-Key",
@@ -253,6 +259,18 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
                 202: ("cancellation recorded or under way", "Job"),
                 404: ("unknown job", "Error"),
                 409: ("the job has already finished", "Error"),
+            },
+        ),
+        Operation(
+            "DELETE",
+            one,
+            "delete_job",
+            delete_job,
+            "Delete a finished job: its record and its directory (output, artifact, events)",
+            {
+                204: ("deleted", None),
+                404: ("unknown job", "Error"),
+                409: ("the job is queued or running (cancel it first)", "Error"),
             },
         ),
     ]

@@ -178,6 +178,7 @@ def _components() -> dict[str, Any]:
                     "store": {"type": "object"},
                     "cluster": {"type": ["object", "null"]},
                     "sandbox": {"type": "object"},
+                    "disk": {"type": ["object", "null"]},
                 },
             },
             "OpenApi": {"type": "object"},

@@ -10,9 +10,11 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 
-from ade.api.app import HEALTH_PATH, api_context, create_app
+from ade.api.app import HEALTH_PATH, api_context, create_app, route_templates
 from ade.api.asgi import BodyDeadline, CloseUnreadBodies, FinishResponses, RefuseWhileDraining
 from ade.api.connections import connection_cap, serve_http
+from ade.api.metrics import METRICS_PATH
+from ade.api.observe import ObserveRequests
 from ade.protocols import JobService, Store
 from ade.settings import Settings
 
@@ -78,18 +80,35 @@ async def serve_api(
     guarded = RefuseWhileDraining(
         BodyDeadline(CloseUnreadBodies(FinishResponses(app)), settings.body_timeout_seconds),
         ctx.shutting_down,
-        frozenset({HEALTH_PATH}),
+        # A draining node still answers its health check and its scrape.
+        frozenset({HEALTH_PATH, METRICS_PATH}),
     )
+    # Outermost: every answer, the layers' own included, gets a request id, a log line and
+    # its place in the HTTP metrics.
+    observed = ObserveRequests(guarded, app.url_map, route_templates(app), ctx.metrics)
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            lambda task_status: serve_http(
-                guarded,
-                hypercorn_config(settings),
-                max_connections=cap,
-                shutdown_trigger=trigger,
-                task_status=task_status,
-            )
-        )
+        # The data directory's usage for /health and /metrics, refreshed in the background
+        # for as long as the server serves.
+        watcher = trio.CancelScope()
+
+        async def watch_disk() -> None:
+            with watcher:
+                await ctx.watch_disk_usage()
+
+        async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await serve_http(
+                    observed,
+                    hypercorn_config(settings),
+                    max_connections=cap,
+                    shutdown_trigger=trigger,
+                    task_status=task_status,
+                )
+            finally:
+                watcher.cancel()
+
+        nursery.start_soon(watch_disk)
+        binds: list[str] = await nursery.start(serve)
         task_status.started(binds[0])
 
 

@@ -322,6 +322,22 @@ class AdeClient:
     async def cancel(self, job_id: str) -> dict[str, Any]:
         return await self._json("POST", f"{self._prefix}/jobs/{quote(job_id, safe='')}/cancel")  # type: ignore[no-any-return]
 
+    # -- deletions (204; 409 while something queued or running needs the record) -----------
+
+    async def _delete(self, kind: str, id_: str) -> None:
+        response = await self._http.delete(f"{self._prefix}/{kind}/{quote(id_, safe='')}")
+        _raise_for(response)
+
+    async def delete_job(self, job_id: str) -> None:
+        """Delete a finished job, its record and its directory."""
+        await self._delete("jobs", job_id)
+
+    async def delete_document(self, document_id: str) -> None:
+        await self._delete("documents", document_id)
+
+    async def delete_config(self, config_id: str) -> None:
+        await self._delete("configs", config_id)
+
     # -- event streams ----------------------------------------------------------------------
 
     def _ws_url(self, path: str) -> str:

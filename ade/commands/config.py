@@ -1,4 +1,5 @@
-"""``ade config add PATH`` (publish a package: a folder or a .zip) and ``ade config list``."""
+"""``ade config add PATH`` (publish a package: a folder or a .zip), ``ade config list`` and
+``ade config delete ID``."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def register(subparsers: Any) -> None:
     add_json_arg(listing)
     add_connection_args(listing)
     listing.set_defaults(handler=_list)
+    delete = actions.add_parser(
+        "delete", help="delete a config version (refused while a queued or running job uses it)"
+    )
+    delete.add_argument("config_id")
+    add_connection_args(delete)
+    delete.set_defaults(handler=_delete)
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -53,6 +60,15 @@ def _list(args: argparse.Namespace) -> int:
             empty=f"no config versions in workspace {args.workspace} "
             "(add one: ade config add PATH)",
         )
+        return 0
+
+    return run_client(args, action)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    async def action(client: AdeClient) -> int:
+        await client.delete_config(args.config_id)
+        print(f"{args.config_id} deleted")
         return 0
 
     return run_client(args, action)

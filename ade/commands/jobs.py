@@ -1,4 +1,4 @@
-"""``ade jobs list|show|artifact|output|retry|cancel``."""
+"""``ade jobs list|show|artifact|output|retry|cancel|delete``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def register(subparsers: Any) -> None:
         ("artifact", "the job's artifact.json", _artifact),
         ("retry", "run a finished job again (prints the new job id)", _retry),
         ("cancel", "cancel a queued or running job", _cancel),
+        ("delete", "delete a finished job: its record and its directory", _delete),
     ):
         action = actions.add_parser(name, help=help_text)
         action.add_argument("job_id")
@@ -130,6 +131,15 @@ def _cancel(args: argparse.Namespace) -> int:
     async def action(client: AdeClient) -> int:
         job = await client.cancel(args.job_id)
         print(f"{job['id']} {job['status']}")
+        return 0
+
+    return run_client(args, action)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    async def action(client: AdeClient) -> int:
+        await client.delete_job(args.job_id)
+        print(f"{args.job_id} deleted")
         return 0
 
     return run_client(args, action)

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import trio
 
+from ade import __version__
 from ade.api.connections import raise_fd_limit
 from ade.api.server import run_service
 from ade.catalog import Catalog
@@ -28,10 +29,13 @@ from ade.models import ConfigVersion, Document
 from ade.protocols import Store
 from ade.settings import Settings, load_settings
 from ade.store import SchemaError
+from ade.telemetry.logs import configure_logging, log_fields
 
 __all__ = ["SAMPLE_DOCUMENT_NAME", "SAMPLE_WORKSPACE", "environment_epilog", "register", "serve"]
 
 SAMPLE_WORKSPACE = "default"
+# Start-up and shutdown lines (besides the banner on stdout, which is for a person).
+_log = logging.getLogger("ade.serve")
 
 
 SAMPLE_DOCUMENT_NAME = "sample-roster.xlsx"
@@ -121,9 +125,7 @@ def _handle(args: argparse.Namespace) -> int:
     if problem:
         print(f"ade serve: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format)
     return serve(settings, sample=not args.no_sample, workers=args.workers)
 
 
@@ -163,10 +165,11 @@ def run_node(command: str, settings: Settings, main: Any, *args: Any) -> int:
     except AdeError as exc:
         print(f"{command}: {exc.message}", file=sys.stderr)
         return 2
-    print(startup_line(settings, report), file=sys.stderr, flush=True)
+    # Log lines (ADE_LOG_FORMAT), not prints: in JSON mode stderr stays one object a line.
+    _log.info("%s", startup_line(settings, report))
     before, after = raise_fd_limit()
     if after > before:
-        print(f"open-file limit raised from {before} to {after}", file=sys.stderr, flush=True)
+        _log.info("open-file limit raised from %d to %d", before, after)
     try:
         trio.run(main, *args)
     except _startup_failures() as exc:
@@ -257,8 +260,21 @@ async def _serve(settings: Settings, sample: bool, out: TextIO, workers: int | N
             )
             for config, document in samples:
                 print(_try_lines(url, config, document), file=out, flush=True)
+            log_fields(
+                _log,
+                logging.INFO,
+                "ADE started",
+                url=url,
+                version=__version__,
+                data_dir=str(settings.data_dir),
+                store="postgresql" if settings.database_url else "sqlite",
+                workers=settings.max_concurrency if workers is None else workers,
+                queue_size=settings.queue_size,
+                retention_days=settings.retention_days,
+            )
         # run_service returned: the API has stopped and the runtime has drained.
         nursery.cancel_scope.cancel()
+    log_fields(_log, logging.INFO, "ADE stopped", url=url)
     print("ADE stopped", file=out, flush=True)
 
 
@@ -268,9 +284,9 @@ async def watch_signals(stop: trio.Event) -> None:
         async for signum in signals:
             name = signal.Signals(signum).name
             if stop.is_set():
-                print(f"{name}: already shutting down", file=sys.stderr, flush=True)
+                log_fields(_log, logging.INFO, f"{name}: already shutting down", signal=name)
                 continue
-            print(f"{name}: shutting down gracefully", file=sys.stderr, flush=True)
+            log_fields(_log, logging.INFO, f"{name}: shutting down gracefully", signal=name)
             stop.set()
 
 

@@ -18,8 +18,12 @@ import trio
 from ade.commands._cluster import cluster_settings
 from ade.commands.serve import run_node, watch_signals
 from ade.settings import Settings
+from ade.telemetry.logs import configure_logging, log_fields
 
 __all__ = ["register", "run_worker_node"]
+
+# Start-up and shutdown lines (the stdout banner is for a person).
+_log = logging.getLogger("ade.worker")
 
 
 def register(subparsers: Any) -> None:
@@ -44,9 +48,7 @@ def _handle(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print(f"ade worker: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format)
     return run_worker_node(settings, workers=args.workers)
 
 
@@ -72,6 +74,15 @@ async def _work(settings: Settings, workers: int | None, out: TextIO) -> None:
                 file=out,
                 flush=True,
             )
+            log_fields(
+                _log,
+                logging.INFO,
+                "ADE worker started",
+                node_id=member.node_id,
+                workers=member.info.workers,
+                data_dir=str(settings.data_dir),
+            )
             await stop.wait()
         nursery.cancel_scope.cancel()
+    log_fields(_log, logging.INFO, "ADE worker stopped", node_id=member.node_id)
     print("ADE worker stopped", file=out, flush=True)

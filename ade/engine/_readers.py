@@ -10,7 +10,7 @@ Why not ``ReadOnlyWorksheet.iter_rows``: it pads every row to the sheet's *decla
 first when the dimension is missing, and keeps one emptied XML element per row alive until the
 sheet ends (~80 MB per million rows). This module uses openpyxl for the workbook parts (sheet
 list, shared strings, date styles) and parses ``<row>`` elements itself, dropping each one once
-read, so memory stays flat and only cells that exist are touched.
+read, so memory stays flat and only cells that exist are touched (`_xlsx_rows`).
 """
 
 from __future__ import annotations
@@ -20,16 +20,14 @@ import hashlib
 import stat
 import warnings
 import zipfile
-import zlib
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
-from xml.etree.ElementTree import ParseError, iterparse
 
 import attrs
 
 from ade.engine._artifact import CsvRecord
 from ade.engine._csv import MAX_ROW_CELLS, open_csv
+from ade.engine._xlsx_rows import Row, SheetRows
 from ade.errors import InputError
 
 __all__ = [
@@ -53,15 +51,6 @@ _ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
 _ZIP_METHODS = frozenset(
     {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 )
-
-_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_ROW = _NS + "row"
-_SHEET_DATA = _NS + "sheetData"
-_VALUE = _NS + "v"
-_INLINE = _NS + "is"
-_DIGITS = "0123456789"
-
-Row = tuple[int, list[Any]]
 
 
 @attrs.frozen
@@ -230,7 +219,12 @@ def _noop() -> None:
 
 
 def _xlsx_sheets(source: InputFile) -> tuple[list[SheetReader], Callable[[], None]]:
-    import openpyxl  # imported here: csv-only runs never pay for it
+    # openpyxl's reader steps for the workbook parts (sheet list, shared strings, styles),
+    # imported here so csv-only runs never pay for them. Not ``load_workbook``: in read-only
+    # mode it builds a ReadOnlyWorksheet per sheet, which parses a sheet that has no
+    # ``<dimension>`` element *whole* at open, looking for one — a second full parse.
+    from openpyxl.reader.excel import ExcelReader
+    from openpyxl.styles.stylesheet import apply_stylesheet
 
     # A file object, not the path: openpyxl refuses paths without an Excel extension, and
     # stored uploads have none (the sniffing in describe_input already proved it is a zip).
@@ -239,180 +233,42 @@ def _xlsx_sheets(source: InputFile) -> tuple[list[SheetReader], Callable[[], Non
         with warnings.catch_warnings():
             # openpyxl warns about parts it drops (data validation, extensions); irrelevant here.
             warnings.simplefilter("ignore")
-            wb = openpyxl.load_workbook(handle, read_only=True, data_only=True, keep_links=False)
+            reader = ExcelReader(handle, read_only=True, data_only=True, keep_links=False)
+            reader.read_manifest()
+            reader.read_strings()
+            reader.read_workbook()
+            apply_stylesheet(reader.archive, reader.wb)
+            parts = [
+                (sheet.name, rel.target)
+                for sheet, rel in reader.parser.find_sheets()
+                if rel.target in reader.valid_files and "chartsheet" not in rel.Type
+            ]
     except Exception as exc:
         handle.close()
         raise InputError(
             f"input {source.name!r} could not be opened as a workbook ({type(exc).__name__}); "
             "it is damaged or not an Excel file"
         ) from exc
+    wb = reader.wb
     date_styles = frozenset(wb._date_formats)
     timedelta_styles = frozenset(wb._timedelta_formats)
     sheets = []
-    for index, ws in enumerate(wb.worksheets):
-        parser = _SheetParser(
+    for index, (title, target) in enumerate(parts):
+        parser = SheetRows(
             source.name,
-            ws.title,
-            lambda ws=ws: ws._get_source(),
-            ws._shared_strings,  # the reader's table, shared by all sheets (not copied)
+            title,
+            lambda target=target: reader.archive.open(target),
+            reader.shared_strings,  # one table shared by all sheets (not copied)
             date_styles,
             timedelta_styles,
             wb.epoch,
         )
-        sheets.append(SheetReader(ws.title, index, parser.rows))
+        sheets.append(SheetReader(title, index, parser.rows))
 
     def close() -> None:
         try:
-            wb.close()
+            reader.archive.close()
         finally:
             handle.close()
 
     return sheets, close
-
-
-class _SheetParser:
-    def __init__(
-        self,
-        input_name: str,
-        sheet_name: str,
-        open_source: Callable[[], Any],
-        shared_strings: list[Any],
-        date_styles: frozenset[int],
-        timedelta_styles: frozenset[int],
-        epoch: Any,
-    ) -> None:
-        self.input_name = input_name
-        self.sheet_name = sheet_name
-        self.open_source = open_source
-        self.shared_strings = shared_strings
-        self.date_styles = date_styles
-        self.timedelta_styles = timedelta_styles
-        self.epoch = epoch
-        self.column_cache: dict[str, int] = {}
-
-    def rows(self) -> Generator[Row, None, None]:
-        row_number = 0
-        try:
-            with self.open_source() as src:
-                sheet_data = None
-                # "start" events are only needed to find <sheetData>, so that each parsed
-                # <row> can be dropped from it: otherwise the tree keeps every row.
-                for event, element in iterparse(src, events=("start", "end")):
-                    if event == "end":
-                        if element.tag == _ROW:
-                            r = element.get("r")
-                            row_number = int(r) if r else row_number + 1
-                            values = self._row_values(element, row_number)
-                            if sheet_data is not None:
-                                sheet_data.clear()
-                            if values:
-                                yield row_number, values
-                    elif element.tag == _SHEET_DATA:
-                        sheet_data = element
-        except InputError:
-            raise
-        except (
-            ParseError,
-            zipfile.BadZipFile,
-            zlib.error,
-            EOFError,
-            KeyError,
-            IndexError,  # a shared-string index past the table's end
-            ValueError,
-        ) as exc:
-            raise InputError(
-                f"input {self.input_name!r} sheet {self.sheet_name!r} is corrupt after row "
-                f"{row_number} ({type(exc).__name__})"
-            ) from exc
-
-    def _row_values(self, row: Any, row_number: int) -> list[Any]:
-        cells: list[tuple[int, Any]] = []
-        column = 0
-        cache = self.column_cache
-        for cell in row:
-            ref = cell.get("r")
-            if ref:
-                letters = ref.rstrip(_DIGITS)
-                column = cache.get(letters) or self._column(letters)
-            else:
-                column += 1
-            kind = cell.get("t", "n")
-            if kind == "inlineStr":
-                value = _inline_text(cell)
-            else:
-                text = cell.findtext(_VALUE)
-                if not text:
-                    continue
-                if kind == "n":
-                    value = self._number(text, cell.get("s"))
-                elif kind == "s":
-                    value = self.shared_strings[int(text)]
-                    if not isinstance(value, str):
-                        value = str(value)  # rich text
-                elif kind == "b":
-                    value = text == "1"
-                elif kind == "d":
-                    from openpyxl.utils.datetime import from_ISO8601
-
-                    value = from_ISO8601(text)
-                else:  # "str" (formula result) and "e" (an error such as #DIV/0!)
-                    value = text
-            if value is None or value == "":
-                continue
-            cells.append((column, value))
-        if not cells:
-            return []
-        if len(cells) > MAX_ROW_CELLS:
-            raise InputError(
-                f"input {self.input_name!r} sheet {self.sheet_name!r} row {row_number} has "
-                f"{len(cells)} filled cells; ADE reads at most {MAX_ROW_CELLS} columns per row"
-            )
-        last = max(c for c, _ in cells)
-        if len(cells) == last and _in_order(cells):
-            return [v for _, v in cells]  # the common case: a dense row starting at column A
-        return _dense(cells, last)
-
-    def _column(self, letters: str) -> int:
-        from openpyxl.utils import column_index_from_string
-
-        try:
-            index = column_index_from_string(letters)
-        except ValueError as exc:
-            raise InputError(
-                f"input {self.input_name!r} sheet {self.sheet_name!r} has a cell with an "
-                "invalid reference"
-            ) from exc
-        self.column_cache[letters] = index
-        return index
-
-    def _number(self, text: str, style: str | None) -> Any:
-        try:
-            value: Any = int(text)
-        except ValueError:
-            value = float(text)
-        if style and int(style) in self.date_styles:
-            from openpyxl.utils.datetime import from_excel
-
-            try:
-                return from_excel(value, self.epoch, timedelta=int(style) in self.timedelta_styles)
-            except (OverflowError, ValueError):
-                return value  # a date-formatted number outside Excel's date range: keep it
-        return value
-
-
-def _in_order(cells: list[tuple[int, Any]]) -> bool:
-    return all(c == i for i, (c, _) in enumerate(cells, start=1))
-
-
-def _dense(cells: list[tuple[int, Any]], last: int) -> list[Any]:
-    values: list[Any] = [None] * last
-    for column, value in cells:
-        values[column - 1] = value
-    return values
-
-
-def _inline_text(cell: Any) -> str | None:
-    child = cell.find(_INLINE)
-    if child is None:
-        return None
-    return "".join(t for t in child.itertext()) or None

@@ -52,6 +52,8 @@ from ade.runtime.recorder import EventHub, RecorderState, run_recorder
 from ade.runtime.starters import JobStarter
 from ade.runtime.workers import JobRunner, WorkerSlot, run_worker_actor
 from ade.settings import Settings
+from ade.telemetry.jobs import JobTelemetry
+from ade.telemetry.logs import log_fields
 from ade.worker.protocol import RunRequest
 
 if TYPE_CHECKING:
@@ -63,6 +65,8 @@ if TYPE_CHECKING:
 __all__ = ["Lifecycle"]
 
 logger = logging.getLogger(__name__)
+# One line per job lifecycle step (ade.telemetry.jobs decides what it says).
+_job_log = logging.getLogger("ade.jobs")
 
 
 class Lifecycle:
@@ -105,6 +109,8 @@ class Lifecycle:
             self.dispatcher_state = DispatcherState(capacity=settings.queue_size, workers=workers)
         self.recorder_state: RecorderState | None = None
         self._slots = [WorkerSlot(i) for i in range(workers)]
+        # Counts and log lines of every job step the recorder carries out (/metrics, logs).
+        self.telemetry = JobTelemetry()
         self.dispatcher, self._dispatcher_receive = trio.open_memory_channel[Any](inbox_size)
         self.recorder, self._recorder_receive = trio.open_memory_channel[Any](inbox_size)
         self._worker_channels = [trio.open_memory_channel[RunJob](1) for _ in range(workers)]
@@ -127,6 +133,14 @@ class Lifecycle:
     def custom_runner(self) -> bool:
         """Jobs run through a runner the caller gave, not through this runtime's starters."""
         return self._make_starter is None
+
+    @property
+    def worker_restarts(self) -> int:
+        return sum(slot.restarts for slot in self._slots)
+
+    def _observe(self, plan: Any) -> None:
+        for line in self.telemetry.observe(plan):
+            log_fields(_job_log, logging.INFO, line.message, **line.fields)
 
     # -- talking to the actors -----------------------------------------------------------------
 
@@ -179,6 +193,7 @@ class Lifecycle:
                 announce=None if member is None else member.announce,
                 node_id=None if member is None else member.node_id,
                 fence=None if member is None else member.queue.store.check_lease,
+                observe=self._observe,
             ),
         )
         if member is not None:

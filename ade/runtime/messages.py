@@ -194,6 +194,8 @@ class AcceptJob:
 
     job: JobRecord
     reply: Reply[JobRecord] = attrs.field(factory=Reply, eq=False, repr=False)
+    # The X-Request-Id of the HTTP request that submitted it (written into the enqueue event).
+    request_id: str | None = None
 
 
 @attrs.frozen

@@ -94,6 +94,9 @@ class Plan:
     insert: bool
     events: tuple[JobEvent, ...]
     previous_status: JobStatus | None = None
+    # Cluster: the job as its claim stored it (running on this node); nothing to write, but
+    # telemetry counts its queue wait from it.
+    claimed: JobRecord | None = None
 
 
 class RecorderState:
@@ -193,7 +196,7 @@ class RecorderState:
 
     # -- plans ---------------------------------------------------------------------------------
 
-    def plan_accept(self, job: JobRecord) -> Plan:
+    def plan_accept(self, job: JobRecord, request_id: str | None = None) -> Plan:
         if job.id in self._jobs:
             raise Conflict(f"job {job.id} was already accepted")
         if job.status is not JobStatus.QUEUED:
@@ -206,6 +209,8 @@ class RecorderState:
         }
         if job.retry_of is not None:
             detail["retry_of"] = job.retry_of
+        if request_id is not None:
+            detail["request_id"] = request_id
         event = JobEvent(
             seq=1,
             ts=self._now(),
@@ -231,7 +236,7 @@ class RecorderState:
         self.load(job, last_seq)
         self._claimed.add(job.id)
         event = self._event(job, "start", {"status": "running", "node": node_id})
-        return Plan(job.id, None, False, (event,))
+        return Plan(job.id, None, False, (event,), claimed=job)
 
     def forget(self, job_id: str) -> None:
         """Drop a job whose lease was taken away (another node records its end): its later
@@ -521,6 +526,7 @@ async def run_recorder(
     announce: Callable[[Plan], Awaitable[None]] | None = None,
     node_id: str | None = None,
     fence: Callable[[str], Awaitable[None]] | None = None,
+    observe: Callable[[Plan], None] | None = None,
 ) -> None:
     """The recorder actor. Runs until ``inbox`` is closed and drained.
 
@@ -532,7 +538,18 @@ async def run_recorder(
     lease was taken away (:class:`LeaseLost`) is dropped from the cache and its result logged
     and discarded: the node that fenced it records its end. ``fence(job_id)`` (cluster) is
     asked before events that change no row (progress), so such a node appends nothing either.
+    ``observe(plan)`` is told of every plan carried out (log lines and counts,
+    :class:`ade.telemetry.jobs.JobTelemetry`); it must not block.
     """
+
+    def observed(plan: Plan) -> None:
+        if observe is None:
+            return
+        try:
+            observe(plan)
+        except Exception:
+            # Telemetry must never stop the one writer of job state.
+            logger.exception("job telemetry failed for job %s", plan.job_id)
 
     async def ensure_loaded(job_id: str) -> None:
         if state.knows(job_id):
@@ -564,6 +581,7 @@ async def run_recorder(
             except OSError:
                 logger.exception("could not append to %s", path)
         state.commit(plan)
+        observed(plan)
         for event in plan.events:
             hub.publish(event)
         if announce is not None and plan.events:
@@ -592,12 +610,13 @@ async def run_recorder(
         await trio.to_thread.run_sync(append_all)
         for plan in plans:
             state.commit(plan)
+            observed(plan)
             for event in plan.events:
                 hub.publish(event)
 
     async def handle(message: RecorderMessage) -> Any:
         if isinstance(message, AcceptJob):
-            plan = state.plan_accept(message.job)
+            plan = state.plan_accept(message.job, message.request_id)
             await carry_out(plan)
             return plan.record
         if isinstance(message, Progress | FinishJob) and state.is_lost(

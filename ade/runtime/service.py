@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ade.errors import AdeError, Conflict, DataDirLocked, NotFound, ShuttingDown
+from ade.errors import AdeError, Conflict, DataDirLocked, NotFound, QueueFull, ShuttingDown
 from ade.ids import new_id
 from ade.layout import JobLayout
 from ade.models import ConfigVersion, Document, JobEvent, JobRecord, JobStatus
 from ade.protocols import Store
+from ade.retention import Retention, Sweeper
 from ade.runtime.admission import Admission
 from ade.runtime.events import read_events
 from ade.runtime.lifecycle import Lifecycle
@@ -52,6 +53,8 @@ from ade.runtime.workers import JobRunner
 from ade.serde import utcnow
 from ade.settings import Settings
 from ade.store import open_store
+from ade.telemetry.context import current_request_id
+from ade.telemetry.jobs import JobTelemetry
 from ade.worker.protocol import RunRequest
 
 if TYPE_CHECKING:
@@ -109,13 +112,17 @@ class RuntimeStatistics:
     recent_mean_duration_seconds: float | None
     subscribers: int
     dropped_subscribers: int
+    # Submissions refused because the queue was full (429) since start; worker processes
+    # replaced after their runner failed (ade.runtime.workers.WorkerSlot.restarts).
+    admission_refusals: int = 0
+    worker_restarts: int = 0
     # How job processes start here ("fork" / "spawn", ADE_WORKER_START); for a runner given
     # by the caller, "custom".
     worker_start: str = "custom"
     # Fork templates (or spawn standbys) restarted after dying or misbehaving, and why the
     # last one was.
-    worker_restarts: int = 0
-    last_worker_restart: str | None = None
+    template_restarts: int = 0
+    last_template_restart: str | None = None
 
 
 class Runtime:
@@ -152,6 +159,9 @@ class Runtime:
         )
         self._hub = self.lifecycle.hub
         self._admission = Admission(_AdmissionSteps(self._store, self._settings, self.lifecycle))
+        self._refusals = 0
+        # The retention sweep (ADE_RETENTION_DAYS), started by open_runtime; None when off.
+        self.sweeper: Sweeper | None = None
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -168,6 +178,11 @@ class Runtime:
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    @property
+    def telemetry(self) -> JobTelemetry:
+        """Jobs finished by status and workspace, durations and queue waits (/metrics)."""
+        return self.lifecycle.telemetry
 
     async def submit(
         self,
@@ -322,6 +337,8 @@ class Runtime:
             recent_mean_duration_seconds=dispatcher.recent_mean_duration_seconds,
             subscribers=self._hub.subscribers,
             dropped_subscribers=self._hub.dropped_total,
+            admission_refusals=self._refusals,
+            worker_restarts=life.worker_restarts,
             **self._starter_statistics(),
         )
 
@@ -332,8 +349,8 @@ class Runtime:
         restarted = [s for s in starters if s.last_restart_reason is not None]
         return {
             "worker_start": self._settings.worker_start,
-            "worker_restarts": sum(s.restarts for s in starters),
-            "last_worker_restart": restarted[-1].last_restart_reason if restarted else None,
+            "template_restarts": sum(s.restarts for s in starters),
+            "last_template_restart": restarted[-1].last_restart_reason if restarted else None,
         }
 
     async def drain(self, reason: str = "shutdown") -> None:
@@ -347,7 +364,11 @@ class Runtime:
         with self.lifecycle.submission():
             # Shielded: see Admission (a hung-up client must not leave half a job behind).
             with trio.CancelScope(shield=True):
-                return await self._admission.admit(job)
+                try:
+                    return await self._admission.admit(job)
+                except QueueFull:
+                    self._refusals += 1
+                    raise
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -425,7 +446,9 @@ class _AdmissionSteps:
         await trio.to_thread.run_sync(_remove_job_dir, job_dir)
 
     async def accept(self, job: JobRecord) -> JobRecord:
-        return await self._life.ask(self._life.recorder, AcceptJob(job))
+        # Read here, in the submitting request's task: from now on the id travels explicitly.
+        request_id = current_request_id()
+        return await self._life.ask(self._life.recorder, AcceptJob(job, request_id=request_id))
 
     async def enqueue(self, record: JobRecord, request: RunRequest) -> bool:
         if self._life.member is not None:
@@ -486,6 +509,11 @@ def _remove_unfinished_builds(
     from ade.runtime.jobdir import remove_unfinished_builds
 
     return remove_unfinished_builds(settings.jobs_dir, older_than_seconds=older_than_seconds)
+
+
+async def _run_in_scope(scope: trio.CancelScope, task: Any) -> None:
+    with scope:
+        await task()
 
 
 def _default_runner() -> JobRunner:
@@ -563,11 +591,18 @@ async def open_runtime(
                         # admitted yet, so stop the actors already started and report it.
                         runtime.lifecycle.force_stop()
                         raise
+                    sweep_scope = trio.CancelScope()
+                    if settings.retention_days is not None:
+                        runtime.sweeper = Sweeper(
+                            Retention(store, settings), settings.retention_days
+                        )
+                        nursery.start_soon(_run_in_scope, sweep_scope, runtime.sweeper.run)
                     try:
                         yield runtime
                     except BaseException as exc:
                         body_error = exc
                     finally:
+                        sweep_scope.cancel()
                         with trio.CancelScope(shield=True) as scope:
                             scope.deadline = (
                                 trio.current_time()

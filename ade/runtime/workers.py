@@ -76,6 +76,9 @@ class WorkerSlot:
         self.scope = trio.CancelScope()
         self.stopped = trio.Event()
         self.stop_reason: str | None = None
+        # Worker processes this worker had to replace: the runner raised instead of returning
+        # an ending, so the next job starts from a fresh process (/metrics reports the sum).
+        self.restarts = 0
 
     def assign(self, job_id: str) -> None:
         # A fresh scope per job: a scope can be entered once, and cancelling it before the
@@ -155,6 +158,7 @@ async def run_worker_actor(
                             )
                         except Exception as exc:
                             logger.exception("the runner of job %s raised", job.id)
+                            slot.restarts += 1
                             ending = crashed_ending(exc, trio.current_time() - started)
                     guard.cancel_scope.cancel()
                 duration = trio.current_time() - started

@@ -19,6 +19,7 @@ start, naming both versions), and only then opens the pool.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -34,9 +35,18 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ade.errors import Conflict, LeaseLost, NotFound, StoreUnavailable
 from ade.models import ConfigVersion, Document, JobRecord, JobStatus, StoredResponse
 from ade.serde import utcnow
+from ade.store.deletion import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    ID_TABLES,
+    MAX_NAMED,
+    in_use,
+    not_finished,
+)
 from ade.store.history import SchemaError, pending_migrations
 from ade.store.migrations import Migration
 from ade.store.postgres_migrations import POSTGRES_MIGRATIONS
+from ade.telemetry.histogram import FAST_BUCKETS, Histogram
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
@@ -260,6 +270,8 @@ class PostgresStore:
         self.url = url
         self.location = describe_url(url)
         self.idempotency_keys = PostgresIdempotencyStore(self)
+        # Every call's time, pool wait and transaction included (/metrics).
+        self.latency = Histogram(FAST_BUCKETS)
         with connect(url) as conn:
             migrate_postgres(conn, migrations)
         self._pool: ConnectionPool[Any] = ConnectionPool(
@@ -321,6 +333,7 @@ class PostgresStore:
         del write
         if self._closed:
             raise RuntimeError("the store is closed")
+        started = time.perf_counter()
         try:
             with self._pool.connection() as conn:
                 return fn(conn)
@@ -333,6 +346,8 @@ class PostgresStore:
             raise StoreUnavailable(
                 f"PostgreSQL at {self.location} failed: {str(exc).strip() or type(exc).__name__}"
             ) from None
+        finally:
+            self.latency.observe(time.perf_counter() - started)
 
     async def run(self, fn: Callable[[psycopg.Connection[Any]], T], *, write: bool = True) -> T:
         """:meth:`run_sync` in a worker thread; the way coroutines touch the database."""
@@ -623,6 +638,102 @@ class PostgresStore:
                 (workspace_id,),
             ).fetchall()
             return [_config_from_row(row) for row in rows]
+
+        return await self.run(query, write=False)
+
+
+    # -- RetentionStore: deletions and the sweep's queries -----------------------------------
+
+    async def delete_job(self, job_id: str) -> JobRecord | None:
+        def delete(conn: psycopg.Connection[Any]) -> JobRecord | None:
+            # FOR UPDATE: a node finishing or claiming the job waits for this transaction.
+            row = conn.execute(f"{_JOB_SELECT} WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = job_from_row(row)
+            if not job.status.is_terminal:
+                raise not_finished(job)
+            conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,))
+            return job
+
+        return await self.run(delete)
+
+    async def delete_document(self, workspace_id: str, document_id: str) -> Document | None:
+        def delete(conn: psycopg.Connection[Any]) -> Document | None:
+            row = conn.execute(
+                f"{_DOCUMENT_SELECT} WHERE workspace_id = %s AND id = %s FOR UPDATE",
+                (workspace_id, document_id),
+            ).fetchone()
+            if row is None:
+                return None
+            users = conn.execute(
+                "SELECT id FROM jobs WHERE workspace_id = %s AND status = ANY(%s) "
+                f"AND %s = ANY(document_ids) ORDER BY id LIMIT {MAX_NAMED}",
+                (workspace_id, list(ACTIVE_STATUSES), document_id),
+            ).fetchall()
+            if users:
+                raise in_use("document", document_id, [u[0] for u in users])
+            conn.execute(
+                "DELETE FROM documents WHERE workspace_id = %s AND id = %s",
+                (workspace_id, document_id),
+            )
+            return _document_from_row(row)
+
+        return await self.run(delete)
+
+    async def delete_config(self, workspace_id: str, config_id: str) -> ConfigVersion | None:
+        def delete(conn: psycopg.Connection[Any]) -> ConfigVersion | None:
+            row = conn.execute(
+                f"{_CONFIG_SELECT} WHERE workspace_id = %s AND id = %s FOR UPDATE",
+                (workspace_id, config_id),
+            ).fetchone()
+            if row is None:
+                return None
+            users = conn.execute(
+                "SELECT id FROM jobs WHERE workspace_id = %s AND config_version_id = %s "
+                f"AND status = ANY(%s) ORDER BY id LIMIT {MAX_NAMED}",
+                (workspace_id, config_id, list(ACTIVE_STATUSES)),
+            ).fetchall()
+            if users:
+                raise in_use("config", config_id, [u[0] for u in users])
+            conn.execute(
+                "DELETE FROM config_versions WHERE workspace_id = %s AND id = %s",
+                (workspace_id, config_id),
+            )
+            return _config_from_row(row)
+
+        return await self.run(delete)
+
+    async def config_in_use(self, config_id: str) -> bool:
+        def query(conn: psycopg.Connection[Any]) -> bool:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM config_versions WHERE id = %s) OR EXISTS "
+                "(SELECT 1 FROM jobs WHERE config_version_id = %s AND status = ANY(%s))",
+                (config_id, config_id, list(ACTIVE_STATUSES)),
+            ).fetchone()
+            return bool(row and row[0])
+
+        return await self.run(query, write=False)
+
+    async def finished_jobs_before(self, cutoff: datetime, *, limit: int) -> list[JobRecord]:
+        def query(conn: psycopg.Connection[Any]) -> list[JobRecord]:
+            rows = conn.execute(
+                f"{_JOB_SELECT} WHERE status = ANY(%s) AND finished_at < %s "
+                "ORDER BY finished_at ASC, id ASC LIMIT %s",
+                (list(FINISHED_STATUSES), cutoff, limit),
+            ).fetchall()
+            return [job_from_row(row) for row in rows]
+
+        return await self.run(query, write=False)
+
+    async def existing_ids(self, kind: str, ids: list[str]) -> set[str]:
+        table = ID_TABLES[kind]
+
+        def query(conn: psycopg.Connection[Any]) -> set[str]:
+            rows = conn.execute(
+                f"SELECT DISTINCT id FROM {table} WHERE id = ANY(%s)", (ids,)
+            ).fetchall()
+            return {row[0] for row in rows}
 
         return await self.run(query, write=False)
 

@@ -13,6 +13,16 @@ WAL mode lets readers run concurrently with the one writer. Writers are serialis
 ``threading.Lock`` (and every write is a ``BEGIN IMMEDIATE`` transaction) so two writers in this
 process never race for SQLite's write lock and never see ``SQLITE_BUSY``; ``busy_timeout`` covers
 another process (an operator's ``sqlite3`` shell, a second ``ade`` command) holding it briefly.
+
+Point reads in the event loop. A read of one row by its key (a job's status, a document, a
+config version) takes tens of microseconds; handing it to a worker thread costs more than the
+read — under 100 clients polling job status, the hops (thread wake-ups, result delivery back
+to the loop, GIL hand-offs between dozens of threads) were most of the server's CPU
+(``docs/benchmarks.md``, "API"). So :meth:`SqliteStore.read_point` runs such reads on the
+event loop's own thread, on a connection only that thread uses. This is safe because a WAL
+reader never waits for the writer; the connection has ``busy_timeout = 0``, so the rare case
+where SQLite would make a reader wait (WAL recovery after a crash of another process) raises
+at once instead of blocking the loop, and the read is redone in a worker thread.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -31,8 +42,17 @@ import trio
 from ade.errors import Conflict, NotFound
 from ade.models import ConfigVersion, Document, JobRecord, JobStatus, StoredResponse
 from ade.serde import utcnow
+from ade.store.deletion import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    ID_TABLES,
+    MAX_NAMED,
+    in_use,
+    not_finished,
+)
 from ade.store.history import SchemaError, pending_migrations
 from ade.store.migrations import MIGRATIONS, Migration
+from ade.telemetry.histogram import FAST_BUCKETS, Histogram
 
 __all__ = ["SchemaError", "SqliteIdempotencyKeys", "SqliteStore", "migrate"]
 
@@ -223,6 +243,10 @@ _CONFIG_SELECT = (
 )
 
 
+_ACTIVE = f"status IN {ACTIVE_STATUSES!r}"
+_FINISHED = f"status IN {FINISHED_STATUSES!r}"
+
+
 class SqliteStore:
     """:class:`ade.protocols.JobStore` + :class:`ade.protocols.CatalogStore` over one SQLite file.
 
@@ -235,10 +259,15 @@ class SqliteStore:
         self.path = path
         self.location = str(path)
         self.idempotency_keys = SqliteIdempotencyKeys(self)
+        # Every call's time, connection wait and transaction included (/metrics).
+        self.latency = Histogram(FAST_BUCKETS)
         self._pool: list[sqlite3.Connection] = []
         self._pool_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
+        # read_point's connection and the (event loop's) thread that alone uses it.
+        self._loop_conn: sqlite3.Connection | None = None
+        self._loop_thread: int | None = None
         conn = self._checkout()
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -299,18 +328,55 @@ class SqliteStore:
         ``write=True`` wraps it in one serialised ``BEGIN IMMEDIATE`` transaction (rolled back if
         ``fn`` raises). This is the seam for modules that add tables (the idempotency keys).
         """
-        with self._writing() if write else self._reading() as conn:
-            return fn(conn)
+        started = time.perf_counter()
+        try:
+            with self._writing() if write else self._reading() as conn:
+                return fn(conn)
+        finally:
+            self.latency.observe(time.perf_counter() - started)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         """:meth:`run_sync` in a worker thread; the way coroutines touch the database."""
         return await trio.to_thread.run_sync(lambda: self.run_sync(fn, write=write))
+
+    async def read_point(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)``, a read of a few rows by key, on the calling (event loop) thread; in a
+        worker thread should SQLite want it to wait (see the theory of operation)."""
+        conn = self._loop_connection()
+        if conn is not None:
+            started = time.perf_counter()
+            try:
+                result = fn(conn)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            else:
+                self.latency.observe(time.perf_counter() - started)
+                await trio.lowlevel.checkpoint()
+                return result
+        return await self.run(fn, write=False)
+
+    def _loop_connection(self) -> sqlite3.Connection | None:
+        """read_point's connection, if the caller is the thread it belongs to (the first
+        thread to ask); None for any other thread, which then goes through the pool."""
+        thread = threading.get_ident()
+        with self._pool_lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            if self._loop_thread is None:
+                conn = _connect(self.path)
+                conn.execute("PRAGMA busy_timeout = 0")
+                self._loop_conn, self._loop_thread = conn, thread
+            return self._loop_conn if self._loop_thread == thread else None
 
     def close(self) -> None:
         """Close every connection. Calls in flight finish; later calls raise RuntimeError."""
         with self._pool_lock:
             self._closed = True
             idle, self._pool = self._pool, []
+            if self._loop_conn is not None:
+                idle.append(self._loop_conn)
+                self._loop_conn = None
         for conn in idle:
             conn.close()
 
@@ -375,7 +441,7 @@ class SqliteStore:
             row = conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
             return None if row is None else _job_from_row(row)
 
-        return await self.run(get, write=False)
+        return await self.read_point(get)
 
     async def list_jobs(
         self,
@@ -456,7 +522,7 @@ class SqliteStore:
             ).fetchone()
             return None if row is None else _document_from_row(row)
 
-        return await self.run(get, write=False)
+        return await self.read_point(get)
 
     async def list_documents(self, workspace_id: str) -> list[Document]:
         """Oldest first (upload order)."""
@@ -501,7 +567,7 @@ class SqliteStore:
             ).fetchone()
             return None if row is None else _config_from_row(row)
 
-        return await self.run(get, write=False)
+        return await self.read_point(get)
 
     async def find_config_by_hash(
         self, workspace_id: str, content_hash: str
@@ -531,6 +597,107 @@ class SqliteStore:
         return await self.run(query, write=False)
 
 
+    # -- RetentionStore: deletions and the sweep's queries -----------------------------------
+
+    async def delete_job(self, job_id: str) -> JobRecord | None:
+        def delete(conn: sqlite3.Connection) -> JobRecord | None:
+            row = conn.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = _job_from_row(row)
+            if not job.status.is_terminal:
+                raise not_finished(job)
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            return job
+
+        return await self.run(delete, write=True)
+
+    async def delete_document(self, workspace_id: str, document_id: str) -> Document | None:
+        def delete(conn: sqlite3.Connection) -> Document | None:
+            row = conn.execute(
+                f"{_DOCUMENT_SELECT} WHERE workspace_id = ? AND id = ?", (workspace_id, document_id)
+            ).fetchone()
+            if row is None:
+                return None
+            users = conn.execute(
+                f"SELECT jobs.id FROM jobs, json_each(jobs.document_ids) AS d "
+                f"WHERE jobs.workspace_id = ? AND jobs.{_ACTIVE} AND d.value = ? "
+                f"ORDER BY jobs.id LIMIT {MAX_NAMED}",
+                (workspace_id, document_id),
+            ).fetchall()
+            if users:
+                raise in_use("document", document_id, [u[0] for u in users])
+            conn.execute(
+                "DELETE FROM documents WHERE workspace_id = ? AND id = ?",
+                (workspace_id, document_id),
+            )
+            return _document_from_row(row)
+
+        return await self.run(delete, write=True)
+
+    async def delete_config(self, workspace_id: str, config_id: str) -> ConfigVersion | None:
+        def delete(conn: sqlite3.Connection) -> ConfigVersion | None:
+            row = conn.execute(
+                f"{_CONFIG_SELECT} WHERE workspace_id = ? AND id = ?", (workspace_id, config_id)
+            ).fetchone()
+            if row is None:
+                return None
+            users = conn.execute(
+                f"SELECT id FROM jobs WHERE workspace_id = ? AND config_version_id = ? "
+                f"AND {_ACTIVE} ORDER BY id LIMIT {MAX_NAMED}",
+                (workspace_id, config_id),
+            ).fetchall()
+            if users:
+                raise in_use("config", config_id, [u[0] for u in users])
+            conn.execute(
+                "DELETE FROM config_versions WHERE workspace_id = ? AND id = ?",
+                (workspace_id, config_id),
+            )
+            return _config_from_row(row)
+
+        return await self.run(delete, write=True)
+
+    async def config_in_use(self, config_id: str) -> bool:
+        def query(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM config_versions WHERE id = ?) "
+                f"OR EXISTS (SELECT 1 FROM jobs WHERE config_version_id = ? AND {_ACTIVE})",
+                (config_id, config_id),
+            ).fetchone()
+            return bool(row[0])
+
+        return await self.run(query, write=False)
+
+    async def finished_jobs_before(self, cutoff: datetime, *, limit: int) -> list[JobRecord]:
+        def query(conn: sqlite3.Connection) -> list[JobRecord]:
+            rows = conn.execute(
+                f"{_JOB_SELECT} WHERE {_FINISHED} AND finished_at < ? "
+                "ORDER BY finished_at ASC, id ASC LIMIT ?",
+                (cutoff.isoformat(), limit),
+            ).fetchall()
+            return [_job_from_row(row) for row in rows]
+
+        return await self.run(query, write=False)
+
+    async def existing_ids(self, kind: str, ids: list[str]) -> set[str]:
+        table = ID_TABLES[kind]
+
+        def query(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                found.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT DISTINCT id FROM {table} WHERE id IN ({marks})", chunk
+                    ).fetchall()
+                )
+            return found
+
+        return await self.run(query, write=False)
+
+
 class SqliteIdempotencyKeys:
     """The ``idempotency_keys`` table (migration 2 in :mod:`ade.store.migrations`); implements
     :class:`ade.protocols.IdempotencyKeys`."""
@@ -552,7 +719,7 @@ class SqliteIdempotencyKeys:
                 status, body, location, request_hash, datetime.fromisoformat(created_at)
             )
 
-        return await self._store.run(get, write=False)
+        return await self._store.read_point(get)
 
     async def remember(
         self, workspace_id: str, key: str, response: StoredResponse, *, expire_before: datetime

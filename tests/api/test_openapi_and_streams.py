@@ -76,9 +76,9 @@ async def test_openapi_paths_and_methods_match_the_url_map_exactly(tmp_path: Pat
             assert "400" in operation["responses"], (path, method)
     assert not set(spec["paths"]) & set(spec["x-websockets"])
     assert served == documented
-    # health, openapi, 4 document, 3 config and 7 job routes, 2 websocket streams, the web page
-    # and its assets
-    assert len(served) == 20
+    # health, openapi, metrics, 5 document, 4 config and 8 job routes (each with its DELETE),
+    # 2 websocket streams, the web page and its assets
+    assert len(served) == 24
     assert {("/", "get"), ("/ui/{name}", "get")} <= served
 
 
@@ -97,7 +97,8 @@ async def test_openapi_is_served_and_health_reports(
     assert body["runtime"]["capacity"] == service.settings.queue_size
     assert body["runtime"]["workers"] == service.settings.max_concurrency
     assert body["runtime"]["worker_start"] == "fork"
-    assert (body["runtime"]["worker_restarts"], body["runtime"]["last_worker_restart"]) == (0, None)
+    runtime = body["runtime"]
+    assert (runtime["template_restarts"], runtime["last_template_restart"]) == (0, None)
     assert body["sandbox"]["mode"] == "best-effort"
     assert {layer["name"] for layer in body["sandbox"]["layers"]} >= {"rlimits"}
 

@@ -97,6 +97,7 @@ async def test_queue_full_refusal_persists_nothing_and_hints_retry_after(
         stats = runtime.statistics()
         assert (stats.queued, stats.reserved, stats.running, stats.capacity) == (2, 0, 1, 2)
         assert stats.totals == StatusTotals(queued=2, running=1)
+        assert stats.admission_refusals == 1  # /metrics: ade_admission_refusals_total
         # The slot is reserved before anything is looked up: under overload a submission is
         # refused without touching the store, even one that names ids that do not exist.
         with pytest.raises(QueueFull):
@@ -104,6 +105,7 @@ async def test_queue_full_refusal_persists_nothing_and_hints_retry_after(
                 workspace_id="ws", config_version_id="no-such-config", document_ids=["nope"]
             )
         assert runtime.statistics().reserved == 0
+        assert runtime.statistics().admission_refusals == 2
         await runtime.cancel("ws", running.id)
         for job in waiting:
             assert (await runtime.wait("ws", job.id)).status is JobStatus.SUCCESS
@@ -342,6 +344,8 @@ async def test_a_runner_that_raises_ends_the_job_in_error_and_the_worker_goes_on
         assert error.type == "error"
         assert error.detail["diagnostics"].startswith("FileNotFoundError: [Errno 2]")
         assert second.status is JobStatus.SUCCESS
+        # The broken process was replaced once (/metrics: ade_worker_process_restarts_total).
+        assert runtime.statistics().worker_restarts == 1
 
 
 async def test_a_stopped_job_dies_even_if_its_runner_misses_the_kill(settings: Settings) -> None:

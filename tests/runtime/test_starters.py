@@ -334,7 +334,7 @@ async def test_the_runtime_counts_template_restarts_in_its_statistics(tmp_path: 
         os.kill(first, signal.SIGKILL)
         await _template_pid(servers[0], other_than=first)
         stats = runtime.statistics()
-        assert (stats.worker_restarts, stats.last_worker_restart) == (
+        assert (stats.template_restarts, stats.last_template_restart) == (
             1,
             "the template exited (exit status -9)",
         )

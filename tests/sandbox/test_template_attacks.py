@@ -149,7 +149,7 @@ async def test_a_job_cannot_signal_trace_read_or_reach_a_template_or_a_sibling(d
         assert sibling_final.status is JobStatus.SUCCESS, sibling_final
         # the templates live on, unrestarted
         assert await _templates(runtime) == templates
-        assert runtime.statistics().worker_restarts == 0
+        assert runtime.statistics().template_restarts == 0
         assert all(os.path.exists(f"/proc/{pid}") for pid in templates)
 
 
@@ -174,7 +174,7 @@ async def test_nothing_a_job_leaves_behind_reaches_the_next_job_of_its_template(
             assert processes_in(settings.jobs_dir / final.id) == []
         assert {pid: _fds_and_threads(pid) for pid in templates} == before
         assert all(threads == 1 for _, threads in before.values())
-        assert runtime.statistics().worker_restarts == 0
+        assert runtime.statistics().template_restarts == 0
 
 
 def _fds_and_threads(pid: int) -> tuple[int, int]:

@@ -390,3 +390,150 @@ async def test_update_with_expected_status_is_a_compare_and_set(store: Store) ->
     assert await store.get_job(job.id) == running
     with pytest.raises(NotFound):
         await store.update_job(make_job(), expected=JobStatus.QUEUED)
+
+
+# -- retention: deletions refused while something active needs the row ---------------------------
+
+
+def _document(workspace: str, id_: str) -> Document:
+    return Document(id_, workspace, "m.xlsx", 10, "0" * 64, T0)
+
+
+def _config(workspace: str, id_: str) -> ConfigVersion:
+    return ConfigVersion(id_, workspace, "T", "1", "h" * 64, T0)
+
+
+async def test_delete_job_only_when_finished(store: Store) -> None:
+    queued = make_job()
+    done = make_job(status=JobStatus.SUCCESS, started_at=T0, finished_at=T0)
+    await store.insert_job(queued)
+    await store.insert_job(done)
+    with pytest.raises(Conflict) as refused:
+        await store.delete_job(queued.id)
+    assert refused.value.details == {"job_id": queued.id, "status": "queued"}
+    assert await store.get_job(queued.id) == queued
+    assert await store.delete_job(done.id) == done
+    assert await store.get_job(done.id) is None
+    assert await store.delete_job(done.id) is None
+    counts = await store.count_by_status()
+    assert (counts[JobStatus.QUEUED], counts[JobStatus.SUCCESS]) == (1, 0)
+
+
+async def test_delete_document_refused_while_an_active_job_of_its_workspace_lists_it(
+    store: Store,
+) -> None:
+    await store.insert_document(_document("ws", "d1"))
+    await store.insert_document(_document("ws", "d9"))
+    await store.insert_document(_document("other", "d1"))
+    running = make_job(status=JobStatus.RUNNING, document_ids=("d0", "d1"))
+    await store.insert_job(running)
+    await store.insert_job(make_job(status=JobStatus.ERROR, document_ids=("d9",)))
+    with pytest.raises(Conflict) as refused:
+        await store.delete_document("ws", "d1")
+    assert refused.value.details == {"document_id": "d1", "job_ids": [running.id]}
+    assert await store.get_document("ws", "d1") is not None
+    # Another workspace's document of the same id is not held by this workspace's job.
+    assert await store.delete_document("other", "d1") == _document("other", "d1")
+    # A finished job does not hold its documents.
+    assert await store.delete_document("ws", "d9") == _document("ws", "d9")
+    assert await store.delete_document("ws", "d9") is None
+    assert [d.id for d in await store.list_documents("ws")] == ["d1"]
+
+
+async def test_delete_config_refused_while_used_and_in_use_across_workspaces(
+    store: Store,
+) -> None:
+    await store.insert_config(_config("ws", "cfg1"))
+    await store.insert_config(_config("other", "cfg1"))
+    queued = make_job()  # uses cfg1 in ws
+    await store.insert_job(queued)
+    with pytest.raises(Conflict) as refused:
+        await store.delete_config("ws", "cfg1")
+    assert refused.value.details == {"config_version_id": "cfg1", "job_ids": [queued.id]}
+    assert await store.delete_config("other", "cfg1") == _config("other", "cfg1")
+    assert await store.config_in_use("cfg1") is True  # ws still holds it
+    await store.update_job(
+        attrs.evolve(queued, status=JobStatus.CANCELLED, finished_at=T0),
+        expected=JobStatus.QUEUED,
+    )
+    assert await store.delete_config("ws", "cfg1") == _config("ws", "cfg1")
+    assert await store.config_in_use("cfg1") is False
+    assert await store.delete_config("ws", "cfg1") is None
+
+
+async def test_finished_jobs_before_a_cutoff_oldest_first_and_existing_ids(store: Store) -> None:
+    jobs = [
+        make_job(status=JobStatus.SUCCESS, started_at=T0, finished_at=T0 + timedelta(days=d))
+        for d in (3, 1, 2, 10)
+    ]
+    still_running = make_job(status=JobStatus.RUNNING, started_at=T0)
+    for job in [*jobs, still_running]:
+        await store.insert_job(job)
+    found = await store.finished_jobs_before(T0 + timedelta(days=5), limit=10)
+    assert [j.id for j in found] == [jobs[1].id, jobs[2].id, jobs[0].id]
+    assert len(await store.finished_jobs_before(T0 + timedelta(days=5), limit=2)) == 2
+    await store.insert_document(_document("ws", "d1"))
+    await store.insert_config(_config("ws", "cfg1"))
+    assert await store.existing_ids("job", [jobs[0].id, "nope"]) == {jobs[0].id}
+    assert await store.existing_ids("document", ["d1", "d2"]) == {"d1"}
+    assert await store.existing_ids("config", ["cfg1", "cfg2"]) == {"cfg1"}
+
+
+async def test_every_call_is_timed(store: Store) -> None:
+    before = store.latency.snapshot().count
+    await store.get_job("nope")
+    await store.count_by_status()
+    after = store.latency.snapshot()
+    assert after.count == before + 2
+    assert after.total > 0
+
+
+# -- SQLite point reads on the event loop ----------------------------------------------------
+
+
+async def test_sqlite_point_reads_stay_on_the_loop_thread_unless_sqlite_would_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "ade.db")
+    hops: list[str] = []
+    real_run_sync = trio.to_thread.run_sync
+
+    async def counting_run_sync(fn: Callable[[], Any], **kw: Any) -> Any:
+        hops.append(getattr(fn, "__qualname__", "?"))
+        return await real_run_sync(fn, **kw)
+
+    try:
+        job = make_job()
+        await store.insert_job(job)
+        monkeypatch.setattr(trio.to_thread, "run_sync", counting_run_sync)
+        assert await store.get_job(job.id) == job
+        assert await store.get_job(new_id()) is None
+        assert await store.get_document("ws", "nope") is None
+        assert await store.get_config("ws", "nope") is None
+        assert await store.idempotency_keys.lookup("ws", "key") is None
+        assert hops == []
+
+        # Should SQLite make the loop's reader wait ("database is locked" at busy_timeout 0:
+        # WAL recovery by another process, say), the read is redone in a worker thread.
+        import threading
+
+        loop_thread = threading.get_ident()
+
+        def read(conn: sqlite3.Connection) -> int:
+            if threading.get_ident() == loop_thread:
+                raise sqlite3.OperationalError("database is locked")
+            return conn.execute("SELECT attempt FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]
+
+        assert await store.read_point(read) == 1
+        assert len(hops) == 1
+        # Any other failure is the caller's to see.
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await store.read_point(lambda conn: conn.execute("SELECT * FROM nope").fetchall())
+        assert len(hops) == 1
+
+        # Any other thread than the loop's goes through the pool.
+        assert await real_run_sync(store._loop_connection) is None
+    finally:
+        await store.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.get_job(job.id)
