@@ -60,3 +60,35 @@ def test_history_benchmark_quick_mode(tmp_path: Path) -> None:
     assert set(result["ratios"]) == {
         "submit_p50", "submit_p99", "status_p50", "status_p99", "list_p50", "restart",
     }  # fmt: skip
+
+
+def test_api_profile_summary_counts_busy_samples_only(tmp_path: Path) -> None:
+    """``benchmarks/api.py --profile``: folded py-spy stacks in, busiest functions out; idle
+    thread-cache workers and epoll waits are not work."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("api_bench", ROOT / "benchmarks" / "api.py")
+    assert spec is not None and spec.loader is not None
+    api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(api)
+    raw = tmp_path / "profile.raw"
+    raw.write_text(
+        "thread (1): main;run (trio/_core/_run.py:1);get_job (ade/api/jobs.py:9) 30\n"
+        "thread (1): main;run (trio/_core/_run.py:1);submit_job (ade/api/jobs.py:40) 10\n"
+        "thread (2): Thread.run (threading.py:982);WorkerThread._work "
+        "(trio/_core/_thread_cache.py:211) 500\n"
+        "thread (1): main;run (trio/_core/_run.py:1);EpollIOManager._epoll_wait (x.py:2) 70\n"
+    )
+    summary = api.profile_summary(raw)
+    lines = summary.splitlines()
+    assert lines[0] == "40 busy samples"
+    assert "WorkerThread._work" not in summary and "epoll" not in summary
+    own = lines[lines.index("-- self") + 1 : lines.index("-- inclusive")]
+    assert own == [
+        " 75.0%  get_job (ade/api/jobs.py:9)",
+        " 25.0%  submit_job (ade/api/jobs.py:40)",
+    ]
+    inclusive = lines[lines.index("-- inclusive") + 1 :]
+    # (the first segment of a stack is py-spy's thread label, counted as "thread")
+    assert set(inclusive[:2]) == {"100.0%  thread", "100.0%  run"}
+    assert inclusive[2:] == [" 75.0%  get_job", " 25.0%  submit_job"]
