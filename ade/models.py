@@ -91,6 +91,9 @@ class JobRecord:
     # The engine's end-of-run summary (counts and names, never cell values; docs/api.md lists
     # its keys). Empty until the job ends, and for a job that ended before the engine finished.
     summary: dict[str, Any] = attrs.field(factory=dict)
+    # How the job's process was started: "fork" (from the worker's template) or "spawn" (a
+    # fresh interpreter). None until a process ran it (queued, or cancelled while queued).
+    worker_start: str | None = None
     # The id of the API key that submitted (or retried) the job; never the key itself. None
     # with ADE_AUTH=disabled and for jobs from before keys existed.
     submitted_by: str | None = None

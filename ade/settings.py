@@ -37,6 +37,13 @@ class Settings:
     # Enough for openpyxl + config code; a config that leaks descriptors fails fast instead.
     worker_max_files: int = 256
     worker_max_processes: int = 64
+    # How a job's process starts (docs/job-execution.md): "fork" from a pre-imported template
+    # per worker actor (milliseconds), or "spawn" a fresh interpreter (a warm standby hides its
+    # start-up). Both confine the job completely before it reads anything.
+    worker_start: str = "fork"
+    # Jobs run at this nice value: under CPU contention the service's event loop answers
+    # first. 10: well below the service, still ahead of anything at 19.
+    worker_nice: int = 10
     shutdown_grace_seconds: float = 30.0
     host: str = "127.0.0.1"
     port: int = 8000
@@ -130,6 +137,19 @@ def _sandbox_mode(raw: str) -> str:
     return raw
 
 
+def _worker_start(raw: str) -> str:
+    if raw not in ("fork", "spawn"):
+        raise ValueError("must be 'fork' or 'spawn'")
+    return raw
+
+
+def _nice(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 19:
+        raise ValueError("must be a nice value between 0 and 19")
+    return value
+
+
 def _url(raw: str) -> str:
     if not raw.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
@@ -220,6 +240,16 @@ _KNOBS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "worker_max_processes",
         _positive_int,
         "processes per job (pids cgroup)",
+    ),
+    "ADE_WORKER_START": (
+        "worker_start",
+        _worker_start,
+        "'fork' (from a pre-imported template) or 'spawn' (fresh interpreter, warm standby)",
+    ),
+    "ADE_WORKER_NICE": (
+        "worker_nice",
+        _nice,
+        "CPU priority of job processes (nice 0-19); the service stays at its own",
     ),
     "ADE_SHUTDOWN_GRACE_SECONDS": (
         "shutdown_grace_seconds",

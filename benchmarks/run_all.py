@@ -70,6 +70,26 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "concurrency 2 (benchmarks/overhead.py).",
     ),
     Benchmark(
+        "throughput",
+        "Tiny-job throughput against RQ",
+        "benchmarks/throughput.py",
+        (),
+        ("--quick",),
+        300,
+        "Tiny jobs at concurrency 2: ADE in fork and spawn mode next to RQ with openpyxl "
+        "preloaded, same run (benchmarks/throughput.py; needs the [bench] extra and Redis).",
+    ),
+    Benchmark(
+        "priority",
+        "Job CPU priority",
+        "benchmarks/priority.py",
+        (),
+        ("--duration", "3", "--slices", "2"),
+        300,
+        "Status GET latency while CPU-bound jobs run, ADE_WORKER_NICE=0 against 10, same run "
+        "(benchmarks/priority.py).",
+    ),
+    Benchmark(
         "api",
         "API",
         "benchmarks/api.py",

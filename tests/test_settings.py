@@ -51,6 +51,8 @@ def test_every_variable_is_read() -> None:
         "ADE_METRICS_TOKEN": "scrape-token-0123456789",
         "ADE_LOG_FORMAT": "json",
         "ADE_RETENTION_DAYS": "30",
+        "ADE_WORKER_START": "spawn",
+        "ADE_WORKER_NICE": "5",
     }
     settings = load_settings(env)
     assert settings == Settings(
@@ -82,6 +84,8 @@ def test_every_variable_is_read() -> None:
         metrics_token="scrape-token-0123456789",
         log_format="json",
         retention_days=30,
+        worker_start="spawn",
+        worker_nice=5,
     )
     assert set(env) == set(SETTINGS_DOC)
 
@@ -106,6 +110,8 @@ def test_every_variable_is_read() -> None:
         ("ADE_METRICS_TOKEN", "has a space 0123456789", "ADE_METRICS_TOKEN: must be 16-256"),
         ("ADE_LOG_FORMAT", "xml", "ADE_LOG_FORMAT: must be 'text' or 'json'"),
         ("ADE_RETENTION_DAYS", "0", "ADE_RETENTION_DAYS: must be a whole number >= 1"),
+        ("ADE_WORKER_START", "exec", "ADE_WORKER_START: must be 'fork' or 'spawn'"),
+        ("ADE_WORKER_NICE", "-5", "ADE_WORKER_NICE: must be a nice value between 0 and 19"),
     ],
 )
 def test_a_bad_value_names_the_variable(variable: str, value: str, expected: str) -> None:

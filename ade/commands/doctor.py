@@ -14,6 +14,11 @@ from typing import Any
 
 __all__ = ["doctor_command", "register"]
 
+_START_MODES = {
+    "fork": "a pre-imported template per worker forks one fully confined child per job",
+    "spawn": "a fresh interpreter per job, started one job ahead as a warm standby",
+}
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -42,8 +47,9 @@ def doctor_command(args: argparse.Namespace) -> int:
     # as much a reason for a non-zero status as a missing layer.
     failed = [check for check, passed in report.probe_checks if not passed]
     status = 0 if not report.missing() and not failed else 1
+    start = {"mode": settings.worker_start, "nice": settings.worker_nice}
     if args.json:
-        print(json.dumps(converter.unstructure(report), indent=2))
+        print(json.dumps({**converter.unstructure(report), "worker_start": start}, indent=2))
         return status
     width = max(len(layer.name) for layer in report.layers)
     print(f"ADE sandbox layers on this machine (ADE_SANDBOX={settings.sandbox}):")
@@ -61,6 +67,11 @@ def doctor_command(args: argparse.Namespace) -> int:
         print(f"missing: {names} — ADE_SANDBOX={settings.sandbox} {verdict}")
     else:
         print("every layer is available: ADE_SANDBOX=strict would start")
+    how = _START_MODES[settings.worker_start]
+    print(
+        f"jobs start by ADE_WORKER_START={settings.worker_start} ({how}), "
+        f"at nice {settings.worker_nice}"
+    )
     if failed:
         print(f"FAILED probe checks: {', '.join(failed)} — a layer that applied did not hold")
     if args.bench:

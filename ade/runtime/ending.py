@@ -68,6 +68,8 @@ class JobEnding:
     stopped_by: str | None = None
     # The engine's end-of-run summary (docs/api.md); empty when the engine did not finish.
     summary: dict[str, Any] = attrs.field(factory=dict)
+    # How the job's process was started ("fork" or "spawn"); None when none was started.
+    worker_start: str | None = None
 
 
 def cap_diagnostics(text: str | None) -> str | None:

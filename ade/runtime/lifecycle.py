@@ -49,6 +49,7 @@ from ade.runtime.messages import (
     StopAdmitting,
 )
 from ade.runtime.recorder import EventHub, RecorderState, run_recorder
+from ade.runtime.starters import JobStarter
 from ade.runtime.workers import JobRunner, WorkerSlot, run_worker_actor
 from ade.settings import Settings
 from ade.telemetry.jobs import JobTelemetry
@@ -82,10 +83,16 @@ class Lifecycle:
         inbox_size: int,
         member: ClusterMember | None = None,
         workers: int | None = None,
+        make_starter: Callable[[], JobStarter] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._runner = runner
+        # The default runner: each worker actor gets its own starter (fork template or spawn
+        # standby, ade.runtime.starters), alive as long as the actor. None: a runner given by
+        # the caller (tests, benchmarks) that starts processes its own way.
+        self._make_starter = make_starter
+        self.starters: list[JobStarter] = []
         self.hub = EventHub(subscriber_buffer)
         # In a cluster (ADE_DATABASE_URL) the queue and admission live in PostgreSQL and this
         # node claims jobs from it (ade.cluster); on one node they live in the dispatcher.
@@ -121,6 +128,11 @@ class Lifecycle:
         self._scopes: list[trio.CancelScope] = []
         self._drained = trio.Event()
         self.stopped = False
+
+    @property
+    def custom_runner(self) -> bool:
+        """Jobs run through a runner the caller gave, not through this runtime's starters."""
+        return self._make_starter is None
 
     @property
     def worker_restarts(self) -> int:
@@ -206,19 +218,30 @@ class Lifecycle:
 
     def _start_workers(self, nursery: trio.Nursery) -> None:
         for slot, (_, receive) in zip(self._slots, self._worker_channels, strict=True):
-            nursery.start_soon(
-                self._guard,
-                "worker",
-                partial(
-                    run_worker_actor,
-                    slot,
-                    receive,
-                    settings=self._settings,
-                    runner=self._runner,
-                    dispatcher=self.dispatcher.clone(),
-                    recorder=self.recorder.clone(),
-                ),
-            )
+            nursery.start_soon(self._guard, "worker", partial(self._run_worker, slot, receive))
+
+    async def _run_worker(
+        self, slot: WorkerSlot, receive: trio.MemoryReceiveChannel[RunJob]
+    ) -> None:
+        """One worker actor, with its starter's background work (template, standby) running
+        beside it for exactly as long as the actor does."""
+        actor = partial(
+            run_worker_actor,
+            slot,
+            receive,
+            settings=self._settings,
+            dispatcher=self.dispatcher.clone(),
+            recorder=self.recorder.clone(),
+        )
+        if self._make_starter is None:
+            await actor(runner=self._runner)
+            return
+        starter = self._make_starter()
+        self.starters.append(starter)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(starter.run)
+            await actor(runner=partial(self._runner, starter=starter), worker_start=starter.mode)
+            nursery.cancel_scope.cancel()
 
     async def _start_cluster(self, nursery: trio.Nursery, member: ClusterMember) -> None:
         """Register, record the jobs a previous process under this node id left running,

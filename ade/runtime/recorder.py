@@ -276,6 +276,7 @@ class RecorderState:
             limit=ending.limit,
             sandbox_layers=tuple(ending.sandbox_layers),
             summary=dict(ending.summary),
+            worker_start=ending.worker_start,
         )
         detail: dict[str, Any] = {
             "status": ending.status.value,
@@ -284,6 +285,7 @@ class RecorderState:
             "exit_signal": ending.exit_signal,
             "limit": ending.limit,
             "sandbox_layers": list(ending.sandbox_layers),
+            "worker_start": ending.worker_start,
         }
         if new.error_message is not None:
             detail["message"] = new.error_message

@@ -19,7 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from functools import partial
 from pathlib import Path
@@ -48,6 +48,7 @@ from ade.runtime.messages import (
     ReserveSlot,
 )
 from ade.runtime.recorder import Subscription
+from ade.runtime.starters import JobStarter, make_starter
 from ade.runtime.workers import JobRunner
 from ade.serde import utcnow
 from ade.settings import Settings
@@ -115,6 +116,13 @@ class RuntimeStatistics:
     # replaced after their runner failed (ade.runtime.workers.WorkerSlot.restarts).
     admission_refusals: int = 0
     worker_restarts: int = 0
+    # How job processes start here ("fork" / "spawn", ADE_WORKER_START); for a runner given
+    # by the caller, "custom".
+    worker_start: str = "custom"
+    # Fork templates (or spawn standbys) restarted after dying or misbehaving, and why the
+    # last one was.
+    template_restarts: int = 0
+    last_template_restart: str | None = None
 
 
 class Runtime:
@@ -134,6 +142,7 @@ class Runtime:
         inbox_size: int = DEFAULT_INBOX_SIZE,
         member: ClusterMember | None = None,
         workers: int | None = None,
+        make_starter: Callable[[], JobStarter] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -146,6 +155,7 @@ class Runtime:
             inbox_size=inbox_size,
             member=member,
             workers=workers,
+            make_starter=make_starter,
         )
         self._hub = self.lifecycle.hub
         self._admission = Admission(_AdmissionSteps(self._store, self._settings, self.lifecycle))
@@ -334,7 +344,19 @@ class Runtime:
             dropped_subscribers=self._hub.dropped_total,
             admission_refusals=self._refusals,
             worker_restarts=life.worker_restarts,
+            **self._starter_statistics(),
         )
+
+    def _starter_statistics(self) -> dict[str, Any]:
+        starters = [starter.statistics() for starter in self.lifecycle.starters]
+        if self.lifecycle.custom_runner:
+            return {}
+        restarted = [s for s in starters if s.last_restart_reason is not None]
+        return {
+            "worker_start": self._settings.worker_start,
+            "template_restarts": sum(s.restarts for s in starters),
+            "last_template_restart": restarted[-1].last_restart_reason if restarted else None,
+        }
 
     async def drain(self, reason: str = "shutdown") -> None:
         """Graceful shutdown (:meth:`Lifecycle.drain`); idempotent, safe to call from a task
@@ -559,6 +581,7 @@ async def open_runtime(
                 subscriber_buffer=subscriber_buffer,
                 member=member,
                 workers=workers,
+                make_starter=partial(make_starter, settings) if runner is None else None,
             )
             # An exception (or cancellation) of the caller's block is held while the runtime
             # drains and re-raised as it is afterwards, rather than wrapped in the nursery's

@@ -49,6 +49,7 @@ from ade.layout import PUBLISHED_FILES, JobLayout
 from ade.models import JobStatus
 from ade.outcome import fail_on_errors_message
 from ade.runtime.ending import JobEnding, cap_diagnostics
+from ade.runtime.starters import JobProcess, JobStarter
 from ade.sandbox import SandboxSpec
 from ade.sandbox.cgroup import (
     JobCgroup,
@@ -58,7 +59,9 @@ from ade.sandbox.cgroup import (
     kill_job_cgroup,
     remove_job_cgroup,
 )
+from ade.serde import converter
 from ade.settings import Settings
+from ade.worker.fork_protocol import Assignment
 from ade.worker.protocol import (
     EVENT_LINE_LIMIT,
     RESULT_EVENT,
@@ -145,6 +148,10 @@ class RunObservation:
     escaped: bool = False
     events_dropped: int = 0
     publish_error: str | None = None
+    # The fork template died while it started or ran the job: its exit status is lost.
+    template_lost: str | None = None
+    # How the job's process was started: "fork", "spawn" (a standby) or "spawn" (fresh).
+    worker_start: str | None = None
     duration_seconds: float = 0.0
     stdout: TailBuffer = attrs.Factory(lambda: TailBuffer(STREAM_CAP))
     stderr: TailBuffer = attrs.Factory(lambda: TailBuffer(STREAM_CAP))
@@ -207,6 +214,7 @@ def decide_ending(run: RunObservation, settings: Settings) -> JobEnding:
             stdout_bytes=run.stdout.total,
             stderr_bytes=run.stderr.total,
             summary=summary or {},
+            worker_start=run.worker_start,
         )
 
     def limit_ending(limit: str, amount: float) -> JobEnding:
@@ -220,6 +228,8 @@ def decide_ending(run: RunObservation, settings: Settings) -> JobEnding:
         return ending(f"worker could not start: {run.launch_error}")
     if run.timed_out:
         return limit_ending(Limit.TIMEOUT, settings.job_timeout_seconds)
+    if run.template_lost is not None and code is None:
+        return ending(f"the job's template process died: {run.template_lost}")
     if result is not None and result.succeeded and code == 0:
         if run.publish_error is not None:
             return ending(f"the job's output could not be published: {run.publish_error}")
@@ -339,14 +349,17 @@ async def supervise_job(
     on_event: OnEvent,
     request: RunRequest | None = None,
     python: str = sys.executable,
+    starter: JobStarter | None = None,
 ) -> JobEnding:
     """Run the worker for the job in ``job_dir`` to completion; never raises for a job failure.
 
     ``request`` is the job's run request as admission built it (read from ``job_dir`` when not
     given). Cancelling the caller kills the whole job (group and cgroup) before Cancelled
-    propagates. ``python`` is the interpreter to start (the service's own by default).
+    propagates. ``starter`` is the worker actor's fork template or spawn standby
+    (:mod:`ade.runtime.starters`); without one, a fresh interpreter (``python``, the service's
+    own by default) is spawned for the job.
     """
-    run = RunObservation()
+    run = RunObservation(worker_start=starter.mode if starter is not None else "spawn")
     started = trio.current_time()
     group = _Group(None)
     layout = JobLayout(job_dir)
@@ -363,7 +376,10 @@ async def supervise_job(
         except Exception as exc:  # missing job dir, unwritable tmp/, cgroup refused, ...
             run.launch_error = f"{type(exc).__name__}: {exc}"
         else:
-            await _run_subprocess(settings, layout, python, run, group, on_event)
+            if starter is not None:
+                await _run_started(settings, layout, starter, run, group, on_event)
+            else:
+                await _run_subprocess(settings, layout, python, run, group, on_event)
             if group.cgroup is not None:
                 run.oom_killed = _cgroup_oom_killed(group.cgroup)
             if run.result is not None and run.result.succeeded and run.returncode == 0:
@@ -453,8 +469,60 @@ async def _run_subprocess(
             os.close(lifeline_write)
 
 
+async def _run_started(
+    settings: Settings,
+    layout: JobLayout,
+    starter: JobStarter,
+    run: RunObservation,
+    group: _Group,
+    on_event: OnEvent,
+) -> None:
+    """Have the worker actor's starter (fork template or spawn standby) start the job's
+    process, then collect its pipes as for a spawned one. The same deadline covers the start;
+    a cancel kills the group and cgroup and waits (bounded) for the exit before propagating."""
+    assert run.request is not None
+    assignment = Assignment(
+        job_dir=str(layout.root),
+        spec=converter.unstructure(run.request.sandbox),
+        env=_env(layout),
+    )
+    job: JobProcess | None = None
+    with trio.move_on_after(settings.job_timeout_seconds) as deadline:
+        try:
+            job = await starter.start_job(assignment)
+        except OSError as exc:
+            run.launch_error = str(exc)
+            return
+        try:
+            # The pid leads the job's process group (fork: setpgid; spawn: its own session).
+            group.pgid = job.pid
+            async with job.events, trio.open_nursery() as nursery:
+                if group.cgroup is not None:
+                    nursery.start_soon(
+                        partial(trio.to_thread.run_sync, _cgroup_add, group.cgroup, job.pid)
+                    )
+                await _collect(job, run, group, job.events, on_event, nursery)
+        except BaseException:
+            group.kill()
+            with trio.CancelScope(shield=True), trio.move_on_after(_PIPE_GRACE_SECONDS):
+                await job.wait()
+            raise
+        finally:
+            job.close()
+    if deadline.cancelled_caught:
+        if job is not None:
+            group.kill()
+            with trio.move_on_after(_PIPE_GRACE_SECONDS):
+                await job.wait()
+        if run.returncode is None:
+            run.timed_out = True
+    if job is not None:
+        run.returncode = job.returncode
+        run.template_lost = job.lost
+
+
 async def _collect(
-    proc: trio.Process,
+    proc: trio.Process | JobProcess,
     run: RunObservation,
     group: _Group,
     events: trio.lowlevel.FdStream,

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import attrs
 import trio
 
 from ade.layout import JobLayout
@@ -124,8 +125,11 @@ async def run_worker_actor(
     runner: JobRunner,
     dispatcher: trio.MemorySendChannel[Any],
     recorder: trio.MemorySendChannel[Any],
+    worker_start: str | None = None,
 ) -> None:
-    """One worker actor. Runs until ``inbox`` is closed; owns (and closes) its channel clones."""
+    """One worker actor. Runs until ``inbox`` is closed; owns (and closes) its channel clones.
+    ``worker_start`` is how the runner starts job processes ("fork" / "spawn"): a job stopped
+    from outside still ran in one, and its record says which."""
     async with dispatcher, recorder:
         await dispatcher.send(WorkerIdle(slot.worker_id))
         async for message in inbox:
@@ -159,7 +163,10 @@ async def run_worker_actor(
                     guard.cancel_scope.cancel()
                 duration = trio.current_time() - started
                 if slot.scope.cancelled_caught:
-                    ending = stopped_ending(slot.stop_reason or "shutdown", duration)
+                    ending = attrs.evolve(
+                        stopped_ending(slot.stop_reason or "shutdown", duration),
+                        worker_start=worker_start,
+                    )
             assert ending is not None
             slot.clear()
             # If even this fails the store is broken: let it propagate (the runtime stops and

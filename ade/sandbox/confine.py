@@ -86,6 +86,9 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
     """Apply every layer this machine and process allow. Returns in the job process only."""
     t = _Tally(spec)
     root = os.geteuid() == 0
+    # Not a layer (nothing to enforce): the job yields the CPU to the service's event loop.
+    # Absolute, so a template or standby started at another nice value does not matter.
+    L.set_cpu_priority(spec.nice)
 
     try:
         L.apply_rlimits(spec)

@@ -39,6 +39,7 @@ __all__ = [
     "expose_paths_for_uid",
     "join_cgroup",
     "mount_fresh_proc",
+    "set_cpu_priority",
     "set_no_new_privs",
     "unshare_ipc",
     "unshare_mount",
@@ -127,6 +128,26 @@ def apply_nproc_rlimit(spec: SandboxSpec, *, dropping_to: int | None = None) -> 
         raise LayerUnavailable("rlimit_nproc", "RLIMIT_NPROC does not apply to root")
     n = spec.max_processes
     _setrlimit("rlimit_nproc", "RLIMIT_NPROC", resource.RLIMIT_NPROC, n, n)
+
+
+# -- CPU priority -------------------------------------------------------------------------------
+
+
+def set_cpu_priority(nice: int) -> None:
+    """Run this process, and its session, at ``nice``: below the service under contention.
+
+    Not a layer (it enforces nothing a job could abuse): the job yields the CPU to the
+    service's event loop. Two knobs, because with autogroup scheduling (``kernel.
+    sched_autogroup_enabled=1``, the default on most distributions) the kernel first shares
+    the CPU between *sessions*, and a process's own nice value only counts within its session:
+    a worker in its own session at nice 10 still got as much CPU as the service. So the
+    session's autogroup is set to the same nice value too (``/proc/self/autogroup``)."""
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError:
+        pass  # no autogroup scheduling on this kernel: the process's nice value is what counts
 
 
 # -- cgroup -----------------------------------------------------------------------------------

@@ -62,6 +62,8 @@ class SandboxSpec:
     run_as_gid: int | None = None
     # Layers that must apply or `confine` raises (ADE_SANDBOX=strict). Empty: best-effort.
     required: tuple[str, ...] = ()
+    # The job's CPU priority (nice value), set first thing: below the service's event loop.
+    nice: int = 0
 
 
 def _real(path: str | os.PathLike[str]) -> str:
@@ -121,4 +123,5 @@ def build_spec(settings: Settings, job_dir: Path, snapshot_dir: Path, network: b
         run_as_uid=uid,
         run_as_gid=gid,
         required=required,
+        nice=settings.worker_nice,
     )

@@ -1,6 +1,6 @@
 """API keys and workspaces in the store: the ``api_keys`` and ``workspaces`` tables on SQLite
-(:mod:`ade.store.migrations` version 4) and PostgreSQL (:mod:`ade.store.postgres_migrations`
-version 4), behind one class per dialect that implements :class:`ade.protocols.AccessStore`.
+(:mod:`ade.store.migrations` version 5) and PostgreSQL (:mod:`ade.store.postgres_migrations`
+version 5), behind one class per dialect that implements :class:`ade.protocols.AccessStore`.
 
 Both go through the store's own ``run`` seam (one transaction per write), so they share its
 connection pool and its error handling. The SQL differs only in placeholders and in how a list

@@ -117,6 +117,15 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(
         version=4,
+        name="job worker start mode",
+        statements=(
+            # JobRecord.worker_start: "fork" or "spawn", how the job's process was started
+            # (NULL for jobs that never ran, and for jobs of earlier versions).
+            "ALTER TABLE jobs ADD COLUMN worker_start TEXT",
+        ),
+    ),
+    Migration(
+        version=5,
         name="api keys, workspaces, jobs.submitted_by",
         statements=(
             # ade.store.access. token_hash: sha256 of the token (ade.auth.keys says why that

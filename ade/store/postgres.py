@@ -96,6 +96,7 @@ _JOB_COLUMNS = (
     "limit_name",
     "sandbox_layers",
     "summary",
+    "worker_start",
     "submitted_by",
 )
 JOB_SELECT_COLUMNS = ", ".join(_JOB_COLUMNS)
@@ -186,6 +187,7 @@ def _job_params(job: JobRecord) -> tuple[Any, ...]:
         job.limit,
         list(job.sandbox_layers),
         Jsonb(job.summary),
+        job.worker_start,
         job.submitted_by,
     )
 
@@ -209,6 +211,7 @@ def job_from_row(row: Sequence[Any]) -> JobRecord:
         limit_name,
         sandbox_layers,
         summary,
+        worker_start,
         submitted_by,
     ) = row[: len(_JOB_COLUMNS)]
     return JobRecord(
@@ -229,6 +232,7 @@ def job_from_row(row: Sequence[Any]) -> JobRecord:
         limit=limit_name,
         sandbox_layers=tuple(sandbox_layers),
         summary=summary,
+        worker_start=worker_start,
         submitted_by=submitted_by,
     )
 

@@ -172,6 +172,14 @@ POSTGRES_MIGRATIONS: list[Migration] = [
     ),
     Migration(
         version=4,
+        name="job worker start mode",
+        statements=(
+            # JobRecord.worker_start: "fork" or "spawn" (NULL for jobs that never ran).
+            "ALTER TABLE jobs ADD COLUMN worker_start TEXT",
+        ),
+    ),
+    Migration(
+        version=5,
         name="api keys, workspaces, jobs.submitted_by",
         statements=(
             # ade.store.access; token_hash is sha256 of the token (ade.auth.keys says why).

@@ -79,6 +79,7 @@ _JOB_COLUMNS = (
     "limit_name",
     "sandbox_layers",
     "summary",
+    "worker_start",
     "submitted_by",
 )
 _JOB_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
@@ -158,6 +159,7 @@ def _job_params(job: JobRecord) -> tuple[Any, ...]:
         job.limit,
         json.dumps(list(job.sandbox_layers)),
         json.dumps(job.summary, separators=(",", ":")),
+        job.worker_start,
         job.submitted_by,
     )
 
@@ -181,6 +183,7 @@ def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
         limit_name,
         sandbox_layers,
         summary,
+        worker_start,
         submitted_by,
     ) = row
     created = _parse_dt(created_at)
@@ -203,6 +206,7 @@ def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
         limit=limit_name,
         sandbox_layers=tuple(json.loads(sandbox_layers)),
         summary=json.loads(summary),
+        worker_start=worker_start,
         submitted_by=submitted_by,
     )
 

@@ -96,6 +96,9 @@ async def test_openapi_is_served_and_health_reports(
     assert body["store"]["ok"] is True
     assert body["runtime"]["capacity"] == service.settings.queue_size
     assert body["runtime"]["workers"] == service.settings.max_concurrency
+    assert body["runtime"]["worker_start"] == "fork"
+    runtime = body["runtime"]
+    assert (runtime["template_restarts"], runtime["last_template_restart"]) == (0, None)
     assert body["sandbox"]["mode"] == "best-effort"
     assert {layer["name"] for layer in body["sandbox"]["layers"]} >= {"rlimits"}
 

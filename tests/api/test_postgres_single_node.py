@@ -62,6 +62,7 @@ async def test_jobs_run_and_idempotent_submits_replay_on_postgres(
         assert replay.json() == first.json()
         done = await wait_for_status(http, first.headers["Location"], {"success", "error"})
         assert done["status"] == "success", done
+        assert done["worker_start"] == "fork"  # stored and read back by the PostgreSQL store
         output = await http.get(f"{api}/jobs/{done['id']}/output")
         assert output.status_code == 200
 

@@ -214,9 +214,14 @@ def test_ade_doctor_prints_every_layer(capsys):
         assert line.endswith(layer.reason)
     failed = [check for check, passed in report.probe_checks if not passed]
     assert code == (0 if not report.missing() and not failed else 1)
+    assert (
+        "jobs start by ADE_WORKER_START=fork (a pre-imported template per worker forks one "
+        "fully confined child per job), at nice 10"
+    ) in out
     ade_main(["doctor", "--json"])
     parsed = json.loads(capsys.readouterr().out)
     assert [layer["name"] for layer in parsed["layers"]] == list(LAYERS)
+    assert parsed["worker_start"] == {"mode": "fork", "nice": 10}
 
 
 def test_ade_doctor_fails_when_a_probe_check_did_not_hold(capsys, monkeypatch):
@@ -312,4 +317,5 @@ def test_spec_fields_are_the_agreed_interface():
         "run_as_uid",
         "run_as_gid",
         "required",
+        "nice",
     ]

@@ -97,11 +97,11 @@ async def test_workspaces_create_rename_delete(stores: tuple[Store, Store]) -> N
 
 def test_the_sqlite_migration_makes_existing_workspaces_explicit(tmp_path: Path) -> None:
     with closing(sqlite3.connect(tmp_path / "old.sqlite", isolation_level=None)) as conn:
-        migrate(conn, MIGRATIONS[:3])
+        migrate(conn, MIGRATIONS[:4])
         conn.execute(
             "INSERT INTO documents VALUES "
             "('team-a', 'd1', 'a.xlsx', 1, 'x', '2026-01-01T00:00:00+00:00')"
         )
-        assert migrate(conn, MIGRATIONS) == [4]
+        assert migrate(conn, MIGRATIONS) == [5]
         rows = [r[0] for r in conn.execute("SELECT id FROM workspaces ORDER BY id")]
     assert rows == ["default", "team-a"]

@@ -126,6 +126,7 @@ async def test_job_round_trips_every_field(store: Store) -> None:
         limit="timeout",
         sandbox_layers=("rlimits", "pidns", "seccomp"),
         summary={"rows_written": 3, "mapped_fields": ["name"], "required_missing": []},
+        worker_start="fork",
     )
     await store.insert_job(job)
     assert await store.get_job(job.id) == job

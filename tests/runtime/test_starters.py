@@ -1,0 +1,354 @@
+"""The job starters with real processes: the fork template (restarts, misbehaviour, the job's
+endings when it dies) and the spawn standby. The hostile-config suite runs through both too
+(tests/sandbox)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+from support.jobs import EventLog, make_job_dir, processes_mentioning, write_package
+
+from ade.models import JobStatus
+from ade.runtime.leftovers import processes_in
+from ade.runtime.starters import ForkServer, SpawnStandby
+from ade.runtime.supervisor import supervise_job
+from ade.settings import Settings, load_settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        {},
+        data_dir=tmp_path / "data",
+        job_timeout_seconds=30.0,
+        worker_cpu_seconds=20,
+        worker_mem_mb=512,
+        worker_fsize_mb=50,
+    )
+
+
+@pytest.fixture
+async def fork_server(settings: Settings, nursery: trio.Nursery) -> AsyncIterator[ForkServer]:
+    server = ForkServer(settings)
+    nursery.start_soon(server.run)
+    yield server
+    nursery.cancel_scope.cancel()
+
+
+async def _template_pid(server: ForkServer, other_than: int | None = None) -> int:
+    with trio.fail_after(60):
+        while server.template_pid is None or server.template_pid == other_than:
+            await trio.sleep(0.01)
+    return server.template_pid
+
+
+def _fds_and_threads(pid: int) -> tuple[int, int]:
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    with open(f"/proc/{pid}/status") as f:
+        threads = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    return fds, threads
+
+
+SLEEPER = """
+import time as _time
+if _os.fork() == 0:
+    _os.setsid()
+    _time.sleep(1000)
+    _os._exit(0)
+_report("sleeping")
+_time.sleep(1000)
+"""
+
+
+async def test_fork_mode_runs_each_job_in_a_fresh_child_of_one_template(
+    settings: Settings, fork_server: ForkServer, tmp_path: Path
+) -> None:
+    # The job leaves a thread and a descriptor open, and reports what it was given: none of
+    # it may reach the template or the next job.
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="""
+        import stat as _stat, threading as _threading, time as _time
+        _fds = sorted(int(n) for n in _os.listdir("/proc/self/fd"))
+        _report("nice", nice=_os.getpriority(_os.PRIO_PROCESS, 0))
+        _report("fds", fds=_fds, sockets=[
+            n for n in _fds if _os.path.exists(f"/proc/self/fd/{n}")
+            and _stat.S_ISSOCK(_os.stat(f"/proc/self/fd/{n}").st_mode)
+        ])
+        _threading.Thread(target=_time.sleep, args=(600,), daemon=True).start()
+        _kept = open(__file__)
+        """,
+    )
+    template = await _template_pid(fork_server)
+    before = _fds_and_threads(template)
+    for _ in range(2):
+        log = EventLog()
+        ending = await supervise_job(
+            settings, make_job_dir(settings, package), on_event=log, starter=fork_server
+        )
+        assert (ending.status, ending.message) == (JobStatus.SUCCESS, None), ending.diagnostics
+        assert ending.worker_start == "fork"
+        assert "seccomp" in ending.sandbox_layers
+        assert log.of("nice") == [{"nice": settings.worker_nice}]
+        assert settings.worker_nice == 10  # the default: below the service, which runs at 0
+        # stdin/out/err, events (3), lifeline (4) and whatever the engine has open: nothing of
+        # the template's (its control socket is the only socket it has).
+        assert log.of("fds")[0]["fds"][:5] == [0, 1, 2, 3, 4]
+        assert log.of("fds")[0]["sockets"] == []
+    assert fork_server.template_pid == template
+    assert _fds_and_threads(template) == before
+    assert before[1] == 1  # single-threaded: fork copies a consistent process
+    assert fork_server.statistics().restarts == 0
+
+
+async def test_a_template_that_dies_is_restarted_and_counted(
+    settings: Settings, fork_server: ForkServer, tmp_path: Path
+) -> None:
+    first = await _template_pid(fork_server)
+    os.kill(first, signal.SIGKILL)
+    second = await _template_pid(fork_server, other_than=first)
+    stats = fork_server.statistics()
+    assert (stats.mode, stats.restarts) == ("fork", 1)
+    assert stats.last_restart_reason == "the template exited (exit status -9)"
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=fork_server)
+    assert ending.status is JobStatus.SUCCESS, ending.diagnostics
+    assert fork_server.template_pid == second
+
+
+async def test_a_template_killed_mid_job_ends_that_job_and_nothing_of_it_survives(
+    settings: Settings, fork_server: ForkServer, tmp_path: Path
+) -> None:
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg", name_module_extra=SLEEPER))
+    log = EventLog()
+    template = await _template_pid(fork_server)
+
+    async def kill_template_when_sleeping() -> None:
+        while not log.of("sleeping"):
+            await trio.sleep(0.01)
+        os.kill(template, signal.SIGKILL)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kill_template_when_sleeping)
+        with trio.fail_after(20):
+            ending = await supervise_job(settings, job_dir, on_event=log, starter=fork_server)
+    assert ending.status is JobStatus.ERROR
+    assert ending.message == (
+        "the job's template process died: the template exited (exit status -9)"
+    )
+    assert processes_in(job_dir) == []
+    await _template_pid(fork_server, other_than=template)
+    assert fork_server.statistics().restarts == 1
+
+
+async def test_the_deadline_kills_a_forked_job_and_everything_it_started(
+    settings: Settings, fork_server: ForkServer, tmp_path: Path
+) -> None:
+    import attrs
+
+    short = attrs.evolve(settings, job_timeout_seconds=3.0)
+    job_dir = make_job_dir(short, write_package(tmp_path / "pkg", name_module_extra=SLEEPER))
+    started = trio.current_time()
+    ending = await supervise_job(short, job_dir, on_event=EventLog(), starter=fork_server)
+    assert (ending.status, ending.message, ending.limit) == (
+        JobStatus.ERROR,
+        "timed out after 3 s",
+        "timeout",
+    )
+    assert trio.current_time() - started < 8
+    assert processes_in(job_dir) == []
+    assert fork_server.statistics().restarts == 0
+
+
+async def test_cancelling_a_forked_job_kills_it_before_cancelled_propagates(
+    settings: Settings, fork_server: ForkServer, tmp_path: Path
+) -> None:
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg", name_module_extra=SLEEPER))
+    log = EventLog()
+
+    async def cancel_when_sleeping(scope: trio.CancelScope) -> None:
+        while not log.of("sleeping"):
+            await trio.sleep(0.01)
+        scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as scope:
+            nursery.start_soon(cancel_when_sleeping, scope)
+            await supervise_job(settings, job_dir, on_event=log, starter=fork_server)
+        assert scope.cancelled_caught
+    assert processes_in(job_dir) == []
+    assert not (job_dir / "tmp").exists()
+
+
+FAKE_TEMPLATE = """
+import socket, struct, sys
+fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
+s = socket.socket(fileno=fd)
+s.send(struct.pack("!cQq", b"R", 0, 4242))
+s.send(struct.pack("!cQq", b"?", 0, 0))
+s.recv(1)
+"""
+
+
+async def test_a_template_that_sends_what_it_must_not_is_replaced(
+    settings: Settings, tmp_path: Path
+) -> None:
+    script = tmp_path / "fake_template.py"
+    script.write_text(FAKE_TEMPLATE)
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
+    python.chmod(0o755)
+    server = ForkServer(settings, python=str(python))
+    async with trio.open_nursery() as inner:
+        inner.start_soon(server.run)
+        with trio.fail_after(20):
+            while server.statistics().restarts < 2:
+                await trio.sleep(0.01)
+        inner.cancel_scope.cancel()
+    assert server.statistics().last_restart_reason == "unknown frame kind b'?' from the template"
+    # Each misbehaving template was killed, not left behind.
+    assert processes_mentioning(str(script)) == []
+
+
+SERVER_SCRIPT = """
+import sys
+from pathlib import Path
+
+import trio
+
+from ade.runtime.starters import ForkServer
+from ade.runtime.supervisor import supervise_job
+from ade.settings import load_settings
+
+settings = load_settings({}, data_dir=Path(sys.argv[1]), job_timeout_seconds=60.0)
+
+
+async def on_event(event_type, detail):
+    if event_type == "sleeping":
+        print("sleeping", server.template_pid, flush=True)
+
+
+server = ForkServer(settings)
+
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run)
+        await supervise_job(settings, Path(sys.argv[2]), on_event=on_event, starter=server)
+
+
+trio.run(main)
+"""
+
+
+async def test_a_sigkilled_service_takes_its_forked_jobs_and_template_along(
+    settings: Settings, tmp_path: Path
+) -> None:
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg", name_module_extra=SLEEPER))
+    script = tmp_path / "server.py"
+    script.write_text(SERVER_SCRIPT)
+    server = await trio.lowlevel.open_process(
+        [sys.executable, str(script), str(settings.data_dir), str(job_dir)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        line = b""
+        with trio.fail_after(30):
+            while not line.endswith(b"\n"):
+                line += await server.stdout.receive_some(100)
+        assert line.startswith(b"sleeping")
+        template = int(line.split()[1])
+        assert processes_in(job_dir) != []
+        server.kill()
+        await server.wait()
+        with trio.move_on_after(5.0):
+            while processes_in(job_dir) or os.path.exists(f"/proc/{template}"):
+                await trio.sleep(0.02)
+        assert processes_in(job_dir) == []
+        assert not os.path.exists(f"/proc/{template}")
+    finally:
+        server.kill()
+        await server.wait()
+
+
+async def test_spawn_mode_runs_the_job_in_the_standby_started_ahead(
+    settings: Settings, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    standby = SpawnStandby(settings)
+    nursery.start_soon(standby.run)
+    with trio.fail_after(60):
+        while standby.waiting_pid is None:
+            await trio.sleep(0.01)
+    waiting = standby.waiting_pid
+    package = write_package(
+        tmp_path / "pkg", name_module_extra='_report("argv", argv=_sys.argv[1:])\n'
+    )
+    log = EventLog()
+    ending = await supervise_job(
+        settings, make_job_dir(settings, package), on_event=log, starter=standby
+    )
+    assert (ending.status, ending.worker_start) == (JobStatus.SUCCESS, "spawn"), ending.diagnostics
+    assert "seccomp" in ending.sandbox_layers
+    assert log.of("argv")[0]["argv"][0] == "--events-fd"
+    assert not os.path.exists(f"/proc/{waiting}")  # it ran the job and exited
+    with trio.fail_after(60):
+        while standby.waiting_pid is None:
+            await trio.sleep(0.01)
+    assert standby.waiting_pid != waiting  # the next one is already waiting
+    assert standby.statistics().restarts == 0
+
+
+def test_the_worker_imports_neither_the_cli_nor_the_api() -> None:
+    code = (
+        "import sys; from ade.worker.main import preload; preload(); import ade.worker.template; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('quart', 'hypercorn', 'trio', 'psycopg', 'h11') or m.startswith(('ade.api', 'ade.cli', "
+        "'ade.commands', 'ade.client', 'ade.runtime', 'ade.store', 'ade.cluster')))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == ""
+
+
+async def test_the_runtime_counts_template_restarts_in_its_statistics(tmp_path: Path) -> None:
+    from ade.runtime import open_runtime
+
+    settings = load_settings({}, data_dir=tmp_path / "data", max_concurrency=2)
+    async with open_runtime(settings) as runtime:
+        assert runtime.statistics().worker_start == "fork"
+        with trio.fail_after(30):
+            while len(runtime.lifecycle.starters) < 2:
+                await trio.sleep(0.01)
+        servers = [s for s in runtime.lifecycle.starters if isinstance(s, ForkServer)]
+        assert len(servers) == 2
+        first = await _template_pid(servers[0])
+        os.kill(first, signal.SIGKILL)
+        await _template_pid(servers[0], other_than=first)
+        stats = runtime.statistics()
+        assert (stats.template_restarts, stats.last_template_restart) == (
+            1,
+            "the template exited (exit status -9)",
+        )
+    # Stopping the runtime stops its templates.
+    assert all(not os.path.exists(f"/proc/{s.template_pid}") for s in servers if s.template_pid)
+
+
+async def test_spawn_mode_is_what_the_runtime_reports_when_asked_for(tmp_path: Path) -> None:
+    from ade.runtime import open_runtime
+
+    settings = load_settings({}, data_dir=tmp_path / "data", worker_start="spawn")
+    async with open_runtime(settings) as runtime:
+        assert runtime.statistics().worker_start == "spawn"
+        with trio.fail_after(30):
+            while len(runtime.lifecycle.starters) < settings.max_concurrency:
+                await trio.sleep(0.01)
+        assert all(isinstance(s, SpawnStandby) for s in runtime.lifecycle.starters)
