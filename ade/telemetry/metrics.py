@@ -91,13 +91,25 @@ def families(snap: Snapshots) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "ade_admission_refusals",
         "Submissions refused with 429 because the queue was full",
-        value=getattr(stats, "admission_refusals", 0),
+        value=stats.admission_refusals,
     )
     yield CounterMetricFamily(
         "ade_worker_process_restarts",
         "Worker processes replaced after their runner failed",
-        value=getattr(stats, "worker_restarts", 0),
+        value=stats.worker_restarts,
     )
+    yield CounterMetricFamily(
+        "ade_worker_template_restarts",
+        "Fork templates (or spawn standbys) restarted after dying or misbehaving",
+        value=stats.template_restarts,
+    )
+    mode = GaugeMetricFamily(
+        "ade_worker_start",
+        "How job processes start (ADE_WORKER_START): 1 for the mode in use",
+        labels=["mode"],
+    )
+    mode.add_metric([stats.worker_start], 1)
+    yield mode
     yield _gauge("ade_websocket_subscribers", "Live event stream subscribers", stats.subscribers)
     yield CounterMetricFamily(
         "ade_websocket_subscribers_dropped",

@@ -145,6 +145,8 @@ def _stats(**changes: object) -> RuntimeStatistics:
         "dropped_subscribers": 1,
         "admission_refusals": 5,
         "worker_restarts": 2,
+        "worker_start": "fork",
+        "template_restarts": 3,
     }
     values.update(changes)
     return RuntimeStatistics(**values)  # type: ignore[arg-type]
@@ -190,6 +192,8 @@ def test_the_families_of_given_snapshots() -> None:
     assert samples[("ade_jobs", (("status", "success"),))] == 7
     assert samples[("ade_admission_refusals_total", ())] == 5
     assert samples[("ade_worker_process_restarts_total", ())] == 2
+    assert samples[("ade_worker_template_restarts_total", ())] == 3
+    assert samples[("ade_worker_start", (("mode", "fork"),))] == 1
     assert samples[("ade_websocket_subscribers", ())] == 4
     assert samples[("ade_websocket_subscribers_dropped_total", ())] == 1
     assert (
