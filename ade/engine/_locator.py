@@ -225,7 +225,11 @@ class TableLocator:
             self.row_types["blank"] = self.row_types.get("blank", 0) + gap
             self._blank(gap)
         if row_type == "data":
-            self._data(row_number, values, gap > 0)
+            # The common case first: a data row right under an open table's last row.
+            if gap or self._block is not None or not self._open:
+                self._data(row_number, values, gap > 0)
+            elif not self._claim(row_number, values):
+                self._unclaimed(row_number, values, False)
         elif row_type == "header":
             self._new_header(_Row(row_number, row_type, values))
         else:
@@ -302,6 +306,10 @@ class TableLocator:
     def _data(self, row_number: int, values: list[Any], after_gap: bool) -> None:
         if (self._block is not None or self._open) and self._take(row_number, values, after_gap):
             return
+        self._unclaimed(row_number, values, after_gap)
+
+    def _unclaimed(self, row_number: int, values: list[Any], after_gap: bool) -> None:
+        """A data row that no open header block or table took."""
         if after_gap and (self._block is not None or self._open):
             self._close_all("blank")
         if self._block is not None or self._open:
@@ -489,7 +497,9 @@ class TableLocator:
                 self._drop_ended()
             return False
         self._last_table_row = row_number
-        self._place(TABLE_DATA if recognised else UNRECOGNISED_DATA)
+        kind = self._last_kind = TABLE_DATA if recognised else UNRECOGNISED_DATA
+        kinds = self.kinds
+        kinds[kind] = kinds.get(kind, 0) + 1  # self._place(kind), spelled out: once per row
         outside = len(values) - values.count(None) - claimed
         if outside:
             owner = next(t for t in self._open if t.pending_blank == 0)

@@ -2,13 +2,17 @@
 memory holds a bounded amount whatever the table's length.
 
 Chunks are pickled (the values are plain str/int/float/bool/datetime; pickle is the fastest
-faithful codec for them in the standard library). The first ``memory_budget`` bytes stay in
+faithful codec for them in the standard library), except one case pickle is slow at: a column
+of whole days (``date``, or naive midnight ``datetime``, the usual date column before and after
+its transform) is stored as day ordinals, which pickle about seven times faster and read back
+as exactly the same objects (``_days_kind``). The first ``memory_budget`` bytes stay in
 memory — small and medium inputs never touch the disk — and the rest goes to segment files of
 bounded size: the worker runs with RLIMIT_FSIZE, which caps each file, not the total.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
 from collections.abc import Collection
 from pathlib import Path
@@ -32,6 +36,31 @@ class ChunkRef:
     # For a chunk written by write_columns: the byte length of each pickled part (the row
     # numbers, then each column), so a reader can unpickle only the columns it needs.
     parts: tuple[int, ...] = ()
+    # Per column: the type whose ``fromordinal`` rebuilds it (_days_kind), or None (pickled).
+    days: tuple[type[dt.date] | None, ...] = ()
+
+
+def _days_kind(column: list[Any]) -> type[dt.date] | None:
+    """``date`` or ``datetime`` if every filled value of ``column`` is a whole day of exactly
+    that type (a datetime: naive, at midnight, fold 0), so that its ordinal rebuilds it
+    exactly; else None (a column of None too)."""
+    first = next((v for v in column if v is not None), None)
+    kind = type(first)
+    if kind is not dt.date and kind is not dt.datetime:
+        return None  # most columns, decided by their first value
+    kinds = set(map(type, column))
+    kinds.discard(type(None))
+    if len(kinds) != 1:
+        return None
+    if kind is dt.date:
+        return dt.date
+    if kind is dt.datetime and all(
+        v is None
+        or not (v.hour or v.minute or v.second or v.microsecond or v.fold or v.tzinfo is not None)
+        for v in column
+    ):
+        return dt.datetime
+    return None
 
 
 class Spool:
@@ -50,17 +79,18 @@ class Spool:
     def _path(self, segment: int) -> Path:
         return self.folder / f"{self.name}.{segment:04d}"
 
-    def write(self, payload: Any, rows: int) -> ChunkRef:
-        return self._store(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), rows)
-
     def write_columns(self, numbers: list[int], columns: list[list[Any]]) -> ChunkRef:
         """A column-major chunk stored column by column: :meth:`read_columns` can then skip
         the columns a pass does not need (the column profiles read two of twelve)."""
-        blobs = [
-            pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL) for part in (numbers, *columns)
-        ]
+        blobs = [pickle.dumps(numbers, protocol=pickle.HIGHEST_PROTOCOL)]
+        days: list[type[dt.date] | None] = []
+        for column in columns:
+            kind = _days_kind(column)
+            days.append(kind)
+            part = column if kind is None else [v and v.toordinal() for v in column]
+            blobs.append(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
         ref = self._store(b"".join(blobs), len(numbers))
-        return attrs.evolve(ref, parts=tuple(len(b) for b in blobs))
+        return attrs.evolve(ref, parts=tuple(len(b) for b in blobs), days=tuple(days))
 
     def read_columns(
         self, ref: ChunkRef, wanted: Collection[int] | None = None
@@ -74,9 +104,15 @@ class Spool:
         start = numbers_end
         for index, length in enumerate(ref.parts[1:]):
             end = start + length
-            columns.append(
-                pickle.loads(data[start:end]) if wanted is None or index in wanted else None
-            )
+            if wanted is None or index in wanted:
+                column = pickle.loads(data[start:end])
+                kind = ref.days[index]
+                if kind is not None:
+                    rebuild = kind.fromordinal
+                    column = [o and rebuild(o) for o in column]  # ordinals are >= 1
+                columns.append(column)
+            else:
+                columns.append(None)
             start = end
         return numbers, columns
 
@@ -101,9 +137,6 @@ class Spool:
         if self._out is not None:
             self._out.close()
             self._out = None
-
-    def read(self, ref: ChunkRef) -> Any:
-        return pickle.loads(self._load(ref))
 
     def _load(self, ref: ChunkRef) -> bytes:
         if ref.segment == _IN_MEMORY:

@@ -74,7 +74,7 @@ def transform(ctx: EngineContext, plan: TablePlan, raw: Spool, shaped: Spool) ->
                     for name, values in fill.items():
                         out[position[name]] = values
                         filled[name] = source_index
-                table.out_chunks.append((shaped.write((numbers, out), n), out_row))
+                table.out_chunks.append((shaped.write_columns(numbers, out), out_row))
                 out_row += n
                 ctx.progress.rows("transform", rows, rows + n)
                 rows += n

@@ -30,11 +30,13 @@ def validate(ctx: EngineContext, plan: TablePlan, shaped: Spool) -> None:
                 for i, spec in enumerate(fields)
                 if spec.name in table.field_sources or spec.name in table.filled_fields
             ]
+            wanted = {i for i, _ in present}
             for ref, out_row in table.out_chunks:
-                numbers, out = shaped.read(ref)
+                numbers, out = shaped.read_columns(ref, wanted)
                 for i, spec in present:
                     source_index = table.source_of(spec.name)
                     values = out[i]
+                    assert values is not None
                     found: list[tuple[int, str, str, str]] = []
                     if spec.required:
                         found.extend(

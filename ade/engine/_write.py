@@ -31,7 +31,7 @@ def write(ctx: EngineContext, plan: TablePlan, shaped: Spool, path: Path) -> Non
         try:
             for table in written:
                 for ref, _ in table.out_chunks:
-                    _, out = shaped.read(ref)
+                    _, out = shaped.read_columns(ref)
                     writer.write_rows(zip(*out, strict=True))
                     before = plan.rows_written
                     plan.rows_written += ref.rows

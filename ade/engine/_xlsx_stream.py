@@ -101,6 +101,7 @@ _STYLES = (
 _SPECIAL = re.compile(r"[&<>\x00-\x08\x0b\x0c\x0e-\x1f]")
 _REPLACEMENTS = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _EXCEL_EPOCH = dt.datetime(1899, 12, 31)
+_EXCEL_EPOCH_ORDINAL = _EXCEL_EPOCH.toordinal()
 _WHITESPACE = " \t\n\r"
 
 
@@ -207,6 +208,12 @@ class StreamingXlsxWriter:
                     append(f'<c r="{ref}"><v>{value}</v></c>')
                 elif kind is float:
                     append(self._float(ref, value))
+                elif kind is dt.date:
+                    # Date columns after transforms: a whole-day serial straight from the
+                    # ordinal, the value _serial gives for midnight of that day.
+                    days = value.toordinal() - _EXCEL_EPOCH_ORDINAL
+                    serial = float(days + 1 if days > 59 else days)
+                    append(f'<c r="{ref}" s="{_DATE}"><v>{serial!r}</v></c>')
                 else:
                     append(self._other(ref, value, c))
             append("</row>")
