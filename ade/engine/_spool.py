@@ -36,30 +36,31 @@ class ChunkRef:
     # For a chunk written by write_columns: the byte length of each pickled part (the row
     # numbers, then each column), so a reader can unpickle only the columns it needs.
     parts: tuple[int, ...] = ()
-    # Per column: the type whose ``fromordinal`` rebuilds it (_days_kind), or None (pickled).
-    days: tuple[type[dt.date] | None, ...] = ()
+    # Per column: (the type whose ``fromordinal`` rebuilds it, whether it has empty cells) for
+    # a column stored as day ordinals (_days_kind), or None (pickled as it is).
+    days: tuple[tuple[type[dt.date], bool] | None, ...] = ()
 
 
-def _days_kind(column: list[Any]) -> type[dt.date] | None:
-    """``date`` or ``datetime`` if every filled value of ``column`` is a whole day of exactly
-    that type (a datetime: naive, at midnight, fold 0), so that its ordinal rebuilds it
-    exactly; else None (a column of None too)."""
+def _days_kind(column: list[Any]) -> tuple[type[dt.date], bool] | None:
+    """(``date`` or ``datetime``, whether any cell is empty) if every filled value of
+    ``column`` is a whole day of exactly that type (a datetime: naive, at midnight, fold 0), so
+    that its ordinal rebuilds it exactly; else None (a column of None too)."""
     first = next((v for v in column if v is not None), None)
     kind = type(first)
     if kind is not dt.date and kind is not dt.datetime:
         return None  # most columns, decided by their first value
     kinds = set(map(type, column))
-    kinds.discard(type(None))
-    if len(kinds) != 1:
+    empty = type(None) in kinds
+    if len(kinds) != 1 + empty:
         return None
     if kind is dt.date:
-        return dt.date
+        return dt.date, empty
     if kind is dt.datetime and all(
         v is None
         or not (v.hour or v.minute or v.second or v.microsecond or v.fold or v.tzinfo is not None)
         for v in column
     ):
-        return dt.datetime
+        return dt.datetime, empty
     return None
 
 
@@ -83,11 +84,14 @@ class Spool:
         """A column-major chunk stored column by column: :meth:`read_columns` can then skip
         the columns a pass does not need (the column profiles read two of twelve)."""
         blobs = [pickle.dumps(numbers, protocol=pickle.HIGHEST_PROTOCOL)]
-        days: list[type[dt.date] | None] = []
+        days: list[tuple[type[dt.date], bool] | None] = []
         for column in columns:
             kind = _days_kind(column)
             days.append(kind)
-            part = column if kind is None else [v and v.toordinal() for v in column]
+            part: list[Any] = column
+            if kind is not None:
+                ordinal = kind[0].toordinal
+                part = [v and ordinal(v) for v in column] if kind[1] else list(map(ordinal, column))
             blobs.append(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
         ref = self._store(b"".join(blobs), len(numbers))
         return attrs.evolve(ref, parts=tuple(len(b) for b in blobs), days=tuple(days))
@@ -108,8 +112,11 @@ class Spool:
                 column = pickle.loads(data[start:end])
                 kind = ref.days[index]
                 if kind is not None:
-                    rebuild = kind.fromordinal
-                    column = [o and rebuild(o) for o in column]  # ordinals are >= 1
+                    rebuild = kind[0].fromordinal
+                    if kind[1]:  # ordinals are >= 1: only the empty cells are falsy
+                        column = [o and rebuild(o) for o in column]
+                    else:
+                        column = list(map(rebuild, column))
                 columns.append(column)
             else:
                 columns.append(None)

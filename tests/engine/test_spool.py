@@ -57,6 +57,7 @@ def test_day_columns_come_back_as_the_same_types_and_values(tmp_path: Path) -> N
     columns: list[list[object]] = [
         [dt.date(1, 1, 1), None, dt.date(9999, 12, 31), dt.date(1985, 3, 13)],
         [dt.datetime(1900, 3, 1), None, dt.datetime(2024, 2, 29), dt.datetime(1899, 12, 30)],
+        [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)],
         [None, None, None, None],
         [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 1, 0, 0, 0, 1), None, None],
         [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2, tzinfo=utc), None, None],
@@ -69,7 +70,7 @@ def test_day_columns_come_back_as_the_same_types_and_values(tmp_path: Path) -> N
     spool = Spool(tmp_path, "rows", memory_budget=0)  # through the disk
     ref = spool.write_columns([1, 2, 3, 4], columns)
     spool.finish_writing()
-    assert ref.days == (dt.date, dt.datetime, *[None] * 8)
+    assert ref.days == ((dt.date, True), (dt.datetime, True), (dt.date, False), *[None] * 8)
     numbers, back = spool.read_columns(ref)
     assert numbers == [1, 2, 3, 4]
     assert back == columns
