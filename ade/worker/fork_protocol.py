@@ -198,7 +198,9 @@ class ForkServerState:
     def __init__(self) -> None:
         self.template_pid: int | None = None
         self.next_token = 1
-        self.launching: int | None = None  # token sent, STARTED not yet seen
+        # Tokens sent, STARTED not yet seen. More than one when a launch was abandoned
+        # (cancelled) before its STARTED came and the next launch was sent meanwhile.
+        self.launching: set[int] = set()
         self.running: dict[int, int] = {}  # token -> child pid
         self.restarts = 0
         self.last_restart_reason: str | None = None
@@ -210,7 +212,7 @@ class ForkServerState:
     def begin_launch(self) -> int:
         token = self.next_token
         self.next_token += 1
-        self.launching = token
+        self.launching.add(token)
         return token
 
     def on_reply(self, frame: Frame | None, fd_count: int) -> Ready | Started | Exited | Misbehaved:
@@ -224,9 +226,9 @@ class ForkServerState:
             self.template_pid = frame.value
             return Ready(frame.value)
         if frame.kind == STARTED:
-            if frame.token != self.launching or not 1 < frame.value <= _PID_LIMIT:
+            if frame.token not in self.launching or not 1 < frame.value <= _PID_LIMIT:
                 return Misbehaved(f"STARTED for a launch not in flight ({frame.token})")
-            self.launching = None
+            self.launching.discard(frame.token)
             self.running[frame.token] = frame.value
             return Started(frame.token, frame.value)
         if frame.token not in self.running:
@@ -241,7 +243,7 @@ class ForkServerState:
     def template_lost(self, reason: str) -> None:
         """The template died or was killed: every launch in flight is lost with it."""
         self.template_pid = None
-        self.launching = None
+        self.launching.clear()
         self.running.clear()
         self.restarts += 1
         self.last_restart_reason = reason

@@ -4,6 +4,7 @@ endings when it dies) and the spawn standby. The hostile-config suite runs throu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from ade.runtime.leftovers import processes_in
 from ade.runtime.starters import ForkServer, SpawnStandby
 from ade.runtime.supervisor import supervise_job
 from ade.settings import Settings, load_settings
+from ade.worker.fork_protocol import Assignment
 
 
 @pytest.fixture
@@ -185,6 +187,39 @@ async def test_cancelling_a_forked_job_kills_it_before_cancelled_propagates(
         assert scope.cancelled_caught
     assert processes_in(job_dir) == []
     assert not (job_dir / "tmp").exists()
+
+
+async def test_a_launch_abandoned_while_the_template_is_busy_does_not_cost_the_next_job(
+    settings: Settings, fork_server: ForkServer, tmp_path: Path
+) -> None:
+    # The template answers the abandoned launch after the next one was sent (it was stopped,
+    # as a template starved of CPU is): that late STARTED is no misbehaviour. Its child is
+    # killed, the next job runs, and the template is neither restarted nor counted.
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    template = await _template_pid(fork_server)
+    os.kill(template, signal.SIGSTOP)
+    try:
+        with trio.move_on_after(0.5) as abandoned:
+            await fork_server.start_job(Assignment(str(tmp_path), {}, {}))
+        assert abandoned.cancelled_caught
+
+        async def resume_the_template() -> None:
+            await trio.sleep(0.5)
+            with contextlib.suppress(ProcessLookupError):  # it was killed: the asserts say so
+                os.kill(template, signal.SIGCONT)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(resume_the_template)
+            with trio.fail_after(30):
+                ending = await supervise_job(
+                    settings, job_dir, on_event=EventLog(), starter=fork_server
+                )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(template, signal.SIGCONT)
+    assert (ending.status, ending.message) == (JobStatus.SUCCESS, None), ending.diagnostics
+    assert fork_server.template_pid == template
+    assert fork_server.statistics().restarts == 0
 
 
 FAKE_TEMPLATE = """

@@ -111,7 +111,7 @@ def test_losing_the_template_counts_a_restart_and_forgets_its_jobs() -> None:
     token = state.begin_launch()
     state.on_reply(Frame(STARTED, token, 200), 0)
     state.template_lost("the template exited")
-    assert (state.ready, state.running, state.launching) == (False, {}, None)
+    assert (state.ready, state.running, state.launching) == (False, {}, set())
     assert (state.restarts, state.last_restart_reason) == (1, "the template exited")
     assert state.on_reply(Frame(READY, 0, 300), 0) == Ready(300)
 
@@ -145,3 +145,18 @@ def test_a_pid_beyond_any_pid_is_misbehaviour(kind: bytes) -> None:
         state.on_reply(Frame(READY, 0, 100), 0)
     token = state.begin_launch()
     assert isinstance(state.on_reply(Frame(kind, token, 2**40), 0), Misbehaved)
+
+
+def test_a_started_for_an_abandoned_launch_after_the_next_launch_is_no_misbehaviour() -> None:
+    # A launch cancelled while the template is busy is answered after the next launch was
+    # sent: the late STARTED is expected (the service kills that child), not a broken template.
+    state = ForkServerState()
+    state.on_reply(Frame(READY, 0, 100), 0)
+    first = state.begin_launch()
+    second = state.begin_launch()
+    assert state.on_reply(Frame(STARTED, first, 200), 0) == Started(first, 200)
+    assert state.on_reply(Frame(STARTED, second, 201), 0) == Started(second, 201)
+    assert state.on_reply(Frame(STARTED, second, 202), 0) == Misbehaved(
+        f"STARTED for a launch not in flight ({second})"
+    )
+    assert state.running == {first: 200, second: 201}
