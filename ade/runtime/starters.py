@@ -256,8 +256,12 @@ class ForkServer:
 
     def _lost(self, reason: str) -> None:
         self.state.template_lost(reason)
-        self._ready = trio.Event()
+        # A launch waiting for this template waits for its replacement instead: wake it (the
+        # socket is gone, so it waits again, on the new event) rather than leave it on an
+        # event nobody will ever set.
+        waiting, self._ready = self._ready, trio.Event()
         self._socket = None
+        waiting.set()
         for job in self._jobs.values():
             job.set_lost(reason)
         self._jobs.clear()
@@ -362,7 +366,8 @@ class ForkServer:
     async def start_job(self, assignment: Assignment) -> JobProcess:
         payload = assignment.encode()
         with trio.move_on_after(_READY_TIMEOUT):
-            await self._ready.wait()
+            while self._socket is None:
+                await self._ready.wait()
         sock = self._socket
         if sock is None:
             raise OSError(f"the job's template is not running ({self.state.last_restart_reason})")

@@ -222,6 +222,28 @@ async def test_a_launch_abandoned_while_the_template_is_busy_does_not_cost_the_n
     assert fork_server.statistics().restarts == 0
 
 
+async def test_a_job_waiting_for_a_template_gets_the_one_that_replaced_a_failed_start(
+    settings: Settings, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # The first template dies before it is ready; the job that was already waiting must be
+    # launched by its replacement as soon as that one is ready (not after 60 s).
+    first_start = tmp_path / "first-start"
+    python = tmp_path / "python"
+    python.write_text(
+        f"#!/bin/sh\nif [ ! -e {first_start} ]; then touch {first_start}; sleep 1; exit 3; fi\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    server = ForkServer(settings, python=str(python))
+    nursery.start_soon(server.run)
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    with trio.fail_after(30):
+        ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=server)
+    assert (ending.status, ending.message) == (JobStatus.SUCCESS, None), ending.diagnostics
+    stats = server.statistics()
+    assert (stats.restarts, stats.last_restart_reason) == (1, "the template exited (exit status 3)")
+
+
 FAKE_TEMPLATE = """
 import socket, struct, sys
 fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
