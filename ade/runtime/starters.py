@@ -371,10 +371,18 @@ class ForkServer:
         sock = self._socket
         if sock is None:
             raise OSError(f"the job's template is not running ({self.state.last_restart_reason})")
+        pipes: list[tuple[int, int]] = []
+        try:
+            for _ in range(4):  # events, stdout, stderr, lifeline
+                pipes.append(os.pipe())
+        except OSError:
+            for read_end, write_end in pipes:  # out of descriptors: keep none of them
+                os.close(read_end)
+                os.close(write_end)
+            raise
         token = self.state.begin_launch()
         job = _ForkedJob(token)
         self._jobs[token] = job
-        pipes = [os.pipe() for _ in range(4)]  # events, stdout, stderr, lifeline
         (events_r, events_w), (out_r, out_w), (err_r, err_w), (life_r, life_w) = pipes
         theirs = [events_w, out_w, err_w, life_r]
         ours = [events_r, out_r, err_r, life_w]
@@ -547,7 +555,12 @@ class SpawnStandby:
 
     async def _spawn(self, nursery: trio.Nursery) -> _Standby:
         events_r, events_w = os.pipe()
-        life_r, life_w = os.pipe()
+        try:
+            life_r, life_w = os.pipe()
+        except OSError:
+            os.close(events_r)
+            os.close(events_w)
+            raise
         exited = trio.Event()
 
         async def run_one(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -5,6 +5,7 @@ endings when it dies) and the spawn standby. The hostile-config suite runs throu
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -242,6 +243,47 @@ async def test_a_job_waiting_for_a_template_gets_the_one_that_replaced_a_failed_
     assert (ending.status, ending.message) == (JobStatus.SUCCESS, None), ending.diagnostics
     stats = server.statistics()
     assert (stats.restarts, stats.last_restart_reason) == (1, "the template exited (exit status 3)")
+
+
+def _failing_pipe(monkeypatch: pytest.MonkeyPatch, failing_call: int) -> None:
+    real_pipe, calls = os.pipe, []
+
+    def pipe() -> tuple[int, int]:
+        calls.append(None)
+        if len(calls) == failing_call:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_pipe()
+
+    monkeypatch.setattr(os, "pipe", pipe)
+
+
+async def test_a_launch_out_of_descriptors_fails_and_keeps_none_of_them(
+    settings: Settings, fork_server: ForkServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = await _template_pid(fork_server)
+    before = sorted(os.listdir("/proc/self/fd"))
+    _failing_pipe(monkeypatch, 3)
+    with pytest.raises(OSError, match="Too many open files"):
+        await fork_server.start_job(Assignment(str(tmp_path), {}, {}))
+    monkeypatch.undo()
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    # and the template serves the next job as if nothing happened
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=fork_server)
+    assert ending.status is JobStatus.SUCCESS, ending.diagnostics
+    assert (fork_server.template_pid, fork_server.statistics().restarts) == (template, 0)
+
+
+async def test_a_standby_out_of_descriptors_fails_and_keeps_none_of_them(
+    settings: Settings, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    standby = SpawnStandby(settings)
+    before = sorted(os.listdir("/proc/self/fd"))
+    _failing_pipe(monkeypatch, 2)
+    with pytest.raises(OSError, match="Too many open files"):
+        await standby._spawn(nursery)
+    monkeypatch.undo()
+    assert sorted(os.listdir("/proc/self/fd")) == before
 
 
 FAKE_TEMPLATE = """
