@@ -230,6 +230,8 @@ class SheetRows:
                 if close < 0:
                     raise _Restart
                 body = block[tag_end + 1 : close]
+                if "</row" in body:
+                    raise _Restart  # an end tag spelled "</row >": rows cannot be split here
                 pos = close + 6
             if attributes.startswith(' r="') and (close_quote := attributes.find('"', 4)) > 4:
                 row_number = int(attributes[4:close_quote])

@@ -266,3 +266,28 @@ def test_a_utf16_sheet_is_read_by_the_exact_path(tmp_path: Path) -> None:
         for name, data in parts.items():
             zf.writestr(name, data)
     assert both_paths(path) == {"Cells": EXPECTED}
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (  # an end tag may hold whitespace before its ">"
+            '<row r="1"><c r="A1"><v>1</v></c></row ><row r="2"><c r="A2"><v>2</v></c></row>',
+            [(1, [1]), (2, [2])],
+        ),
+        (
+            '<row r="1"><c r="A1"><v>1</v></c></row\n><row r="2"><c r="A2"><v>2</v></c></row\t>',
+            [(1, [1]), (2, [2])],
+        ),
+        (  # "]" and "]]" in text are fine; only "]]>" is not
+            '<row r="1"><c r="A1" t="inlineStr"><is><t>[a]] ]b]</t></is></c>'
+            '<c r="B1" t="str"><v>x]]</v></c></row>',
+            [(1, ["[a]] ]b]", "x]]"])],
+        ),
+    ],
+)
+def test_valid_xml_the_fast_path_cannot_split_reads_as_the_exact_path_does(
+    tmp_path: Path, rows: str, expected: list[tuple[int, list[Any]]]
+) -> None:
+    path = write_workbook(tmp_path / "odd.xlsx", {"Odd": worksheet(rows)}, STRINGS)
+    assert both_paths(path) == {"Odd": expected}
