@@ -55,15 +55,23 @@ _SHEET_DATA_START = re.compile(r"<(?:(\w+):)?sheetData\b[^>]*?(/?)>")
 _ROOT_START = re.compile(r"<(?:\w+:)?worksheet\b[^>]*>")
 _NAMESPACES = re.compile(r"""(\s(xmlns(?::[\w.-]+)?)\s*=\s*(?:"[^"]*"|'[^']*'))""")
 _DECLARED_ENCODING = re.compile(r"""^<\?xml[^>]*encoding=["']([^"']+)["']""")
-# What may follow "<row" up to its ">": attributes whose values hold no "<" or ">".
-_ROW_ATTRIBUTES = re.compile(r"""(?:\s+[\w:.-]+=(?:"[^"<>]*"|'[^'<>]*'))*\s*/?""")
+# Characters XML does not allow at all (expat refuses them), in a character class.
+_NOT_XML = r"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff"
+# What may follow "<row" up to its ">": attributes whose values hold no "<" or ">", and no
+# reference (a character reference may spell the row number) or character XML refuses.
+_ROW_ATTRIBUTES = re.compile(
+    rf"""(?:\s+[\w:.-]+=(?:"[^"<>&{_NOT_XML}]*"|'[^'<>&{_NOT_XML}]*'))*\s*/?"""
+)
 _ROW_NUMBER = re.compile(r"""(?:^|\s)r=["'](\d+)["']""")
-_TEXT = r"[^<&\r\x00-\x08\x0b\x0c\x0e-\x1f]*"
+# Text as XML has it, without references and carriage returns; "]" only where it does not
+# start "]]>" (not allowed in text).
+_TEXT_RUN = rf"[^<&\r\]{_NOT_XML}]*"
+_TEXT = rf"{_TEXT_RUN}(?:\](?!\]>){_TEXT_RUN})*"
 # A cell in one of the exact shapes, or one character that is not part of such a cell.
 _CELLS = re.compile(
     r'<c r="([A-Z]{1,3})[0-9]+"(?: s="(0|[1-9][0-9]*)")?(?: t="([a-zA-Z]+)")?'
     r"(?:/>|>"
-    rf"(?:<f\b[^<>&]*/>|<f\b[^<>&]*>{_TEXT}</f>)?"
+    rf"(?:<f\b[^<>&{_NOT_XML}]*/>|<f\b[^<>&{_NOT_XML}]*>{_TEXT}</f>)?"
     rf'(?:<v>({_TEXT})</v>|<is><t(?: xml:space="preserve")?>({_TEXT})</t></is>)?'
     r"</c>)"
     r"|(\S)"
