@@ -273,6 +273,9 @@ async def test_workspaces_are_explicit(served: tuple[Service, Keys]) -> None:
         assert (await admin.get("/api/v1/workspaces/team-2/jobs")).status_code == 404
         assert not (service.settings.documents_dir / "team-2").exists()
         assert not (service.settings.jobs_dir / job.json()["id"]).exists()
+        # its prepared config too (no other workspace holds it)
+        assert not (service.settings.venvs_dir / config.json()["id"]).exists()
+        assert sorted(p.name for p in service.settings.venvs_dir.iterdir()) == []
         # `default` stays: the client commands use it when no workspace is named.
         assert (await admin.delete("/api/v1/workspaces/default")).status_code == 409
 
