@@ -11,12 +11,13 @@ run). So the parser has two paths that give the same values:
   shapes above (attributes ``r``, ``s``, ``t`` in that order; an optional ``<f>``; ``<v>`` or an
   ``<is><t>`` of plain text). Anything else in a row — a character the cell pattern did not
   consume, an entity or character reference (``&``), a carriage return (XML normalizes it),
-  a control character, rich text, another attribute, a prefixed tag — sends *that row* to
+  a control character or U+FFFE/U+FFFF, ``]]>`` in text (XML refuses them), rich text, another attribute, a prefixed tag — sends *that row* to
 - the **exact path**: the row's text parsed by ``xml.etree`` with the root's namespace
   declarations, and read by the same per-cell rules as a whole-sheet parse.
 
 Where row boundaries themselves cannot be trusted from text — a comment, CDATA or processing
-instruction inside ``<sheetData>`` (``</row>`` may hide in one), a DOCTYPE, a namespace prefix
+instruction inside ``<sheetData>`` (``</row>`` may hide in one), an end tag spelled
+``</row >``, a reference in a row's attributes, a DOCTYPE, a namespace prefix
 on the sheet's own elements, an encoding other than UTF-8 — the whole sheet is read by the
 exact path, skipping the rows already yielded. What surrounds ``<sheetData>`` is fed to
 ``xml.etree`` too (rows left out), so a truncated or malformed part is refused as before.
