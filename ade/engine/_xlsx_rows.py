@@ -11,7 +11,8 @@ run). So the parser has two paths that give the same values:
   shapes above (attributes ``r``, ``s``, ``t`` in that order; an optional ``<f>``; ``<v>`` or an
   ``<is><t>`` of plain text). Anything else in a row — a character the cell pattern did not
   consume, an entity or character reference (``&``), a carriage return (XML normalizes it),
-  a control character or U+FFFE/U+FFFF, ``]]>`` in text (XML refuses them), rich text, another attribute, a prefixed tag — sends *that row* to
+  a control character, U+FFFE/U+FFFF or ``]]>`` in text (XML refuses them), rich text, another
+  attribute, a prefixed tag — sends *that row* to
 - the **exact path**: the row's text parsed by ``xml.etree`` with the root's namespace
   declarations, and read by the same per-cell rules as a whole-sheet parse.
 
