@@ -370,7 +370,9 @@ class ForkServer:
                 await self._ready.wait()
         sock = self._socket
         if sock is None:
-            raise OSError(f"the job's template is not running ({self.state.last_restart_reason})")
+            # The first template may have no restart reason yet: it is still starting.
+            why = self.state.last_restart_reason or f"not ready within {_READY_TIMEOUT:g} s"
+            raise OSError(f"the job's template is not running ({why})")
         pipes: list[tuple[int, int]] = []
         try:
             for _ in range(4):  # events, stdout, stderr, lifeline
@@ -599,7 +601,8 @@ class SpawnStandby:
                 await self._changed.wait()
         standby = self._standby
         if standby is None:
-            raise OSError(f"no standby interpreter ({self.last_restart_reason})")
+            why = self.last_restart_reason or f"none started within {_READY_TIMEOUT:g} s"
+            raise OSError(f"no standby interpreter ({why})")
         self._standby = None
         self._want.set()
         self._want = trio.Event()

@@ -286,6 +286,26 @@ async def test_a_standby_out_of_descriptors_fails_and_keeps_none_of_them(
     assert sorted(os.listdir("/proc/self/fd")) == before
 
 
+async def test_a_job_whose_template_never_gets_ready_ends_saying_so(
+    settings: Settings, nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ade.runtime.starters as starters
+
+    monkeypatch.setattr(starters, "_READY_TIMEOUT", 1.0)
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nexec sleep 30\n")  # starts, never says READY
+    python.chmod(0o755)
+    server = ForkServer(settings, python=str(python))
+    nursery.start_soon(server.run)
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    with trio.fail_after(20):
+        ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=server)
+    assert ending.status is JobStatus.ERROR
+    assert ending.message is not None
+    assert "None" not in ending.message, ending.message
+    assert "the job's template is not running" in ending.message, ending.message
+
+
 FAKE_TEMPLATE = """
 import socket, struct, sys
 fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
