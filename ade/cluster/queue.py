@@ -375,13 +375,6 @@ class ClusterQueue:
 
         return await self.store.run(flag)
 
-    async def notify_events(self, job_id: str, workspace_id: str, first: int, last: int) -> None:
-        """Tell the other nodes that ``job_id``'s events ``first..last`` are in its log."""
-        payload = f"{self.node_id} {workspace_id} {job_id} {first} {last}"
-        await self.store.run(
-            lambda conn: conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, payload))
-        )
-
 
 def _recent_durations(conn: psycopg.Connection[Any]) -> list[float]:
     rows = conn.execute(
