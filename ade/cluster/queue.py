@@ -41,7 +41,7 @@ import psycopg
 
 from ade.errors import QueueFull
 from ade.models import JobRecord
-from ade.store.postgres import JOB_SELECT_COLUMNS, PostgresStore, job_from_row
+from ade.store.postgres import JOB_SELECT_COLUMNS, JOBS_CHANNEL, PostgresStore, job_from_row
 
 __all__ = [
     "ADMISSION_LOCK",
@@ -58,7 +58,6 @@ __all__ = [
     "retry_after_seconds",
 ]
 
-JOBS_CHANNEL = "ade_jobs"
 CANCEL_CHANNEL = "ade_cancel"
 EVENTS_CHANNEL = "ade_events"
 # pg_advisory_xact_lock key serialising admission across nodes ("ADE" + 2).
