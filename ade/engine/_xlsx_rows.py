@@ -286,7 +286,7 @@ class SheetRows:
                     except ValueError:
                         value = float(text)
             elif kind == "s":
-                value = shared[int(text)]
+                value = shared[_shared_index(text)]
                 if not isinstance(value, str):
                     value = str(value)  # rich text
                 if not value:
@@ -385,7 +385,7 @@ class SheetRows:
                     style = cell.get("s")
                     value = self._number(number, int(style)) if style else number
                 elif kind == "s":
-                    value = self.shared_strings[int(text)]
+                    value = self.shared_strings[_shared_index(text)]
                     if not isinstance(value, str):
                         value = str(value)  # rich text
                 elif kind == "b":
@@ -450,6 +450,15 @@ def _decoded_chunks(src: IO[bytes]) -> Iterator[str]:
         yield decoder.decode(chunk)
         chunk = src.read(_CHUNK)
     yield decoder.decode(b"", True)
+
+
+def _shared_index(text: str) -> int:
+    """A shared-string index; a negative one is corrupt (IndexError), not counted from the end
+    of the table as a Python index would be."""
+    index = int(text)
+    if index < 0:
+        raise IndexError(f"shared-string index {index}")
+    return index
 
 
 def _in_order(cells: list[tuple[int, Any]]) -> bool:

@@ -239,6 +239,7 @@ def test_workbooks_written_by_libraries_read_the_same(tmp_path: Path) -> None:
         "undefined-entity",
         "control-character",
         "bad-shared-index",
+        "negative-shared-index",
         "noncharacter",
         "cdata-end-in-text",
         "undefined-entity-in-row-attribute",
@@ -254,6 +255,10 @@ def test_a_corrupt_sheet_is_refused_on_both_paths(tmp_path: Path, broken: str) -
         "undefined-entity": good.replace("<t>Kind</t>", "<t>&nbsp;</t>"),
         "control-character": good.replace("<t>Kind</t>", "<t>K\x01nd</t>"),
         "bad-shared-index": good.replace('<c r="A2" t="s"><v>1</v>', '<c r="A2" t="s"><v>99</v>'),
+        # not the last string of the table, as a Python index would have it
+        "negative-shared-index": good.replace(
+            '<c r="A2" t="s"><v>1</v>', '<c r="A2" t="s"><v>-1</v>'
+        ),
         # U+FFFF and "]]>" are not allowed in XML text (expat refuses them)
         "noncharacter": good.replace("<t>Kind</t>", "<t>K\uffffnd</t>"),
         "cdata-end-in-text": good.replace("<t>Kind</t>", "<t>K]]>nd</t>"),
