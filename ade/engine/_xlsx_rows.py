@@ -286,7 +286,10 @@ class SheetRows:
                     except ValueError:
                         value = float(text)
             elif kind == "s":
-                value = shared[_shared_index(text)]
+                index = int(text)
+                if index < 0:  # inline: the common cell of an Excel-saved sheet
+                    raise IndexError(f"shared-string index {index}")
+                value = shared[index]
                 if not isinstance(value, str):
                     value = str(value)  # rich text
                 if not value:
