@@ -256,8 +256,12 @@ class ForkServer:
 
     def _lost(self, reason: str) -> None:
         self.state.template_lost(reason)
-        self._ready = trio.Event()
+        # A launch waiting for this template waits for its replacement instead: wake it (the
+        # socket is gone, so it waits again, on the new event) rather than leave it on an
+        # event nobody will ever set.
+        waiting, self._ready = self._ready, trio.Event()
         self._socket = None
+        waiting.set()
         for job in self._jobs.values():
             job.set_lost(reason)
         self._jobs.clear()
@@ -362,14 +366,25 @@ class ForkServer:
     async def start_job(self, assignment: Assignment) -> JobProcess:
         payload = assignment.encode()
         with trio.move_on_after(_READY_TIMEOUT):
-            await self._ready.wait()
+            while self._socket is None:
+                await self._ready.wait()
         sock = self._socket
         if sock is None:
-            raise OSError(f"the job's template is not running ({self.state.last_restart_reason})")
+            # The first template may have no restart reason yet: it is still starting.
+            why = self.state.last_restart_reason or f"not ready within {_READY_TIMEOUT:g} s"
+            raise OSError(f"the job's template is not running ({why})")
+        pipes: list[tuple[int, int]] = []
+        try:
+            for _ in range(4):  # events, stdout, stderr, lifeline
+                pipes.append(os.pipe())
+        except OSError:
+            for read_end, write_end in pipes:  # out of descriptors: keep none of them
+                os.close(read_end)
+                os.close(write_end)
+            raise
         token = self.state.begin_launch()
         job = _ForkedJob(token)
         self._jobs[token] = job
-        pipes = [os.pipe() for _ in range(4)]  # events, stdout, stderr, lifeline
         (events_r, events_w), (out_r, out_w), (err_r, err_w), (life_r, life_w) = pipes
         theirs = [events_w, out_w, err_w, life_r]
         ours = [events_r, out_r, err_r, life_w]
@@ -542,7 +557,12 @@ class SpawnStandby:
 
     async def _spawn(self, nursery: trio.Nursery) -> _Standby:
         events_r, events_w = os.pipe()
-        life_r, life_w = os.pipe()
+        try:
+            life_r, life_w = os.pipe()
+        except OSError:
+            os.close(events_r)
+            os.close(events_w)
+            raise
         exited = trio.Event()
 
         async def run_one(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -581,7 +601,8 @@ class SpawnStandby:
                 await self._changed.wait()
         standby = self._standby
         if standby is None:
-            raise OSError(f"no standby interpreter ({self.last_restart_reason})")
+            why = self.last_restart_reason or f"none started within {_READY_TIMEOUT:g} s"
+            raise OSError(f"no standby interpreter ({why})")
         self._standby = None
         self._want.set()
         self._want = trio.Event()
