@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 import subprocess
 import sys
 import zipfile
@@ -51,6 +52,39 @@ def test_every_cell_type_round_trips(tmp_path: Path) -> None:
     assert sheet["D3"].number_format == "yyyy-mm-dd"
     with zipfile.ZipFile(path) as zf:
         assert b'<dimension ref="A1:D6"/>' in zf.read("xl/worksheets/sheet1.xml")
+
+
+def test_a_date_cell_has_the_serial_of_its_midnight(tmp_path: Path) -> None:
+    # date cells take their serial from the day ordinal; it must be the serial the datetime
+    # path gives for that midnight, across Excel's phantom 1900-02-29 and before its epoch.
+    days = [
+        dt.date(1899, 12, 30),
+        dt.date(1899, 12, 31),
+        dt.date(1900, 1, 1),
+        dt.date(1900, 2, 28),
+        dt.date(1900, 3, 1),
+        dt.date(1985, 3, 13),
+        dt.date(2024, 2, 29),
+    ]
+    path = tmp_path / "dates.xlsx"
+    writer = StreamingXlsxWriter(path, "S", ["date", "midnight"], ["date", "date"], len(days))
+    writer.write_rows([d, dt.datetime(d.year, d.month, d.day)] for d in days)
+    writer.close()
+    with zipfile.ZipFile(path) as zf:
+        xml = zf.read("xl/worksheets/sheet1.xml").decode()
+    cells = re.findall(r'<c r="([AB])(\d+)" s="(\d+)"><v>([^<]*)</v></c>', xml)
+    date_cells = [(row, style, v) for col, row, style, v in cells if col == "A"]
+    midnight_cells = [(row, style, v) for col, row, style, v in cells if col == "B"]
+    assert date_cells == midnight_cells
+    assert [v for _, _, v in date_cells] == [
+        "-1.0",
+        "0.0",
+        "1.0",
+        "59.0",
+        "61.0",
+        "31119.0",
+        "45351.0",
+    ]
 
 
 def test_empty_output_is_a_valid_workbook(tmp_path: Path) -> None:
