@@ -20,11 +20,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ade.auth import Workspace
 from ade.models import ConfigVersion, Document
+from ade.protocols import Store
+from ade.serde import utcnow
 from ade.settings import Settings, load_settings
 from ade.store import open_store
+from ade.store.access import access_store
 
-__all__ = ["insert_records", "make_settings"]
+__all__ = ["create_workspaces", "insert_records", "make_settings"]
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -44,6 +48,14 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return load_settings({}, data_dir=data_dir, **values)
+
+
+async def create_workspaces(store: Store, *workspace_ids: str) -> None:
+    """Create workspaces as an admin would. Rows need one: the store refuses a job, document or
+    config version whose workspace does not exist (``default`` always does)."""
+    access = access_store(store)
+    for workspace_id in workspace_ids:
+        await access.create_workspace(Workspace(workspace_id, utcnow()))
 
 
 async def insert_records(
