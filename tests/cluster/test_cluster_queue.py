@@ -5,12 +5,13 @@ notifications, node registry."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import attrs
 import pytest
 import trio
+from support import ensure_workspaces
 
 from ade.cluster.listen import Listener
 from ade.cluster.queue import (
@@ -42,12 +43,16 @@ def queued_job(**changes: object) -> JobRecord:
 
 
 @pytest.fixture
-def stores(postgres_url: str) -> Iterator[list[PostgresStore]]:
-    """Three stores on one database: three nodes' connection pools."""
+async def stores(postgres_url: str) -> AsyncIterator[list[PostgresStore]]:
+    """Three stores on one database: three nodes' connection pools (and the workspace the
+    jobs are in)."""
     opened = [PostgresStore(postgres_url, pool_size=4) for _ in range(3)]
-    yield opened
-    for store in opened:
-        store.close()
+    try:
+        await ensure_workspaces(opened[0], "ws")
+        yield opened
+    finally:
+        for store in opened:
+            store.close()
 
 
 def node(store: PostgresStore, name: str, lease: float = 30.0) -> ClusterQueue:
