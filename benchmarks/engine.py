@@ -205,12 +205,18 @@ def kinds_available() -> list[str]:
     return kinds
 
 
-def run(sizes: list[tuple[int, int]], bench_dir: Path) -> list[dict[str, Any]]:
+def run(
+    sizes: list[tuple[int, int]], bench_dir: Path, only: list[str] | None = None
+) -> list[dict[str, Any]]:
     bench_dir.mkdir(parents=True, exist_ok=True)
     table = []
     for rows, repeats in sizes:
         source = workbook(bench_dir, rows)
-        kinds = [k for k in kinds_available() if rows < 1_000_000 or k not in BIG_SKIP]
+        kinds = [
+            k
+            for k in kinds_available()
+            if (rows < 1_000_000 or k not in BIG_SKIP) and (not only or k in only)
+        ]
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for i in range(repeats):
             for kind in kinds:  # interleaved, so drifting machine load hits all alike
@@ -289,6 +295,14 @@ def main() -> int:
         help="where generated workbooks are cached",
     )
     parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        help="comma-separated measures to run (e.g. floor,engine); default: all",
+    )
+    parser.add_argument(
+        "--small-rows", type=int, default=100_000, help="rows of the small workbook (100000)"
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("KIND", "SOURCE", "OUT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -296,10 +310,13 @@ def main() -> int:
         kind, source, out = args.child
         print(json.dumps(CHILDREN[kind](Path(source), Path(out))))
         return 0
-    sizes = [(100_000, args.repeats)]
+    unknown = set(args.only or ()) - set(CHILDREN)
+    if unknown:
+        parser.error(f"--only: unknown measure(s) {', '.join(sorted(unknown))}")
+    sizes = [(args.small_rows, args.repeats)]
     if not args.quick:
         sizes.append((1_000_000, args.big_repeats))
-    table = run(sizes, args.bench_dir)
+    table = run(sizes, args.bench_dir, args.only)
     print(render(table))
     print(json.dumps(table))
     return 0
