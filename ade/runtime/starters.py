@@ -29,6 +29,8 @@ Either way the supervisor (:func:`ade.runtime.supervisor.supervise_job`) gets a
 from __future__ import annotations
 
 import array
+import itertools
+import json
 import logging
 import os
 import signal
@@ -36,11 +38,29 @@ import socket
 import subprocess
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
 import trio
 
+from ade.sandbox.cgroup import (
+    JobCgroup,
+    add_process,
+    job_cgroup_for,
+    remove_job_cgroup,
+    rename_job_cgroup,
+)
+from ade.sandbox.layers import hidden_ancestor, hidden_ancestors
+from ade.sandbox.spec import (
+    Preconfinement,
+    SandboxSpec,
+    build_spec,
+    preconfinement_for,
+    runtime_readonly_paths,
+    standby_cgroup_name,
+)
+from ade.serde import converter
 from ade.settings import Settings
 from ade.worker.fork_protocol import (
     START,
@@ -114,6 +134,8 @@ class JobProcess(Protocol):
     stdout: trio.abc.ReceiveStream
     stderr: trio.abc.ReceiveStream
     events: trio.abc.ReceiveStream
+    # The job's cgroup, when the starter made it (creates_job_cgroup); else None.
+    cgroup: JobCgroup | None
 
     @property
     def returncode(self) -> int | None:
@@ -145,6 +167,9 @@ class StarterStatistics:
 
 class JobStarter(Protocol):
     mode: str
+    # True: the starter puts the job's process into the job's cgroup itself (JobProcess.cgroup);
+    # False: the supervisor creates the cgroup before the start and moves the process in.
+    creates_job_cgroup: bool
 
     async def run(self) -> None:
         """The background work (keep a template or a standby ready) until cancelled."""
@@ -178,6 +203,7 @@ class _ForkedJob:
         self._lost: str | None = None
         self.abandoned = False
         self._held: list[int] = []  # our ends: lifeline write end (closed by close())
+        self.cgroup: JobCgroup | None = None  # the supervisor's: it created the cgroup
         self.stdout: trio.abc.ReceiveStream
         self.stderr: trio.abc.ReceiveStream
         self.events: trio.abc.ReceiveStream
@@ -212,6 +238,7 @@ class ForkServer:
     """One worker actor's template and its restarts. See the module docstring."""
 
     mode = "fork"
+    creates_job_cgroup = False
 
     def __init__(self, settings: Settings, python: str = sys.executable) -> None:
         self._settings = settings
@@ -410,21 +437,17 @@ class ForkServer:
 class _StandbyJob:
     """The standby interpreter, now running its job."""
 
-    def __init__(
-        self,
-        process: trio.Process,
-        events: trio.abc.ReceiveStream,
-        lifeline_w: int,
-        exited: trio.Event,
-    ) -> None:
+    def __init__(self, standby: _Standby, cgroup: JobCgroup | None) -> None:
+        process = standby.process
         self.pid = process.pid
         self._process = process
         assert process.stdout is not None and process.stderr is not None
         self.stdout: trio.abc.ReceiveStream = process.stdout
         self.stderr: trio.abc.ReceiveStream = process.stderr
-        self.events = events
-        self._lifeline_w: int | None = lifeline_w
-        self._exited = exited
+        self.events: trio.abc.ReceiveStream = trio.lowlevel.FdStream(standby.events_r)
+        self.cgroup = cgroup
+        self._lifeline_w: int | None = standby.lifeline_w
+        self._exited = standby.exited
 
     @property
     def returncode(self) -> int | None:
@@ -449,12 +472,29 @@ class _Standby:
     events_r: int
     lifeline_w: int
     exited: trio.Event
+    # What it applied to itself before its job (None: all of its confinement waits for the
+    # job), and the cgroup created for it (renamed to the job's when its job arrives).
+    preconfinement: Preconfinement | None = None
+    cgroup: JobCgroup | None = None
+
+    def release(self) -> None:
+        """Forget a standby that will never run a job: our pipe ends, its cgroup (and so
+        whatever is still in it)."""
+        os.close(self.events_r)
+        os.close(self.lifeline_w)
+        if self.cgroup is not None:
+            cgroup, self.cgroup = self.cgroup, None
+            if not remove_job_cgroup(cgroup):
+                logger.warning("standby cgroup %s stayed busy", cgroup.name)
 
 
 class SpawnStandby:
-    """One fresh interpreter per job, started one job ahead. See the module docstring."""
+    """One fresh interpreter per job, started one job ahead and confined as far as it can be
+    without its job. See the module docstring."""
 
     mode = "spawn"
+    # The job's cgroup comes from here (the standby's own, renamed), not from the supervisor.
+    creates_job_cgroup = True
 
     def __init__(self, settings: Settings, python: str = sys.executable) -> None:
         self._settings = settings
@@ -462,8 +502,16 @@ class SpawnStandby:
         self._standby: _Standby | None = None
         self._changed = trio.Event()
         self._want = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._numbers = itertools.count(1)
+        # False once a cgroup rename failed (cgroup v2 has none): standbys then wait for their
+        # job unconfined, as a fresh interpreter would (correct over fast).
+        self._renames = True
         self.restarts = 0
         self.last_restart_reason: str | None = None
+        # Standbys that could not serve the job they were given, and why the last one could not.
+        self.discarded = 0
+        self.last_discard_reason: str | None = None
 
     def statistics(self) -> StarterStatistics:
         return StarterStatistics(self.mode, self.restarts, self.last_restart_reason)
@@ -473,8 +521,15 @@ class SpawnStandby:
         """The standby waiting for the next job, if one is."""
         return None if self._standby is None else self._standby.process.pid
 
-    def command(self, events_fd: int, lifeline_fd: int) -> list[str]:
-        return [
+    @property
+    def waiting_preconfinement(self) -> Preconfinement | None:
+        """What the waiting standby applied to itself before any job (None: nothing yet)."""
+        return None if self._standby is None else self._standby.preconfinement
+
+    def command(
+        self, events_fd: int, lifeline_fd: int, preconfinement: Preconfinement | None = None
+    ) -> list[str]:
+        command = [
             self._python,
             "-I",
             "-m",
@@ -487,6 +542,10 @@ class SpawnStandby:
             "--nice",
             str(self._settings.worker_nice),
         ]
+        if preconfinement is not None:
+            text = json.dumps(converter.unstructure(preconfinement), separators=(",", ":"))
+            command += ["--preconfine", text]
+        return command
 
     async def run(self) -> None:
         try:
@@ -494,16 +553,37 @@ class SpawnStandby:
         finally:
             standby, self._standby = self._standby, None
             if standby is not None:  # never used: its group was killed with the nursery
-                os.close(standby.events_r)
-                os.close(standby.lifeline_w)
+                standby.release()
+
+    def _preconfinement(self) -> Preconfinement | None:
+        """What the next standby applies before its job: everything a job of this service
+        shares with every other (its settings), for a job without network access — the
+        default. Its uid is dropped ahead too where the jobs' own paths need no re-exposing
+        (the data directory is reachable by that uid)."""
+        if not self._renames:
+            return None
+        data = self._settings.data_dir
+        spec = build_spec(self._settings, data / "jobs" / "standby", data / "venvs", False)
+        cgroup = None
+        if spec.cgroup is not None:
+            cgroup = standby_cgroup_name(os.getpid(), next(self._numbers))
+        uid_paths = None
+        if spec.run_as_uid is not None:
+            gid = spec.run_as_gid if spec.run_as_gid is not None else spec.run_as_uid
+            where = (self._settings.jobs_dir, self._settings.venvs_dir)
+            if not any(_hidden(d, spec.run_as_uid, gid) for d in where):
+                uid_paths = runtime_readonly_paths()
+        return preconfinement_for(spec, cgroup=cgroup, uid_paths=uid_paths)
 
     async def _keep_one_waiting(self) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             failures = 0
             while True:
                 if self._standby is None:
                     try:
-                        self._standby = await self._spawn(nursery)
+                        pre = await trio.to_thread.run_sync(self._preconfinement)
+                        self._standby = await self._spawn(nursery, pre)
                     except OSError as exc:
                         self._note_loss(f"the standby could not start: {exc.strerror or exc}")
                         failures += 1
@@ -529,8 +609,7 @@ class SpawnStandby:
                     watch.start_soon(used)
                 if self._standby is standby:  # died before a job took it
                     self._standby = None
-                    os.close(standby.events_r)
-                    os.close(standby.lifeline_w)
+                    await trio.to_thread.run_sync(standby.release)
                     self._note_loss(f"the standby exited ({standby.process.returncode})")
                     failures += 1
                     await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
@@ -540,7 +619,17 @@ class SpawnStandby:
         self.last_restart_reason = reason
         logger.warning("worker standby restarted: %s", reason)
 
-    async def _spawn(self, nursery: trio.Nursery) -> _Standby:
+    async def _spawn(self, nursery: trio.Nursery, pre: Preconfinement | None) -> _Standby:
+        """Start a standby that applies ``pre`` to itself (None: nothing) and waits. Its own
+        cgroup, when ``pre`` names one, is created first and the standby moved into it from
+        here while its interpreter starts (the standby's own join completes the move)."""
+        cgroup = None
+        if pre is not None and pre.cgroup is not None:
+            # Best-effort here even when strict: a standby without its cgroup reports the
+            # layers missing to its job, and strict fails that job with the reason.
+            cgroup = await trio.to_thread.run_sync(
+                partial(job_cgroup_for, pre.cgroup, pre.mem_mb, pre.max_processes, required=False)
+            )
         events_r, events_w = os.pipe()
         life_r, life_w = os.pipe()
         exited = trio.Event()
@@ -548,7 +637,7 @@ class SpawnStandby:
         async def run_one(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             try:
                 await trio.run_process(
-                    self.command(events_w, life_r),
+                    self.command(events_w, life_r, pre),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -568,28 +657,56 @@ class SpawnStandby:
         except BaseException:
             os.close(events_r)
             os.close(life_w)
+            if cgroup is not None:
+                remove_job_cgroup(cgroup)
             raise
         finally:
             os.close(events_w)
             os.close(life_r)
-        return _Standby(process, events_r, life_w, exited)
+        if cgroup is not None:
+            nursery.start_soon(partial(trio.to_thread.run_sync, _move_into, cgroup, process.pid))
+        return _Standby(process, events_r, life_w, exited, pre, cgroup)
+
+    def _unfit(self, standby: _Standby, spec: SandboxSpec) -> str | None:
+        """Why ``standby`` cannot run the job ``spec`` describes, or None."""
+        pre = standby.preconfinement
+        if pre is None:
+            return None  # nothing applied yet: it confines itself fully for any job
+        reason = pre.mismatch(spec)
+        if reason is None and pre.uid_paths is not None and spec.run_as_uid is not None:
+            gid = spec.run_as_gid if spec.run_as_gid is not None else spec.run_as_uid
+            paths = (*spec.readonly_paths, *spec.writable_paths)
+            rest = [p for p in paths if p not in pre.uid_paths]
+            hidden = hidden_ancestors(rest, spec.run_as_uid, gid)
+            if hidden:
+                reason = (
+                    f"the job's paths under {', '.join(sorted(hidden))} need re-exposing for "
+                    f"uid {spec.run_as_uid}, which the standby dropped already"
+                )
+        return reason
 
     async def start_job(self, assignment: Assignment) -> JobProcess:
         payload = assignment.encode()
+        spec = converter.structure(assignment.spec, SandboxSpec)
         with trio.move_on_after(_READY_TIMEOUT):
             while self._standby is None:
                 await self._changed.wait()
         standby = self._standby
-        if standby is None:
+        if standby is None or self._nursery is None:
             raise OSError(f"no standby interpreter ({self.last_restart_reason})")
         self._standby = None
         self._want.set()
         self._want = trio.Event()
+        try:
+            standby, cgroup = await self._hand_over(standby, spec)
+        except BaseException:
+            _killpg(standby.process.pid)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(standby.release)
+            raise
         process = standby.process
         assert process.stdin is not None
-        job = _StandbyJob(
-            process, trio.lowlevel.FdStream(standby.events_r), standby.lifeline_w, standby.exited
-        )
+        job = _StandbyJob(standby, cgroup)
         try:
             await process.stdin.send_all(payload)
             await process.stdin.aclose()
@@ -599,5 +716,83 @@ class SpawnStandby:
             _killpg(process.pid)
             job.close()
             await job.events.aclose()
+            if cgroup is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(remove_job_cgroup, cgroup)
             raise
         return job
+
+    async def _hand_over(
+        self, standby: _Standby, spec: SandboxSpec
+    ) -> tuple[_Standby, JobCgroup | None]:
+        """The standby that will run the job, and the job's cgroup (``spec.cgroup``) it is in.
+
+        The waiting standby when it fits the job: its own cgroup, renamed to the job's. When it
+        does not (the job asks for network access, other limits, paths its dropped uid cannot
+        reach — or the rename fails), it is discarded and a fresh standby that has applied
+        nothing yet is started for this job, in a cgroup created for the job: correct over
+        fast."""
+        reason = self._unfit(standby, spec)
+        if reason is None and standby.cgroup is not None and spec.cgroup is not None:
+            try:
+                cgroup = await trio.to_thread.run_sync(
+                    rename_job_cgroup, standby.cgroup, spec.cgroup
+                )
+            except OSError as exc:
+                self._renames = False
+                reason = f"its cgroup could not become the job's: {exc}"
+            else:
+                standby.cgroup = None  # the job's now: the supervisor removes it
+                return standby, cgroup
+        if reason is None and standby.preconfinement is not None:
+            # Its cgroup could not be created: it reported the layers missing (best-effort).
+            return standby, None
+        if reason is not None:
+            self.discarded += 1
+            self.last_discard_reason = reason
+            logger.info("worker standby discarded for a job: %s", reason)
+            _killpg(standby.process.pid)
+            await trio.to_thread.run_sync(standby.release)
+            assert self._nursery is not None
+            standby = await self._spawn(self._nursery, None)
+        # A standby that confines itself fully once assigned: the job's cgroup is made for it.
+        required = bool({"memory_cgroup", "pids_cgroup"} & set(spec.required))
+        try:
+            cgroup = await trio.to_thread.run_sync(
+                partial(
+                    job_cgroup_for,
+                    spec.cgroup,
+                    spec.mem_mb,
+                    spec.max_processes,
+                    required=required,
+                )
+            )
+        except BaseException:
+            _killpg(standby.process.pid)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(standby.release)
+            raise
+        if cgroup is not None:
+            self._nursery.start_soon(
+                partial(trio.to_thread.run_sync, _move_into, cgroup, standby.process.pid)
+            )
+        return standby, cgroup
+
+
+def _hidden(directory: Path, uid: int, gid: int) -> bool:
+    """Whether ``uid`` cannot reach ``directory`` — or, where it does not exist yet, the
+    nearest directory above it that does (a job's directory will be created below)."""
+    path = os.path.realpath(directory)
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return hidden_ancestor(os.path.join(path, "-"), uid, gid) is not None
+
+
+def _move_into(cgroup: JobCgroup, pid: int) -> None:
+    """Move a just-started standby into its cgroup from here, in a thread, overlapping its
+    interpreter's start-up (a cgroup v1 move waits for an RCU grace period, 6-15 ms). Its own
+    join completes the move if it gets there first: a failure here only costs time."""
+    try:
+        add_process(cgroup, pid)
+    except OSError as exc:
+        logger.debug("cgroup move of %d left to the standby: %s", pid, exc)

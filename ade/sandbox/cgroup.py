@@ -28,12 +28,14 @@ __all__ = [
     "add_process",
     "controller_dirs",
     "create_job_cgroup",
+    "is_member",
     "job_cgroup_for",
     "job_cgroup_oom_killed",
     "join",
     "kill_job_cgroup",
     "remove_job_cgroup",
     "remove_leftover_job_cgroup",
+    "rename_job_cgroup",
 ]
 
 _ROOT = "/sys/fs/cgroup"
@@ -222,6 +224,48 @@ def join(name: str) -> JobCgroup:
     # pid into a cgroup we are already in is a no-op.
     add_process(cgroup, os.getpid())
     return cgroup
+
+
+def is_member(name: str) -> bool:
+    """Whether the calling process is in the cgroup ``name`` for every controller we use. Only
+    reads /proc/self/cgroup: works after the uid drop, unlike :func:`join`."""
+    return _job_dirs(name)[2]
+
+
+def rename_job_cgroup(cgroup: JobCgroup, name: str) -> JobCgroup:
+    """Give ``cgroup`` — with every process in it — the name ``name`` (the job's), in place.
+
+    Why a rename: a process confined ahead of its job (a spawn standby) already sits in a
+    cgroup of its own, created for it; when its job arrives, that cgroup becomes the job's by
+    name, so everything keyed by the job's cgroup name (the supervisor's kill and clean-up,
+    recovery's leftover sweep) is unchanged — and no process has to migrate on the job's path,
+    which can no longer be done from inside anyway (the standby has dropped its uid, and its
+    PID namespace holds three processes). cgroup v1 renames within the parent; v2 refuses
+    (the caller then falls back to a standby confined at its job's arrival). A leftover of a
+    crashed service under the target name is emptied and removed first."""
+    version, target, _ = _job_dirs(name)
+    renamed = JobCgroup(name, tuple(sorted(target.items())), version)
+    if set(target) != set(cgroup.controllers):
+        raise CgroupError(errno.EINVAL, f"cgroup {name} would have other controllers")
+    for directory in renamed.unique_dirs():
+        if os.path.isdir(directory):
+            _kill_all(directory)
+            _rmdir(directory)
+    done: list[tuple[str, str]] = []
+    try:
+        for source, destination in zip(cgroup.unique_dirs(), renamed.unique_dirs(), strict=True):
+            try:
+                os.rename(source, destination)
+            except OSError as exc:
+                raise CgroupError(
+                    exc.errno, f"cannot rename {source} to {name}: {exc.strerror}"
+                ) from None
+            done.append((source, destination))
+    except BaseException:
+        for source, destination in reversed(done):  # all or nothing: one name per cgroup
+            os.rename(destination, source)
+        raise
+    return renamed
 
 
 def job_cgroup_for(
