@@ -48,6 +48,7 @@ from ade.sandbox.cgroup import (
     JobCgroup,
     add_process,
     job_cgroup_for,
+    remove_dead_standby_cgroups,
     remove_job_cgroup,
     rename_job_cgroup,
 )
@@ -548,6 +549,9 @@ class SpawnStandby:
         return command
 
     async def run(self) -> None:
+        removed = await trio.to_thread.run_sync(remove_dead_standby_cgroups)
+        if removed:
+            logger.info("removed standby cgroups of a dead service: %s", ", ".join(removed))
         try:
             await self._keep_one_waiting()
         finally:

@@ -33,6 +33,7 @@ __all__ = [
     "job_cgroup_oom_killed",
     "join",
     "kill_job_cgroup",
+    "remove_dead_standby_cgroups",
     "remove_job_cgroup",
     "remove_leftover_job_cgroup",
     "rename_job_cgroup",
@@ -316,6 +317,42 @@ def remove_leftover_job_cgroup(name: str) -> JobCgroup | None:
     if not remove_job_cgroup(cgroup):
         raise CgroupError(errno.EBUSY, f"job cgroup {name} is still busy after killing it")
     return cgroup
+
+
+def remove_dead_standby_cgroups() -> list[str]:
+    """Remove the standby cgroups (``standby_cgroup_name``) whose service is gone: a SIGKILLed
+    service's standbys die with it (their lifeline), but the cgroups created for them stay.
+    Those of a live service sharing our cgroup are left alone. Returns the names removed."""
+    from ade.sandbox.spec import standby_cgroup_owner
+
+    version, bases, _ = controller_dirs()
+    removed: list[str] = []
+    for base in dict.fromkeys(bases.values()):
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            owner = standby_cgroup_owner(name)
+            if owner is None or owner == os.getpid() or _alive(owner):
+                continue
+            dirs = {c: os.path.join(b, name) for c, b in bases.items()}
+            existing = {c: d for c, d in dirs.items() if os.path.isdir(d)}
+            if existing and remove_job_cgroup(
+                JobCgroup(name, tuple(sorted(existing.items())), version)
+            ):
+                removed.append(name)
+    return sorted(set(removed))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    return True
 
 
 def kill_job_cgroup(cgroup: JobCgroup) -> None:

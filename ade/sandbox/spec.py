@@ -25,6 +25,7 @@ __all__ = [
     "preconfinement_for",
     "runtime_readonly_paths",
     "standby_cgroup_name",
+    "standby_cgroup_owner",
 ]
 
 # Every layer the sandbox knows, in the order `confine` applies them. These names are what
@@ -169,7 +170,18 @@ def standby_cgroup_name(service_pid: int, number: int) -> str:
     """The cgroup of a process confined ahead of its job, until its job's name replaces it.
     The service's pid in it lets a later service tell a dead service's leftover (its pid gone)
     from the standbys of a live one sharing the cgroup."""
-    return f"ade-standby-{service_pid}-{number}"
+    return f"{_STANDBY_PREFIX}{service_pid}-{number}"
+
+
+_STANDBY_PREFIX = "ade-standby-"
+
+
+def standby_cgroup_owner(name: str) -> int | None:
+    """The service pid in a :func:`standby_cgroup_name`, or None for any other name."""
+    if not name.startswith(_STANDBY_PREFIX):
+        return None
+    pid, _, number = name[len(_STANDBY_PREFIX) :].partition("-")
+    return int(pid) if pid.isdigit() and number.isdigit() else None
 
 
 def build_spec(settings: Settings, job_dir: Path, snapshot_dir: Path, network: bool) -> SandboxSpec:

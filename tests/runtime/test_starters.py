@@ -309,6 +309,89 @@ async def test_spawn_mode_runs_the_job_in_the_standby_started_ahead(
     assert standby.statistics().restarts == 0
 
 
+SPAWN_SERVER_SCRIPT = """
+import os
+import sys
+from pathlib import Path
+
+import trio
+
+from ade.runtime.starters import SpawnStandby
+from ade.runtime.supervisor import supervise_job
+from ade.settings import load_settings
+
+settings = load_settings(
+    {}, data_dir=Path(sys.argv[1]), job_timeout_seconds=60.0, worker_start="spawn"
+)
+server = SpawnStandby(settings)
+
+
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return f.read().split()
+
+
+async def on_event(event_type, detail):
+    if event_type == "sleeping":  # the job runs; wait for the next standby to be confined
+        while server.waiting_pid is None or not children(server.waiting_pid):
+            await trio.sleep(0.01)
+        print("sleeping", server.waiting_pid, flush=True)
+
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run)
+        await supervise_job(settings, Path(sys.argv[2]), on_event=on_event, starter=server)
+
+
+trio.run(main)
+"""
+
+
+async def test_a_sigkilled_service_takes_its_spawned_job_and_confined_standby_along(
+    settings: Settings, tmp_path: Path
+) -> None:
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg", name_module_extra=SLEEPER))
+    script = tmp_path / "server.py"
+    script.write_text(SPAWN_SERVER_SCRIPT)
+    server = await trio.lowlevel.open_process(
+        [sys.executable, str(script), str(settings.data_dir), str(job_dir)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        line = b""
+        with trio.fail_after(60):
+            while not line.endswith(b"\n"):
+                line += await server.stdout.receive_some(100)
+        assert line.startswith(b"sleeping")
+        waiting = int(line.split()[1])
+        standby = [waiting, *_descendants(waiting)]
+        assert len(standby) == 3  # outer, the PID namespace's init, the process for a job
+        assert processes_in(job_dir) != []
+        server.kill()
+        await server.wait()
+        with trio.move_on_after(5.0):
+            while processes_in(job_dir) or any(os.path.exists(f"/proc/{p}") for p in standby):
+                await trio.sleep(0.02)
+        assert processes_in(job_dir) == []
+        assert [p for p in standby if os.path.exists(f"/proc/{p}")] == []
+        # The standby's cgroup outlived it; the next service's starters remove it.
+        from ade.sandbox import detect_layers
+        from ade.sandbox.cgroup import remove_dead_standby_cgroups
+
+        if detect_layers().available("memory_cgroup"):
+            memory_root = "/sys/fs/cgroup/memory" + _cgroups(os.getpid())["memory"]
+            prefix = f"ade-standby-{server.pid}-"
+            left = [n for n in os.listdir(memory_root) if n.startswith(prefix)]
+            assert len(left) == 1
+            assert set(left) <= set(remove_dead_standby_cgroups())
+            assert not os.path.exists(os.path.join(memory_root, left[0]))
+    finally:
+        server.kill()
+        await server.wait()
+
+
 def _descendants(pid: int) -> list[int]:
     """``pid``'s children, grandchildren ... depth first (/proc/<pid>/task/*/children)."""
     found: list[int] = []
