@@ -99,6 +99,9 @@ _RESTART_PAUSES = (0.05, 0.2, 1.0, 5.0)
 _FRAME_BUFFER = 64
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _EXITED = "the template exited"
+# Numbers the standby cgroups of this service (one counter for all worker actors: two
+# actors' standbys must never share a cgroup name).
+_STANDBY_NUMBERS = itertools.count(1)
 
 
 def service_env() -> dict[str, str]:
@@ -187,6 +190,65 @@ def make_starter(settings: Settings, python: str = sys.executable) -> JobStarter
     if settings.worker_start == "fork":
         return ForkServer(settings, python)
     return SpawnStandby(settings, python)
+
+
+# -- confined ahead of the job (both modes) ----------------------------------------------------
+
+
+def ahead_preconfinement(settings: Settings) -> Preconfinement:
+    """What a process started ahead of its job (a spawn standby, a template's pre-forked child)
+    applies to itself while it waits: everything a job of this service shares with every
+    other (its settings), for a job without network access — the default. Its uid is dropped
+    ahead too where the jobs' own paths need no re-exposing (the data directory is reachable
+    by that uid). Its own cgroup is named for it; the job's name replaces it on assignment."""
+    data = settings.data_dir
+    spec = build_spec(settings, data / "jobs" / "standby", data / "venvs", False)
+    cgroup = None
+    if spec.cgroup is not None:
+        cgroup = standby_cgroup_name(os.getpid(), next(_STANDBY_NUMBERS))
+    uid_paths = None
+    if spec.run_as_uid is not None:
+        gid = spec.run_as_gid if spec.run_as_gid is not None else spec.run_as_uid
+        where = (settings.jobs_dir, settings.venvs_dir)
+        if not any(_hidden(d, spec.run_as_uid, gid) for d in where):
+            uid_paths = runtime_readonly_paths()
+    return preconfinement_for(spec, cgroup=cgroup, uid_paths=uid_paths)
+
+
+def unfit(pre: Preconfinement, spec: SandboxSpec) -> str | None:
+    """Why a process confined ahead as ``pre`` cannot run the job ``spec`` describes, or
+    None. Such a process is discarded and the job gets one confined for it alone."""
+    reason = pre.mismatch(spec)
+    if reason is None and pre.uid_paths is not None and spec.run_as_uid is not None:
+        gid = spec.run_as_gid if spec.run_as_gid is not None else spec.run_as_uid
+        paths = (*spec.readonly_paths, *spec.writable_paths)
+        rest = [p for p in paths if p not in pre.uid_paths]
+        hidden = hidden_ancestors(rest, spec.run_as_uid, gid)
+        if hidden:
+            reason = (
+                f"the job's paths under {', '.join(sorted(hidden))} need re-exposing for "
+                f"uid {spec.run_as_uid}, which was dropped already"
+            )
+    return reason
+
+
+def _hidden(directory: Path, uid: int, gid: int) -> bool:
+    """Whether ``uid`` cannot reach ``directory`` — or, where it does not exist yet, the
+    nearest directory above it that does (a job's directory will be created below)."""
+    path = os.path.realpath(directory)
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return hidden_ancestor(os.path.join(path, "-"), uid, gid) is not None
+
+
+def _move_into(cgroup: JobCgroup, pid: int) -> None:
+    """Move a just-started process into its cgroup from here, in a thread, overlapping its
+    start-up (a cgroup v1 move waits for an RCU grace period, 6-15 ms). Its own join
+    completes the move if it gets there first: a failure here only costs time."""
+    try:
+        add_process(cgroup, pid)
+    except OSError as exc:
+        logger.debug("cgroup move of %d left to the process: %s", pid, exc)
 
 
 # -- fork ---------------------------------------------------------------------------------------
@@ -504,7 +566,6 @@ class SpawnStandby:
         self._changed = trio.Event()
         self._want = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._numbers = itertools.count(1)
         # False once a cgroup rename failed (cgroup v2 has none): standbys then wait for their
         # job unconfined, as a fresh interpreter would (correct over fast).
         self._renames = True
@@ -559,26 +620,6 @@ class SpawnStandby:
             if standby is not None:  # never used: its group was killed with the nursery
                 standby.release()
 
-    def _preconfinement(self) -> Preconfinement | None:
-        """What the next standby applies before its job: everything a job of this service
-        shares with every other (its settings), for a job without network access — the
-        default. Its uid is dropped ahead too where the jobs' own paths need no re-exposing
-        (the data directory is reachable by that uid)."""
-        if not self._renames:
-            return None
-        data = self._settings.data_dir
-        spec = build_spec(self._settings, data / "jobs" / "standby", data / "venvs", False)
-        cgroup = None
-        if spec.cgroup is not None:
-            cgroup = standby_cgroup_name(os.getpid(), next(self._numbers))
-        uid_paths = None
-        if spec.run_as_uid is not None:
-            gid = spec.run_as_gid if spec.run_as_gid is not None else spec.run_as_uid
-            where = (self._settings.jobs_dir, self._settings.venvs_dir)
-            if not any(_hidden(d, spec.run_as_uid, gid) for d in where):
-                uid_paths = runtime_readonly_paths()
-        return preconfinement_for(spec, cgroup=cgroup, uid_paths=uid_paths)
-
     async def _keep_one_waiting(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -586,7 +627,11 @@ class SpawnStandby:
             while True:
                 if self._standby is None:
                     try:
-                        pre = await trio.to_thread.run_sync(self._preconfinement)
+                        pre = None
+                        if self._renames:
+                            pre = await trio.to_thread.run_sync(
+                                ahead_preconfinement, self._settings
+                            )
                         self._standby = await self._spawn(nursery, pre)
                     except OSError as exc:
                         self._note_loss(f"the standby could not start: {exc.strerror or exc}")
@@ -671,24 +716,6 @@ class SpawnStandby:
             nursery.start_soon(partial(trio.to_thread.run_sync, _move_into, cgroup, process.pid))
         return _Standby(process, events_r, life_w, exited, pre, cgroup)
 
-    def _unfit(self, standby: _Standby, spec: SandboxSpec) -> str | None:
-        """Why ``standby`` cannot run the job ``spec`` describes, or None."""
-        pre = standby.preconfinement
-        if pre is None:
-            return None  # nothing applied yet: it confines itself fully for any job
-        reason = pre.mismatch(spec)
-        if reason is None and pre.uid_paths is not None and spec.run_as_uid is not None:
-            gid = spec.run_as_gid if spec.run_as_gid is not None else spec.run_as_uid
-            paths = (*spec.readonly_paths, *spec.writable_paths)
-            rest = [p for p in paths if p not in pre.uid_paths]
-            hidden = hidden_ancestors(rest, spec.run_as_uid, gid)
-            if hidden:
-                reason = (
-                    f"the job's paths under {', '.join(sorted(hidden))} need re-exposing for "
-                    f"uid {spec.run_as_uid}, which the standby dropped already"
-                )
-        return reason
-
     async def start_job(self, assignment: Assignment) -> JobProcess:
         payload = assignment.encode()
         spec = converter.structure(assignment.spec, SandboxSpec)
@@ -736,7 +763,7 @@ class SpawnStandby:
         reach — or the rename fails), it is discarded and a fresh standby that has applied
         nothing yet is started for this job, in a cgroup created for the job: correct over
         fast."""
-        reason = self._unfit(standby, spec)
+        reason = None if standby.preconfinement is None else unfit(standby.preconfinement, spec)
         if reason is None and standby.cgroup is not None and spec.cgroup is not None:
             try:
                 cgroup = await trio.to_thread.run_sync(
@@ -781,22 +808,3 @@ class SpawnStandby:
                 partial(trio.to_thread.run_sync, _move_into, cgroup, standby.process.pid)
             )
         return standby, cgroup
-
-
-def _hidden(directory: Path, uid: int, gid: int) -> bool:
-    """Whether ``uid`` cannot reach ``directory`` — or, where it does not exist yet, the
-    nearest directory above it that does (a job's directory will be created below)."""
-    path = os.path.realpath(directory)
-    while not os.path.exists(path) and path != os.path.dirname(path):
-        path = os.path.dirname(path)
-    return hidden_ancestor(os.path.join(path, "-"), uid, gid) is not None
-
-
-def _move_into(cgroup: JobCgroup, pid: int) -> None:
-    """Move a just-started standby into its cgroup from here, in a thread, overlapping its
-    interpreter's start-up (a cgroup v1 move waits for an RCU grace period, 6-15 ms). Its own
-    join completes the move if it gets there first: a failure here only costs time."""
-    try:
-        add_process(cgroup, pid)
-    except OSError as exc:
-        logger.debug("cgroup move of %d left to the standby: %s", pid, exc)
