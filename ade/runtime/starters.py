@@ -64,6 +64,7 @@ from ade.sandbox.spec import (
 from ade.serde import converter
 from ade.settings import Settings
 from ade.worker.fork_protocol import (
+    PREPARE,
     START,
     Assignment,
     Exited,
@@ -266,7 +267,7 @@ class _ForkedJob:
         self._lost: str | None = None
         self.abandoned = False
         self._held: list[int] = []  # our ends: lifeline write end (closed by close())
-        self.cgroup: JobCgroup | None = None  # the supervisor's: it created the cgroup
+        self.cgroup: JobCgroup | None = None  # the job's cgroup, the process in it
         self.stdout: trio.abc.ReceiveStream
         self.stderr: trio.abc.ReceiveStream
         self.events: trio.abc.ReceiveStream
@@ -291,17 +292,52 @@ class _ForkedJob:
     async def wait(self) -> None:
         await self.exited.wait()
 
+    def attach(self, events_r: int, out_r: int, err_r: int, lifeline_w: int) -> None:
+        """Our ends of its pipes, once it is the job's."""
+        self.events = trio.lowlevel.FdStream(events_r)
+        self.stdout = trio.lowlevel.FdStream(out_r)
+        self.stderr = trio.lowlevel.FdStream(err_r)
+        self._held.append(lifeline_w)
+
     def close(self) -> None:
         for fd in self._held:
             os.close(fd)
         self._held.clear()
 
 
+@attrs.define
+class _PreparedChild:
+    """A child forked ahead of its job, confining itself (``preconfinement``) and waiting for
+    the assignment on the pipe whose write end we hold."""
+
+    job: _ForkedJob
+    # Ours: events, stdout, stderr (read ends), lifeline and assignment (write ends).
+    fds: list[int]
+    preconfinement: Preconfinement
+    cgroup: JobCgroup | None
+
+    def release(self) -> None:
+        """It will never run a job: kill its group, close our ends (its lifeline too: were
+        it still alive it would kill itself), remove its cgroup."""
+        if self.job.pid:
+            _killpg(self.job.pid)
+        self.job.abandoned = True
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+        if self.cgroup is not None:
+            cgroup, self.cgroup = self.cgroup, None
+            if not remove_job_cgroup(cgroup):
+                logger.warning("cgroup %s of a prepared child stayed busy", cgroup.name)
+
+
 class ForkServer:
-    """One worker actor's template and its restarts. See the module docstring."""
+    """One worker actor's template, its restarts, and its one child forked ahead of its job.
+    See the module docstring."""
 
     mode = "fork"
-    creates_job_cgroup = False
+    # The job's cgroup comes from here (the prepared child's own, renamed), as in spawn mode.
+    creates_job_cgroup = True
 
     def __init__(self, settings: Settings, python: str = sys.executable) -> None:
         self._settings = settings
@@ -312,10 +348,29 @@ class ForkServer:
         self._jobs: dict[int, _ForkedJob] = {}
         self._kill_template: trio.CancelScope | None = None
         self._misbehaviour: str | None = None
+        # One launch (START or PREPARE) in flight at a time: the template answers in order.
+        self._launch_lock = trio.Lock()
+        self._prepared: _PreparedChild | None = None
+        self._prepared_changed = trio.Event()
+        self._taken = trio.Event()
+        # False once a cgroup rename failed (cgroup v2): no child is prepared ahead any more,
+        # each job's child confines itself fully once forked (correct over fast).
+        self._renames = True
+        self.discarded = 0
+        self.last_discard_reason: str | None = None
 
     @property
     def template_pid(self) -> int | None:
         return self.state.template_pid
+
+    @property
+    def prepared_pid(self) -> int | None:
+        """The child forked ahead of its job and waiting for it, if one is."""
+        return None if self._prepared is None else self._prepared.job.pid
+
+    @property
+    def prepared_preconfinement(self) -> Preconfinement | None:
+        return None if self._prepared is None else self._prepared.preconfinement
 
     def statistics(self) -> StarterStatistics:
         return StarterStatistics(self.mode, self.state.restarts, self.state.last_restart_reason)
@@ -334,20 +389,29 @@ class ForkServer:
 
     async def run(self) -> None:
         failures = 0
-        while True:
-            started = trio.current_time()
-            reason = await self._run_template()
-            self._lost(reason)
-            logger.warning("worker template restarted: %s", reason)
-            # A template that served a while and then died is restarted at once; one that keeps
-            # dying at start-up (a broken interpreter) is not restarted in a hot loop.
-            failures = 0 if trio.current_time() - started > 30 else failures + 1
-            await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
+        try:
+            while True:
+                started = trio.current_time()
+                reason = await self._run_template()
+                self._lost(reason)
+                logger.warning("worker template restarted: %s", reason)
+                # A template that served a while and then died is restarted at once; one that
+                # keeps dying at start-up (a broken interpreter) is not restarted in a hot loop.
+                failures = 0 if trio.current_time() - started > 30 else failures + 1
+                await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
+        finally:
+            self._release_prepared()
+
+    def _release_prepared(self) -> None:
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            prepared.release()
 
     def _lost(self, reason: str) -> None:
         self.state.template_lost(reason)
         self._ready = trio.Event()
         self._socket = None
+        self._release_prepared()
         for job in self._jobs.values():
             job.set_lost(reason)
         self._jobs.clear()
@@ -377,7 +441,7 @@ class ForkServer:
                     theirs.close()
                 sock = trio.socket.from_stdlib_socket(ours)
                 try:
-                    reason = await self._serve(sock)
+                    reason = await self._serve(sock, nursery)
                     if reason == _EXITED:
                         with trio.move_on_after(1.0):  # its socket closed as it died: reap it
                             await process.wait()
@@ -393,7 +457,7 @@ class ForkServer:
         finally:
             ours.close()
 
-    async def _serve(self, sock: trio.socket.SocketType) -> str:
+    async def _serve(self, sock: trio.socket.SocketType, nursery: trio.Nursery) -> str:
         """Read the template's frames until it exits or misbehaves; returns why it is gone."""
         self._misbehaviour = None
         with trio.move_on_after(_READY_TIMEOUT) as startup:
@@ -404,6 +468,7 @@ class ForkServer:
             return reason
         self._socket = sock
         self._ready.set()
+        nursery.start_soon(self._keep_one_prepared, sock)
         try:
             with trio.CancelScope() as scope:
                 self._kill_template = scope
@@ -449,48 +514,192 @@ class ForkServer:
         if self._kill_template is not None:
             self._kill_template.cancel()
 
+    async def _launch(
+        self, sock: trio.socket.SocketType, kind: bytes, payload: bytes, pipes: int
+    ) -> tuple[_ForkedJob, list[int]]:
+        """Send one START or PREPARE with ``pipes`` fresh pipes (their ends for the child)
+        and wait for its STARTED. Returns the child and our ends, in the pipes' order."""
+        async with self._launch_lock:
+            token = self.state.begin_launch()
+            job = _ForkedJob(token)
+            self._jobs[token] = job
+            made = [os.pipe() for _ in range(pipes)]
+            # events, stdout, stderr: the child writes; lifeline, assignment: the child reads.
+            theirs = [w for r, w in made[:3]] + [r for r, w in made[3:]]
+            ours = [r for r, w in made[:3]] + [w for r, w in made[3:]]
+            try:
+                try:
+                    await sock.sendmsg(
+                        [encode_frame(kind, token, 0, payload)],
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", theirs))],
+                    )
+                except OSError as exc:
+                    raise OSError(f"cannot reach the job's template: {exc}") from None
+                finally:
+                    for fd in theirs:
+                        os.close(fd)
+                with trio.move_on_after(_LAUNCH_TIMEOUT):
+                    await job.started.wait()
+                if job.lost is not None:
+                    raise OSError(f"the job's template process died: {job.lost}")
+                if not job.started.is_set():
+                    self._misbehaved(f"no answer to a launch within {_LAUNCH_TIMEOUT:g} s")
+                    raise OSError("the job's template did not answer in time")
+            except BaseException:
+                job.abandoned = True  # a STARTED still to come is killed on arrival
+                self._jobs.pop(token, None)
+                for fd in ours:
+                    os.close(fd)
+                raise
+            return job, ours
+
+    async def _keep_one_prepared(self, sock: trio.socket.SocketType) -> None:
+        """Keep one child forked ahead of its job, confining itself and waiting, while this
+        template lives (cancelled with it)."""
+        failures = 0
+        while self._renames:
+            if self._prepared is None:
+                try:
+                    self._prepared = await self._prepare_one(sock)
+                except OSError as exc:
+                    logger.warning("could not fork a child ahead of its job: %s", exc)
+                    failures += 1
+                    await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
+                    continue
+                failures = 0
+                self._prepared_changed.set()
+                self._prepared_changed = trio.Event()
+            prepared = self._prepared
+            taken = self._taken
+            async with trio.open_nursery() as watch:
+
+                async def died(prepared: _PreparedChild = prepared) -> None:
+                    await prepared.job.exited.wait()
+                    watch.cancel_scope.cancel()
+
+                async def used(taken: trio.Event = taken) -> None:
+                    await taken.wait()
+                    watch.cancel_scope.cancel()
+
+                watch.start_soon(died)
+                watch.start_soon(used)
+            if self._prepared is prepared:  # died before a job took it
+                self._prepared = None
+                await trio.to_thread.run_sync(prepared.release)
+                logger.warning(
+                    "a child forked ahead of its job exited (%s)", prepared.job.returncode
+                )
+                failures += 1
+                await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
+
+    async def _prepare_one(self, sock: trio.socket.SocketType) -> _PreparedChild:
+        pre = await trio.to_thread.run_sync(ahead_preconfinement, self._settings)
+        cgroup = None
+        if pre.cgroup is not None:
+            # Best-effort even when strict: a child without its cgroup reports the layers
+            # missing to its job, and strict fails that job with the reason.
+            cgroup = await trio.to_thread.run_sync(
+                partial(job_cgroup_for, pre.cgroup, pre.mem_mb, pre.max_processes, required=False)
+            )
+        payload = json.dumps(converter.unstructure(pre), separators=(",", ":")).encode()
+        try:
+            job, ours = await self._launch(sock, PREPARE, payload, 5)
+        except BaseException:
+            if cgroup is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(remove_job_cgroup, cgroup)
+            raise
+        prepared = _PreparedChild(job, ours, pre, cgroup)
+        if cgroup is not None:
+            try:
+                await trio.to_thread.run_sync(_move_into, cgroup, job.pid)
+            except BaseException:
+                prepared.release()
+                raise
+        return prepared
+
     async def start_job(self, assignment: Assignment) -> JobProcess:
         payload = assignment.encode()
+        spec = converter.structure(assignment.spec, SandboxSpec)
         with trio.move_on_after(_READY_TIMEOUT):
             await self._ready.wait()
         sock = self._socket
         if sock is None:
             raise OSError(f"the job's template is not running ({self.state.last_restart_reason})")
-        token = self.state.begin_launch()
-        job = _ForkedJob(token)
-        self._jobs[token] = job
-        pipes = [os.pipe() for _ in range(4)]  # events, stdout, stderr, lifeline
-        (events_r, events_w), (out_r, out_w), (err_r, err_w), (life_r, life_w) = pipes
-        theirs = [events_w, out_w, err_w, life_r]
-        ours = [events_r, out_r, err_r, life_w]
-        try:
-            try:
-                await sock.sendmsg(
-                    [encode_frame(START, token, 0, payload)],
-                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", theirs))],
-                )
-            except OSError as exc:
-                raise OSError(f"cannot reach the job's template: {exc}") from None
-            finally:
-                for fd in theirs:
-                    os.close(fd)
+        if self._renames:
             with trio.move_on_after(_LAUNCH_TIMEOUT):
-                await job.started.wait()
-            if job.lost is not None:
-                raise OSError(f"the job's template process died: {job.lost}")
-            if not job.started.is_set():
-                self._misbehaved(f"no answer to a launch within {_LAUNCH_TIMEOUT:g} s")
-                raise OSError("the job's template did not answer in time")
+                while self._prepared is None:
+                    await self._prepared_changed.wait()
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            self._taken.set()
+            self._taken = trio.Event()
+            job = await self._take(prepared, spec, payload)
+            if job is not None:
+                return job
+        return await self._start_fresh(sock, spec, payload)
+
+    async def _take(
+        self, prepared: _PreparedChild, spec: SandboxSpec, payload: bytes
+    ) -> _ForkedJob | None:
+        """Give the job to the child prepared ahead: its cgroup becomes the job's and the
+        assignment goes down its pipe. None when it cannot serve the job (discarded)."""
+        if prepared.job.exited.is_set():
+            reason: str | None = "it exited while it waited"
+        else:
+            reason = unfit(prepared.preconfinement, spec)
+        cgroup = None
+        try:
+            if reason is None and prepared.cgroup is not None and spec.cgroup is not None:
+                try:
+                    cgroup = await trio.to_thread.run_sync(
+                        rename_job_cgroup, prepared.cgroup, spec.cgroup
+                    )
+                    prepared.cgroup = None
+                except OSError as exc:
+                    self._renames = False
+                    reason = f"its cgroup could not become the job's: {exc}"
+            if reason is not None:
+                self.discarded += 1
+                self.last_discard_reason = reason
+                logger.info("a child forked ahead was discarded for a job: %s", reason)
+                await trio.to_thread.run_sync(prepared.release)
+                return None
+            events_r, out_r, err_r, lifeline_w, assignment_w = prepared.fds
+            prepared.fds = []
+            job = prepared.job
+            job.attach(events_r, out_r, err_r, lifeline_w)
+            job.cgroup = cgroup
+            async with trio.lowlevel.FdStream(assignment_w) as pipe:
+                try:
+                    await pipe.send_all(payload)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # it died unused: the job ends with its exit status
+            return job
         except BaseException:
-            job.abandoned = True  # a STARTED still to come is killed on arrival
-            self._jobs.pop(token, None)
-            for fd in ours:
-                os.close(fd)
+            prepared.release()
+            if cgroup is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(remove_job_cgroup, cgroup)
             raise
-        job.events = trio.lowlevel.FdStream(events_r)
-        job.stdout = trio.lowlevel.FdStream(out_r)
-        job.stderr = trio.lowlevel.FdStream(err_r)
-        job._held.append(life_w)
+
+    async def _start_fresh(
+        self, sock: trio.socket.SocketType, spec: SandboxSpec, payload: bytes
+    ) -> _ForkedJob:
+        """Fork a child that confines itself fully for this job, in a cgroup made for it."""
+        required = bool({"memory_cgroup", "pids_cgroup"} & set(spec.required))
+        cgroup = await trio.to_thread.run_sync(
+            partial(job_cgroup_for, spec.cgroup, spec.mem_mb, spec.max_processes, required=required)
+        )
+        try:
+            job, ours = await self._launch(sock, START, payload, 4)
+        except BaseException:
+            if cgroup is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(remove_job_cgroup, cgroup)
+            raise
+        job.attach(*ours)
+        job.cgroup = cgroup  # the child joins it itself, before it forks or drops its uid
         return job
 
 

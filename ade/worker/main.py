@@ -548,15 +548,21 @@ def run_assignment(
 
 
 def wait_for_assignment(
-    events_fd: int, lifeline_fd: int | None, preconfinement: str | None = None
+    events_fd: int,
+    lifeline_fd: int | None,
+    preconfinement: str | None = None,
+    *,
+    preloaded: bool = False,
 ) -> NoReturn:
     """The spawn standby: armed, imported, confined as far as it can be without its job
     (``preconfinement``, JSON :class:`Preconfinement`; None: all of it waits for the job), and
     waiting; its assignment arrives on stdin (EOF: the service no longer needs it, exit
-    quietly). A required layer that failed here is reported to the job when it arrives."""
+    quietly). A required layer that failed here is reported to the job when it arrives.
+    Also a template's child forked ahead of its job (``preloaded``: the template imported)."""
     if lifeline_fd is not None:
         arm_lifeline(lifeline_fd)  # from the start: a SIGKILLed service takes us along
-    preload()
+    if not preloaded:
+        preload()
     prepared = None
     if preconfinement is not None:
         import json
@@ -566,7 +572,16 @@ def wait_for_assignment(
 
         # Forks into a PID namespace: from here on we are the job's process.
         prepared = prepare(converter.structure(json.loads(preconfinement), Preconfinement))
-    data = sys.stdin.buffer.read()
+    data = _read_to_end(0)
     if not data:
         os._exit(0)
     run_assignment(data, events_fd, lifeline_fd, prepared)
+
+
+def _read_to_end(fd: int) -> bytes:
+    """Everything on ``fd`` until end-of-file. Raw reads, not ``sys.stdin``: a forked child
+    shares its template's stdin object, whose fd 0 it replaced."""
+    chunks: list[bytes] = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
