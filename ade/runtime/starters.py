@@ -483,6 +483,10 @@ class ForkServer:
     async def _read_one(self, sock: trio.socket.SocketType) -> str | None:
         try:
             data, ancdata, _, _ = await sock.recvmsg(_FRAME_BUFFER, socket.CMSG_SPACE(16))
+        except ConnectionResetError:
+            # It died with a frame of ours unread (a PREPARE sent as it was killed): gone all
+            # the same as at end-of-file.
+            return _EXITED
         except OSError as exc:
             return f"the template's socket failed: {exc}"
         if not data and not ancdata:

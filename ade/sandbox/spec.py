@@ -113,11 +113,11 @@ class Preconfinement:
             "nice",
         ):
             if getattr(self, name) != getattr(spec, name):
-                return f"the job's {name} differs from the standby's"
+                return f"the job's {name} differs from the one applied ahead of it"
         if (self.cgroup is None) != (spec.cgroup is None):
-            return "the job's cgroup differs from the standby's"
+            return "the job's cgroup differs from the one applied ahead of it"
         if self.uid_paths is not None and not set(self.uid_paths) <= set(spec.readonly_paths):
-            return "the job does not read the paths the standby re-exposed for its uid"
+            return "the job does not read the paths re-exposed ahead of it for its uid"
         return None
 
 

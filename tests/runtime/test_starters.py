@@ -22,6 +22,7 @@ from ade.models import JobStatus
 from ade.runtime.leftovers import processes_in
 from ade.runtime.starters import ForkServer, SpawnStandby
 from ade.runtime.supervisor import supervise_job
+from ade.sandbox.spec import Preconfinement
 from ade.settings import Settings, load_settings
 
 
@@ -366,8 +367,10 @@ async def test_a_sigkilled_service_takes_its_spawned_job_and_confined_standby_al
                 line += await server.stdout.receive_some(100)
         assert line.startswith(b"sleeping")
         waiting = int(line.split()[1])
+        with trio.fail_after(30):  # outer, the PID namespace's init, the process for a job
+            while len(_descendants(waiting)) < 2:
+                await trio.sleep(0.01)
         standby = [waiting, *_descendants(waiting)]
-        assert len(standby) == 3  # outer, the PID namespace's init, the process for a job
         assert processes_in(job_dir) != []
         server.kill()
         await server.wait()
@@ -419,18 +422,29 @@ def _cgroups(pid: int) -> dict[str, str]:
     }
 
 
-async def _confined_standby(standby: SpawnStandby) -> tuple[int, int]:
-    """(the waiting standby's pid, the pid of its process that will run the job) once that
-    process has confined itself as far as it can without a job (no_new_privs is its last
-    job-independent step)."""
+def _ahead(starter: ForkServer | SpawnStandby) -> tuple[int | None, Preconfinement | None]:
+    """The process a starter keeps ahead of its next job, and what it applies to itself."""
+    if isinstance(starter, ForkServer):
+        return starter.prepared_pid, starter.prepared_preconfinement
+    return starter.waiting_pid, starter.waiting_preconfinement
+
+
+async def _confined_ahead(starter: ForkServer | SpawnStandby) -> tuple[int, int]:
+    """(the pid of the process kept ahead of the next job, the pid of its process that will
+    run the job) once that process has confined itself as far as it can without a job
+    (no_new_privs is its last job-independent step)."""
     with trio.fail_after(60):
         while True:
-            pid = standby.waiting_pid
-            if pid is not None:
+            pid = _ahead(starter)[0]
+            if pid is not None and os.path.exists(f"/proc/{pid}"):
                 inner = _descendants(pid)
                 if inner and _status(inner[-1]).get("NoNewPrivs") == "1":
                     return pid, inner[-1]
             await trio.sleep(0.02)
+
+
+def _starter(mode: str, settings: Settings) -> ForkServer | SpawnStandby:
+    return ForkServer(settings) if mode == "fork" else SpawnStandby(settings)
 
 
 @pytest.fixture
@@ -445,7 +459,9 @@ def reachable_data_dir() -> Iterator[Path]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root service's layers are what is checked")
 @pytest.mark.parametrize("reachable", [True, False], ids=["uid-dropped-ahead", "uid-at-job"])
-async def test_a_spawn_standby_is_confined_before_its_job_arrives(
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+async def test_the_process_kept_ahead_is_confined_before_its_job_arrives(
+    mode: str,
     settings: Settings,
     nursery: trio.Nursery,
     tmp_path: Path,
@@ -460,10 +476,10 @@ async def test_a_spawn_standby_is_confined_before_its_job_arrives(
     if reachable:
         settings = attrs.evolve(settings, data_dir=reachable_data_dir)
     report = detect_layers()
-    standby = SpawnStandby(settings)
+    standby = _starter(mode, settings)
     nursery.start_soon(standby.run)
-    outer, inner = await _confined_standby(standby)
-    pre = standby.waiting_preconfinement
+    outer, inner = await _confined_ahead(standby)
+    pre = _ahead(standby)[1]
     assert pre is not None and not pre.network
     assert (pre.uid_paths is not None) == reachable
     status = _status(inner)
@@ -496,7 +512,7 @@ async def test_a_spawn_standby_is_confined_before_its_job_arrives(
     # The job: its cgroup is the standby's, renamed; the layers are all there, in order.
     job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
     ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=standby)
-    assert (ending.status, ending.worker_start) == (JobStatus.SUCCESS, "spawn"), ending.diagnostics
+    assert (ending.status, ending.worker_start) == (JobStatus.SUCCESS, mode), ending.diagnostics
     assert ending.sandbox_layers == report.available_names()
     assert not os.path.exists(f"/proc/{outer}")
     assert (standby.discarded, standby.statistics().restarts) == (0, 0), standby.last_discard_reason
@@ -506,18 +522,20 @@ async def test_a_spawn_standby_is_confined_before_its_job_arrives(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root service's layers are what is checked")
-async def test_a_standby_that_cannot_serve_its_job_is_discarded_for_a_fresh_one(
-    settings: Settings, nursery: trio.Nursery, tmp_path: Path
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+async def test_a_process_kept_ahead_that_cannot_serve_its_job_is_discarded_for_a_fresh_one(
+    mode: str, settings: Settings, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    """The waiting standby has unshared its network namespace; a job allowed on the network
-    gets a fresh interpreter that confines itself for that job — never the standby."""
+    """The process kept ahead has unshared its network namespace; a job allowed on the
+    network gets a fresh process (a spawned interpreter, a forked child) that confines itself
+    for that job — never the one kept ahead."""
     from ade.sandbox import detect_layers
 
     if not detect_layers().available("network_namespace"):
         pytest.skip("no network namespace here: the standby would fit the job")
-    standby = SpawnStandby(settings)
+    standby = _starter(mode, settings)
     nursery.start_soon(standby.run)
-    outer, inner = await _confined_standby(standby)
+    outer, inner = await _confined_ahead(standby)
     package = write_package(
         tmp_path / "pkg",
         name_module_extra="_report('net', ns=_os.readlink('/proc/self/ns/net'))\n",
@@ -533,12 +551,12 @@ async def test_a_standby_that_cannot_serve_its_job_is_discarded_for_a_fresh_one(
     assert log.of("net")[0]["ns"] == os.readlink("/proc/self/ns/net")
     assert (standby.discarded, standby.last_discard_reason) == (
         1,
-        "the job's network differs from the standby's",
+        "the job's network differs from the one applied ahead of it",
     )
     assert not os.path.exists(f"/proc/{outer}") and not os.path.exists(f"/proc/{inner}")
     assert standby.statistics().restarts == 0  # a discard is not a death
     # The next standby waits confined again for the next (default) job, and runs it.
-    await _confined_standby(standby)
+    await _confined_ahead(standby)
     ending = await supervise_job(
         settings,
         make_job_dir(settings, write_package(tmp_path / "pkg2")),
