@@ -242,6 +242,26 @@ def _hidden(directory: Path, uid: int, gid: int) -> bool:
     return hidden_ancestor(os.path.join(path, "-"), uid, gid) is not None
 
 
+def _place(cgroup: JobCgroup | None, pid: int) -> None:
+    """Move a process started ahead of its job into its own cgroup. The process waits for
+    this and never moves itself (``cgroup.await_placement``), so a failure is the process's
+    end: the caller releases it and raises."""
+    if cgroup is not None:
+        add_process(cgroup, pid)
+
+
+def _ahead_cgroup(pre: Preconfinement) -> tuple[Preconfinement, JobCgroup | None]:
+    """Create the cgroup ``pre`` names for a process started ahead of its job. When that
+    fails, the process is told it has none — it then reports the cgroup layers missing, and
+    no job with a cgroup will be given to it (correct over fast)."""
+    if pre.cgroup is None:
+        return pre, None
+    cgroup = job_cgroup_for(pre.cgroup, pre.mem_mb, pre.max_processes, required=False)
+    if cgroup is None:
+        return attrs.evolve(pre, cgroup=None), None
+    return pre, cgroup
+
+
 def _move_into(cgroup: JobCgroup, pid: int) -> None:
     """Move a just-started process into its cgroup from here, in a thread, overlapping its
     start-up (a cgroup v1 move waits for an RCU grace period, 6-15 ms). Its own join
@@ -598,13 +618,7 @@ class ForkServer:
 
     async def _prepare_one(self, sock: trio.socket.SocketType) -> _PreparedChild:
         pre = await trio.to_thread.run_sync(ahead_preconfinement, self._settings)
-        cgroup = None
-        if pre.cgroup is not None:
-            # Best-effort even when strict: a child without its cgroup reports the layers
-            # missing to its job, and strict fails that job with the reason.
-            cgroup = await trio.to_thread.run_sync(
-                partial(job_cgroup_for, pre.cgroup, pre.mem_mb, pre.max_processes, required=False)
-            )
+        pre, cgroup = await trio.to_thread.run_sync(_ahead_cgroup, pre)
         payload = json.dumps(converter.unstructure(pre), separators=(",", ":")).encode()
         try:
             job, ours = await self._launch(sock, PREPARE, payload, 5)
@@ -614,12 +628,14 @@ class ForkServer:
                     await trio.to_thread.run_sync(remove_job_cgroup, cgroup)
             raise
         prepared = _PreparedChild(job, ours, pre, cgroup)
-        if cgroup is not None:
-            try:
-                await trio.to_thread.run_sync(_move_into, cgroup, job.pid)
-            except BaseException:
-                prepared.release()
-                raise
+        try:
+            # The child waits for this before it confines itself further: it never moves
+            # itself (a move racing the rename to the job's cgroup would fail).
+            await trio.to_thread.run_sync(_place, cgroup, job.pid)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(prepared.release)
+            raise
         return prepared
 
     async def start_job(self, assignment: Assignment) -> JobProcess:
@@ -886,12 +902,8 @@ class SpawnStandby:
         cgroup, when ``pre`` names one, is created first and the standby moved into it from
         here while its interpreter starts (the standby's own join completes the move)."""
         cgroup = None
-        if pre is not None and pre.cgroup is not None:
-            # Best-effort here even when strict: a standby without its cgroup reports the
-            # layers missing to its job, and strict fails that job with the reason.
-            cgroup = await trio.to_thread.run_sync(
-                partial(job_cgroup_for, pre.cgroup, pre.mem_mb, pre.max_processes, required=False)
-            )
+        if pre is not None:
+            pre, cgroup = await trio.to_thread.run_sync(_ahead_cgroup, pre)
         events_r, events_w = os.pipe()
         life_r, life_w = os.pipe()
         exited = trio.Event()
@@ -925,9 +937,17 @@ class SpawnStandby:
         finally:
             os.close(events_w)
             os.close(life_r)
-        if cgroup is not None:
-            nursery.start_soon(partial(trio.to_thread.run_sync, _move_into, cgroup, process.pid))
-        return _Standby(process, events_r, life_w, exited, pre, cgroup)
+        standby = _Standby(process, events_r, life_w, exited, pre, cgroup)
+        try:
+            # Overlaps the interpreter's start-up (a cgroup v1 move waits for an RCU grace
+            # period); the standby waits for it before it confines itself further.
+            await trio.to_thread.run_sync(_place, cgroup, process.pid)
+        except BaseException:
+            _killpg(process.pid)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(standby.release)
+            raise
+        return standby
 
     async def start_job(self, assignment: Assignment) -> JobProcess:
         payload = assignment.encode()
@@ -989,8 +1009,7 @@ class SpawnStandby:
                 standby.cgroup = None  # the job's now: the supervisor removes it
                 return standby, cgroup
         if reason is None and standby.preconfinement is not None:
-            # Its cgroup could not be created: it reported the layers missing (best-effort).
-            return standby, None
+            return standby, None  # no cgroup for it, none for the job (mismatch() checked)
         if reason is not None:
             self.discarded += 1
             self.last_discard_reason = reason

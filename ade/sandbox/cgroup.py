@@ -26,6 +26,7 @@ __all__ = [
     "CgroupError",
     "JobCgroup",
     "add_process",
+    "await_placement",
     "controller_dirs",
     "create_job_cgroup",
     "is_member",
@@ -225,6 +226,33 @@ def join(name: str) -> JobCgroup:
     # pid into a cgroup we are already in is a no-op.
     add_process(cgroup, os.getpid())
     return cgroup
+
+
+def await_placement(name: str, timeout: float = 10.0) -> JobCgroup:
+    """A process started ahead of its job: wait until the service has moved it into its own
+    cgroup ``name`` (it does so right after starting it). Never writes: once it has moved us,
+    the service may rename the cgroup to the job's at any moment, and a move of our own
+    racing that rename would fail. Placed means: no controller still has us in the cgroup
+    that holds ``name`` (we are in ``name`` itself, or in it under the job's name). Raises
+    CgroupError when not placed within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        version, bases, _ = controller_dirs()
+        if not bases:
+            raise CgroupError(errno.ENOENT, "no memory or pids cgroup controller is available")
+        waiting = [
+            controller
+            for controller, base in bases.items()
+            if os.path.basename(base) != name and os.path.isdir(os.path.join(base, name))
+        ]
+        if not waiting:
+            return JobCgroup(name, tuple(sorted(bases.items())), version)
+        if time.monotonic() > deadline:
+            raise CgroupError(
+                errno.ETIMEDOUT,
+                f"the service did not move this process into cgroup {name} within {timeout:g} s",
+            )
+        time.sleep(0.001)
 
 
 def is_member(name: str) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from ade.sandbox import _bpf, _sys
 from ade.sandbox import cgroup as _cgroup
-from ade.sandbox.spec import Preconfinement, SandboxSpec
+from ade.sandbox.spec import Preconfinement, SandboxSpec, standby_cgroup_owner
 
 # What the job-independent layers read: the job's spec or the standby's part of it.
 _Limits = SandboxSpec | Preconfinement
@@ -164,6 +164,8 @@ def join_cgroup(spec: _Limits) -> _cgroup.JobCgroup:
     if spec.cgroup is None:
         raise LayerUnavailable("cgroup", "the service created no cgroup for this job")
     try:
+        if standby_cgroup_owner(spec.cgroup) is not None:
+            return _cgroup.await_placement(spec.cgroup)  # the service moves us: see there
         return _cgroup.join(spec.cgroup)
     except OSError as exc:
         raise LayerUnavailable("cgroup", str(exc)) from None

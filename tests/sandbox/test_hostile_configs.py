@@ -558,7 +558,7 @@ async def test_strict_mode_runs_a_job_with_every_layer_recorded(data_dir):
         )
         with trio.fail_after(60):
             final = await runtime.wait("ws", job.id)
-    assert (final.status, final.error_message) == (JobStatus.SUCCESS, None)
+    assert (final.status, final.error_message) == (JobStatus.SUCCESS, None), final.error_message
     assert final.sandbox_layers == LAYERS
     request = json.loads((settings.jobs_dir / job.id / "run-request.json").read_text())
     assert tuple(request["sandbox"]["required"]) == LAYERS
