@@ -10,17 +10,27 @@ actor's own nursery.
 ``fork`` (:class:`ForkServer`): one long-lived *template* (``python -I -m
 ade.worker.template``), started through ``trio.run_process`` in its own session, that has
 imported what a job needs and waits on a ``SOCK_SEQPACKET`` socket (protocol and decisions:
-:mod:`ade.worker.fork_protocol`). Per job we hand it four fresh pipe ends; it forks one child
-that leads its own process group, confines itself completely and only then reads its request.
-The child is not our child, so its exit status comes back from the template (``EXITED``). The
-template is restarted — and the restart counted — when it exits, sends anything unexpected or
-does not answer a launch in time; the job it was starting or running is killed (its group and
-cgroup) and ends with "the job's template process died".
+:mod:`ade.worker.fork_protocol`). Ahead of each job we have it fork one child (``PREPARE``, with
+the child's pipes and a :class:`~ade.sandbox.spec.Preconfinement`) that confines itself as far
+as it can without a job and waits on its own assignment pipe; the job's assignment goes down
+that pipe, never through the template. A job that child cannot serve gets a child forked for
+it alone (``START``) that confines itself completely and only then reads its request. A child
+is not our child, so its exit status comes back from the template (``EXITED``). The template
+is restarted — and the restart counted — when it exits, sends anything unexpected or does not
+answer a launch in time; the job it was starting or running is killed (its group and cgroup)
+and ends with "the job's template process died".
 
-``spawn`` (:class:`SpawnStandby`): one fresh interpreter per job, as before, through
-``trio.run_process`` — but started one job ahead: a *standby* (``python -I -m ade.worker
---standby``) is imported and waiting on stdin when the job arrives; it receives the job's
-assignment there, confines itself, runs the job and exits, and the next standby starts.
+``spawn`` (:class:`SpawnStandby`): one fresh interpreter per job through ``trio.run_process``
+— but started one job ahead: a *standby* (``python -I -m ade.worker --standby``) is imported,
+confined as far as it can be without a job and waiting on stdin when the job arrives; it
+receives the job's assignment there, applies the job-specific rest of its confinement, runs the
+job and exits, and the next standby starts. A job it cannot serve gets a fresh standby that has
+applied nothing yet.
+
+Confined ahead (both modes, :func:`ahead_preconfinement`, :func:`unfit`): the process gets a
+cgroup of its own, created and entered from here, renamed to the job's when the job is handed
+over (so the supervisor, given :attr:`JobProcess.cgroup`, creates none). What is applied
+before and after the job arrives: :mod:`ade.sandbox.confine`.
 
 Either way the supervisor (:func:`ade.runtime.supervisor.supervise_job`) gets a
 :class:`JobProcess`: a pid that leads the job's process group, its three pipes and a ``wait``.
