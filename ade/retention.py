@@ -204,6 +204,9 @@ def _scan_orphan_candidates(settings: Settings, now: float) -> list[_Candidate]:
         elif is_id(entry.name) and _old(entry, cutoff):
             found.append(_Candidate("config", entry.name, path))
     for workspace in _entries(settings.documents_dir):
+        if workspace.name.startswith(_DELETING):  # a deleted workspace's, half removed
+            found.append(_Candidate("leftover", workspace.name, Path(workspace.path)))
+            continue
         if not workspace.is_dir(follow_symlinks=False):
             continue
         for entry in _entries(Path(workspace.path)):
@@ -286,6 +289,24 @@ class Retention:
         await self._drop_prepared(config.id)
         await self._record(workspace_id, "config_deleted", config.id, "api", request_id)
         return config
+
+    async def delete_workspace_files(
+        self, workspace_id: str, job_ids: list[str], config_ids: list[str]
+    ) -> None:
+        """The files of a workspace whose rows are gone (:meth:`ade.protocols.AccessStore.
+        delete_workspace`): its documents, its jobs' directories and the prepared configs no
+        other workspace holds, each hidden first and removed as a job deletion removes them."""
+
+        def remove_documents_and_jobs() -> None:
+            documents = _hide(self.settings.documents_dir / workspace_id)
+            if documents is not None:
+                _remove_tree(documents)
+            for job_id in job_ids:
+                _remove_job_files(self.settings.jobs_dir, job_id)
+
+        await trio.to_thread.run_sync(remove_documents_and_jobs)
+        for config_id in config_ids:
+            await self._drop_prepared(config_id)
 
     async def _drop_prepared(self, config_id: str) -> bool:
         """Remove ``venvs/<config_id>`` unless a workspace or an active job still needs it

@@ -109,6 +109,7 @@ class Tally:
     seconds: float = 0.0
     submit_ms: dict[str, list[float]] = attrs.field(factory=dict)  # by status code
     status_codes: dict[str, int] = attrs.field(factory=dict)
+    status_ms: list[float] = attrs.field(factory=list)
     transport_errors: int = 0
 
     def result(self) -> dict[str, Any]:
@@ -127,15 +128,30 @@ class Tally:
                 code: summarize(values).p99 for code, values in sorted(self.submit_ms.items())
             },
             "status_requests_per_second": status_done / self.seconds,
+            "status_p50_ms": summarize(self.status_ms).p50,
+            "status_p99_ms": summarize(self.status_ms).p99,
             "status_codes": dict(sorted(self.status_codes.items())),
             "transport_errors": self.transport_errors,
         }
 
 
 async def drive(
-    tally: Tally, base: str, body: dict[str, Any], status_id: str, clients: int, duration: float
+    tally: Tally,
+    base: str,
+    body: dict[str, Any],
+    status_id: str,
+    clients: int,
+    duration: float,
+    rate: float | None = None,
 ) -> None:
-    """One slice: half the clients submit back to back, half read one job's status."""
+    """One slice: half the clients submit, half read one job's status.
+
+    Closed loop (``rate`` None): each client sends its next request as soon as the last one is
+    answered, so latency is bounded below by clients / throughput. Open loop: the clients
+    together send ``rate`` requests per second on a fixed schedule (each client one request
+    every ``clients / rate`` seconds, the clients staggered), and a request's latency counts
+    from the moment it was *due*, so a server that falls behind is charged for the wait
+    (no coordinated omission)."""
     # One AsyncClient per simulated user: a single shared httpx pool collapses under 100
     # concurrent requests (see ade.loadtest._clients.new_http_client).
     tls = ssl.create_default_context()
@@ -151,24 +167,41 @@ async def drive(
             for http in pool:
                 nursery.start_soon(http.get, f"{PREFIX}/jobs/{status_id}")
 
-        async def submitter(http: httpx.AsyncClient) -> None:
+        interval = clients / rate if rate else 0.0
+        clock_zero = trio.current_time()  # trio's clock: the one sleep_until reads
+
+        async def due(index: int, sent: int) -> float:
+            """Closed loop: now. Open loop: this client's next slot (slept until)."""
+            if not rate:
+                return trio.current_time()
+            slot = clock_zero + (index / clients + sent) * interval
+            await trio.sleep_until(slot)
+            return slot
+
+        async def submitter(http: httpx.AsyncClient, index: int) -> None:
+            sent = 0
             while True:
-                started = time.monotonic()
+                started = await due(index, sent)
+                sent += 1
                 try:
                     response = await http.post(f"{PREFIX}/jobs", json=body)
                 except httpx.TransportError:
                     tally.transport_errors += 1
                     continue
-                elapsed_ms = (time.monotonic() - started) * 1000
+                elapsed_ms = (trio.current_time() - started) * 1000
                 tally.submit_ms.setdefault(str(response.status_code), []).append(elapsed_ms)
 
-        async def poller(http: httpx.AsyncClient) -> None:
+        async def poller(http: httpx.AsyncClient, index: int) -> None:
+            sent = 0
             while True:
+                started = await due(index, sent)
+                sent += 1
                 try:
                     response = await http.get(f"{PREFIX}/jobs/{status_id}")
                 except httpx.TransportError:
                     tally.transport_errors += 1
                     continue
+                tally.status_ms.append((trio.current_time() - started) * 1000)
                 code = str(response.status_code)
                 tally.status_codes[code] = tally.status_codes.get(code, 0) + 1
 
@@ -176,7 +209,7 @@ async def drive(
         with trio.move_on_after(duration):
             async with trio.open_nursery() as nursery:
                 for index, http in enumerate(pool):
-                    nursery.start_soon(submitter if index % 2 == 0 else poller, http)
+                    nursery.start_soon(submitter if index % 2 == 0 else poller, http, index)
         tally.seconds += time.monotonic() - started
 
 
@@ -319,7 +352,11 @@ def profile_summary(raw: Path, top: int = 25) -> str:
 
 
 async def run(
-    clients: int, duration: float, slices: int, profile: Path | None = None
+    clients: int,
+    duration: float,
+    slices: int,
+    profile: Path | None = None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     """Alternate the two servers in ``slices`` slices each (ADE, bare, bare, ADE, ...), so a
     change in the shared machine's load during the run hits both alike."""
@@ -343,6 +380,7 @@ async def run(
                             target.status_id,
                             clients,
                             duration / slices,
+                            rate,
                         )
             finally:
                 bare_process.terminate()
@@ -357,6 +395,7 @@ async def run(
         "clients": clients,
         "duration": duration,
         "slices": slices,
+        "rate": rate,
         "ade": ade_result,
         "bare": bare_result,
         "ratios": {
@@ -371,9 +410,14 @@ async def run(
 
 def render(result: dict[str, Any]) -> str:
     ade, bare, machine = result["ade"], result["bare"], result["machine"]
+    load = (
+        f"an open loop of {result['rate']:g} requests/s over {result['clients']} clients"
+        if result.get("rate")
+        else f"{result['clients']} concurrent clients (closed loop)"
+    )
     lines = [
         f"Measured {machine['date']} on {machine['cores']} cores (Python {machine['python']}): "
-        f"{result['clients']} concurrent clients for {result['duration']:.0f} s per server "
+        f"{load} for {result['duration']:.0f} s per server "
         f"(in {result['slices']} alternating slices), half submitting, half reading one job's "
         "status; ADE with ADE_QUEUE_SIZE=10, ADE_MAX_CONCURRENCY=2.",
         "",
@@ -383,6 +427,8 @@ def render(result: dict[str, Any]) -> str:
         f"{result['ratios']['submit_p50']:.2f} |",
         f"| submit p99 (ms) | {ade['submit_p99_ms']:.1f} | {bare['submit_p99_ms']:.1f} | "
         f"{result['ratios']['submit_p99']:.2f} |",
+        f"| status GET p50 / p99 (ms) | {ade['status_p50_ms']:.1f} / {ade['status_p99_ms']:.1f} | "
+        f"{bare['status_p50_ms']:.1f} / {bare['status_p99_ms']:.1f} | |",
         f"| status GET requests/s | {ade['status_requests_per_second']:.0f} | "
         f"{bare['status_requests_per_second']:.0f} | {result['ratios']['status_rps']:.2f} |",
         f"| submit p99 by answer (ms) | {_by_code(ade)} | {_by_code(bare)} | |",
@@ -407,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--slices", type=int, default=2, help="alternating slices per server (default 2)"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: requests per second over all clients, latency counted from when each "
+        "request was due (default: closed loop, each client back to back)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument(
         "--profile", type=Path, help="sample ADE's server with py-spy into this raw file"
@@ -416,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
-    result = trio.run(run, args.clients, args.duration, args.slices, args.profile)
+    result = trio.run(run, args.clients, args.duration, args.slices, args.profile, args.rate)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(render(result))

@@ -13,6 +13,12 @@ Needs the ``[bench]`` extra (rq) and a Redis on 127.0.0.1:6379 (``--redis`` to c
   before ``Worker.work()``, so each forked work horse starts warm (RQ's best case); the job
   opens the same 3-row workbook with openpyxl (read-only) and reads its rows. Unsandboxed. Jobs
   are enqueued once both workers are idle; jobs/s from the first enqueue to the last finish.
+- RQ running ADE's job (a diagnosis, not the target's baseline): the same two RQ workers, but
+  preloading what ADE's template preloads (:func:`ade.worker.main.preload`) and running ADE's
+  whole engine on the same workbook and config in each work horse (``run_engine``, writing
+  ``normalized.xlsx`` and ``artifact.json`` to a fresh folder). Unsandboxed, no job record, no
+  events: what the same work costs on RQ's runtime, so ADE's runtime and sandbox are compared
+  like for like.
 
 Systems alternate per round (ADE fork, ADE spawn, RQ; then reversed) so a change in the
 shared machine's load hits all alike; the medians over rounds are reported. Prints markdown.
@@ -51,6 +57,17 @@ def open_tiny(path):
     rows = list(book.active.iter_rows(values_only=True))
     book.close()
     return len(rows)
+
+
+def ade_engine(path, package, out_root):
+    import tempfile
+    from pathlib import Path
+
+    from ade.engine import run_engine
+
+    out = Path(tempfile.mkdtemp(dir=out_root))
+    run_engine([Path(path)], Path(package), out)
+    return 4 if (out / "normalized.xlsx").is_file() and (out / "artifact.json").is_file() else 0
 """
 
 # The RQ worker: preload openpyxl and the task module, then fork a work horse per job.
@@ -58,6 +75,9 @@ WORKER = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import openpyxl, rq_tiny_tasks  # noqa: F401  (preloaded before forking)
+if sys.argv[4] == "engine":
+    from ade.worker.main import preload
+    preload()  # what ADE's fork template imports and warms before forking
 from redis import Redis
 from rq import Queue, Worker
 connection = Redis.from_url(sys.argv[3])
@@ -91,7 +111,8 @@ async def ade_rate(root: Path, jobs: int, mode: str) -> float:
         return jobs / (time.perf_counter() - started)
 
 
-def rq_rate(root: Path, jobs: int, redis_url: str) -> float:
+def rq_rate(root: Path, jobs: int, redis_url: str, task: str = "open") -> float:
+    """RQ's jobs/s; ``task`` "open" opens the workbook, "engine" runs ADE's engine on it."""
     from redis import Redis
     from rq import Queue, Worker
 
@@ -102,7 +123,7 @@ def rq_rate(root: Path, jobs: int, redis_url: str) -> float:
     queue = Queue(name, connection=connection)
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(root), name, redis_url],
+            [sys.executable, "-c", WORKER, str(root), name, redis_url, task],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -116,7 +137,14 @@ def rq_rate(root: Path, jobs: int, redis_url: str) -> float:
             time.sleep(0.05)
         time.sleep(IDLE_SECONDS)
         started = time.perf_counter()
-        enqueued = [queue.enqueue("rq_tiny_tasks.open_tiny", str(workbook)) for _ in range(jobs)]
+        if task == "engine":
+            outputs = root / "rq-out"
+            outputs.mkdir()
+            call = ("rq_tiny_tasks.ade_engine", str(workbook), str(root / "src" / "package"))
+            enqueued = [queue.enqueue(*call, str(outputs)) for _ in range(jobs)]
+        else:
+            call = ("rq_tiny_tasks.open_tiny", str(workbook))
+            enqueued = [queue.enqueue(*call) for _ in range(jobs)]
         while True:
             done = queue.finished_job_registry.count + queue.failed_job_registry.count
             if done >= jobs:
@@ -146,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     jobs = args.jobs or (20 if args.quick else 60)
     rounds = args.rounds or (1 if args.quick else 2)
-    systems = ["ade fork", "ade spawn", "rq (2 workers, openpyxl preloaded)"]
+    systems = [
+        "ade fork",
+        "ade spawn",
+        "rq (2 workers, openpyxl preloaded)",
+        "rq running ADE's engine (diagnosis)",
+    ]
     rates: dict[str, list[float]] = {system: [] for system in systems}
     for index in range(rounds):
         order = systems if index % 2 == 0 else systems[::-1]
@@ -157,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                 if system.startswith("rq"):
                     # The same tiny workbook ADE's jobs read, written the same way.
                     trio.run(ade_rate, root, 1, "fork")  # also writes root/src/tiny.xlsx
-                    rates[system].append(rq_rate(root, jobs, args.redis))
+                    task = "engine" if "engine" in system else "open"
+                    rates[system].append(rq_rate(root, jobs, args.redis, task))
                 else:
                     rates[system].append(trio.run(ade_rate, root, jobs, system.split()[1]))
     rq = statistics.median(rates[systems[2]])

@@ -67,13 +67,20 @@ async def test_a_half_removed_directory_goes_whatever_its_age(tmp_path: Path) ->
     (half / "inputs").chmod(0o555)
     building = settings.jobs_dir / ".creating-x"  # a submission's build: not ours to touch
     building.mkdir()
+    # a deleted workspace's documents folder, hidden and then half removed
+    half_workspace = settings.documents_dir / ".deleting-team-0a1b"
+    half_workspace.mkdir(parents=True)
+    (half_workspace / new_id()).write_bytes(b"x")
     store = open_store(settings)
     try:
         report = await Retention(store, settings).collect(older_than_days=None, dry_run=False)
     finally:
         store.close()
-    assert report.orphans == (str(half.relative_to(settings.data_dir)),)
+    assert report.orphans == tuple(
+        sorted(str(p.relative_to(settings.data_dir)) for p in (half, half_workspace))
+    )
     assert not half.exists() and building.is_dir()
+    assert not half_workspace.exists()
 
 
 class _RowAppearsMidway:

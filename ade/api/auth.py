@@ -11,7 +11,8 @@ Revocation must hold at once on every node. On PostgreSQL (several nodes) each r
 key's row: a revocation on another node is seen by the next request. On SQLite there is exactly
 one node, and every change of keys or workspaces goes through this process's API (``ade keys``
 and ``ade workspaces`` are API clients), so verified keys and the workspace list are cached in
-memory and the cache is dropped by every such change: it cannot outlive a revocation. That cache
+memory and the cache is dropped by every such change: it cannot outlive a revocation (a read
+that was in flight during the change is not cached either: it may predate it). That cache
 is what keeps the check off the request path's worker-thread hop (docs/benchmarks.md, "Auth").
 
 ``last_used_at`` is written at most once a minute per key: a write per request would serialise
@@ -58,17 +59,27 @@ class Authenticator:
     _keys: dict[str, ApiKey] = attrs.field(factory=dict)
     _workspaces: frozenset[str] | None = None
     _touched: dict[str, datetime] = attrs.field(factory=dict)
+    # Counts forget() calls. A read that was in flight while keys or workspaces changed may
+    # hold what the change removed: it is used for its own request but never cached.
+    _generation: int = 0
 
     def forget(self) -> None:
         """Drop what is cached: called after every change of keys or workspaces."""
         self._keys.clear()
         self._workspaces = None
+        self._generation += 1
 
     async def _key(self, key_id: str) -> ApiKey | None:
         if self.cacheable and key_id in self._keys:
             return self._keys[key_id]
+        generation = self._generation
         key = await self.access.get_key(key_id)
-        if self.cacheable and key is not None and not key.revoked:
+        if (
+            self.cacheable
+            and key is not None
+            and not key.revoked
+            and generation == self._generation
+        ):
             self._keys[key_id] = key
         return key
 
@@ -101,9 +112,13 @@ class Authenticator:
     async def check_workspace(self, workspace_id: str) -> None:
         """404 for a workspace nobody created (workspaces are explicit)."""
         if self.cacheable:
-            if self._workspaces is None:
-                self._workspaces = frozenset(w.id for w in await self.access.list_workspaces())
-            exists = workspace_id in self._workspaces
+            workspaces = self._workspaces
+            if workspaces is None:
+                generation = self._generation
+                workspaces = frozenset(w.id for w in await self.access.list_workspaces())
+                if generation == self._generation:
+                    self._workspaces = workspaces
+            exists = workspace_id in workspaces
         else:
             exists = await self.access.workspace_exists(workspace_id)
         if not exists:

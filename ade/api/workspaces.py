@@ -4,7 +4,6 @@ workspace is queued or running, and ``default`` can be neither."""
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import attrs
@@ -24,7 +23,6 @@ from ade.api.errors import FieldProblem
 from ade.api.files import json_response
 from ade.api.routing import API_PREFIX, WORKSPACE_PREFIX, Operation
 from ade.auth import ANONYMOUS_ADMIN, Access, Workspace
-from ade.layout import JobLayout
 from ade.serde import utcnow
 
 __all__ = ["WorkspaceBody", "workspace_operations"]
@@ -89,15 +87,13 @@ def workspace_operations(ctx: ApiContext) -> list[Operation]:
         return json_response(_view(found[0]))
 
     async def delete_workspace(workspace_id: str) -> Response:
+        # Listed before the rows go: their prepared folders (venvs/<id>) are dropped after,
+        # unless another workspace holds the same config (a config published in between is
+        # left to the orphan collection, ade gc).
+        config_ids = [c.id for c in await ctx.store.list_configs(workspace_id)]
         job_ids = await ctx.access.delete_workspace(workspace_id)
         ctx.auth.forget()
-
-        def remove_files() -> None:
-            shutil.rmtree(ctx.settings.documents_dir / workspace_id, ignore_errors=True)
-            for job_id in job_ids:
-                shutil.rmtree(JobLayout.of(ctx.settings.jobs_dir, job_id).root, ignore_errors=True)
-
-        await trio.to_thread.run_sync(remove_files)
+        await ctx.retention.delete_workspace_files(workspace_id, job_ids, config_ids)
         return Response(b"", status=204)
 
     item = f"{WORKSPACES_PATH}/{{workspace_id}}"

@@ -41,7 +41,7 @@ import psycopg
 
 from ade.errors import QueueFull
 from ade.models import JobRecord
-from ade.store.postgres import JOB_SELECT_COLUMNS, PostgresStore, job_from_row
+from ade.store.postgres import JOB_SELECT_COLUMNS, JOBS_CHANNEL, PostgresStore, job_from_row
 
 __all__ = [
     "ADMISSION_LOCK",
@@ -58,7 +58,6 @@ __all__ = [
     "retry_after_seconds",
 ]
 
-JOBS_CHANNEL = "ade_jobs"
 CANCEL_CHANNEL = "ade_cancel"
 EVENTS_CHANNEL = "ade_events"
 # pg_advisory_xact_lock key serialising admission across nodes ("ADE" + 2).
@@ -374,13 +373,6 @@ class ClusterQueue:
             return str(row[0])
 
         return await self.store.run(flag)
-
-    async def notify_events(self, job_id: str, workspace_id: str, first: int, last: int) -> None:
-        """Tell the other nodes that ``job_id``'s events ``first..last`` are in its log."""
-        payload = f"{self.node_id} {workspace_id} {job_id} {first} {last}"
-        await self.store.run(
-            lambda conn: conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, payload))
-        )
 
 
 def _recent_durations(conn: psycopg.Connection[Any]) -> list[float]:

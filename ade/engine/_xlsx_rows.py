@@ -11,12 +11,14 @@ run). So the parser has two paths that give the same values:
   shapes above (attributes ``r``, ``s``, ``t`` in that order; an optional ``<f>``; ``<v>`` or an
   ``<is><t>`` of plain text). Anything else in a row — a character the cell pattern did not
   consume, an entity or character reference (``&``), a carriage return (XML normalizes it),
-  a control character, rich text, another attribute, a prefixed tag — sends *that row* to
+  a control character, U+FFFE/U+FFFF or ``]]>`` in text (XML refuses them), rich text, another
+  attribute, a prefixed tag — sends *that row* to
 - the **exact path**: the row's text parsed by ``xml.etree`` with the root's namespace
   declarations, and read by the same per-cell rules as a whole-sheet parse.
 
 Where row boundaries themselves cannot be trusted from text — a comment, CDATA or processing
-instruction inside ``<sheetData>`` (``</row>`` may hide in one), a DOCTYPE, a namespace prefix
+instruction inside ``<sheetData>`` (``</row>`` may hide in one), an end tag spelled
+``</row >``, a reference in a row's attributes, a DOCTYPE, a namespace prefix
 on the sheet's own elements, an encoding other than UTF-8 — the whole sheet is read by the
 exact path, skipping the rows already yielded. What surrounds ``<sheetData>`` is fed to
 ``xml.etree`` too (rows left out), so a truncated or malformed part is refused as before.
@@ -55,15 +57,23 @@ _SHEET_DATA_START = re.compile(r"<(?:(\w+):)?sheetData\b[^>]*?(/?)>")
 _ROOT_START = re.compile(r"<(?:\w+:)?worksheet\b[^>]*>")
 _NAMESPACES = re.compile(r"""(\s(xmlns(?::[\w.-]+)?)\s*=\s*(?:"[^"]*"|'[^']*'))""")
 _DECLARED_ENCODING = re.compile(r"""^<\?xml[^>]*encoding=["']([^"']+)["']""")
-# What may follow "<row" up to its ">": attributes whose values hold no "<" or ">".
-_ROW_ATTRIBUTES = re.compile(r"""(?:\s+[\w:.-]+=(?:"[^"<>]*"|'[^'<>]*'))*\s*/?""")
+# Characters XML does not allow at all (expat refuses them), in a character class.
+_NOT_XML = r"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff"
+# What may follow "<row" up to its ">": attributes whose values hold no "<" or ">", and no
+# reference (a character reference may spell the row number) or character XML refuses.
+_ROW_ATTRIBUTES = re.compile(
+    rf"""(?:\s+[\w:.-]+=(?:"[^"<>&{_NOT_XML}]*"|'[^'<>&{_NOT_XML}]*'))*\s*/?"""
+)
 _ROW_NUMBER = re.compile(r"""(?:^|\s)r=["'](\d+)["']""")
-_TEXT = r"[^<&\r\x00-\x08\x0b\x0c\x0e-\x1f]*"
+# Text as XML has it, without references and carriage returns; "]" only where it does not
+# start "]]>" (not allowed in text).
+_TEXT_RUN = rf"[^<&\r\]{_NOT_XML}]*"
+_TEXT = rf"{_TEXT_RUN}(?:\](?!\]>){_TEXT_RUN})*"
 # A cell in one of the exact shapes, or one character that is not part of such a cell.
 _CELLS = re.compile(
     r'<c r="([A-Z]{1,3})[0-9]+"(?: s="(0|[1-9][0-9]*)")?(?: t="([a-zA-Z]+)")?'
     r"(?:/>|>"
-    rf"(?:<f\b[^<>&]*/>|<f\b[^<>&]*>{_TEXT}</f>)?"
+    rf"(?:<f\b[^<>&{_NOT_XML}]*/>|<f\b[^<>&{_NOT_XML}]*>{_TEXT}</f>)?"
     rf'(?:<v>({_TEXT})</v>|<is><t(?: xml:space="preserve")?>({_TEXT})</t></is>)?'
     r"</c>)"
     r"|(\S)"
@@ -230,6 +240,8 @@ class SheetRows:
                 if close < 0:
                     raise _Restart
                 body = block[tag_end + 1 : close]
+                if "</row" in body:
+                    raise _Restart  # an end tag spelled "</row >": rows cannot be split here
                 pos = close + 6
             if attributes.startswith(' r="') and (close_quote := attributes.find('"', 4)) > 4:
                 row_number = int(attributes[4:close_quote])
@@ -274,7 +286,10 @@ class SheetRows:
                     except ValueError:
                         value = float(text)
             elif kind == "s":
-                value = shared[int(text)]
+                index = int(text)
+                if index < 0:  # inline: the common cell of an Excel-saved sheet
+                    raise IndexError(f"shared-string index {index}")
+                value = shared[index]
                 if not isinstance(value, str):
                     value = str(value)  # rich text
                 if not value:
@@ -373,7 +388,7 @@ class SheetRows:
                     style = cell.get("s")
                     value = self._number(number, int(style)) if style else number
                 elif kind == "s":
-                    value = self.shared_strings[int(text)]
+                    value = self.shared_strings[_shared_index(text)]
                     if not isinstance(value, str):
                         value = str(value)  # rich text
                 elif kind == "b":
@@ -438,6 +453,15 @@ def _decoded_chunks(src: IO[bytes]) -> Iterator[str]:
         yield decoder.decode(chunk)
         chunk = src.read(_CHUNK)
     yield decoder.decode(b"", True)
+
+
+def _shared_index(text: str) -> int:
+    """A shared-string index; a negative one is corrupt (IndexError), not counted from the end
+    of the table as a Python index would be."""
+    index = int(text)
+    if index < 0:
+        raise IndexError(f"shared-string index {index}")
+    return index
 
 
 def _in_order(cells: list[tuple[int, Any]]) -> bool:

@@ -440,8 +440,12 @@ class ForkServer:
 
     def _lost(self, reason: str) -> None:
         self.state.template_lost(reason)
-        self._ready = trio.Event()
+        # A launch waiting for this template waits for its replacement instead: wake it (the
+        # socket is gone, so it waits again, on the new event) rather than leave it on an
+        # event nobody will ever set.
+        waiting, self._ready = self._ready, trio.Event()
         self._socket = None
+        waiting.set()
         self._release_prepared()
         for job in self._jobs.values():
             job.set_lost(reason)
@@ -555,10 +559,18 @@ class ForkServer:
         """Send one START or PREPARE with ``pipes`` fresh pipes (their ends for the child)
         and wait for its STARTED. Returns the child and our ends, in the pipes' order."""
         async with self._launch_lock:
+            made: list[tuple[int, int]] = []
+            try:
+                for _ in range(pipes):
+                    made.append(os.pipe())
+            except OSError:
+                for read_end, write_end in made:  # out of descriptors: keep none of them
+                    os.close(read_end)
+                    os.close(write_end)
+                raise
             token = self.state.begin_launch()
             job = _ForkedJob(token)
             self._jobs[token] = job
-            made = [os.pipe() for _ in range(pipes)]
             # events, stdout, stderr: the child writes; lifeline, assignment: the child reads.
             theirs = [w for r, w in made[:3]] + [r for r, w in made[3:]]
             ours = [r for r, w in made[:3]] + [w for r, w in made[3:]]
@@ -658,10 +670,13 @@ class ForkServer:
         payload = assignment.encode()
         spec = converter.structure(assignment.spec, SandboxSpec)
         with trio.move_on_after(_READY_TIMEOUT):
-            await self._ready.wait()
+            while self._socket is None:
+                await self._ready.wait()
         sock = self._socket
         if sock is None:
-            raise OSError(f"the job's template is not running ({self.state.last_restart_reason})")
+            # The first template may have no restart reason yet: it is still starting.
+            why = self.state.last_restart_reason or f"not ready within {_READY_TIMEOUT:g} s"
+            raise OSError(f"the job's template is not running ({why})")
         if self._renames:
             with trio.move_on_after(_LAUNCH_TIMEOUT):
                 while self._prepared is None:
@@ -926,7 +941,12 @@ class SpawnStandby:
         if pre is not None:
             pre, cgroup = await trio.to_thread.run_sync(_ahead_cgroup, pre)
         events_r, events_w = os.pipe()
-        life_r, life_w = os.pipe()
+        try:
+            life_r, life_w = os.pipe()
+        except OSError:
+            os.close(events_r)
+            os.close(events_w)
+            raise
         exited = trio.Event()
 
         async def run_one(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -978,7 +998,8 @@ class SpawnStandby:
                 await self._changed.wait()
         standby = self._standby
         if standby is None or self._nursery is None:
-            raise OSError(f"no standby interpreter ({self.last_restart_reason})")
+            why = self.last_restart_reason or f"none started within {_READY_TIMEOUT:g} s"
+            raise OSError(f"no standby interpreter ({why})")
         self._standby = None
         self._want.set()
         self._want = trio.Event()

@@ -50,6 +50,7 @@ from ade.telemetry.histogram import FAST_BUCKETS, Histogram
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
+    "JOBS_CHANNEL",
     "JOB_SELECT_COLUMNS",
     "LeaseLost",
     "PostgresIdempotencyStore",
@@ -102,7 +103,7 @@ _JOB_COLUMNS = (
 JOB_SELECT_COLUMNS = ", ".join(_JOB_COLUMNS)
 _JOB_SELECT = f"SELECT {JOB_SELECT_COLUMNS} FROM jobs"
 # Channel notified (at commit) when a queued job is inserted: idle nodes claim it at once.
-_JOBS_CHANNEL = "ade_jobs"
+JOBS_CHANNEL = "ade_jobs"
 _DOCUMENT_SELECT = "SELECT workspace_id, id, filename, size, sha256, created_at FROM documents"
 _CONFIG_SELECT = (
     "SELECT workspace_id, id, title, version, content_hash, created_at, runtime_network_access "
@@ -431,7 +432,7 @@ class PostgresStore:
                 raise Conflict(f"job {job.id} already exists") from None
             conn.execute("DELETE FROM reservations WHERE job_id = %s", (job.id,))
             if job.status is JobStatus.QUEUED:
-                conn.execute("SELECT pg_notify(%s, %s)", (_JOBS_CHANNEL, job.id))
+                conn.execute("SELECT pg_notify(%s, %s)", (JOBS_CHANNEL, job.id))
 
         await self.run(insert)
 

@@ -35,6 +35,7 @@ is the service side's (what a reply means for the job in flight, when to restart
 from __future__ import annotations
 
 import json
+import os
 import struct
 from typing import Any
 
@@ -71,6 +72,9 @@ FDS_PER_JOB = 4
 FDS_PER_PREPARED = 5
 # The assignment is a job directory, a sandbox spec and a dozen environment variables.
 ASSIGNMENT_LIMIT = 32 * 1024
+# No pid is above this (the kernel's PID_MAX_LIMIT is 2**22): a larger "pid" would make
+# killpg() raise OverflowError in the service rather than kill anything.
+_PID_LIMIT = 2**31 - 1
 
 
 @attrs.frozen
@@ -210,7 +214,9 @@ class ForkServerState:
     def __init__(self) -> None:
         self.template_pid: int | None = None
         self.next_token = 1
-        self.launching: int | None = None  # token sent, STARTED not yet seen
+        # Tokens sent, STARTED not yet seen. More than one when a launch was abandoned
+        # (cancelled) before its STARTED came and the next launch was sent meanwhile.
+        self.launching: set[int] = set()
         self.running: dict[int, int] = {}  # token -> child pid
         self.restarts = 0
         self.last_restart_reason: str | None = None
@@ -222,7 +228,7 @@ class ForkServerState:
     def begin_launch(self) -> int:
         token = self.next_token
         self.next_token += 1
-        self.launching = token
+        self.launching.add(token)
         return token
 
     def on_reply(self, frame: Frame | None, fd_count: int) -> Ready | Started | Exited | Misbehaved:
@@ -231,25 +237,40 @@ class ForkServerState:
         if frame.kind not in _KINDS_TO_SERVICE:
             return Misbehaved(f"unknown frame kind {frame.kind!r} from the template")
         if frame.kind == READY:
-            if self.template_pid is not None or frame.value <= 0:
+            if self.template_pid is not None or not 0 < frame.value <= _PID_LIMIT:
                 return Misbehaved("unexpected READY from the template")
             self.template_pid = frame.value
             return Ready(frame.value)
         if frame.kind == STARTED:
-            if frame.token != self.launching or frame.value <= 1:
+            if frame.token not in self.launching or not 1 < frame.value <= _PID_LIMIT:
                 return Misbehaved(f"STARTED for a launch not in flight ({frame.token})")
-            self.launching = None
+            self.launching.discard(frame.token)
             self.running[frame.token] = frame.value
             return Started(frame.token, frame.value)
         if frame.token not in self.running:
             return Misbehaved(f"EXITED for a job not running ({frame.token})")
+        if not _is_exit_status(frame.value):
+            # The supervisor turns it into an exit code: a status no ended process has would
+            # raise there (os.waitstatus_to_exitcode) instead of ending the job.
+            return Misbehaved(f"EXITED with an impossible wait status ({frame.value})")
         del self.running[frame.token]
         return Exited(frame.token, frame.value)
 
     def template_lost(self, reason: str) -> None:
         """The template died or was killed: every launch in flight is lost with it."""
         self.template_pid = None
-        self.launching = None
+        self.launching.clear()
         self.running.clear()
         self.restarts += 1
         self.last_restart_reason = reason
+
+
+def _is_exit_status(status: int) -> bool:
+    """True for the wait status of a process that ended (exited, or was killed by a signal)."""
+    if not 0 <= status <= 0xFFFF:
+        return False
+    try:
+        os.waitstatus_to_exitcode(status)
+    except ValueError:  # stopped or continued: not an ending
+        return False
+    return True

@@ -71,11 +71,16 @@ def _child(payload: bytes, fds: list[int], control: socket.socket, prepare: bool
         os.closerange(_LIFELINE_FD + 1, os.sysconf("SC_OPEN_MAX"))
     except BaseException:
         os._exit(_CHILD_SETUP_FAILED)
-    from ade.worker.main import run_assignment, wait_for_assignment
+    try:
+        from ade.worker.main import run_assignment, wait_for_assignment
 
-    if prepare:
-        wait_for_assignment(_EVENTS_FD, _LIFELINE_FD, payload.decode(), preloaded=True)
-    run_assignment(payload, _EVENTS_FD, _LIFELINE_FD)
+        if prepare:  # ends in os._exit on every path, as run_assignment does
+            wait_for_assignment(_EVENTS_FD, _LIFELINE_FD, payload.decode(), preloaded=True)
+        run_assignment(payload, _EVENTS_FD, _LIFELINE_FD)  # ends in os._exit on every path
+    except BaseException as exc:
+        # Never unwind into the template's loop: this process is the job's, not a template.
+        os.write(2, f"ade.worker: the job process failed: {type(exc).__name__}\n".encode())
+    os._exit(_CHILD_SETUP_FAILED)
 
 
 def _receive(control: socket.socket) -> tuple[bytes, list[int]] | None:

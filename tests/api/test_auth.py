@@ -273,6 +273,9 @@ async def test_workspaces_are_explicit(served: tuple[Service, Keys]) -> None:
         assert (await admin.get("/api/v1/workspaces/team-2/jobs")).status_code == 404
         assert not (service.settings.documents_dir / "team-2").exists()
         assert not (service.settings.jobs_dir / job.json()["id"]).exists()
+        # its prepared config too (no other workspace holds it)
+        assert not (service.settings.venvs_dir / config.json()["id"]).exists()
+        assert sorted(p.name for p in service.settings.venvs_dir.iterdir()) == []
         # `default` stays: the client commands use it when no workspace is named.
         assert (await admin.delete("/api/v1/workspaces/default")).status_code == 409
 
@@ -389,3 +392,87 @@ async def test_openapi_declares_no_scheme_with_auth_disabled(client: httpx.Async
     assert "securitySchemes" not in spec["components"]
     assert "security" not in spec
     assert "401" not in spec["paths"]["/api/v1/workspaces/{workspace_id}/jobs"]["post"]["responses"]
+
+
+class _ReadsThenWaits:
+    """An access store whose reads return what the table held when they ran, but only once
+    ``release`` is set: a read in flight while another request changes keys or workspaces."""
+
+    def __init__(self, access: Any) -> None:
+        self._access = access
+        self.release = trio.Event()
+        self.reading = trio.Event()
+
+    async def get_key(self, key_id: str) -> Any:
+        key = await self._access.get_key(key_id)
+        self.reading.set()
+        await self.release.wait()
+        return key
+
+    async def list_workspaces(self) -> Any:
+        workspaces = await self._access.list_workspaces()
+        self.reading.set()
+        await self.release.wait()
+        return workspaces
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._access, name)
+
+
+async def test_a_read_in_flight_during_a_revocation_cannot_put_the_key_back_in_the_cache(
+    tmp_path: Path,
+) -> None:
+    from ade.api.auth import Authenticator
+    from ade.auth import Role, issue_key
+    from ade.errors import Unauthorized
+    from ade.serde import utcnow
+    from ade.settings import load_settings
+    from ade.store import open_store
+    from ade.store.access import access_store
+
+    store = open_store(load_settings({}, data_dir=tmp_path / "data"))
+    try:
+        access = access_store(store)
+        issued = issue_key("k", Role.VIEWER, ("default",), now=utcnow())
+        await access.insert_key(issued.key)
+        slow = _ReadsThenWaits(access)
+        auth = Authenticator(slow, enabled=True, cacheable=True)  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(auth.principal, issued.token)  # read before the revocation
+            await slow.reading.wait()
+            await access.revoke_key(issued.key.id, utcnow())  # as DELETE /keys/{id} does
+            auth.forget()
+            slow.release.set()
+        with pytest.raises(Unauthorized, match="was revoked"):
+            await auth.principal(issued.token)
+    finally:
+        store.close()
+
+
+async def test_a_read_in_flight_during_a_workspace_delete_cannot_put_it_back_in_the_cache(
+    tmp_path: Path,
+) -> None:
+    from ade.api.auth import Authenticator
+    from ade.auth import Workspace
+    from ade.errors import NotFound
+    from ade.serde import utcnow
+    from ade.settings import load_settings
+    from ade.store import open_store
+    from ade.store.access import access_store
+
+    store = open_store(load_settings({}, data_dir=tmp_path / "data"))
+    try:
+        access = access_store(store)
+        await access.create_workspace(Workspace("team", utcnow()))
+        slow = _ReadsThenWaits(access)
+        auth = Authenticator(slow, enabled=True, cacheable=True)  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(auth.check_workspace, "team")  # read before the delete
+            await slow.reading.wait()
+            await access.delete_workspace("team")  # as DELETE /workspaces/{id} does
+            auth.forget()
+            slow.release.set()
+        with pytest.raises(NotFound, match="workspace team not found"):
+            await auth.check_workspace("team")
+    finally:
+        store.close()

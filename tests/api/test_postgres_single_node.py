@@ -115,6 +115,13 @@ def test_db_migrate_then_serve_refuses_a_newer_schema(tmp_path: Path) -> None:
             f"ade serve: PostgreSQL schema version {latest + 1} ('from the future') is newer "
             f"than this ADE (which knows up to version {latest})"
         ) in refused.stderr
+        # A worker-only node checks the same way before it claims anything.
+        worker_refused = _ade("worker", env=env)
+        assert worker_refused.returncode == 2
+        assert (
+            f"ade worker: PostgreSQL schema version {latest + 1} ('from the future') is newer "
+            f"than this ADE (which knows up to version {latest})"
+        ) in worker_refused.stderr
         migrate_refused = _ade("db", "migrate", env=env)
         assert migrate_refused.returncode == 2
         assert "is newer than this ADE" in migrate_refused.stderr

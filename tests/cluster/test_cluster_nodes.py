@@ -1,11 +1,13 @@
 """Three real nodes (`ade serve` processes) sharing one PostgreSQL database and one data
-directory: work spreads over all of them, events follow a job across nodes, cancel / retry /
-Idempotency-Key work across nodes, and `ade nodes list` shows them."""
+directory: work spreads over all of them, events follow a job across nodes (live, and replayed
+with `?after=`), cancel / retry / Idempotency-Key work across nodes, and `ade nodes list` shows
+them."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,19 @@ from support.cluster import (
 )
 
 from ade.client import open_websocket
+
+
+async def follow(node_url: str, job_id: str, query: str = "") -> list[dict[str, object]]:
+    """A job's events over a websocket on ``node_url``, up to its terminal event."""
+    events = []
+    ws_url = node_url.replace("http://", "ws://") + f"{API}/jobs/{job_id}/events{query}"
+    with trio.fail_after(30):
+        async with open_websocket(ws_url) as ws:
+            while True:
+                event = json.loads(await ws.get_message())
+                events.append(event)
+                if event["type"] in ("finish", "error", "cancel"):
+                    return events
 
 
 async def test_three_nodes_share_the_queue_and_stream_each_others_events(
@@ -55,19 +70,13 @@ async def test_three_nodes_share_the_queue_and_stream_each_others_events(
 
             # A websocket on A follows the job running on C, live, to its end.
             on_c = next(job_id for job_id, node in nodes_of.items() if node == "c")
-            events = []
-            ws_url = a.replace("http://", "ws://") + f"{API}/jobs/{on_c}/events"
-            with trio.fail_after(30):
-                async with open_websocket(ws_url) as ws:
-                    while True:
-                        event = json.loads(await ws.get_message())
-                        events.append(event)
-                        if event["type"] in ("finish", "error", "cancel"):
-                            break
+            events = await follow(a, on_c)
             assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
             assert events[0]["type"] == "enqueue"
             assert events[-1]["type"] == "finish"
             assert {"start", "finish"} <= {e["type"] for e in events}
+            # `?after=` replays the same events on yet another node, as on one node.
+            assert await follow(b, on_c, "?after=2") == events[2:]
             for job_id in ids:
                 done = await wait_job(http, b, job_id, {"success", "error"})
                 assert done["status"] == "success", done
@@ -149,5 +158,10 @@ async def test_three_nodes_share_the_queue_and_stream_each_others_events(
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
     assert lines[0].split() == ["ID", "HOST", "MODE", "WORKERS", "RUNNING", "HEARTBEAT", "STATE"]
-    assert [line.split()[0] for line in lines[1:]] == ["a", "b", "c"]
-    assert all(line.split()[-1] == "stopped" for line in lines[1:])
+    rows = [line.split() for line in lines[1:]]
+    assert [row[0] for row in rows] == ["a", "b", "c"]
+    # host, mode, workers, running (0 once stopped), "<seconds> s ago", state
+    host = socket.gethostname()
+    for row in rows:
+        assert row[1:5] == [host, "serve", "1", "0"], row
+        assert float(row[5]) >= 0 and row[6:] == ["s", "ago", "stopped"], row

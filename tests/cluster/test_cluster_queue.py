@@ -1,10 +1,12 @@
 """The cluster's shared state on a real PostgreSQL: admission bound under concurrent nodes,
-FIFO claims without double claims, leases, fencing, notifications, node registry."""
+Retry-After from the cluster's durations, FIFO claims without double claims, leases, fencing,
+notifications, node registry."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 
 import attrs
 import pytest
@@ -95,6 +97,35 @@ async def test_concurrent_reservations_on_three_nodes_never_exceed_the_bound(
     assert await queues[1].waiting() == (3, 2)
     await queues[0].release(granted[1])
     assert await queues[1].waiting() == (3, 1)
+
+
+async def test_a_refusal_s_retry_after_comes_from_the_cluster_s_durations_and_live_workers(
+    stores: list[PostgresStore],
+) -> None:
+    a, b, c = (node(store, name) for store, name in zip(stores, "abc", strict=True))
+    await register(a, workers=3)
+    await register(b, workers=1)
+    await register(c, workers=50)
+    await c.stop()  # a stopped node's workers free no slot
+    # Jobs that ran on A and on B, 30 s and 50 s; a job that never started has no duration.
+    started = utcnow()
+    for store, seconds in ((stores[0], 30), (stores[1], 50)):
+        await store.insert_job(
+            queued_job(
+                status=JobStatus.SUCCESS,
+                started_at=started,
+                finished_at=started + timedelta(seconds=seconds),
+            )
+        )
+    await stores[0].insert_job(queued_job(status=JobStatus.CANCELLED, finished_at=started))
+    assert sorted(await c.recent_durations()) == [30.0, 50.0]
+    await stores[0].insert_job(queued_job())
+    # Refused on C, which ran nothing: mean 40 s over the 4 live workers of A and B.
+    with pytest.raises(QueueFull) as refused:
+        await c.reserve(new_id(), 1)
+    assert (refused.value.queued, refused.value.capacity) == (1, 1)
+    assert refused.value.retry_after_seconds == 10
+    assert await a.waiting() == (1, 0)  # the refusal wrote nothing
 
 
 def test_retry_after_uses_the_cluster_workers() -> None:

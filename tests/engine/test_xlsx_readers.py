@@ -239,6 +239,12 @@ def test_workbooks_written_by_libraries_read_the_same(tmp_path: Path) -> None:
         "undefined-entity",
         "control-character",
         "bad-shared-index",
+        "negative-shared-index",
+        "noncharacter",
+        "cdata-end-in-text",
+        "undefined-entity-in-row-attribute",
+        "control-character-in-row-attribute",
+        "control-character-in-formula-attribute",
     ],
 )
 def test_a_corrupt_sheet_is_refused_on_both_paths(tmp_path: Path, broken: str) -> None:
@@ -249,6 +255,18 @@ def test_a_corrupt_sheet_is_refused_on_both_paths(tmp_path: Path, broken: str) -
         "undefined-entity": good.replace("<t>Kind</t>", "<t>&nbsp;</t>"),
         "control-character": good.replace("<t>Kind</t>", "<t>K\x01nd</t>"),
         "bad-shared-index": good.replace('<c r="A2" t="s"><v>1</v>', '<c r="A2" t="s"><v>99</v>'),
+        # not the last string of the table, as a Python index would have it
+        "negative-shared-index": good.replace(
+            '<c r="A2" t="s"><v>1</v>', '<c r="A2" t="s"><v>-1</v>'
+        ),
+        # U+FFFF and "]]>" are not allowed in XML text (expat refuses them)
+        "noncharacter": good.replace("<t>Kind</t>", "<t>K\uffffnd</t>"),
+        "cdata-end-in-text": good.replace("<t>Kind</t>", "<t>K]]>nd</t>"),
+        "undefined-entity-in-row-attribute": good.replace('<row r="2">', '<row r="2" s="&x;">'),
+        "control-character-in-row-attribute": good.replace('<row r="2">', '<row r="2" s="\x01">'),
+        "control-character-in-formula-attribute": good.replace(
+            '<f t="shared" si="0"/>', '<f t="shared" si="\x01"/>'
+        ),
     }[broken]
     path = write_workbook(tmp_path / "broken.xlsx", {"Cells": sheet}, STRINGS)
     for fast in (True, False):
@@ -266,3 +284,32 @@ def test_a_utf16_sheet_is_read_by_the_exact_path(tmp_path: Path) -> None:
         for name, data in parts.items():
             zf.writestr(name, data)
     assert both_paths(path) == {"Cells": EXPECTED}
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (  # an end tag may hold whitespace before its ">"
+            '<row r="1"><c r="A1"><v>1</v></c></row ><row r="2"><c r="A2"><v>2</v></c></row>',
+            [(1, [1]), (2, [2])],
+        ),
+        (
+            '<row r="1"><c r="A1"><v>1</v></c></row\n><row r="2"><c r="A2"><v>2</v></c></row\t>',
+            [(1, [1]), (2, [2])],
+        ),
+        (  # a character reference in the row's number
+            '<row r="&#53;"><c r="A5"><v>1</v></c></row><row><c r="A6"><v>2</v></c></row>',
+            [(5, [1]), (6, [2])],
+        ),
+        (  # "]" and "]]" in text are fine; only "]]>" is not
+            '<row r="1"><c r="A1" t="inlineStr"><is><t>[a]] ]b]</t></is></c>'
+            '<c r="B1" t="str"><v>x]]</v></c></row>',
+            [(1, ["[a]] ]b]", "x]]"])],
+        ),
+    ],
+)
+def test_valid_xml_the_fast_path_cannot_split_reads_as_the_exact_path_does(
+    tmp_path: Path, rows: str, expected: list[tuple[int, list[Any]]]
+) -> None:
+    path = write_workbook(tmp_path / "odd.xlsx", {"Odd": worksheet(rows)}, STRINGS)
+    assert both_paths(path) == {"Odd": expected}

@@ -45,6 +45,22 @@ def test_api_benchmark_quick_mode(tmp_path: Path) -> None:
     assert all(value > 0 for value in result["ratios"].values())
 
 
+def test_api_benchmark_open_loop_sends_at_the_rate(tmp_path: Path) -> None:
+    """``--rate``: the clients together send that many requests per second, no more (a closed
+    loop would send hundreds in the same time), and each latency is counted from when its
+    request was due."""
+    result = _run(
+        "api.py", "--duration", "2", "--clients", "10", "--rate", "20", tmp_path=tmp_path
+    )
+    assert result["rate"] == 20
+    for name in ("ade", "bare"):
+        side = result[name]
+        sent = side["submit_count"] + sum(side["status_codes"].values())
+        # 20/s for 2 s per server; a request in flight at a slice's end is not counted.
+        assert 30 <= sent <= 40, side
+        assert side["status_p99_ms"] >= side["status_p50_ms"] > 0
+
+
 def test_history_benchmark_quick_mode(tmp_path: Path) -> None:
     result = _run(
         "history.py", "--finished", "300", "--queued", "30", "--submits", "10", "--reads", "20",

@@ -4,6 +4,8 @@ endings when it dies) and the spawn standby. The hostile-config suite runs throu
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -24,6 +26,7 @@ from ade.runtime.starters import ForkServer, SpawnStandby
 from ade.runtime.supervisor import supervise_job
 from ade.sandbox.spec import Preconfinement
 from ade.settings import Settings, load_settings
+from ade.worker.fork_protocol import Assignment
 
 
 @pytest.fixture
@@ -189,6 +192,122 @@ async def test_cancelling_a_forked_job_kills_it_before_cancelled_propagates(
         assert scope.cancelled_caught
     assert processes_in(job_dir) == []
     assert not (job_dir / "tmp").exists()
+
+
+async def test_a_launch_abandoned_while_the_template_is_busy_does_not_cost_the_next_job(
+    settings: Settings, fork_server: ForkServer, tmp_path: Path
+) -> None:
+    # The template answers the abandoned launch after the next one was sent (it was stopped,
+    # as a template starved of CPU is): that late STARTED is no misbehaviour. Its child is
+    # killed, the next job runs, and the template is neither restarted nor counted.
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    template = await _template_pid(fork_server)
+    os.kill(template, signal.SIGSTOP)
+    try:
+        with trio.move_on_after(0.5) as abandoned:
+            await fork_server.start_job(Assignment(str(tmp_path), {}, {}))
+        assert abandoned.cancelled_caught
+
+        async def resume_the_template() -> None:
+            await trio.sleep(0.5)
+            with contextlib.suppress(ProcessLookupError):  # it was killed: the asserts say so
+                os.kill(template, signal.SIGCONT)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(resume_the_template)
+            with trio.fail_after(30):
+                ending = await supervise_job(
+                    settings, job_dir, on_event=EventLog(), starter=fork_server
+                )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(template, signal.SIGCONT)
+    assert (ending.status, ending.message) == (JobStatus.SUCCESS, None), ending.diagnostics
+    assert fork_server.template_pid == template
+    assert fork_server.statistics().restarts == 0
+
+
+async def test_a_job_waiting_for_a_template_gets_the_one_that_replaced_a_failed_start(
+    settings: Settings, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # The first template dies before it is ready; the job that was already waiting must be
+    # launched by its replacement as soon as that one is ready (not after 60 s).
+    first_start = tmp_path / "first-start"
+    python = tmp_path / "python"
+    python.write_text(
+        f"#!/bin/sh\nif [ ! -e {first_start} ]; then touch {first_start}; sleep 1; exit 3; fi\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    server = ForkServer(settings, python=str(python))
+    nursery.start_soon(server.run)
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    with trio.fail_after(30):
+        ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=server)
+    assert (ending.status, ending.message) == (JobStatus.SUCCESS, None), ending.diagnostics
+    stats = server.statistics()
+    assert (stats.restarts, stats.last_restart_reason) == (1, "the template exited (exit status 3)")
+
+
+def _failing_pipe(monkeypatch: pytest.MonkeyPatch, failing_call: int) -> None:
+    real_pipe, calls = os.pipe, []
+
+    def pipe() -> tuple[int, int]:
+        calls.append(None)
+        if len(calls) == failing_call:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_pipe()
+
+    monkeypatch.setattr(os, "pipe", pipe)
+
+
+async def test_a_launch_out_of_descriptors_fails_and_keeps_none_of_them(
+    settings: Settings, fork_server: ForkServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = await _template_pid(fork_server)
+    before = sorted(os.listdir("/proc/self/fd"))
+    _failing_pipe(monkeypatch, 3)
+    with pytest.raises(OSError, match="Too many open files"):
+        await fork_server.start_job(Assignment(str(tmp_path), {}, {}))
+    monkeypatch.undo()
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    # and the template serves the next job as if nothing happened
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=fork_server)
+    assert ending.status is JobStatus.SUCCESS, ending.diagnostics
+    assert (fork_server.template_pid, fork_server.statistics().restarts) == (template, 0)
+
+
+async def test_a_standby_out_of_descriptors_fails_and_keeps_none_of_them(
+    settings: Settings, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    standby = SpawnStandby(settings)
+    before = sorted(os.listdir("/proc/self/fd"))
+    _failing_pipe(monkeypatch, 2)
+    with pytest.raises(OSError, match="Too many open files"):
+        await standby._spawn(nursery)
+    monkeypatch.undo()
+    assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+async def test_a_job_whose_template_never_gets_ready_ends_saying_so(
+    settings: Settings, nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ade.runtime.starters as starters
+
+    monkeypatch.setattr(starters, "_READY_TIMEOUT", 1.0)
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nexec sleep 30\n")  # starts, never says READY
+    python.chmod(0o755)
+    server = ForkServer(settings, python=str(python))
+    nursery.start_soon(server.run)
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    with trio.fail_after(20):
+        ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=server)
+    assert ending.status is JobStatus.ERROR
+    assert ending.message is not None
+    assert "None" not in ending.message, ending.message
+    assert "the job's template is not running" in ending.message, ending.message
 
 
 FAKE_TEMPLATE = """

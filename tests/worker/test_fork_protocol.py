@@ -117,6 +117,52 @@ def test_losing_the_template_counts_a_restart_and_forgets_its_jobs() -> None:
     token = state.begin_launch()
     state.on_reply(Frame(STARTED, token, 200), 0)
     state.template_lost("the template exited")
-    assert (state.ready, state.running, state.launching) == (False, {}, None)
+    assert (state.ready, state.running, state.launching) == (False, {}, set())
     assert (state.restarts, state.last_restart_reason) == (1, "the template exited")
     assert state.on_reply(Frame(READY, 0, 300), 0) == Ready(300)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        -1,  # no wait status at all
+        0xFFFF,  # not an exit, not a signal death
+        0x137F,  # "stopped by SIGSTOP": a child that has not ended
+        2**40,  # beyond any int the kernel returns
+    ],
+)
+def test_an_exited_with_a_status_no_dead_process_has_is_misbehaviour(status: int) -> None:
+    # The supervisor turns the status into an exit code (os.waitstatus_to_exitcode): a status
+    # that is none must be the template's fault, never an exception in the service.
+    state = ForkServerState()
+    state.on_reply(Frame(READY, 0, 100), 0)
+    token = state.begin_launch()
+    state.on_reply(Frame(STARTED, token, 200), 0)
+    assert state.on_reply(Frame(EXITED, token, status), 0) == Misbehaved(
+        f"EXITED with an impossible wait status ({status})"
+    )
+
+
+@pytest.mark.parametrize("kind", [READY, STARTED])
+def test_a_pid_beyond_any_pid_is_misbehaviour(kind: bytes) -> None:
+    # killpg() of such a "pid" raises OverflowError in the service instead of killing anything.
+    state = ForkServerState()
+    if kind == STARTED:
+        state.on_reply(Frame(READY, 0, 100), 0)
+    token = state.begin_launch()
+    assert isinstance(state.on_reply(Frame(kind, token, 2**40), 0), Misbehaved)
+
+
+def test_a_started_for_an_abandoned_launch_after_the_next_launch_is_no_misbehaviour() -> None:
+    # A launch cancelled while the template is busy is answered after the next launch was
+    # sent: the late STARTED is expected (the service kills that child), not a broken template.
+    state = ForkServerState()
+    state.on_reply(Frame(READY, 0, 100), 0)
+    first = state.begin_launch()
+    second = state.begin_launch()
+    assert state.on_reply(Frame(STARTED, first, 200), 0) == Started(first, 200)
+    assert state.on_reply(Frame(STARTED, second, 201), 0) == Started(second, 201)
+    assert state.on_reply(Frame(STARTED, second, 202), 0) == Misbehaved(
+        f"STARTED for a launch not in flight ({second})"
+    )
+    assert state.running == {first: 200, second: 201}
