@@ -252,6 +252,24 @@ def _hidden(directory: Path, uid: int, gid: int) -> bool:
     return hidden_ancestor(os.path.join(path, "-"), uid, gid) is not None
 
 
+def _sandbox_spec(assignment: Assignment) -> SandboxSpec | None:
+    """The job's sandbox spec, or None when the assignment's cannot be read (the job process
+    then reports the assignment unusable, as it always did)."""
+    try:
+        return converter.structure(assignment.spec, SandboxSpec)
+    except Exception:  # a cattrs error of any kind: the job process names it
+        return None
+
+
+def _job_cgroup(spec: SandboxSpec | None) -> JobCgroup | None:
+    """The cgroup of a job whose process confines itself fully (joining it itself): created
+    here, or None when the spec asks for none. Raises when a cgroup layer is required."""
+    if spec is None:
+        return None
+    required = bool({"memory_cgroup", "pids_cgroup"} & set(spec.required))
+    return job_cgroup_for(spec.cgroup, spec.mem_mb, spec.max_processes, required=required)
+
+
 def _place(cgroup: JobCgroup | None, pid: int) -> None:
     """Move a process started ahead of its job into its own cgroup. The process waits for
     this and never moves itself (``cgroup.await_placement``), so a failure is the process's
@@ -668,7 +686,7 @@ class ForkServer:
 
     async def start_job(self, assignment: Assignment) -> JobProcess:
         payload = assignment.encode()
-        spec = converter.structure(assignment.spec, SandboxSpec)
+        spec = _sandbox_spec(assignment)
         with trio.move_on_after(_READY_TIMEOUT):
             while self._socket is None:
                 await self._ready.wait()
@@ -677,6 +695,8 @@ class ForkServer:
             # The first template may have no restart reason yet: it is still starting.
             why = self.state.last_restart_reason or f"not ready within {_READY_TIMEOUT:g} s"
             raise OSError(f"the job's template is not running ({why})")
+        if spec is None:  # nothing to check a prepared child against: a child of its own
+            return await self._start_fresh(sock, None, payload)
         if self._renames:
             with trio.move_on_after(_LAUNCH_TIMEOUT):
                 while self._prepared is None:
@@ -740,13 +760,11 @@ class ForkServer:
             raise
 
     async def _start_fresh(
-        self, sock: trio.socket.SocketType, spec: SandboxSpec, payload: bytes
+        self, sock: trio.socket.SocketType, spec: SandboxSpec | None, payload: bytes
     ) -> _ForkedJob:
-        """Fork a child that confines itself fully for this job, in a cgroup made for it."""
-        required = bool({"memory_cgroup", "pids_cgroup"} & set(spec.required))
-        cgroup = await trio.to_thread.run_sync(
-            partial(job_cgroup_for, spec.cgroup, spec.mem_mb, spec.max_processes, required=required)
-        )
+        """Fork a child that confines itself fully for this job, in a cgroup made for it
+        (none for an assignment without a readable spec: the child reports it unusable)."""
+        cgroup = await trio.to_thread.run_sync(_job_cgroup, spec)
         try:
             job, ours = await self._launch(sock, START, payload, 4)
         except BaseException:
@@ -992,7 +1010,7 @@ class SpawnStandby:
 
     async def start_job(self, assignment: Assignment) -> JobProcess:
         payload = assignment.encode()
-        spec = converter.structure(assignment.spec, SandboxSpec)
+        spec = _sandbox_spec(assignment)
         with trio.move_on_after(_READY_TIMEOUT):
             while self._standby is None:
                 await self._changed.wait()
@@ -1029,7 +1047,7 @@ class SpawnStandby:
         return job
 
     async def _hand_over(
-        self, standby: _Standby, spec: SandboxSpec
+        self, standby: _Standby, spec: SandboxSpec | None
     ) -> tuple[_Standby, JobCgroup | None]:
         """The standby that will run the job, and the job's cgroup (``spec.cgroup``) it is in.
 
@@ -1038,8 +1056,17 @@ class SpawnStandby:
         reach — or the rename fails), it is discarded and a fresh standby that has applied
         nothing yet is started for this job, in a cgroup created for the job: correct over
         fast."""
-        reason = None if standby.preconfinement is None else unfit(standby.preconfinement, spec)
-        if reason is None and standby.cgroup is not None and spec.cgroup is not None:
+        reason = None
+        if standby.preconfinement is not None:
+            reason = "its assignment has no readable sandbox spec"
+            if spec is not None:
+                reason = unfit(standby.preconfinement, spec)
+        if (
+            reason is None
+            and spec is not None
+            and standby.cgroup is not None
+            and spec.cgroup is not None
+        ):
             try:
                 cgroup = await trio.to_thread.run_sync(
                     rename_job_cgroup, standby.cgroup, spec.cgroup
@@ -1061,17 +1088,8 @@ class SpawnStandby:
             assert self._nursery is not None
             standby = await self._spawn(self._nursery, None)
         # A standby that confines itself fully once assigned: the job's cgroup is made for it.
-        required = bool({"memory_cgroup", "pids_cgroup"} & set(spec.required))
         try:
-            cgroup = await trio.to_thread.run_sync(
-                partial(
-                    job_cgroup_for,
-                    spec.cgroup,
-                    spec.mem_mb,
-                    spec.max_processes,
-                    required=required,
-                )
-            )
+            cgroup = await trio.to_thread.run_sync(_job_cgroup, spec)
         except BaseException:
             _killpg(standby.process.pid)
             with trio.CancelScope(shield=True):

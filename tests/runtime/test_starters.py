@@ -265,6 +265,9 @@ async def test_a_launch_out_of_descriptors_fails_and_keeps_none_of_them(
     settings: Settings, fork_server: ForkServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     template = await _template_pid(fork_server)
+    with trio.fail_after(30):  # no launch in flight: the child for the next job is waiting
+        while fork_server.prepared_pid is None:
+            await trio.sleep(0.01)
     before = sorted(os.listdir("/proc/self/fd"))
     _failing_pipe(monkeypatch, 3)
     with pytest.raises(OSError, match="Too many open files"):
@@ -285,7 +288,7 @@ async def test_a_standby_out_of_descriptors_fails_and_keeps_none_of_them(
     before = sorted(os.listdir("/proc/self/fd"))
     _failing_pipe(monkeypatch, 2)
     with pytest.raises(OSError, match="Too many open files"):
-        await standby._spawn(nursery)
+        await standby._spawn(nursery, None)
     monkeypatch.undo()
     assert sorted(os.listdir("/proc/self/fd")) == before
 
