@@ -4,11 +4,14 @@ call it, so there is one way a config package becomes a version and a file becom
 
 Content first, row second: a document's bytes are in place before its row exists, and a row that
 cannot be written takes the bytes with it, so a row never points at missing content and a failed
-upload leaves nothing behind.
+upload leaves nothing behind. The store refuses the row of a workspace deleted meanwhile
+(:mod:`ade.store.workspace_guard`); a config version refused so leaves its prepared folder
+(``venvs/<id>``, shared by content) to ``ade gc``, which removes prepared configs no row holds.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -19,7 +22,7 @@ import trio
 from ade.configs import load_package
 from ade.configs.archive import MAX_PACKAGE_FILES, MAX_PACKAGE_UNPACKED_BYTES, check_zip
 from ade.configs.prepare import BuildRecord, prepare_config, snapshot_dir
-from ade.errors import Conflict
+from ade.errors import Conflict, NotFound
 from ade.ids import new_id
 from ade.models import ConfigVersion, Document
 from ade.protocols import CatalogStore
@@ -58,6 +61,14 @@ def _copy_in(source: Path, folder: Path) -> tuple[Path, int, str]:
         temp.unlink(missing_ok=True)
         raise
     return temp, size, digest.hexdigest()
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise
 
 
 class Catalog:
@@ -135,9 +146,14 @@ class Catalog:
         try:
             await trio.to_thread.run_sync(os.replace, content, final)
             await self.store.insert_document(document)
-        except BaseException:
+        except BaseException as exc:
             content.unlink(missing_ok=True)
             final.unlink(missing_ok=True)
+            if isinstance(exc, NotFound):
+                # The workspace was deleted while the upload came in (the store refuses a row
+                # in it): the folder the upload was received into goes too, unless another
+                # upload is still in it.
+                _remove_if_empty(final.parent)
             raise
         return document
 

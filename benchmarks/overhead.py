@@ -35,12 +35,14 @@ from pathlib import Path
 
 import trio
 
+from ade.auth import Workspace
 from ade.configs.prepare import prepare_config
 from ade.ids import new_id
 from ade.models import ConfigVersion, Document, JobStatus
 from ade.runtime import open_runtime
 from ade.settings import Settings, load_settings
 from ade.store import open_store
+from ade.store.access import access_store
 
 WORKSPACE = "bench"
 MANIFEST = {
@@ -154,6 +156,8 @@ async def publish(settings: Settings, root: Path) -> tuple[str, str]:
     path.write_bytes(data)
     store = open_store(settings)
     try:
+        # Workspaces are explicit: the store refuses rows in one that does not exist.
+        await access_store(store).create_workspace(Workspace(WORKSPACE, now))
         await store.insert_config(
             ConfigVersion(build.config_id, WORKSPACE, "tiny", "1", build.content_hash, now)
         )

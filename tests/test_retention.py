@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import make_settings
+from support import ensure_workspaces, make_settings
 from support.retention import age, finished_job
 
 from ade import retention
@@ -28,6 +28,7 @@ async def test_a_crash_after_the_row_leaves_an_orphan_that_collection_removes(
     settings = make_settings(tmp_path / "data")
     store = open_store(settings)
     try:
+        await ensure_workspaces(store, "ws")
         job = finished_job(settings, T0, workspace="ws")
         await store.insert_job(job)
 

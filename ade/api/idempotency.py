@@ -24,7 +24,6 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any
 
 import attrs
 import trio
@@ -32,7 +31,7 @@ from quart import Response, request
 
 from ade.errors import BadRequest, FieldProblem, IdempotencyKeyReused
 from ade.models import StoredResponse
-from ade.protocols import IdempotencyKeys
+from ade.protocols import IdempotencyKeys, Store
 from ade.serde import utcnow
 
 __all__ = [
@@ -185,7 +184,7 @@ class ClusterKeyLocks(KeyLocks):
                 yield
 
 
-def key_locks_for(store: Any) -> KeyLocks:
+def key_locks_for(store: Store) -> KeyLocks:
     """Per process on SQLite (one node); cluster-wide when the store offers ``key_lock``
     (PostgreSQL)."""
     cluster_lock = getattr(store, "key_lock", None)

@@ -16,6 +16,7 @@ from ade.client.commands import (
     print_listing,
     run_client,
 )
+from ade.models import JobStatus
 
 __all__ = ["register"]
 
@@ -27,7 +28,7 @@ def register(subparsers: Any) -> None:
     listing = actions.add_parser("list", help="jobs, newest first")
     listing.add_argument(
         "--status",
-        choices=["queued", "running", "success", "error", "cancelled"],
+        choices=[status.value for status in JobStatus],
         help="only jobs in this status",
     )
     listing.add_argument(

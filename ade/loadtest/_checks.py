@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import trio
 
+from ade.layout import JobLayout
 from ade.loadtest._clients import is_terminal_event
 from ade.loadtest._server import worker_processes
 from ade.models import JobStatus
@@ -117,11 +118,12 @@ def check_job_events(data_dir: Path, snapshot: StoreSnapshot) -> tuple[int, list
     and the lost-jobs invariant already follows every job the harness saw accepted."""
     problems: list[str] = []
     checked = 0
+    jobs_dir = load_settings({}, data_dir=data_dir).jobs_dir
     for job_id, (status, _) in sorted(snapshot.jobs.items()):
-        if status not in ("success", "error", "cancelled"):
+        if not JobStatus(status).is_terminal:
             continue
         checked += 1
-        problem = check_events_file(data_dir / "jobs" / job_id / "events.ndjson", job_id, status)
+        problem = check_events_file(JobLayout.of(jobs_dir, job_id).events, job_id, status)
         if problem is not None:
             problems.append(problem)
     return checked, problems

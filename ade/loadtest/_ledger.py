@@ -6,9 +6,11 @@ from typing import Any
 
 import attrs
 
+from ade.models import TERMINAL_STATUSES
+
 __all__ = ["TERMINAL", "JobBudget", "Ledger", "TrackedJob"]
 
-TERMINAL = frozenset({"success", "error", "cancelled"})
+TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 
 
 @attrs.define

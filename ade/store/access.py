@@ -9,7 +9,10 @@ those differences and everything else is written once.
 
 Workspace ids appear in other tables (jobs, documents, config versions, idempotency keys): a
 rename rewrites them in the same transaction, a delete removes the workspace's rows with it.
-Both are refused while a job of the workspace is queued or running.
+Both are refused while a job of the workspace is queued or running. Both lock the workspace row
+before that check, and every insert of a job, document or config version requires the row in
+its own transaction (:mod:`ade.store.workspace_guard`), so no row can land in a workspace that a
+concurrent delete or rename has just removed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ade.auth.keys import ApiKey, Workspace
 from ade.auth.principal import Role
 from ade.errors import Conflict, NotFound
 from ade.protocols import AccessStore, Store
+from ade.store.workspace_guard import lock_workspace, unknown_workspace
 
 __all__ = ["DEFAULT_WORKSPACE", "SqlAccessStore", "access_store"]
 
@@ -40,6 +44,7 @@ class _Dialect:
     load_list: Callable[[Any], tuple[str, ...]]
     dump_time: Callable[[datetime | None], Any]
     load_time: Callable[[Any], datetime | None]
+    postgres: bool
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -51,9 +56,14 @@ def _from_iso(value: str | None) -> datetime | None:
 
 
 _SQLITE = _Dialect(
-    "?", lambda items: json.dumps(list(items)), lambda raw: tuple(json.loads(raw)), _iso, _from_iso
+    "?",
+    lambda items: json.dumps(list(items)),
+    lambda raw: tuple(json.loads(raw)),
+    _iso,
+    _from_iso,
+    postgres=False,
 )
-_POSTGRES = _Dialect("%s", list, tuple, lambda value: value, lambda value: value)
+_POSTGRES = _Dialect("%s", list, tuple, lambda value: value, lambda value: value, postgres=True)
 
 
 class SqlAccessStore:
@@ -186,8 +196,10 @@ class SqlAccessStore:
                 "when no workspace is named",
                 {"workspace_id": workspace_id},
             )
-        if not self._exists(conn, workspace_id):
-            raise NotFound(f"workspace {workspace_id} not found", {"workspace_id": workspace_id})
+        # Locked first: an insert into the workspace still in flight ends before the count
+        # below, and none can start until this transaction ends (ade.store.workspace_guard).
+        if not lock_workspace(conn, workspace_id, postgres=self._d.postgres):
+            raise unknown_workspace(workspace_id)
         busy = conn.execute(
             self._sql(
                 "SELECT COUNT(*) FROM jobs WHERE workspace_id = ? "

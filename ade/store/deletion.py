@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ade.errors import Conflict
-from ade.models import JobRecord
+from ade.models import JobRecord, JobStatus
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -20,8 +20,8 @@ __all__ = [
     "not_finished",
 ]
 
-ACTIVE_STATUSES = ("queued", "running")
-FINISHED_STATUSES = ("success", "error", "cancelled")
+ACTIVE_STATUSES = tuple(status.value for status in JobStatus if not status.is_terminal)
+FINISHED_STATUSES = tuple(status.value for status in JobStatus if status.is_terminal)
 # kind -> table; documents and configs are looked up by id alone (ids are global: documents by
 # construction, config ids by content, whichever workspace holds them).
 ID_TABLES = {"job": "jobs", "document": "documents", "config": "config_versions"}

@@ -46,6 +46,7 @@ from ade.store.deletion import (
 from ade.store.history import SchemaError, pending_migrations
 from ade.store.migrations import Migration
 from ade.store.postgres_migrations import POSTGRES_MIGRATIONS
+from ade.store.workspace_guard import require_workspace
 from ade.telemetry.histogram import FAST_BUCKETS, Histogram
 
 __all__ = [
@@ -419,9 +420,12 @@ class PostgresStore:
     async def insert_job(self, job: JobRecord) -> None:
         """Insert the row; for a queued job also free its admission reservation (the same
         transaction: the cluster-wide count never sees it twice or not at all) and wake the
-        nodes waiting for work (the notification is delivered at commit)."""
+        nodes waiting for work (the notification is delivered at commit). Refused (NotFound)
+        when the workspace does not exist (:mod:`ade.store.workspace_guard`): then the
+        reservation is left to the caller's release."""
 
         def insert(conn: psycopg.Connection[Any]) -> None:
+            require_workspace(conn, job.workspace_id, postgres=True)
             try:
                 conn.execute(
                     f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) "
@@ -543,6 +547,7 @@ class PostgresStore:
 
     async def insert_document(self, document: Document) -> None:
         def insert(conn: psycopg.Connection[Any]) -> None:
+            require_workspace(conn, document.workspace_id, postgres=True)
             try:
                 conn.execute(
                     "INSERT INTO documents (workspace_id, id, filename, size, sha256, created_at) "
@@ -587,6 +592,7 @@ class PostgresStore:
 
     async def insert_config(self, config: ConfigVersion) -> None:
         def insert(conn: psycopg.Connection[Any]) -> None:
+            require_workspace(conn, config.workspace_id, postgres=True)
             try:
                 conn.execute(
                     "INSERT INTO config_versions (workspace_id, id, title, version, "

@@ -52,6 +52,7 @@ from ade.store.deletion import (
 )
 from ade.store.history import SchemaError, pending_migrations
 from ade.store.migrations import MIGRATIONS, Migration
+from ade.store.workspace_guard import require_workspace
 from ade.telemetry.histogram import FAST_BUCKETS, Histogram
 
 __all__ = ["SchemaError", "SqliteIdempotencyKeys", "SqliteStore", "migrate"]
@@ -397,6 +398,7 @@ class SqliteStore:
 
     async def insert_job(self, job: JobRecord) -> None:
         def insert(conn: sqlite3.Connection) -> None:
+            require_workspace(conn, job.workspace_id, postgres=False)
             try:
                 conn.execute(
                     f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) "
@@ -498,6 +500,7 @@ class SqliteStore:
 
     async def insert_document(self, document: Document) -> None:
         def insert(conn: sqlite3.Connection) -> None:
+            require_workspace(conn, document.workspace_id, postgres=False)
             try:
                 conn.execute(
                     "INSERT INTO documents (workspace_id, id, filename, size, sha256, created_at) "
@@ -542,6 +545,7 @@ class SqliteStore:
 
     async def insert_config(self, config: ConfigVersion) -> None:
         def insert(conn: sqlite3.Connection) -> None:
+            require_workspace(conn, config.workspace_id, postgres=False)
             try:
                 conn.execute(
                     "INSERT INTO config_versions (workspace_id, id, title, version, "

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from ade.models import JobRecord, JobStatus
+from ade.models import TERMINAL_EVENT_TYPES, JobRecord, JobStatus
 from ade.runtime.recorder import Plan
 from ade.telemetry.histogram import JOB_BUCKETS, Histogram, HistogramSnapshot
 
@@ -92,7 +92,7 @@ class JobTelemetry:
             if (
                 record is not None
                 and record.status.is_terminal
-                and event.type in ("finish", "error", "cancel")
+                and event.type in TERMINAL_EVENT_TYPES
             ):
                 fields["reason"] = ending_reason(record)
                 duration = _seconds(record.started_at, record.finished_at)

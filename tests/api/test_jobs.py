@@ -21,6 +21,9 @@ from support.api import (
 )
 
 from ade.client import ApiError, open_websocket
+from ade.models import Document, JobRecord
+from ade.store import SqliteStore
+from ade.store.access import access_store
 
 
 @pytest.fixture
@@ -247,3 +250,61 @@ async def test_workspaces_are_isolated_and_paginated(
     done = (await client.get(f"{api}/jobs", params={"status": "success"})).json()
     assert {j["id"] for j in done["items"]} == set(jobs)
     assert (await client.get(f"{api}/jobs", params={"status": "queued"})).json()["items"] == []
+
+
+async def test_a_submit_and_an_upload_to_a_workspace_deleted_meanwhile_are_404_and_leave_nothing(
+    narrow: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workspace's deletion commits after the API's workspace check and admission's lookups,
+    just before the row: the store refuses the row, admission removes the job directory and
+    frees the queue slot, the upload its file and the folder it was received into."""
+    real_insert_job, real_insert_document = SqliteStore.insert_job, SqliteStore.insert_document
+    deleted_before: list[str] = []
+
+    async def delete_first(store: SqliteStore, workspace_id: str, row_id: str) -> None:
+        if workspace_id in ("team", "crew"):
+            assert await access_store(store).delete_workspace(workspace_id) == []
+            deleted_before.append(row_id)
+
+    async def insert_job(self: SqliteStore, job: JobRecord) -> None:
+        await delete_first(self, job.workspace_id, job.id)
+        await real_insert_job(self, job)
+
+    async def insert_document(self: SqliteStore, document: Document) -> None:
+        await delete_first(self, document.workspace_id, document.id)
+        await real_insert_document(self, document)
+
+    settings = narrow.settings
+    team, crew = (f"{narrow.url}/api/v1/workspaces/{w}" for w in ("team", "crew"))
+    async with httpx.AsyncClient(base_url=narrow.url, timeout=30) as http:
+        for workspace_id in ("team", "crew"):
+            created = await http.post("/api/v1/workspaces", json={"id": workspace_id})
+            assert created.status_code == 201
+        config_id, document_id = await _setup(http, team)
+        monkeypatch.setattr(SqliteStore, "insert_job", insert_job)
+        body = {"config_version_id": config_id, "document_ids": [document_id]}
+        refused = await http.post(f"{team}/jobs", json=body)
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["error"]["code"] == "not_found"
+        assert refused.json()["error"]["message"] == "workspace team not found"
+        assert len(deleted_before) == 1  # the deletion really came in between
+        assert _job_rows(settings.db_path) == []
+        assert list(settings.jobs_dir.iterdir()) == []  # no job directory, log included
+
+        # The refused submission's queue slot was freed: the queue (of one) takes a job.
+        config_id, document_id = await _setup(http, narrow.api)
+        body = {"config_version_id": config_id, "document_ids": [document_id]}
+        accepted = await http.post(f"{narrow.api}/jobs", json=body)
+        assert accepted.status_code == 202, accepted.text
+        await wait_for_status(http, accepted.headers["Location"], {"success"})
+
+        # An upload: the same refusal; neither the file nor crew's folder is left.
+        monkeypatch.setattr(SqliteStore, "insert_document", insert_document)
+        upload = await http.post(f"{crew}/documents", files={"file": ("m.xlsx", workbook_bytes())})
+        assert upload.status_code == 404, upload.text
+        assert upload.json()["error"]["message"] == "workspace crew not found"
+        assert len(deleted_before) == 2
+        assert not (settings.documents_dir / "crew").exists()
+        with closing(sqlite3.connect(settings.db_path)) as conn:
+            query = "SELECT COUNT(*) FROM documents WHERE workspace_id = 'crew'"
+            assert conn.execute(query).fetchone() == (0,)

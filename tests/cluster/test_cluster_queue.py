@@ -5,13 +5,15 @@ notifications, node registry."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import attrs
 import pytest
 import trio
+from support import ensure_workspaces
 
+from ade.auth import Workspace
 from ade.cluster.listen import Listener
 from ade.cluster.queue import (
     JOBS_CHANNEL,
@@ -20,10 +22,11 @@ from ade.cluster.queue import (
     NodeInfo,
     retry_after_seconds,
 )
-from ade.errors import Conflict, LeaseLost, QueueFull
+from ade.errors import Conflict, LeaseLost, NotFound, QueueFull
 from ade.ids import new_id
 from ade.models import JobRecord, JobStatus
 from ade.serde import utcnow
+from ade.store.access import access_store
 from ade.store.postgres import PostgresStore
 
 
@@ -42,12 +45,16 @@ def queued_job(**changes: object) -> JobRecord:
 
 
 @pytest.fixture
-def stores(postgres_url: str) -> Iterator[list[PostgresStore]]:
-    """Three stores on one database: three nodes' connection pools."""
+async def stores(postgres_url: str) -> AsyncIterator[list[PostgresStore]]:
+    """Three stores on one database: three nodes' connection pools (and the workspace the
+    jobs are in)."""
     opened = [PostgresStore(postgres_url, pool_size=4) for _ in range(3)]
-    yield opened
-    for store in opened:
-        store.close()
+    try:
+        await ensure_workspaces(opened[0], "ws")
+        yield opened
+    finally:
+        for store in opened:
+            store.close()
 
 
 def node(store: PostgresStore, name: str, lease: float = 30.0) -> ClusterQueue:
@@ -261,3 +268,23 @@ async def test_the_idempotency_lock_serialises_two_nodes(stores: list[PostgresSt
         nursery.start_soon(hold, second, "c", "other", 0.0)
     assert order.index("c in") < order.index("a out")
     assert order.index("b in") > order.index("a out")
+
+
+async def test_a_job_refused_for_its_deleted_workspace_keeps_its_slot_until_admission_frees_it(
+    stores: list[PostgresStore],
+) -> None:
+    # The workspace was deleted after admission reserved the slot and validated the job: the
+    # insert is refused and rolls back whole (the reservation it would have freed included),
+    # so the slot is held until admission's release, and the job is in no count.
+    queue = node(stores[0], "n0")
+    await register(queue)
+    job = queued_job(workspace_id="gone")
+    await access_store(stores[1]).create_workspace(Workspace("gone", utcnow()))
+    await queue.reserve(job.id, 5)
+    assert await access_store(stores[1]).delete_workspace("gone") == []
+    with pytest.raises(NotFound, match=r"^workspace gone not found$"):
+        await stores[0].insert_job(job)
+    assert await queue.waiting() == (0, 1)
+    await queue.release(job.id)
+    assert await queue.waiting() == (0, 0)
+    assert await stores[2].get_job(job.id) is None

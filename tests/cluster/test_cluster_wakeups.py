@@ -12,6 +12,7 @@ from pathlib import Path
 
 import attrs
 import trio
+from support import ensure_workspaces
 
 from ade.cluster.dispatcher import (
     ClusterDispatcherMessage,
@@ -59,6 +60,7 @@ async def idle_node(
         node_id="idle",
     )
     store = PostgresStore(postgres_url, pool_size=4)
+    await ensure_workspaces(store, "ws")  # the workspace of queued_job()
     member = ClusterMember(settings, store, workers=1, api=False)
     state = ClusterDispatcherState(capacity=10, workers=1)
     send, inbox = trio.open_memory_channel[ClusterDispatcherMessage](10)

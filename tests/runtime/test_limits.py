@@ -20,6 +20,7 @@ from support.jobs import EventLog, make_job_dir, processes_mentioning, write_pac
 
 from ade.models import JobStatus
 from ade.runtime.ending import JobEnding
+from ade.runtime.starters import ForkServer
 from ade.runtime.supervisor import supervise_job
 from ade.settings import Settings, load_settings
 
@@ -177,12 +178,15 @@ async def test_one_gib_file_write_hits_the_file_size_limit(
     assert not (job_dir / "tmp").exists()
 
 
+@pytest.mark.parametrize("start", ["spawn", "fork"])
 @pytest.mark.parametrize("when", ["import", "run"])
 async def test_a_file_size_limit_reads_as_that_limit_whenever_it_fires(
-    settings: Settings, tmp_path: Path, when: str
+    settings: Settings, tmp_path: Path, nursery: trio.Nursery, when: str, start: str
 ) -> None:
     """While its module is being imported or later: config code writing past ADE_WORKER_FSIZE_MB
-    ends with the file-size-limit message, never as an invalid package."""
+    ends with the file-size-limit message, never as an invalid package. Both ways a job's
+    process starts: a fresh interpreter, and a child of the fork template (the service's
+    default, ADE_WORKER_START=fork)."""
     write = """
         import tempfile as _tempfile
         with _tempfile.NamedTemporaryFile() as _f:
@@ -193,7 +197,12 @@ async def test_a_file_size_limit_reads_as_that_limit_whenever_it_fires(
     if when == "run":
         write = "def detect_big_file(header):\n" + textwrap.indent(textwrap.dedent(write), "    ")
     job_dir = _job(settings, tmp_path, write)
-    outcome = await supervise_job(settings, job_dir, on_event=EventLog())
+    starter: ForkServer | None = None
+    if start == "fork":
+        starter = ForkServer(settings)
+        nursery.start_soon(starter.run)
+    outcome = await supervise_job(settings, job_dir, on_event=EventLog(), starter=starter)
+    assert outcome.worker_start == start
     assert outcome.status == JobStatus.ERROR
     assert outcome.message == "file size limit of 10 MiB exceeded", outcome.diagnostics
     assert outcome.limit == "fsize"

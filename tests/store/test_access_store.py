@@ -1,19 +1,27 @@
 """The keys and workspaces tables (ade.store.access) on both stores: the same assertions against
 SQLite and PostgreSQL, including revocation seen at once by another connection pool (another
-node) and the migration that makes existing workspaces explicit."""
+node), the migration that makes existing workspaces explicit, and the rule that no job, document
+or config version ever lands in a deleted workspace (ade.store.workspace_guard) — on PostgreSQL
+also with a deletion and an insert really in flight at once on two nodes."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+import trio
 
 from ade.auth import Role, Workspace, issue_key
 from ade.errors import Conflict, NotFound
+from ade.ids import new_id
+from ade.models import ConfigVersion, Document, JobRecord, JobStatus
 from ade.protocols import Store
 from ade.serde import utcnow
 from ade.settings import load_settings
@@ -105,3 +113,194 @@ def test_the_sqlite_migration_makes_existing_workspaces_explicit(tmp_path: Path)
         assert migrate(conn, MIGRATIONS) == [5]
         rows = [r[0] for r in conn.execute("SELECT id FROM workspaces ORDER BY id")]
     assert rows == ["default", "team-a"]
+
+
+# -- no row in a deleted workspace (ade.store.workspace_guard) ---------------------------------
+
+
+def _job(workspace_id: str) -> JobRecord:
+    return JobRecord(
+        id=new_id(),
+        workspace_id=workspace_id,
+        status=JobStatus.QUEUED,
+        config_version_id="cfg1",
+        document_ids=("d1",),
+        runtime_network_access=False,
+        attempt=1,
+        created_at=utcnow(),
+    )
+
+
+def _document(workspace_id: str) -> Document:
+    return Document(new_id(), workspace_id, "m.xlsx", 10, "0" * 64, utcnow())
+
+
+def _config(workspace_id: str) -> ConfigVersion:
+    return ConfigVersion(new_id(), workspace_id, "T", "1", "h" * 64, utcnow())
+
+
+async def _rows_in(store: Store, workspace_id: str) -> tuple[int, int, int]:
+    return (
+        len(await store.list_jobs(workspace_id)),
+        len(await store.list_documents(workspace_id)),
+        len(await store.list_configs(workspace_id)),
+    )
+
+
+async def test_rows_are_refused_in_a_deleted_renamed_or_unknown_workspace(
+    stores: tuple[Store, Store],
+) -> None:
+    store, other_node = stores
+    access = access_store(store)
+    await access.create_workspace(Workspace("gone", utcnow()))
+    await access.create_workspace(Workspace("old", utcnow()))
+    assert await access.delete_workspace("gone") == []
+    await access.rename_workspace("old", "new")
+    for workspace_id in ("gone", "old", "never"):
+        # Another node whose own check still said the workspace existed: its insert is refused.
+        for insert in (
+            other_node.insert_job(_job(workspace_id)),
+            other_node.insert_document(_document(workspace_id)),
+            other_node.insert_config(_config(workspace_id)),
+        ):
+            with pytest.raises(NotFound, match=f"^workspace {workspace_id} not found$") as caught:
+                await insert
+            assert caught.value.details == {"workspace_id": workspace_id}
+        assert await _rows_in(store, workspace_id) == (0, 0, 0)
+    # The renamed workspace, and `default`, take rows as before.
+    for workspace_id in ("new", "default"):
+        await other_node.insert_job(_job(workspace_id))
+        await other_node.insert_document(_document(workspace_id))
+        await other_node.insert_config(_config(workspace_id))
+        assert await _rows_in(store, workspace_id) == (1, 1, 1)
+
+
+# -- the race on PostgreSQL: two nodes, one transaction held open ------------------------------
+
+
+def _hold_before_commit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event]:
+    """Make the store's next write hold its transaction open once its work is done: ``inside``
+    is set then, and it commits when ``go_on`` is set."""
+    inside, go_on = threading.Event(), threading.Event()
+    real_run = store.run
+
+    async def run(fn: Callable[[Any], Any], *, write: bool = True) -> Any:
+        def held(conn: Any) -> Any:
+            result = fn(conn)
+            inside.set()
+            if not go_on.wait(30):
+                raise TimeoutError("the test never let the transaction commit")
+            return result
+
+        return await real_run(held, write=write)
+
+    monkeypatch.setattr(store, "run", run)
+    return inside, go_on
+
+
+async def _wait_for_a_lock_waiter(url: str) -> None:
+    """Until a backend of this database waits for a row lock (the other transaction's)."""
+
+    def waiting() -> int:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+
+    with trio.fail_after(20):
+        while not await trio.to_thread.run_sync(waiting):
+            await trio.sleep(0.01)
+
+
+@pytest.fixture
+def nodes(postgres_url: str, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    settings = load_settings({}, data_dir=tmp_path / "data", database_url=postgres_url)
+    first, second = open_store(settings), open_store(settings)
+    yield first, second
+    first.close()
+    second.close()
+
+
+async def test_postgres_an_insert_waits_for_a_delete_in_flight_and_is_refused(
+    nodes: tuple[Store, Store], postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deleter, submitter = nodes
+    await access_store(deleter).create_workspace(Workspace("team", utcnow()))
+    inside, go_on = _hold_before_commit(deleter, monkeypatch)
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def attempt(name: str, insert: Awaitable[None]) -> None:
+        try:
+            await insert
+        except NotFound as exc:
+            outcomes[name] = exc
+        else:
+            outcomes[name] = None
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(access_store(deleter).delete_workspace, "team")
+        await trio.to_thread.run_sync(inside.wait)  # deleted, not yet committed
+        nursery.start_soon(attempt, "job", submitter.insert_job(_job("team")))
+        await _wait_for_a_lock_waiter(postgres_url)
+        nursery.start_soon(attempt, "document", submitter.insert_document(_document("team")))
+        nursery.start_soon(attempt, "config", submitter.insert_config(_config("team")))
+        await trio.sleep(0.2)  # the other two reach the lock too (or come after: same result)
+        assert outcomes == {}  # nobody got past the delete's lock
+        go_on.set()
+    assert sorted(outcomes) == ["config", "document", "job"]
+    for name, outcome in outcomes.items():
+        assert isinstance(outcome, NotFound), name
+        assert str(outcome) == "workspace team not found"
+    assert not await access_store(submitter).workspace_exists("team")
+    assert await _rows_in(submitter, "team") == (0, 0, 0)
+
+
+async def test_postgres_a_delete_waits_for_an_insert_in_flight_and_then_sees_its_row(
+    nodes: tuple[Store, Store], postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deleter, submitter = nodes
+    access = access_store(deleter)
+    await access.create_workspace(Workspace("team", utcnow()))
+    await access.create_workspace(Workspace("crew", utcnow()))
+    job, document = _job("team"), _document("crew")
+    outcome: dict[str, object] = {}
+
+    async def delete(workspace_id: str) -> None:
+        try:
+            outcome[workspace_id] = await access.delete_workspace(workspace_id)
+        except Conflict as exc:
+            outcome[workspace_id] = exc
+
+    # A queued job inserted while the delete waits: the delete then finds the workspace busy.
+    inside, go_on = _hold_before_commit(submitter, monkeypatch)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(submitter.insert_job, job)
+        await trio.to_thread.run_sync(inside.wait)  # inserted, not yet committed
+        nursery.start_soon(delete, "team")
+        await _wait_for_a_lock_waiter(postgres_url)
+        assert outcome == {}
+        go_on.set()
+    refusal = outcome["team"]
+    assert isinstance(refusal, Conflict), refusal
+    assert refusal.details == {"workspace_id": "team", "active_jobs": 1}
+    assert await access.workspace_exists("team")
+    assert await deleter.get_job(job.id) == job
+
+    # A document inserted while the delete waits: the delete takes it with the rest.
+    monkeypatch.undo()
+    inside, go_on = _hold_before_commit(submitter, monkeypatch)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(submitter.insert_document, document)
+        await trio.to_thread.run_sync(inside.wait)
+        nursery.start_soon(delete, "crew")
+        await _wait_for_a_lock_waiter(postgres_url)
+        assert outcome == {"team": refusal}
+        go_on.set()
+    assert outcome["crew"] == []
+    assert not await access.workspace_exists("crew")
+    assert await deleter.get_document("crew", document.id) is None
+    assert await _rows_in(deleter, "crew") == (0, 0, 0)

@@ -4,7 +4,7 @@ SQLite store (real files) and the PostgreSQL store (a real server); plus each st
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import attrs
 import psycopg
 import pytest
 import trio
+from support import ensure_workspaces
 from support.postgres import create_database, drop_database
 
 from ade.errors import Conflict, NotFound
@@ -59,10 +60,14 @@ def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[],
 
 
 @pytest.fixture
-def store(open_backend: Callable[[], Store]) -> Iterator[Store]:
+async def store(open_backend: Callable[[], Store]) -> AsyncIterator[Store]:
+    """A store with the workspaces the tests use ("default" exists from the migrations)."""
     s = open_backend()
-    yield s
-    s.close()
+    try:
+        await ensure_workspaces(s, "ws", "other")
+        yield s
+    finally:
+        s.close()
 
 
 def test_open_store_creates_a_wal_database_with_every_migration(tmp_path: Path) -> None:
@@ -201,6 +206,7 @@ async def test_jobs_with_status_oldest_first_and_counts(store: Store) -> None:
     queued = []
     for _ in range(3):
         job = make_job(workspace=new_id())
+        await ensure_workspaces(store, job.workspace_id)
         queued.append(job.id)
         await store.insert_job(job)
         await trio.sleep(0.002)
@@ -243,6 +249,7 @@ async def test_concurrent_writers_and_readers_from_many_threads(
     open_backend: Callable[[], Store],
 ) -> None:
     async with open_backend() as store:
+        await ensure_workspaces(store, "ws")
         jobs = [make_job() for _ in range(60)]
 
         async def write_then_read(job: JobRecord) -> None:
@@ -503,6 +510,7 @@ async def test_sqlite_point_reads_stay_on_the_loop_thread_unless_sqlite_would_wa
         return await real_run_sync(fn, **kw)
 
     try:
+        await ensure_workspaces(store, "ws")
         job = make_job()
         await store.insert_job(job)
         monkeypatch.setattr(trio.to_thread, "run_sync", counting_run_sync)

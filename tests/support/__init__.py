@@ -20,11 +20,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ade.auth import Workspace
 from ade.models import ConfigVersion, Document
+from ade.protocols import Store
+from ade.serde import utcnow
 from ade.settings import Settings, load_settings
 from ade.store import open_store
+from ade.store.access import access_store
 
-__all__ = ["insert_records", "make_settings"]
+__all__ = ["ensure_workspaces", "insert_records", "make_settings"]
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -46,6 +50,16 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return load_settings({}, data_dir=data_dir, **values)
 
 
+async def ensure_workspaces(store: Store, *workspace_ids: str) -> None:
+    """Create those of the workspaces that do not exist yet, as an admin would. Rows need one:
+    the store refuses a job, document or config version whose workspace does not exist
+    (``default`` always does)."""
+    access = access_store(store)
+    for workspace_id in dict.fromkeys(workspace_ids):
+        if not await access.workspace_exists(workspace_id):
+            await access.create_workspace(Workspace(workspace_id, utcnow()))
+
+
 async def insert_records(
     settings: Settings,
     *,
@@ -53,9 +67,14 @@ async def insert_records(
     documents: Iterable[Document] = (),
 ) -> None:
     """Insert config versions and documents (whose content is already in place) into the
-    store of ``settings``, as the catalog would."""
+    store of ``settings``, as the catalog would, in their workspaces (created first if need
+    be, as an admin would have before the uploads)."""
+    configs, documents = list(configs), list(documents)
     store = open_store(settings)
     try:
+        await ensure_workspaces(
+            store, *(c.workspace_id for c in configs), *(d.workspace_id for d in documents)
+        )
         for config in configs:
             await store.insert_config(config)
         for document in documents:

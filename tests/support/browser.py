@@ -88,6 +88,7 @@ async def seed_history(data_dir: Path) -> list[str]:
     from ade.serde import utcnow
     from ade.settings import load_settings
     from ade.store import open_store
+    from support import ensure_workspaces
 
     store = open_store(load_settings({}, data_dir=data_dir))
     now = utcnow()
@@ -95,6 +96,7 @@ async def seed_history(data_dir: Path) -> list[str]:
     # creation times given below, as the ids of jobs submitted one by one would.
     ids = sorted(new_id() for _ in range(HISTORY_JOBS))
     try:
+        await ensure_workspaces(store, HISTORY_WORKSPACE)  # the store refuses jobs without it
         for index in range(HISTORY_JOBS):
             created = now - timedelta(seconds=HISTORY_JOBS - index)
             failed = index % 3 == 0
@@ -126,8 +128,8 @@ def admin_headers(server: Server) -> dict[str, str]:
 
 
 def ensure_workspace(server: Server, workspace: str) -> None:
-    """Create ``workspace`` (its jobs were seeded through the store before the server started;
-    workspaces are explicit rows, so the seeded jobs are reachable once it exists)."""
+    """Create ``workspace`` unless it exists (seeding jobs through the store before the server
+    started created it already: the store refuses rows in a workspace that does not exist)."""
     import httpx
 
     response = httpx.post(
