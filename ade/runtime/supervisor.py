@@ -314,7 +314,7 @@ def _remove_tmp(layout: JobLayout) -> None:
 
 
 def _prelaunch(
-    job_dir: Path, request: RunRequest | None
+    job_dir: Path, request: RunRequest | None, create_cgroup: bool = True
 ) -> tuple[JobLayout, RunRequest, JobCgroup | None]:
     layout = JobLayout(job_dir.resolve(strict=True))
     if request is None:
@@ -322,7 +322,7 @@ def _prelaunch(
         # request exists only on disk.
         request = load_request(layout.request)
     _prepare_tmp(layout, request.sandbox)
-    return layout, request, _cgroup_create(request.sandbox)
+    return layout, request, _cgroup_create(request.sandbox) if create_cgroup else None
 
 
 class _Group:
@@ -368,8 +368,11 @@ async def supervise_job(
             # File and cgroup work, off the event loop; shielded so that a cgroup created in the
             # thread is always seen (and removed) by the finally below.
             with trio.CancelScope(shield=True):
+                # A starter that keeps a process confined ahead of its job brings the job's
+                # cgroup along (its own, renamed): then none is created here.
+                create_cgroup = starter is None or not starter.creates_job_cgroup
                 layout, run.request, group.cgroup = await trio.to_thread.run_sync(
-                    _prelaunch, job_dir, request
+                    _prelaunch, job_dir, request, create_cgroup
                 )
         except ValueError as exc:  # run-request.json unreadable: the message names the problem
             run.launch_error = str(exc)
@@ -493,11 +496,13 @@ async def _run_started(
         except OSError as exc:
             run.launch_error = str(exc)
             return
+        if starter.creates_job_cgroup:
+            group.cgroup = job.cgroup  # the job's process is in it already
         try:
             # The pid leads the job's process group (fork: setpgid; spawn: its own session).
             group.pgid = job.pid
             async with job.events, trio.open_nursery() as nursery:
-                if group.cgroup is not None:
+                if group.cgroup is not None and not starter.creates_job_cgroup:
                     nursery.start_soon(
                         partial(trio.to_thread.run_sync, _cgroup_add, group.cgroup, job.pid)
                     )

@@ -26,14 +26,18 @@ __all__ = [
     "CgroupError",
     "JobCgroup",
     "add_process",
+    "await_placement",
     "controller_dirs",
     "create_job_cgroup",
+    "is_member",
     "job_cgroup_for",
     "job_cgroup_oom_killed",
     "join",
     "kill_job_cgroup",
+    "remove_dead_standby_cgroups",
     "remove_job_cgroup",
     "remove_leftover_job_cgroup",
+    "rename_job_cgroup",
 ]
 
 _ROOT = "/sys/fs/cgroup"
@@ -224,6 +228,75 @@ def join(name: str) -> JobCgroup:
     return cgroup
 
 
+def await_placement(name: str, timeout: float = 10.0) -> JobCgroup:
+    """A process started ahead of its job: wait until the service has moved it into its own
+    cgroup ``name`` (it does so right after starting it). Never writes: once it has moved us,
+    the service may rename the cgroup to the job's at any moment, and a move of our own
+    racing that rename would fail. Placed means: no controller still has us in the cgroup
+    that holds ``name`` (we are in ``name`` itself, or in it under the job's name). Raises
+    CgroupError when not placed within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        version, bases, _ = controller_dirs()
+        if not bases:
+            raise CgroupError(errno.ENOENT, "no memory or pids cgroup controller is available")
+        waiting = [
+            controller
+            for controller, base in bases.items()
+            if os.path.basename(base) != name and os.path.isdir(os.path.join(base, name))
+        ]
+        if not waiting:
+            return JobCgroup(name, tuple(sorted(bases.items())), version)
+        if time.monotonic() > deadline:
+            raise CgroupError(
+                errno.ETIMEDOUT,
+                f"the service did not move this process into cgroup {name} within {timeout:g} s",
+            )
+        time.sleep(0.001)
+
+
+def is_member(name: str) -> bool:
+    """Whether the calling process is in the cgroup ``name`` for every controller we use. Only
+    reads /proc/self/cgroup: works after the uid drop, unlike :func:`join`."""
+    return _job_dirs(name)[2]
+
+
+def rename_job_cgroup(cgroup: JobCgroup, name: str) -> JobCgroup:
+    """Give ``cgroup`` — with every process in it — the name ``name`` (the job's), in place.
+
+    Why a rename: a process confined ahead of its job (a spawn standby) already sits in a
+    cgroup of its own, created for it; when its job arrives, that cgroup becomes the job's by
+    name, so everything keyed by the job's cgroup name (the supervisor's kill and clean-up,
+    recovery's leftover sweep) is unchanged — and no process has to migrate on the job's path,
+    which can no longer be done from inside anyway (the standby has dropped its uid, and its
+    PID namespace holds three processes). cgroup v1 renames within the parent; v2 refuses
+    (the caller then falls back to a standby confined at its job's arrival). A leftover of a
+    crashed service under the target name is emptied and removed first."""
+    version, target, _ = _job_dirs(name)
+    renamed = JobCgroup(name, tuple(sorted(target.items())), version)
+    if set(target) != set(cgroup.controllers):
+        raise CgroupError(errno.EINVAL, f"cgroup {name} would have other controllers")
+    for directory in renamed.unique_dirs():
+        if os.path.isdir(directory):
+            _kill_all(directory)
+            _rmdir(directory)
+    done: list[tuple[str, str]] = []
+    try:
+        for source, destination in zip(cgroup.unique_dirs(), renamed.unique_dirs(), strict=True):
+            try:
+                os.rename(source, destination)
+            except OSError as exc:
+                raise CgroupError(
+                    exc.errno, f"cannot rename {source} to {name}: {exc.strerror}"
+                ) from None
+            done.append((source, destination))
+    except BaseException:
+        for source, destination in reversed(done):  # all or nothing: one name per cgroup
+            os.rename(destination, source)
+        raise
+    return renamed
+
+
 def job_cgroup_for(
     spec_cgroup: str | None, mem_mb: int, max_processes: int, *, required: bool
 ) -> JobCgroup | None:
@@ -272,6 +345,42 @@ def remove_leftover_job_cgroup(name: str) -> JobCgroup | None:
     if not remove_job_cgroup(cgroup):
         raise CgroupError(errno.EBUSY, f"job cgroup {name} is still busy after killing it")
     return cgroup
+
+
+def remove_dead_standby_cgroups() -> list[str]:
+    """Remove the standby cgroups (``standby_cgroup_name``) whose service is gone: a SIGKILLed
+    service's standbys die with it (their lifeline), but the cgroups created for them stay.
+    Those of a live service sharing our cgroup are left alone. Returns the names removed."""
+    from ade.sandbox.spec import standby_cgroup_owner
+
+    version, bases, _ = controller_dirs()
+    removed: list[str] = []
+    for base in dict.fromkeys(bases.values()):
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            owner = standby_cgroup_owner(name)
+            if owner is None or owner == os.getpid() or _alive(owner):
+                continue
+            dirs = {c: os.path.join(b, name) for c, b in bases.items()}
+            existing = {c: d for c, d in dirs.items() if os.path.isdir(d)}
+            if existing and remove_job_cgroup(
+                JobCgroup(name, tuple(sorted(existing.items())), version)
+            ):
+                removed.append(name)
+    return sorted(set(removed))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    return True
 
 
 def kill_job_cgroup(cgroup: JobCgroup) -> None:

@@ -1,4 +1,6 @@
-"""Compose the layers for one job: :func:`confine`, called first thing in the worker.
+"""Compose the layers for one job: :func:`confine`, called first thing in the worker — or in
+two halves: :func:`prepare` before the job is known (a spawn standby, while it waits) and
+:func:`finish` once its assignment arrives, before the request or any input is read.
 
 Theory of operation — why this order:
 
@@ -14,6 +16,15 @@ Theory of operation — why this order:
 5. no_new_privs, then Landlock (needs it when unprivileged), then seccomp last: it forbids
    mount/unshare, which the earlier steps use.
 
+What waits for the job (:func:`finish`): everything that names its paths — Landlock's rules
+for its directory and config snapshot, and (for a root service whose jobs' paths the target
+uid cannot traverse) re-exposing them and the uid drop — then seccomp. Everything before is
+decided by the service's settings alone (:class:`~ade.sandbox.spec.Preconfinement`): the
+rlimits, the cgroup (created for the waiting process and renamed to the job's), the network
+(unless the job may use it), mount, IPC and PID namespaces, the uid drop where the job's paths
+need no re-exposing, and no_new_privs. Those are also the expensive steps: the cgroup
+migration waits for an RCU grace period (v1) and the PID namespace forks twice.
+
 Best-effort vs strict: a layer that cannot apply is recorded with its reason (and written to
 stderr, which reaches the job's diagnostics); if the layer is in ``spec.required`` (ADE_SANDBOX
 =strict) :class:`SandboxError` is raised instead and the worker never runs config code.
@@ -27,10 +38,20 @@ import time
 
 import attrs
 
+from ade.sandbox import cgroup as _cgroup
 from ade.sandbox import layers as L
-from ade.sandbox.spec import SandboxSpec
+from ade.sandbox.spec import Preconfinement, SandboxSpec, preconfinement_for
 
-__all__ = ["ConfineResult", "SandboxError", "confine", "confine_with_report"]
+__all__ = [
+    "ConfineResult",
+    "Prepared",
+    "SandboxError",
+    "confine",
+    "confine_with_report",
+    "finish",
+    "prepare",
+    "report_missing",
+]
 
 
 class SandboxError(RuntimeError):
@@ -52,8 +73,8 @@ class ConfineResult:
 
 
 class _Tally:
-    def __init__(self, spec: SandboxSpec) -> None:
-        self.spec = spec
+    def __init__(self, required: tuple[str, ...]) -> None:
+        self.required = required
         self.applied: list[str] = []
         self.missing: dict[str, str] = {}
         self.timings: list[tuple[str, float]] = []
@@ -71,7 +92,7 @@ class _Tally:
     def fail(self, layer: str, reason: str) -> None:
         self.lap(layer)
         self.missing[layer] = reason
-        if layer in self.spec.required:
+        if layer in self.required:
             raise SandboxError(layer, reason)
 
 
@@ -82,34 +103,62 @@ def _fresh_proc() -> bool:
         return False
 
 
-def confine_with_report(spec: SandboxSpec) -> ConfineResult:
-    """Apply every layer this machine and process allow. Returns in the job process only."""
-    t = _Tally(spec)
+@attrs.define
+class Prepared:
+    """A process confined as far as it can be without its job (:func:`prepare`)."""
+
+    pre: Preconfinement
+    tally: _Tally
+    controllers: tuple[str, ...] = ()
+    mount_ns: bool = False
+    fresh_proc: bool = False
+    # The identity step is done (uid dropped, or an unprivileged service's capabilities).
+    identity_done: bool = False
+    # A required layer that could not apply: the job is told so and never runs.
+    error: SandboxError | None = None
+    # no_new_privs set ahead of a uid drop left for the job: None, or why it failed. Reported
+    # after the uid drop, in LAYERS order, as when both happen together.
+    no_new_privs_early: str | None = None
+
+
+def prepare(pre: Preconfinement) -> Prepared:
+    """Apply the job-independent layers. May fork (PID namespace): returns in the job process
+    only. Never raises :class:`SandboxError`: a required layer that failed is kept in
+    ``error`` for :func:`finish` to raise once there is a job to report it to."""
+    prepared = Prepared(pre, _Tally(pre.required))
+    try:
+        _prepare(prepared)
+    except SandboxError as exc:
+        prepared.error = exc
+    return prepared
+
+
+def _prepare(p: Prepared) -> None:
+    pre, t = p.pre, p.tally
     root = os.geteuid() == 0
     # Not a layer (nothing to enforce): the job yields the CPU to the service's event loop.
     # Absolute, so a template or standby started at another nice value does not matter.
-    L.set_cpu_priority(spec.nice)
+    L.set_cpu_priority(pre.nice)
 
     try:
-        L.apply_rlimits(spec)
+        L.apply_rlimits(pre)
         t.ok("rlimits")
     except L.LayerUnavailable as exc:
         t.fail("rlimits", exc.reason)
 
-    controllers: tuple[str, ...] = ()
     cgroup_reason = ""
     try:
-        controllers = L.join_cgroup(spec).controllers
+        p.controllers = L.join_cgroup(pre).controllers
     except L.LayerUnavailable as exc:
         cgroup_reason = exc.reason
     for controller in ("memory", "pids"):
-        if controller in controllers:
+        if controller in p.controllers:
             t.ok(f"{controller}_cgroup")
         else:
             t.fail(f"{controller}_cgroup", cgroup_reason or f"no {controller} controller")
-    if "memory" not in controllers:
+    if "memory" not in p.controllers:
         try:
-            L.apply_memory_rlimit(spec)
+            L.apply_memory_rlimit(pre)
             t.ok("rlimit_as")
         except L.LayerUnavailable as exc:
             t.fail("rlimit_as", exc.reason)
@@ -128,9 +177,9 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
             ):
                 t.fail(layer, f"not root and no user namespace ({exc.reason})")
 
-    mount_ns = pid_ns = False
+    pid_ns = False
     if namespaces:
-        if not spec.network:
+        if not pre.network:
             try:
                 L.unshare_network()
                 L.bring_loopback_up()
@@ -139,7 +188,7 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
                 t.fail("network_namespace", exc.reason)
         try:
             L.unshare_mount()
-            mount_ns = True
+            p.mount_ns = True
         except L.LayerUnavailable as exc:
             t.fail("mount_namespace", exc.reason)
         ipc_ns, ipc_reason = False, ""
@@ -150,12 +199,12 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
             ipc_reason = exc.reason
         try:
             # Forks: from here on we are the job process.
-            L.enter_pid_namespace(private_mounts=mount_ns)
+            L.enter_pid_namespace(private_mounts=p.mount_ns)
             pid_ns = True
             t.ok("pid_namespace")
         except L.LayerUnavailable as exc:
             t.fail("pid_namespace", exc.reason)
-        if mount_ns:
+        if p.mount_ns:
             if pid_ns and not _fresh_proc():
                 t.fail("mount_namespace", "could not mount a fresh /proc for the PID namespace")
             else:
@@ -164,10 +213,18 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
             t.ok("ipc_namespace")
         else:
             t.fail("ipc_namespace", ipc_reason)
-    fresh_proc = pid_ns and mount_ns and _fresh_proc()
+    p.fresh_proc = pid_ns and p.mount_ns and _fresh_proc()
 
+    if root and pre.uid_paths is None:
+        # The uid drop must re-expose the job's own paths: finish() does it. no_new_privs
+        # does not stand in its way (it limits what execve grants, not mount or setresuid).
+        try:
+            L.set_no_new_privs()
+        except L.LayerUnavailable as exc:
+            p.no_new_privs_early = exc.reason
+        return
     if root:
-        _drop_root(spec, t, mount_ns, "pids" in controllers)
+        _drop_root(pre, pre.uid_paths or (), (), t, p.mount_ns, "pids" in p.controllers)
     else:
         try:
             if namespaces:
@@ -175,20 +232,55 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
             t.ok("uid_drop")  # the service is unprivileged: so is the job
         except L.LayerUnavailable as exc:
             t.fail("uid_drop", f"capabilities of the user namespace kept: {exc.reason}")
-        if "pids" not in controllers:
+        if "pids" not in p.controllers:
             t.missing["rlimit_nproc"] = (
                 "RLIMIT_NPROC would count every process of the service's own uid"
             )
+    p.identity_done = True
+    _no_new_privs(t)
 
+
+def _no_new_privs(t: _Tally) -> None:
     try:
         L.set_no_new_privs()
         t.ok("no_new_privs")
     except L.LayerUnavailable as exc:
         t.fail("no_new_privs", exc.reason)
 
+
+def finish(spec: SandboxSpec, p: Prepared) -> ConfineResult:
+    """Apply the job-specific rest to a :func:`prepare` d process: its uid drop if still to
+    do, Landlock for its paths, seccomp last. Raises :class:`SandboxError` when a required
+    layer failed (here or in :func:`prepare`) or when the process was prepared for different
+    limits, network or identity than ``spec`` asks for — the service never hands such a job to
+    such a process, so that is a defect to stop at, whatever ``spec.required`` says."""
+    if p.error is not None:
+        raise p.error
+    t = p.tally
+    reason = p.pre.mismatch(spec)
+    if reason is not None:
+        raise SandboxError("preconfinement", reason)
+    if p.controllers and p.pre.cgroup != spec.cgroup:
+        # The service renamed our cgroup to the job's before it sent the assignment.
+        if spec.cgroup is None or not _cgroup.is_member(spec.cgroup):
+            raise SandboxError("memory_cgroup", f"this process is not in cgroup {spec.cgroup}")
+    if not p.identity_done:
+        _drop_root(
+            spec,
+            spec.readonly_paths,
+            spec.writable_paths,
+            t,
+            p.mount_ns,
+            "pids" in p.controllers,
+        )
+        if p.no_new_privs_early is None:
+            t.ok("no_new_privs")
+        else:
+            t.fail("no_new_privs", p.no_new_privs_early)
+
     try:
         abi = L.apply_landlock(
-            spec.readonly_paths, spec.writable_paths, network=spec.network, fresh_proc=fresh_proc
+            spec.readonly_paths, spec.writable_paths, network=spec.network, fresh_proc=p.fresh_proc
         )
         t.ok("landlock")
         if abi < 6:
@@ -207,16 +299,29 @@ def confine_with_report(spec: SandboxSpec) -> ConfineResult:
     return ConfineResult(tuple(t.applied), tuple(sorted(t.missing.items())), tuple(t.timings))
 
 
-def _drop_root(spec: SandboxSpec, t: _Tally, mount_ns: bool, pids_cgroup: bool) -> None:
-    uid = spec.run_as_uid
-    gid = spec.run_as_gid if spec.run_as_gid is not None else uid
+def confine_with_report(spec: SandboxSpec) -> ConfineResult:
+    """Apply every layer this machine and process allow. Returns in the job process only."""
+    return finish(spec, prepare(preconfinement_for(spec)))
+
+
+def _drop_root(
+    who: SandboxSpec | Preconfinement,
+    readonly: tuple[str, ...],
+    writable: tuple[str, ...],
+    t: _Tally,
+    mount_ns: bool,
+    pids_cgroup: bool,
+) -> None:
+    """Drop to ``who``'s uid, re-exposing first the ``readonly`` and ``writable`` paths that
+    uid could not reach (inside our private mount namespace)."""
+    uid = who.run_as_uid
+    gid = who.run_as_gid if who.run_as_gid is not None else uid
     try:
         if uid is None or gid is None:
             raise L.LayerUnavailable("uid_drop", "the job's spec names no uid to run as")
         if uid == 0:
             raise L.LayerUnavailable("uid_drop", "the job's spec asks to run as root")
-        paths = [*spec.readonly_paths, *spec.writable_paths]
-        hidden = L.hidden_ancestors(paths, uid, gid)
+        hidden = L.hidden_ancestors([*readonly, *writable], uid, gid)
         if hidden and not mount_ns:
             raise L.LayerUnavailable(
                 "uid_drop",
@@ -226,11 +331,11 @@ def _drop_root(spec: SandboxSpec, t: _Tally, mount_ns: bool, pids_cgroup: bool) 
         nproc = False
         if not pids_cgroup:
             try:
-                L.apply_nproc_rlimit(spec, dropping_to=uid)
+                L.apply_nproc_rlimit(who, dropping_to=uid)
                 nproc = True
             except L.LayerUnavailable as exc:
                 t.missing["rlimit_nproc"] = exc.reason
-        L.expose_paths_for_uid(spec.readonly_paths, spec.writable_paths, uid, gid)
+        L.expose_paths_for_uid(readonly, writable, uid, gid)
         L.drop_uid(uid, gid)
         t.ok("uid_drop")
         if nproc:
@@ -250,7 +355,12 @@ def confine(spec: SandboxSpec) -> tuple[str, ...]:
     waits and exits exactly as the job did. Layers that could not apply are written to stderr
     with their reason; a required one raises :class:`SandboxError`.
     """
-    result = confine_with_report(spec)
+    return report_missing(confine_with_report(spec))
+
+
+def report_missing(result: ConfineResult) -> tuple[str, ...]:
+    """Write the layers that did not apply to stderr (the job's diagnostics) with their
+    reason; returns the layers applied."""
     for layer, reason in result.missing:
         sys.stderr.write(f"ade.sandbox: {layer} not applied: {reason}\n")
     return result.applied

@@ -21,7 +21,10 @@ from collections.abc import Iterable
 
 from ade.sandbox import _bpf, _sys
 from ade.sandbox import cgroup as _cgroup
-from ade.sandbox.spec import SandboxSpec
+from ade.sandbox.spec import Preconfinement, SandboxSpec, standby_cgroup_owner
+
+# What the job-independent layers read: the job's spec or the standby's part of it.
+_Limits = SandboxSpec | Preconfinement
 
 __all__ = [
     "NETWORK_READONLY_PATHS",
@@ -37,6 +40,8 @@ __all__ = [
     "drop_uid",
     "enter_pid_namespace",
     "expose_paths_for_uid",
+    "hidden_ancestor",
+    "hidden_ancestors",
     "join_cgroup",
     "mount_fresh_proc",
     "set_cpu_priority",
@@ -102,7 +107,7 @@ def _setrlimit(layer: str, name: str, which: int, soft: int, hard: int) -> None:
         raise LayerUnavailable(layer, f"setrlimit({name}, {soft}) failed: {exc}") from None
 
 
-def apply_rlimits(spec: SandboxSpec) -> None:
+def apply_rlimits(spec: _Limits) -> None:
     """CPU seconds (SIGXCPU at the soft limit, SIGKILL one second later), largest file written
     (EFBIG / SIGXFSZ), open descriptors, and no core dumps (a dump of a job's memory is a copy
     of its customer data left on disk)."""
@@ -113,14 +118,14 @@ def apply_rlimits(spec: SandboxSpec) -> None:
     _setrlimit("rlimits", "RLIMIT_CPU", resource.RLIMIT_CPU, spec.cpu_seconds, spec.cpu_seconds + 1)
 
 
-def apply_memory_rlimit(spec: SandboxSpec) -> None:
+def apply_memory_rlimit(spec: _Limits) -> None:
     """Fallback memory limit when there is no memory cgroup: address space. Counts reserved,
     not used, memory, which is why MALLOC_ARENA_MAX=2 matters (the supervisor's env)."""
     limit = spec.mem_mb * MIB
     _setrlimit("rlimit_as", "RLIMIT_AS", resource.RLIMIT_AS, limit, limit)
 
 
-def apply_nproc_rlimit(spec: SandboxSpec, *, dropping_to: int | None = None) -> None:
+def apply_nproc_rlimit(spec: _Limits, *, dropping_to: int | None = None) -> None:
     """Fallback process cap when there is no pids cgroup. Counted per real uid across the whole
     machine and ignored for root, so it only means something under a dedicated uid: call it
     just before dropping to ``dropping_to``."""
@@ -153,11 +158,14 @@ def set_cpu_priority(nice: int) -> None:
 # -- cgroup -----------------------------------------------------------------------------------
 
 
-def join_cgroup(spec: SandboxSpec) -> _cgroup.JobCgroup:
-    """Move this process into the job cgroup the supervisor created (memory + pids)."""
+def join_cgroup(spec: _Limits) -> _cgroup.JobCgroup:
+    """Move this process into the job cgroup the supervisor created (memory + pids) — or, for a
+    process confined ahead of its job, into its own cgroup, which becomes the job's."""
     if spec.cgroup is None:
         raise LayerUnavailable("cgroup", "the service created no cgroup for this job")
     try:
+        if standby_cgroup_owner(spec.cgroup) is not None:
+            return _cgroup.await_placement(spec.cgroup)  # the service moves us: see there
         return _cgroup.join(spec.cgroup)
     except OSError as exc:
         raise LayerUnavailable("cgroup", str(exc)) from None
@@ -349,8 +357,9 @@ def _searchable(directory: str, uid: int, gid: int) -> bool:
     return bool(st.st_mode & stat.S_IXOTH)
 
 
-def _hidden_ancestor(path: str, uid: int, gid: int) -> str | None:
-    """The outermost directory above ``path`` that ``uid`` cannot traverse, if any."""
+def hidden_ancestor(path: str, uid: int, gid: int) -> str | None:
+    """The outermost directory above ``path`` that ``uid`` cannot traverse, if any. Only the
+    directories above are looked at: ``path`` itself need not exist."""
     parts = path.strip("/").split("/")
     current = "/"
     for part in parts[:-1]:
@@ -364,7 +373,7 @@ def hidden_ancestors(paths: Iterable[str], uid: int, gid: int) -> dict[str, list
     found: dict[str, list[str]] = {}
     for path in paths:
         if os.path.exists(path):
-            ancestor = _hidden_ancestor(path, uid, gid)
+            ancestor = hidden_ancestor(path, uid, gid)
             if ancestor is not None:
                 found.setdefault(ancestor, []).append(path)
     return found

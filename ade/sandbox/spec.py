@@ -18,10 +18,14 @@ from ade.settings import Settings
 __all__ = [
     "LAYERS",
     "NOBODY",
+    "Preconfinement",
     "SandboxSpec",
     "build_spec",
     "job_cgroup_name",
+    "preconfinement_for",
     "runtime_readonly_paths",
+    "standby_cgroup_name",
+    "standby_cgroup_owner",
 ]
 
 # Every layer the sandbox knows, in the order `confine` applies them. These names are what
@@ -66,6 +70,78 @@ class SandboxSpec:
     nice: int = 0
 
 
+@attrs.frozen
+class Preconfinement:
+    """The part of a job's confinement that does not depend on the job: what a spawn standby
+    applies to itself while it waits for its assignment (:func:`ade.sandbox.confine.prepare`).
+
+    Every field but ``cgroup`` and ``uid_paths`` must equal the job's :class:`SandboxSpec`
+    for the standby to serve the job (:meth:`mismatch`); otherwise the standby is discarded and
+    the job gets a fresh process. ``cgroup`` is the standby's own cgroup, created for it by the
+    service and renamed to the job's (``job_cgroup_name``) when its job is assigned: one cgroup
+    per process, one process per job.
+    """
+
+    cpu_seconds: int
+    mem_mb: int
+    fsize_mb: int
+    max_files: int
+    max_processes: int
+    network: bool
+    cgroup: str | None
+    run_as_uid: int | None
+    run_as_gid: int | None
+    required: tuple[str, ...]
+    nice: int
+    # Paths re-exposed for the dropped uid before the job (the interpreter under /root):
+    # None leaves the uid drop for the job's arrival (it must then re-expose the job's paths,
+    # which a process that already dropped its uid can no longer mount).
+    uid_paths: tuple[str, ...] | None = None
+
+    def mismatch(self, spec: SandboxSpec) -> str | None:
+        """Why a process prepared this way cannot run the job ``spec`` describes, or None."""
+        for name in (
+            "cpu_seconds",
+            "mem_mb",
+            "fsize_mb",
+            "max_files",
+            "max_processes",
+            "network",
+            "run_as_uid",
+            "run_as_gid",
+            "required",
+            "nice",
+        ):
+            if getattr(self, name) != getattr(spec, name):
+                return f"the job's {name} differs from the one applied ahead of it"
+        if (self.cgroup is None) != (spec.cgroup is None):
+            return "the job's cgroup differs from the one applied ahead of it"
+        if self.uid_paths is not None and not set(self.uid_paths) <= set(spec.readonly_paths):
+            return "the job does not read the paths re-exposed ahead of it for its uid"
+        return None
+
+
+def preconfinement_for(
+    spec: SandboxSpec, *, cgroup: str | None = None, uid_paths: tuple[str, ...] | None = None
+) -> Preconfinement:
+    """The job-independent part of ``spec``: its own cgroup (``cgroup``, default the spec's)
+    and, when ``uid_paths`` is given, a uid drop before the job that re-exposes only them."""
+    return Preconfinement(
+        cpu_seconds=spec.cpu_seconds,
+        mem_mb=spec.mem_mb,
+        fsize_mb=spec.fsize_mb,
+        max_files=spec.max_files,
+        max_processes=spec.max_processes,
+        network=spec.network,
+        cgroup=spec.cgroup if cgroup is None else cgroup,
+        run_as_uid=spec.run_as_uid,
+        run_as_gid=spec.run_as_gid,
+        required=spec.required,
+        nice=spec.nice,
+        uid_paths=uid_paths,
+    )
+
+
 def _real(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(path)
 
@@ -88,6 +164,24 @@ def runtime_readonly_paths() -> tuple[str, ...]:
 def job_cgroup_name(job_id: str) -> str:
     """The per-job cgroup's name; recovery derives it again to remove a dead service's leftover."""
     return f"ade-{job_id}"
+
+
+def standby_cgroup_name(service_pid: int, number: int) -> str:
+    """The cgroup of a process confined ahead of its job, until its job's name replaces it.
+    The service's pid in it lets a later service tell a dead service's leftover (its pid gone)
+    from the standbys of a live one sharing the cgroup."""
+    return f"{_STANDBY_PREFIX}{service_pid}-{number}"
+
+
+_STANDBY_PREFIX = "ade-standby-"
+
+
+def standby_cgroup_owner(name: str) -> int | None:
+    """The service pid in a :func:`standby_cgroup_name`, or None for any other name."""
+    if not name.startswith(_STANDBY_PREFIX):
+        return None
+    pid, _, number = name[len(_STANDBY_PREFIX) :].partition("-")
+    return int(pid) if pid.isdigit() and number.isdigit() else None
 
 
 def build_spec(settings: Settings, job_dir: Path, snapshot_dir: Path, network: bool) -> SandboxSpec:

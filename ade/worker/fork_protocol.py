@@ -16,6 +16,12 @@ header: JSON the template never parses. It forks; the child parses it (job direc
 spec, environment) and confines itself before it reads anything else (:func:`
 ade.worker.main.run_assignment`).
 
+Service -> template: ``PREPARE`` (token as for ``START``), ahead of any job, with five pipe
+ends — the four above and the read end of the pipe the job's assignment will arrive on — and
+a :class:`~ade.sandbox.spec.Preconfinement` (JSON, job-independent: the service's settings)
+after the header. The child confines itself as far as it can without a job and waits on that
+pipe; the service writes the assignment into it directly, so the template never sees it.
+
 Template -> service: ``READY`` once (value = the template's pid), ``STARTED`` (value = the
 child's pid, which leads its own process group) and ``EXITED`` (value = the child's raw wait
 status) per job. Anything else — an unknown kind, a token the service never sent, a frame of
@@ -39,7 +45,9 @@ __all__ = [
     "ASSIGNMENT_LIMIT",
     "EXITED",
     "FDS_PER_JOB",
+    "FDS_PER_PREPARED",
     "HEADER",
+    "PREPARE",
     "READY",
     "START",
     "STARTED",
@@ -53,12 +61,15 @@ __all__ = [
 
 HEADER = struct.Struct("!cQq")
 START = b"S"
+PREPARE = b"A"
 READY = b"R"
 STARTED = b"P"
 EXITED = b"X"
 _KINDS_TO_SERVICE = (READY, STARTED, EXITED)
 # events, stdout, stderr, lifeline: the child's fds 3, 1, 2 and 4 once it has set itself up.
 FDS_PER_JOB = 4
+# ... and for PREPARE the assignment pipe's read end: the child's fd 0.
+FDS_PER_PREPARED = 5
 # The assignment is a job directory, a sandbox spec and a dozen environment variables.
 ASSIGNMENT_LIMIT = 32 * 1024
 # No pid is above this (the kernel's PID_MAX_LIMIT is 2**22): a larger "pid" would make
@@ -122,9 +133,11 @@ class Assignment:
 
 @attrs.frozen
 class Fork:
-    """Fork one child for the job ``token``; the frame's fds and payload go to the child."""
+    """Fork one child for the job ``token``; the frame's fds and payload go to the child.
+    ``prepare``: the payload is a Preconfinement and the child waits for its assignment."""
 
     token: int
+    prepare: bool = False
 
 
 @attrs.frozen
@@ -135,8 +148,8 @@ class Refuse:
 
 
 class TemplateState:
-    """Which child runs which job. The template forks on ``START`` and reports each reaped
-    child once; a frame that is not a well-formed ``START`` is refused without forking."""
+    """Which child runs which job. The template forks on ``START`` (or ``PREPARE``) and
+    reports each reaped child once; any other frame is refused without forking."""
 
     def __init__(self) -> None:
         self.children: dict[int, int] = {}  # pid -> token
@@ -145,13 +158,16 @@ class TemplateState:
     def on_frame(self, frame: Frame | None, fd_count: int) -> Fork | Refuse:
         if frame is None:
             return Refuse("short frame")
-        if frame.kind != START:
+        if frame.kind not in (START, PREPARE):
             return Refuse(f"unknown frame kind {frame.kind!r}")
-        if fd_count != FDS_PER_JOB:
-            return Refuse(f"START with {fd_count} fds, expected {FDS_PER_JOB}")
+        name, expected = (
+            ("START", FDS_PER_JOB) if frame.kind == START else ("PREPARE", FDS_PER_PREPARED)
+        )
+        if fd_count != expected:
+            return Refuse(f"{name} with {fd_count} fds, expected {expected}")
         if len(frame.payload) > ASSIGNMENT_LIMIT:
             return Refuse("assignment too large")
-        return Fork(frame.token)
+        return Fork(frame.token, prepare=frame.kind == PREPARE)
 
     def forked_child(self, token: int, pid: int) -> bytes:
         self.children[pid] = token

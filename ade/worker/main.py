@@ -23,10 +23,10 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from ade.layout import REQUEST_FILE
-from ade.sandbox.spec import SandboxSpec
+from ade.sandbox.spec import Preconfinement, SandboxSpec
 from ade.worker.fork_protocol import Assignment
 from ade.worker.protocol import (
     EVENT_LINE_LIMIT,
@@ -41,6 +41,9 @@ from ade.worker.protocol import (
     limit_message,
     load_request,
 )
+
+if TYPE_CHECKING:
+    from ade.sandbox.confine import Prepared
 
 __all__ = [
     "arm_lifeline",
@@ -256,13 +259,17 @@ def _warm_up_before_confinement() -> None:
     mimetypes.init()
 
 
-def _confine(spec: SandboxSpec, events: _Events) -> bool:
-    """Apply the job's sandbox; on failure report it and return False (config code never runs)."""
-    from ade.sandbox import confine
+def _confine(spec: SandboxSpec, events: _Events, prepared: Prepared | None = None) -> bool:
+    """Apply the job's sandbox — all of it, or the job-specific rest of a process ``prepared``
+    ahead of its job; on failure report it and return False (config code never runs)."""
+    from ade.sandbox.confine import confine_with_report, finish, report_missing
 
     _warm_up_before_confinement()
     try:
-        layers = confine(spec)
+        if prepared is None:
+            layers = report_missing(confine_with_report(spec))
+        else:
+            layers = report_missing(finish(spec, prepared))
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         events.result(
@@ -379,13 +386,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--nice", type=int, default=None, help="CPU priority to start at (the standby's)"
     )
+    parser.add_argument(
+        "--preconfine",
+        default=None,
+        help="the standby's job-independent confinement (JSON Preconfinement), applied "
+        "before it waits for its assignment",
+    )
     args = parser.parse_args(argv)
     if args.nice is not None:
         from ade.sandbox.layers import set_cpu_priority
 
         set_cpu_priority(args.nice)
     if args.standby:
-        wait_for_assignment(args.events_fd, args.lifeline_fd)
+        wait_for_assignment(args.events_fd, args.lifeline_fd, args.preconfine)
     if args.request is None:
         parser.error("the run request is required without --standby")
     if args.lifeline_fd is not None:
@@ -486,15 +499,22 @@ def _warm_up_libraries() -> None:
     loaded.close()
 
 
-def run_assignment(data: bytes, events_fd: int, lifeline_fd: int | None) -> NoReturn:
+def run_assignment(
+    data: bytes,
+    events_fd: int,
+    lifeline_fd: int | None,
+    prepared: Prepared | None = None,
+) -> NoReturn:
     """Run the one job described by ``data`` (an :class:`Assignment`) in this process.
 
     The order is the point: the lifeline first (die with the service), then the job's own
-    environment and directory, then the WHOLE confinement — and only then the run request and
-    the job's inputs are read. Used by the forked child of a template and by the spawn
-    standby; both received ``data`` from the service, not from the job.
+    environment and directory, then the confinement — the WHOLE of it, or for a standby
+    ``prepared`` ahead of its job (lifeline already armed) the job-specific rest — and only
+    then the run request and the job's inputs are read. Used by the forked child of a
+    template and by the spawn standby; both received ``data`` from the service, not from the
+    job.
     """
-    if lifeline_fd is not None:
+    if lifeline_fd is not None and prepared is None:
         arm_lifeline(lifeline_fd)
     # The command line a spawned worker has: config code sees the same in every mode.
     sys.argv = ["ade.worker", "--events-fd", str(events_fd)]
@@ -513,7 +533,7 @@ def run_assignment(data: bytes, events_fd: int, lifeline_fd: int | None) -> NoRe
         sys.stderr.write(f"ade.worker: unusable assignment: {type(exc).__name__}\n")
         events.result(WorkerResult(ResultCode.BAD_REQUEST, f"unusable assignment ({exc})"))
         _exit_after_run(ExitStatus.BAD_REQUEST)
-    if not _confine(spec, events):
+    if not _confine(spec, events, prepared):
         _exit_after_run(ExitStatus.SANDBOX)
     job_dir = Path(assignment.job_dir)
     try:
@@ -527,11 +547,41 @@ def run_assignment(data: bytes, events_fd: int, lifeline_fd: int | None) -> NoRe
     _exit_after_run(_run_engine(request, job_dir, events))
 
 
-def wait_for_assignment(events_fd: int, lifeline_fd: int | None) -> NoReturn:
-    """The spawn standby: imported and waiting; its assignment arrives on stdin (EOF: the
-    service no longer needs it, exit quietly)."""
-    preload()
-    data = sys.stdin.buffer.read()
+def wait_for_assignment(
+    events_fd: int,
+    lifeline_fd: int | None,
+    preconfinement: str | None = None,
+    *,
+    preloaded: bool = False,
+) -> NoReturn:
+    """The spawn standby: armed, imported, confined as far as it can be without its job
+    (``preconfinement``, JSON :class:`Preconfinement`; None: all of it waits for the job), and
+    waiting; its assignment arrives on stdin (EOF: the service no longer needs it, exit
+    quietly). A required layer that failed here is reported to the job when it arrives.
+    Also a template's child forked ahead of its job (``preloaded``: the template imported)."""
+    if lifeline_fd is not None:
+        arm_lifeline(lifeline_fd)  # from the start: a SIGKILLed service takes us along
+    if not preloaded:
+        preload()
+    prepared = None
+    if preconfinement is not None:
+        import json
+
+        from ade.sandbox.confine import prepare
+        from ade.serde import converter
+
+        # Forks into a PID namespace: from here on we are the job's process.
+        prepared = prepare(converter.structure(json.loads(preconfinement), Preconfinement))
+    data = _read_to_end(0)
     if not data:
         os._exit(0)
-    run_assignment(data, events_fd, lifeline_fd)
+    run_assignment(data, events_fd, lifeline_fd, prepared)
+
+
+def _read_to_end(fd: int) -> bytes:
+    """Everything on ``fd`` until end-of-file. Raw reads, not ``sys.stdin``: a forked child
+    shares its template's stdin object, whose fd 0 it replaced."""
+    chunks: list[bytes] = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -12,6 +12,9 @@ The child, before anything else: leads its own process group, restores default s
 dispositions, moves the job's pipes to fds 1, 2, 3 (events) and 4 (lifeline), closes every
 other descriptor — the control socket included, so no job can reach its template's pipe — and
 then :func:`ade.worker.main.run_assignment` confines it fully before it reads its request.
+A child forked on ``PREPARE`` (ahead of its job) has its assignment pipe at fd 0: it confines
+itself as far as it can without the job (:func:`ade.worker.main.wait_for_assignment`), waits
+there, and applies the job-specific rest once the service has written the assignment.
 
 When the service goes away the control socket reaches end-of-file and the template exits; each
 child has its own lifeline to the service, as a spawned worker does.
@@ -30,7 +33,7 @@ from typing import NoReturn
 
 from ade.worker.fork_protocol import (
     ASSIGNMENT_LIMIT,
-    FDS_PER_JOB,
+    FDS_PER_PREPARED,
     HEADER,
     READY,
     Fork,
@@ -50,24 +53,29 @@ _LIFELINE_FD = 4
 _CHILD_SETUP_FAILED = 126
 
 
-def _child(payload: bytes, fds: list[int], control: socket.socket) -> NoReturn:
-    """In the forked child: become the job's process. Never returns."""
+def _child(payload: bytes, fds: list[int], control: socket.socket, prepare: bool) -> NoReturn:
+    """In the forked child: become the job's process (``prepare``: the process waiting,
+    confined, for a job). Never returns."""
     try:
         os.setpgid(0, 0)  # the template does it too: whoever runs first, the group exists
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         control.detach()  # the fd is closed below; the object must never close a reused number
-        events, out, err, lifeline = (fcntl.fcntl(fd, fcntl.F_DUPFD, _HIGH_FD) for fd in fds)
-        null = os.open(os.devnull, os.O_RDONLY)
-        for source, target in ((null, 0), (out, 1), (err, 2), (events, 3), (lifeline, 4)):
+        events, out, err, lifeline, *assignment = (
+            fcntl.fcntl(fd, fcntl.F_DUPFD, _HIGH_FD) for fd in fds
+        )
+        stdin = assignment[0] if prepare else os.open(os.devnull, os.O_RDONLY)
+        for source, target in ((stdin, 0), (out, 1), (err, 2), (events, 3), (lifeline, 4)):
             os.dup2(source, target)  # dup2'ed descriptors are inheritable, as a spawn's are
         os.closerange(_LIFELINE_FD + 1, os.sysconf("SC_OPEN_MAX"))
     except BaseException:
         os._exit(_CHILD_SETUP_FAILED)
     try:
-        from ade.worker.main import run_assignment
+        from ade.worker.main import run_assignment, wait_for_assignment
 
+        if prepare:  # ends in os._exit on every path, as run_assignment does
+            wait_for_assignment(_EVENTS_FD, _LIFELINE_FD, payload.decode(), preloaded=True)
         run_assignment(payload, _EVENTS_FD, _LIFELINE_FD)  # ends in os._exit on every path
     except BaseException as exc:
         # Never unwind into the template's loop: this process is the job's, not a template.
@@ -77,7 +85,9 @@ def _child(payload: bytes, fds: list[int], control: socket.socket) -> NoReturn:
 
 def _receive(control: socket.socket) -> tuple[bytes, list[int]] | None:
     """One frame and its fds; None at end-of-file (the service is gone)."""
-    data, fds, _, _ = socket.recv_fds(control, HEADER.size + ASSIGNMENT_LIMIT + 1, FDS_PER_JOB + 1)
+    data, fds, _, _ = socket.recv_fds(
+        control, HEADER.size + ASSIGNMENT_LIMIT + 1, FDS_PER_PREPARED + 1
+    )
     if not data and not fds:
         return None
     return data, fds
@@ -132,7 +142,7 @@ def serve(control: socket.socket) -> int:
         assert frame is not None
         pid = os.fork()
         if pid == 0:
-            _child(frame.payload, fds, control)
+            _child(frame.payload, fds, control, decision.prepare)
         try:
             os.setpgid(pid, pid)
         except OSError:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 from support.jobs import EventLog, make_job_dir, processes_mentioning, write_package
@@ -21,6 +24,7 @@ from ade.models import JobStatus
 from ade.runtime.leftovers import processes_in
 from ade.runtime.starters import ForkServer, SpawnStandby
 from ade.runtime.supervisor import supervise_job
+from ade.sandbox.spec import Preconfinement
 from ade.settings import Settings, load_settings
 from ade.worker.fork_protocol import Assignment
 
@@ -261,6 +265,9 @@ async def test_a_launch_out_of_descriptors_fails_and_keeps_none_of_them(
     settings: Settings, fork_server: ForkServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     template = await _template_pid(fork_server)
+    with trio.fail_after(30):  # no launch in flight: the child for the next job is waiting
+        while fork_server.prepared_pid is None:
+            await trio.sleep(0.01)
     before = sorted(os.listdir("/proc/self/fd"))
     _failing_pipe(monkeypatch, 3)
     with pytest.raises(OSError, match="Too many open files"):
@@ -281,7 +288,7 @@ async def test_a_standby_out_of_descriptors_fails_and_keeps_none_of_them(
     before = sorted(os.listdir("/proc/self/fd"))
     _failing_pipe(monkeypatch, 2)
     with pytest.raises(OSError, match="Too many open files"):
-        await standby._spawn(nursery)
+        await standby._spawn(nursery, None)
     monkeypatch.undo()
     assert sorted(os.listdir("/proc/self/fd")) == before
 
@@ -423,6 +430,264 @@ async def test_spawn_mode_runs_the_job_in_the_standby_started_ahead(
             await trio.sleep(0.01)
     assert standby.waiting_pid != waiting  # the next one is already waiting
     assert standby.statistics().restarts == 0
+
+
+SPAWN_SERVER_SCRIPT = """
+import os
+import sys
+from pathlib import Path
+
+import trio
+
+from ade.runtime.starters import SpawnStandby
+from ade.runtime.supervisor import supervise_job
+from ade.settings import load_settings
+
+settings = load_settings(
+    {}, data_dir=Path(sys.argv[1]), job_timeout_seconds=60.0, worker_start="spawn"
+)
+server = SpawnStandby(settings)
+
+
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return f.read().split()
+
+
+async def on_event(event_type, detail):
+    if event_type == "sleeping":  # the job runs; wait for the next standby to be confined
+        while server.waiting_pid is None or not children(server.waiting_pid):
+            await trio.sleep(0.01)
+        print("sleeping", server.waiting_pid, flush=True)
+
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run)
+        await supervise_job(settings, Path(sys.argv[2]), on_event=on_event, starter=server)
+
+
+trio.run(main)
+"""
+
+
+async def test_a_sigkilled_service_takes_its_spawned_job_and_confined_standby_along(
+    settings: Settings, tmp_path: Path
+) -> None:
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg", name_module_extra=SLEEPER))
+    script = tmp_path / "server.py"
+    script.write_text(SPAWN_SERVER_SCRIPT)
+    server = await trio.lowlevel.open_process(
+        [sys.executable, str(script), str(settings.data_dir), str(job_dir)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        line = b""
+        with trio.fail_after(60):
+            while not line.endswith(b"\n"):
+                line += await server.stdout.receive_some(100)
+        assert line.startswith(b"sleeping")
+        waiting = int(line.split()[1])
+        with trio.fail_after(30):  # outer, the PID namespace's init, the process for a job
+            while len(_descendants(waiting)) < 2:
+                await trio.sleep(0.01)
+        standby = [waiting, *_descendants(waiting)]
+        assert processes_in(job_dir) != []
+        server.kill()
+        await server.wait()
+        with trio.move_on_after(5.0):
+            while processes_in(job_dir) or any(os.path.exists(f"/proc/{p}") for p in standby):
+                await trio.sleep(0.02)
+        assert processes_in(job_dir) == []
+        assert [p for p in standby if os.path.exists(f"/proc/{p}")] == []
+        # The standby's cgroup outlived it; the next service's starters remove it.
+        from ade.sandbox import detect_layers
+        from ade.sandbox.cgroup import remove_dead_standby_cgroups
+
+        if detect_layers().available("memory_cgroup"):
+            memory_root = "/sys/fs/cgroup/memory" + _cgroups(os.getpid())["memory"]
+            prefix = f"ade-standby-{server.pid}-"
+            left = [n for n in os.listdir(memory_root) if n.startswith(prefix)]
+            assert len(left) == 1
+            assert set(left) <= set(remove_dead_standby_cgroups())
+            assert not os.path.exists(os.path.join(memory_root, left[0]))
+    finally:
+        server.kill()
+        await server.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s children, grandchildren ... depth first (/proc/<pid>/task/*/children)."""
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def _cgroups(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/cgroup") as f:
+        rows = [line.rstrip("\n").split(":", 2) for line in f]
+    return {
+        controller: path for _, controllers, path in rows for controller in controllers.split(",")
+    }
+
+
+def _ahead(starter: ForkServer | SpawnStandby) -> tuple[int | None, Preconfinement | None]:
+    """The process a starter keeps ahead of its next job, and what it applies to itself."""
+    if isinstance(starter, ForkServer):
+        return starter.prepared_pid, starter.prepared_preconfinement
+    return starter.waiting_pid, starter.waiting_preconfinement
+
+
+async def _confined_ahead(starter: ForkServer | SpawnStandby) -> tuple[int, int]:
+    """(the pid of the process kept ahead of the next job, the pid of its process that will
+    run the job) once that process has confined itself as far as it can without a job
+    (no_new_privs is its last job-independent step)."""
+    with trio.fail_after(60):
+        while True:
+            pid = _ahead(starter)[0]
+            if pid is not None and os.path.exists(f"/proc/{pid}"):
+                inner = _descendants(pid)
+                if inner and _status(inner[-1]).get("NoNewPrivs") == "1":
+                    return pid, inner[-1]
+            await trio.sleep(0.02)
+
+
+def _starter(mode: str, settings: Settings) -> ForkServer | SpawnStandby:
+    return ForkServer(settings) if mode == "fork" else SpawnStandby(settings)
+
+
+@pytest.fixture
+def reachable_data_dir() -> Iterator[Path]:
+    """A data directory the jobs' uid (nobody) can reach — pytest's own tmp_path is under a
+    0700 directory, which the job's uid drop must re-expose."""
+    root = Path(tempfile.mkdtemp(prefix="ade-preconfine-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    yield root / "data"
+    shutil.rmtree(root)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root service's layers are what is checked")
+@pytest.mark.parametrize("reachable", [True, False], ids=["uid-dropped-ahead", "uid-at-job"])
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+async def test_the_process_kept_ahead_is_confined_before_its_job_arrives(
+    mode: str,
+    settings: Settings,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    reachable_data_dir: Path,
+    reachable: bool,
+) -> None:
+    """While it waits: its rlimits, its own cgroup, network/PID/mount/IPC namespaces,
+    no_new_privs and — where the jobs' directories need no re-exposing — its uid drop. Its job
+    then brings only Landlock for its paths and seccomp (and the uid drop otherwise)."""
+    from ade.sandbox import NOBODY, detect_layers
+
+    if reachable:
+        settings = attrs.evolve(settings, data_dir=reachable_data_dir)
+    report = detect_layers()
+    standby = _starter(mode, settings)
+    nursery.start_soon(standby.run)
+    outer, inner = await _confined_ahead(standby)
+    pre = _ahead(standby)[1]
+    assert pre is not None and not pre.network
+    assert (pre.uid_paths is not None) == reachable
+    status = _status(inner)
+    # no_new_privs set, no seccomp yet (the job's, applied last); the uid dropped ahead only
+    # where the job's paths need no re-exposing, which only root can do.
+    assert (status["NoNewPrivs"], status["Seccomp"]) == ("1", "0")
+    uid = NOBODY if reachable else 0
+    assert status["Uid"].split() == [str(uid)] * 4
+    if reachable:
+        assert status["CapEff"] == "0000000000000000"
+    # Its own namespaces, not the service's; the PID namespace's pid 1 sits between.
+    for ns, layer in (("net", "network"), ("pid", "pid"), ("mnt", "mount"), ("ipc", "ipc")):
+        if report.available(f"{layer}_namespace"):
+            assert os.readlink(f"/proc/{inner}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+    assert len(_descendants(outer)) == 2
+    # Its rlimits are the job's.
+    with open(f"/proc/{inner}/limits") as f:
+        limits = f.read()
+    assert f"Max cpu time              {settings.worker_cpu_seconds}" in limits
+    assert "Max core file size        0" in limits
+    # Its own cgroup, before any job exists: the standby's, with the job's limits.
+    memory_root = None
+    if report.available("memory_cgroup"):
+        assert pre.cgroup is not None and pre.cgroup.startswith("ade-standby-")
+        for pid in (outer, inner):
+            assert _cgroups(pid)["memory"].endswith("/" + pre.cgroup)
+        memory_root = "/sys/fs/cgroup/memory" + _cgroups(os.getpid())["memory"]
+        with open(os.path.join(memory_root, pre.cgroup, "memory.limit_in_bytes")) as f:
+            assert int(f.read()) == settings.worker_mem_mb * 1024 * 1024
+    # The job: its cgroup is the standby's, renamed; the layers are all there, in order.
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+    ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=standby)
+    assert (ending.status, ending.worker_start) == (JobStatus.SUCCESS, mode), ending.diagnostics
+    assert ending.sandbox_layers == report.available_names()
+    assert not os.path.exists(f"/proc/{outer}")
+    assert (standby.discarded, standby.statistics().restarts) == (0, 0), standby.last_discard_reason
+    if memory_root is not None:  # renamed to the job's, then removed with the job
+        leftovers = os.listdir(memory_root)
+        assert pre.cgroup not in leftovers and f"ade-{job_dir.name}" not in leftovers
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root service's layers are what is checked")
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+async def test_a_process_kept_ahead_that_cannot_serve_its_job_is_discarded_for_a_fresh_one(
+    mode: str, settings: Settings, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The process kept ahead has unshared its network namespace; a job allowed on the
+    network gets a fresh process (a spawned interpreter, a forked child) that confines itself
+    for that job — never the one kept ahead."""
+    from ade.sandbox import detect_layers
+
+    if not detect_layers().available("network_namespace"):
+        pytest.skip("no network namespace here: the standby would fit the job")
+    standby = _starter(mode, settings)
+    nursery.start_soon(standby.run)
+    outer, inner = await _confined_ahead(standby)
+    package = write_package(
+        tmp_path / "pkg",
+        name_module_extra="_report('net', ns=_os.readlink('/proc/self/ns/net'))\n",
+    )
+    log = EventLog()
+    ending = await supervise_job(
+        settings, make_job_dir(settings, package, network=True), on_event=log, starter=standby
+    )
+    assert ending.status == JobStatus.SUCCESS, ending.diagnostics
+    assert "network_allowed" in ending.sandbox_layers
+    assert "network_namespace" not in ending.sandbox_layers
+    # The job ran in the host's network namespace, so not in the discarded standby's.
+    assert log.of("net")[0]["ns"] == os.readlink("/proc/self/ns/net")
+    assert (standby.discarded, standby.last_discard_reason) == (
+        1,
+        "the job's network differs from the one applied ahead of it",
+    )
+    assert not os.path.exists(f"/proc/{outer}") and not os.path.exists(f"/proc/{inner}")
+    assert standby.statistics().restarts == 0  # a discard is not a death
+    # The next standby waits confined again for the next (default) job, and runs it.
+    await _confined_ahead(standby)
+    ending = await supervise_job(
+        settings,
+        make_job_dir(settings, write_package(tmp_path / "pkg2")),
+        on_event=EventLog(),
+        starter=standby,
+    )
+    assert ending.status == JobStatus.SUCCESS, ending.diagnostics
+    assert "network_namespace" in ending.sandbox_layers
+    assert standby.discarded == 1
 
 
 def test_the_worker_imports_neither_the_cli_nor_the_api() -> None:

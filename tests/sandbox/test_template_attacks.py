@@ -113,6 +113,18 @@ async def _templates(runtime) -> list[int]:
             await trio.sleep(0.02)
 
 
+async def _quiet_templates(runtime) -> list[int]:
+    """The templates, once each has its child for the next job forked and waiting: no
+    launch in flight, so a template holds no pipe of a child being forked."""
+    templates = await _templates(runtime)
+    with trio.fail_after(60):
+        while not all(
+            s.prepared_pid for s in runtime.lifecycle.starters if isinstance(s, ForkServer)
+        ):
+            await trio.sleep(0.02)
+    return templates
+
+
 async def test_a_job_cannot_signal_trace_read_or_reach_a_template_or_a_sibling(data_dir):
     require("pid_namespace", "seccomp", "uid_drop")
     settings = _settings(data_dir)
@@ -160,7 +172,7 @@ async def test_nothing_a_job_leaves_behind_reaches_the_next_job_of_its_template(
     leaver = await publish(settings, write_package(root / "leaver", LEAVE_BEHIND))
     looker = await publish(settings, write_package(root / "looker", LOOK_FOR_LEFTOVERS))
     async with open_runtime(settings) as runtime:
-        templates = await _templates(runtime)
+        templates = await _quiet_templates(runtime)
         before = {pid: _fds_and_threads(pid) for pid in templates}
         finals = []
         for config in (leaver, looker, leaver, looker):  # each worker gets both in turn
@@ -172,6 +184,7 @@ async def test_nothing_a_job_leaves_behind_reaches_the_next_job_of_its_template(
         for final in finals:
             assert (final.status, final.error_message) == (JobStatus.SUCCESS, None), final
             assert processes_in(settings.jobs_dir / final.id) == []
+        assert await _quiet_templates(runtime) == templates
         assert {pid: _fds_and_threads(pid) for pid in templates} == before
         assert all(threads == 1 for _, threads in before.values())
         assert runtime.statistics().template_restarts == 0

@@ -8,6 +8,8 @@ from ade.worker.fork_protocol import (
     ASSIGNMENT_LIMIT,
     EXITED,
     FDS_PER_JOB,
+    FDS_PER_PREPARED,
+    PREPARE,
     READY,
     START,
     STARTED,
@@ -53,6 +55,10 @@ def test_the_template_forks_only_for_a_well_formed_start() -> None:
     assert state.on_frame(None, FDS_PER_JOB) == Refuse("short frame")
     assert state.on_frame(Frame(b"Z", 1, 0), FDS_PER_JOB) == Refuse("unknown frame kind b'Z'")
     assert state.on_frame(start, 3) == Refuse("START with 3 fds, expected 4")
+    # Ahead of a job: the four pipes and the one its assignment will arrive on.
+    prepare = decode_frame(encode_frame(PREPARE, 6, 0, b"{}"))
+    assert state.on_frame(prepare, FDS_PER_PREPARED) == Fork(6, prepare=True)
+    assert state.on_frame(prepare, FDS_PER_JOB) == Refuse("PREPARE with 4 fds, expected 5")
     big = Frame(START, 6, 0, b"x" * (ASSIGNMENT_LIMIT + 1))
     assert state.on_frame(big, FDS_PER_JOB) == Refuse("assignment too large")
 
