@@ -123,6 +123,9 @@ class RuntimeStatistics:
     # last one was.
     template_restarts: int = 0
     last_template_restart: str | None = None
+    # Processes confined ahead of a job that could not serve it (StarterStatistics.discarded).
+    ahead_discards: int = 0
+    last_ahead_discard: str | None = None
 
 
 class Runtime:
@@ -352,10 +355,13 @@ class Runtime:
         if self.lifecycle.custom_runner:
             return {}
         restarted = [s for s in starters if s.last_restart_reason is not None]
+        discarded = [s for s in starters if s.last_discard_reason is not None]
         return {
             "worker_start": self._settings.worker_start,
             "template_restarts": sum(s.restarts for s in starters),
             "last_template_restart": restarted[-1].last_restart_reason if restarted else None,
+            "ahead_discards": sum(s.discarded for s in starters),
+            "last_ahead_discard": discarded[-1].last_discard_reason if discarded else None,
         }
 
     async def drain(self, reason: str = "shutdown") -> None:

@@ -178,6 +178,11 @@ class StarterStatistics:
     # their job arrived (spawn).
     restarts: int
     last_restart_reason: str | None
+    # Processes confined ahead of a job that could not serve it (the job asked for network,
+    # other limits, paths their dropped uid cannot reach; a failed cgroup rename): killed, and
+    # the job ran in a process confined for it alone. Not a failure; a frequent one costs speed.
+    discarded: int = 0
+    last_discard_reason: str | None = None
 
 
 class JobStarter(Protocol):
@@ -421,7 +426,13 @@ class ForkServer:
         return None if self._prepared is None else self._prepared.preconfinement
 
     def statistics(self) -> StarterStatistics:
-        return StarterStatistics(self.mode, self.state.restarts, self.state.last_restart_reason)
+        return StarterStatistics(
+            self.mode,
+            self.state.restarts,
+            self.state.last_restart_reason,
+            self.discarded,
+            self.last_discard_reason,
+        )
 
     def command(self, control_fd: int) -> list[str]:
         return [
@@ -854,7 +865,13 @@ class SpawnStandby:
         self.last_discard_reason: str | None = None
 
     def statistics(self) -> StarterStatistics:
-        return StarterStatistics(self.mode, self.restarts, self.last_restart_reason)
+        return StarterStatistics(
+            self.mode,
+            self.restarts,
+            self.last_restart_reason,
+            self.discarded,
+            self.last_discard_reason,
+        )
 
     @property
     def waiting_pid(self) -> int | None:

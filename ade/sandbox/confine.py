@@ -46,6 +46,7 @@ __all__ = [
     "ConfineResult",
     "Prepared",
     "SandboxError",
+    "UnfitForJob",
     "confine",
     "confine_with_report",
     "finish",
@@ -60,6 +61,16 @@ class SandboxError(RuntimeError):
     def __init__(self, layer: str, reason: str) -> None:
         super().__init__(f"required sandbox layer {layer!r} could not be applied: {reason}")
         self.layer = layer
+        self.reason = reason
+
+
+class UnfitForJob(SandboxError):
+    """A process confined ahead of its job was handed a job it was not confined for (the
+    service checks this first: reaching it is a defect, and the job never runs here)."""
+
+    def __init__(self, reason: str) -> None:
+        RuntimeError.__init__(self, f"this process was confined ahead for another job: {reason}")
+        self.layer = "preconfinement"
         self.reason = reason
 
 
@@ -259,7 +270,7 @@ def finish(spec: SandboxSpec, p: Prepared) -> ConfineResult:
     t = p.tally
     reason = p.pre.mismatch(spec)
     if reason is not None:
-        raise SandboxError("preconfinement", reason)
+        raise UnfitForJob(reason)
     if p.controllers and p.pre.cgroup != spec.cgroup:
         # The service renamed our cgroup to the job's before it sent the assignment.
         if spec.cgroup is None or not _cgroup.is_member(spec.cgroup):

@@ -103,6 +103,11 @@ def families(snap: Snapshots) -> Iterator[Metric]:
         "Fork templates (or spawn standbys) restarted after dying or misbehaving",
         value=stats.template_restarts,
     )
+    yield CounterMetricFamily(
+        "ade_worker_ahead_discards",
+        "Processes confined ahead of a job that could not serve it (the job ran in a fresh one)",
+        value=stats.ahead_discards,
+    )
     mode = GaugeMetricFamily(
         "ade_worker_start",
         "How job processes start (ADE_WORKER_START): 1 for the mode in use",

@@ -99,6 +99,7 @@ async def test_openapi_is_served_and_health_reports(
     assert body["runtime"]["worker_start"] == "fork"
     runtime = body["runtime"]
     assert (runtime["template_restarts"], runtime["last_template_restart"]) == (0, None)
+    assert (runtime["ahead_discards"], runtime["last_ahead_discard"]) == (0, None)
     assert body["sandbox"]["mode"] == "best-effort"
     assert {layer["name"] for layer in body["sandbox"]["layers"]} >= {"rlimits"}
 

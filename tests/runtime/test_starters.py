@@ -675,6 +675,11 @@ async def test_a_process_kept_ahead_that_cannot_serve_its_job_is_discarded_for_a
         1,
         "the job's network differs from the one applied ahead of it",
     )
+    statistics = standby.statistics()
+    assert (statistics.discarded, statistics.last_discard_reason) == (
+        1,
+        "the job's network differs from the one applied ahead of it",
+    )
     assert not os.path.exists(f"/proc/{outer}") and not os.path.exists(f"/proc/{inner}")
     assert standby.statistics().restarts == 0  # a discard is not a death
     # The next standby waits confined again for the next (default) job, and runs it.

@@ -103,7 +103,7 @@ def test_the_job_process_refuses_a_job_it_was_not_prepared_for(tmp_path):
         check=True,
     ).stdout
     assert out.strip() == (
-        "required sandbox layer 'preconfinement' could not be applied: "
+        "this process was confined ahead for another job: "
         "the job's network differs from the one applied ahead of it"
     )
 

@@ -147,6 +147,7 @@ def _stats(**changes: object) -> RuntimeStatistics:
         "worker_restarts": 2,
         "worker_start": "fork",
         "template_restarts": 3,
+        "ahead_discards": 4,
     }
     values.update(changes)
     return RuntimeStatistics(**values)  # type: ignore[arg-type]
@@ -193,6 +194,7 @@ def test_the_families_of_given_snapshots() -> None:
     assert samples[("ade_admission_refusals_total", ())] == 5
     assert samples[("ade_worker_process_restarts_total", ())] == 2
     assert samples[("ade_worker_template_restarts_total", ())] == 3
+    assert samples[("ade_worker_ahead_discards_total", ())] == 4
     assert samples[("ade_worker_start", (("mode", "fork"),))] == 1
     assert samples[("ade_websocket_subscribers", ())] == 4
     assert samples[("ade_websocket_subscribers_dropped_total", ())] == 1
