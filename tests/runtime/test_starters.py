@@ -56,6 +56,16 @@ async def _template_pid(server: ForkServer, other_than: int | None = None) -> in
     return server.template_pid
 
 
+async def _quiet_template_pid(server: ForkServer) -> int:
+    """The template, once its child for the next job is forked and waiting: no launch in
+    flight, so the template holds no pipe end of a child it is forking."""
+    template = await _template_pid(server)
+    with trio.fail_after(60):
+        while server.prepared_pid is None:
+            await trio.sleep(0.01)
+    return template
+
+
 def _fds_and_threads(pid: int) -> tuple[int, int]:
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     with open(f"/proc/{pid}/status") as f:
@@ -93,7 +103,7 @@ async def test_fork_mode_runs_each_job_in_a_fresh_child_of_one_template(
         _kept = open(__file__)
         """,
     )
-    template = await _template_pid(fork_server)
+    template = await _quiet_template_pid(fork_server)
     before = _fds_and_threads(template)
     for _ in range(2):
         log = EventLog()
@@ -109,7 +119,7 @@ async def test_fork_mode_runs_each_job_in_a_fresh_child_of_one_template(
         # the template's (its control socket is the only socket it has).
         assert log.of("fds")[0]["fds"][:5] == [0, 1, 2, 3, 4]
         assert log.of("fds")[0]["sockets"] == []
-    assert fork_server.template_pid == template
+    assert await _quiet_template_pid(fork_server) == template
     assert _fds_and_threads(template) == before
     assert before[1] == 1  # single-threaded: fork copies a consistent process
     assert fork_server.statistics().restarts == 0
@@ -264,10 +274,7 @@ def _failing_pipe(monkeypatch: pytest.MonkeyPatch, failing_call: int) -> None:
 async def test_a_launch_out_of_descriptors_fails_and_keeps_none_of_them(
     settings: Settings, fork_server: ForkServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    template = await _template_pid(fork_server)
-    with trio.fail_after(30):  # no launch in flight: the child for the next job is waiting
-        while fork_server.prepared_pid is None:
-            await trio.sleep(0.01)
+    template = await _quiet_template_pid(fork_server)
     before = sorted(os.listdir("/proc/self/fd"))
     _failing_pipe(monkeypatch, 3)
     with pytest.raises(OSError, match="Too many open files"):
