@@ -106,6 +106,13 @@ _READY_TIMEOUT = 60.0
 _LAUNCH_TIMEOUT = 10.0
 # A template that keeps dying is restarted after a growing pause (not in a hot loop).
 _RESTART_PAUSES = (0.05, 0.2, 1.0, 5.0)
+
+
+def _restart_pause(failures: int) -> float:
+    """The pause before another attempt after ``failures`` in a row (the last one repeats)."""
+    return _RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)]
+
+
 # Bytes of a template's / standby's frame we read at once (frames are 17 bytes).
 _FRAME_BUFFER = 64
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -457,7 +464,7 @@ class ForkServer:
                 # A template that served a while and then died is restarted at once; one that
                 # keeps dying at start-up (a broken interpreter) is not restarted in a hot loop.
                 failures = 0 if trio.current_time() - started > 30 else failures + 1
-                await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
+                await trio.sleep(_restart_pause(failures))
         finally:
             self._release_prepared()
 
@@ -639,7 +646,7 @@ class ForkServer:
                 except OSError as exc:
                     logger.warning("could not fork a child ahead of its job: %s", exc)
                     failures += 1
-                    await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
+                    await trio.sleep(_restart_pause(failures))
                     continue
                 failures = 0
                 self._prepared_changed.set()
@@ -665,7 +672,7 @@ class ForkServer:
                     "a child forked ahead of its job exited (%s)", prepared.job.returncode
                 )
                 failures += 1
-                await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
+                await trio.sleep(_restart_pause(failures))
 
     async def _prepare_one(self, sock: trio.socket.SocketType) -> _PreparedChild:
         pre = await trio.to_thread.run_sync(ahead_preconfinement, self._settings)
@@ -931,7 +938,7 @@ class SpawnStandby:
                     except OSError as exc:
                         self._note_loss(f"the standby could not start: {exc.strerror or exc}")
                         failures += 1
-                        await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
+                        await trio.sleep(_restart_pause(failures))
                         continue
                     failures = 0
                     self._changed.set()
@@ -956,7 +963,7 @@ class SpawnStandby:
                     await trio.to_thread.run_sync(standby.release)
                     self._note_loss(f"the standby exited ({standby.process.returncode})")
                     failures += 1
-                    await trio.sleep(_RESTART_PAUSES[min(failures, len(_RESTART_PAUSES) - 1)])
+                    await trio.sleep(_restart_pause(failures))
 
     def _note_loss(self, reason: str) -> None:
         self.restarts += 1

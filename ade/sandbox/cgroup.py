@@ -34,6 +34,7 @@ __all__ = [
     "job_cgroup_oom_killed",
     "join",
     "kill_job_cgroup",
+    "pid_alive",
     "remove_dead_standby_cgroups",
     "remove_job_cgroup",
     "remove_leftover_job_cgroup",
@@ -362,7 +363,7 @@ def remove_dead_standby_cgroups() -> list[str]:
             continue
         for name in names:
             owner = standby_cgroup_owner(name)
-            if owner is None or owner == os.getpid() or _alive(owner):
+            if owner is None or owner == os.getpid() or pid_alive(owner):
                 continue
             dirs = {c: os.path.join(b, name) for c, b in bases.items()}
             existing = {c: d for c, d in dirs.items() if os.path.isdir(d)}
@@ -373,7 +374,8 @@ def remove_dead_standby_cgroups() -> list[str]:
     return sorted(set(removed))
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's counts): whose leftovers may go."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -36,16 +36,6 @@ class ScratchJob:
     cgroup_create_ms: float
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_scratch_cgroups() -> list[str]:
     """Remove the scratch cgroups of processes that died before their ``finally`` ran (a
     service killed while probing): their names carry a pid that never comes back to them.
@@ -62,7 +52,7 @@ def remove_stale_scratch_cgroups() -> list[str]:
             if prefix is None or name in removed:
                 continue
             pid = name[len(prefix) :].split("-", 1)[0]
-            if not pid.isdigit() or _alive(int(pid)):
+            if not pid.isdigit() or _cgroup.pid_alive(int(pid)):
                 continue
             try:
                 _cgroup.remove_leftover_job_cgroup(name)

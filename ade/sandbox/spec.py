@@ -100,18 +100,7 @@ class Preconfinement:
 
     def mismatch(self, spec: SandboxSpec) -> str | None:
         """Why a process prepared this way cannot run the job ``spec`` describes, or None."""
-        for name in (
-            "cpu_seconds",
-            "mem_mb",
-            "fsize_mb",
-            "max_files",
-            "max_processes",
-            "network",
-            "run_as_uid",
-            "run_as_gid",
-            "required",
-            "nice",
-        ):
+        for name in _SHARED_WITH_SPEC:
             if getattr(self, name) != getattr(spec, name):
                 return f"the job's {name} differs from the one applied ahead of it"
         if (self.cgroup is None) != (spec.cgroup is None):
@@ -121,24 +110,23 @@ class Preconfinement:
         return None
 
 
+# The fields a prepared process and its job's spec must agree on: all but the process's own
+# cgroup (renamed to the job's) and the paths it re-exposed for its uid (checked apart).
+_SHARED_WITH_SPEC = tuple(
+    field.name
+    for field in attrs.fields(Preconfinement)
+    if field.name not in ("cgroup", "uid_paths")
+)
+
+
 def preconfinement_for(
     spec: SandboxSpec, *, cgroup: str | None = None, uid_paths: tuple[str, ...] | None = None
 ) -> Preconfinement:
     """The job-independent part of ``spec``: its own cgroup (``cgroup``, default the spec's)
     and, when ``uid_paths`` is given, a uid drop before the job that re-exposes only them."""
+    shared = {name: getattr(spec, name) for name in _SHARED_WITH_SPEC}
     return Preconfinement(
-        cpu_seconds=spec.cpu_seconds,
-        mem_mb=spec.mem_mb,
-        fsize_mb=spec.fsize_mb,
-        max_files=spec.max_files,
-        max_processes=spec.max_processes,
-        network=spec.network,
-        cgroup=spec.cgroup if cgroup is None else cgroup,
-        run_as_uid=spec.run_as_uid,
-        run_as_gid=spec.run_as_gid,
-        required=spec.required,
-        nice=spec.nice,
-        uid_paths=uid_paths,
+        **shared, cgroup=spec.cgroup if cgroup is None else cgroup, uid_paths=uid_paths
     )
 
 
