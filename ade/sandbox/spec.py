@@ -72,13 +72,14 @@ class SandboxSpec:
 
 @attrs.frozen
 class Preconfinement:
-    """The part of a job's confinement that does not depend on the job: what a spawn standby
-    applies to itself while it waits for its assignment (:func:`ade.sandbox.confine.prepare`).
+    """The part of a job's confinement that does not depend on the job: what a process kept
+    ahead of its job (a spawn standby, a fork child) applies to itself while it waits for its
+    assignment (:func:`ade.sandbox.confine.prepare`).
 
     Every field but ``cgroup`` and ``uid_paths`` must equal the job's :class:`SandboxSpec`
-    for the standby to serve the job (:meth:`mismatch`); otherwise the standby is discarded and
+    for that process to serve the job (:meth:`mismatch`); otherwise it is discarded and
     the job gets a fresh process. ``cgroup`` is the standby's own cgroup, created for it by the
-    service and renamed to the job's (``job_cgroup_name``) when its job is assigned: one cgroup
+    service and renamed to the job's when its job is assigned: one cgroup
     per process, one process per job.
     """
 
