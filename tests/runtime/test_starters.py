@@ -385,20 +385,10 @@ async def test_a_sigkilled_service_takes_its_forked_jobs_and_template_along(
     settings: Settings, tmp_path: Path
 ) -> None:
     job_dir = make_job_dir(settings, write_package(tmp_path / "pkg", name_module_extra=SLEEPER))
-    script = tmp_path / "server.py"
-    script.write_text(SERVER_SCRIPT)
-    server = await trio.lowlevel.open_process(
-        [sys.executable, str(script), str(settings.data_dir), str(job_dir)],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert server.stdout is not None
-        line = b""
-        with trio.fail_after(30):
-            while not line.endswith(b"\n"):
-                line += await server.stdout.receive_some(100)
-        assert line.startswith(b"sleeping")
-        template = int(line.split()[1])
+    async with _service_running_a_sleeper(SERVER_SCRIPT, settings, job_dir, 30, tmp_path) as (
+        server,
+        template,
+    ):
         assert processes_in(job_dir) != []
         server.kill()
         await server.wait()
@@ -407,6 +397,28 @@ async def test_a_sigkilled_service_takes_its_forked_jobs_and_template_along(
                 await trio.sleep(0.02)
         assert processes_in(job_dir) == []
         assert not os.path.exists(f"/proc/{template}")
+
+
+@contextlib.asynccontextmanager
+async def _service_running_a_sleeper(
+    script: str, settings: Settings, job_dir: Path, timeout: float, tmp_path: Path
+) -> AsyncIterator[tuple[trio.Process, int]]:
+    """A service process running ``script`` on the job in ``job_dir`` (SLEEPER), once it
+    printed "sleeping <pid>": the process and that pid. Killed on the way out."""
+    path = tmp_path / "server.py"
+    path.write_text(script)
+    server = await trio.lowlevel.open_process(
+        [sys.executable, str(path), str(settings.data_dir), str(job_dir)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        line = b""
+        with trio.fail_after(timeout):
+            while not line.endswith(b"\n"):
+                line += await server.stdout.receive_some(100)
+        assert line.startswith(b"sleeping")
+        yield server, int(line.split()[1])
     finally:
         server.kill()
         await server.wait()
@@ -482,20 +494,10 @@ async def test_a_sigkilled_service_takes_its_spawned_job_and_confined_standby_al
     settings: Settings, tmp_path: Path
 ) -> None:
     job_dir = make_job_dir(settings, write_package(tmp_path / "pkg", name_module_extra=SLEEPER))
-    script = tmp_path / "server.py"
-    script.write_text(SPAWN_SERVER_SCRIPT)
-    server = await trio.lowlevel.open_process(
-        [sys.executable, str(script), str(settings.data_dir), str(job_dir)],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert server.stdout is not None
-        line = b""
-        with trio.fail_after(60):
-            while not line.endswith(b"\n"):
-                line += await server.stdout.receive_some(100)
-        assert line.startswith(b"sleeping")
-        waiting = int(line.split()[1])
+    async with _service_running_a_sleeper(SPAWN_SERVER_SCRIPT, settings, job_dir, 60, tmp_path) as (
+        server,
+        waiting,
+    ):
         with trio.fail_after(30):  # outer, the PID namespace's init, the process for a job
             while len(_descendants(waiting)) < 2:
                 await trio.sleep(0.01)
@@ -519,9 +521,6 @@ async def test_a_sigkilled_service_takes_its_spawned_job_and_confined_standby_al
             assert len(left) == 1
             assert set(left) <= set(remove_dead_standby_cgroups())
             assert not os.path.exists(os.path.join(memory_root, left[0]))
-    finally:
-        server.kill()
-        await server.wait()
 
 
 def _descendants(pid: int) -> list[int]:
