@@ -50,20 +50,30 @@ def row_classifier(
             f"returned {shown}; expected a number or a dict of row types {sorted(zero)} to numbers",
         )
 
+    # What the detectors declare: the others are not computed (one sheet row at a time).
+    declared = set().union(*(fn.names for _, _, fn in plan))
+    wants_non_empty = "non_empty" in declared
+    wants_first_column = "first_column" in declared
+    wants_row_type = "row_type" in declared
+    totals_of = zero.copy
+
     # Runs once per row: every statement here is paid a million times on a big sheet.
     def classify(row_number: int, values: list[Any], previous: str | None, in_table: bool) -> str:
         available["values"] = tuple(values)
         available["row_number"] = row_number
-        available["non_empty"] = len(values) - values.count(None)
-        first = 1
-        if values[0] is None:
-            first = next(i for i, v in enumerate(values, start=1) if v is not None)
-        available["first_column"] = first
+        if wants_non_empty:
+            available["non_empty"] = len(values) - values.count(None)
+        if wants_first_column:
+            first = 1
+            if values[0] is None:
+                first = next(i for i, v in enumerate(values, start=1) if v is not None)
+            available["first_column"] = first
         available["previous_row_type"] = previous
         available["in_table"] = in_table
-        totals = zero.copy()
+        totals = totals_of()
         for own_type, invoke, fn in plan:
-            available["row_type"] = own_type
+            if wants_row_type:
+                available["row_type"] = own_type
             try:
                 result = invoke(available)
             except (Exception, SystemExit) as exc:

@@ -461,13 +461,29 @@ class TableLocator:
                 self.on_issue("row_outside_table", row_number, 1)
 
     def _claim(self, row_number: int, values: list[Any]) -> bool:
-        # Runs once per data row: the common case (one table) is kept to a few operations.
+        # Runs once per data row. The common case first: one open table whose columns hold the
+        # whole row, and no blank rows pending; the row is kept as it came (no slice).
+        tables = self._open
+        if len(tables) == 1:
+            table = tables[0]
+            if (
+                table.first_column == 1
+                and len(values) <= table.last_column
+                and not table.pending_blank
+                and len(values) != values.count(None)
+            ):
+                missing = table.last_column - len(values)
+                self._add(table, row_number, values + [None] * missing if missing else values)
+                self._last_table_row = row_number
+                kind = self._last_kind = TABLE_DATA if table.recognised else UNRECOGNISED_DATA
+                kinds = self.kinds
+                kinds[kind] = kinds.get(kind, 0) + 1  # self._place(kind), spelled out
+                return True
         claimed = 0
         ended = False
         recognised = False
-        for table in self._open:
-            first = table.first_column
-            cells = values[first - 1 : table.last_column]
+        for table in tables:
+            cells = values[table.first_column - 1 : table.last_column]
             filled = len(cells) - cells.count(None)
             if not filled:
                 table.pending_blank += 1
@@ -481,17 +497,7 @@ class TableLocator:
             if table.pending_blank:
                 table.blank_rows += table.pending_blank
                 table.pending_blank = 0
-            count = table.data_rows = table.data_rows + 1
-            if count == 1:
-                table.first_data_row = row_number
-            table.last_data_row = row_number
-            if count <= self.sample_rows:
-                table.sample.append(cells)
-            pending = table.pending_rows
-            pending.append(cells)
-            table.pending_numbers.append(row_number)
-            if len(pending) >= self.chunk_rows:
-                self._flush(table)
+            self._add(table, row_number, cells)
         if not claimed:
             if ended:
                 self._drop_ended()
@@ -499,7 +505,7 @@ class TableLocator:
         self._last_table_row = row_number
         kind = self._last_kind = TABLE_DATA if recognised else UNRECOGNISED_DATA
         kinds = self.kinds
-        kinds[kind] = kinds.get(kind, 0) + 1  # self._place(kind), spelled out: once per row
+        kinds[kind] = kinds.get(kind, 0) + 1
         outside = len(values) - values.count(None) - claimed
         if outside:
             owner = next(t for t in self._open if t.pending_blank == 0)
@@ -508,6 +514,20 @@ class TableLocator:
         if ended:
             self._drop_ended()
         return True
+
+    def _add(self, table: TableDraft, row_number: int, cells: list[Any]) -> None:
+        """``cells`` (the table's columns of the row, its width long) become a data row."""
+        count = table.data_rows = table.data_rows + 1
+        if count == 1:
+            table.first_data_row = row_number
+        table.last_data_row = row_number
+        if count <= self.sample_rows:
+            table.sample.append(cells)
+        pending = table.pending_rows
+        pending.append(cells)
+        table.pending_numbers.append(row_number)
+        if len(pending) >= self.chunk_rows:
+            self._flush(table)
 
     def _drop_ended(self) -> None:
         still = []

@@ -26,11 +26,13 @@ renamed); a failed run leaves nothing half-written.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,9 @@ from ade.errors import InputError
 from ade.layout import ARTIFACT_FILE, NORMALIZED_FILE
 
 __all__ = ["ARTIFACT_FILE", "NORMALIZED_FILE", "EngineResult", "ProgressCallback", "run_engine"]
+
+# Allocations between young collections while the engine runs (the default is 700).
+YOUNG_COLLECTION_THRESHOLD = 50_000
 
 
 
@@ -116,7 +121,7 @@ def run_engine(
     try:
         config_dir = work / "config"
         config_dir.mkdir()
-        with load_code(package, config_dir) as code:
+        with load_code(package, config_dir) as code, _rare_young_collections():
             ctx = EngineContext(
                 package,
                 code,
@@ -164,6 +169,22 @@ def run_engine(
         artifact_path=str(artifact_path),
         duration_seconds=round(time.perf_counter() - clock, 4),
     )
+
+
+@contextmanager
+def _rare_young_collections() -> Iterator[None]:
+    """The passes allocate a list or two per row and build no reference cycles, so the
+    collector's default (a young collection every 700 allocations, i.e. every few hundred rows)
+    only costs time: about 1% of a million-row run. Collections still happen, just rarer."""
+    threshold = gc.get_threshold()
+    if threshold[0] == 0:  # the collector is off: leave it so
+        yield
+        return
+    gc.set_threshold(max(threshold[0], YOUNG_COLLECTION_THRESHOLD), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
 
 
 class _Run:

@@ -16,7 +16,7 @@ from ade.engine._artifact import TransformRecord
 from ade.engine._code import ConfigFunction, contract_error
 from ade.engine._plan import EngineContext, PlannedTable, TablePlan
 from ade.engine._returns import redact, transform_result
-from ade.engine._spool import Spool
+from ade.engine._spool import Spool, StoredColumn
 
 __all__ = ["transform"]
 
@@ -36,13 +36,22 @@ def transform(ctx: EngineContext, plan: TablePlan, raw: Spool, shaped: Spool) ->
             mapped = [f.name for f in fields if f.name in table.field_sources]
             fillable = frozenset(f.name for f in fields if f.name not in table.field_sources)
             filled: dict[str, int] = {}
+            # Columns no transform reads are carried into the shaped chunk as stored bytes.
+            changed = {
+                source
+                for spec, source in zip(fields, table.output_sources, strict=False)
+                if source is not None and spec.name in code.transforms
+            }
+            carried = {s for s in table.output_sources if s is not None} - changed
             for ref in table.chunks:
-                numbers, columns = raw.read_columns(ref)
+                numbers, columns, stored = raw.read_split(ref, changed, carried)
                 n = len(numbers)
                 blank: list[Any] = [None] * n
-                out: list[list[Any]] = [blank] * width
+                out: list[list[Any] | StoredColumn] = [blank] * width
                 for i, source_index in enumerate(table.output_sources):
-                    if source_index is not None:
+                    if source_index in carried:
+                        out[i] = stored[source_index]
+                    elif source_index is not None:
                         out[i] = columns[source_index]
                 for i, spec in enumerate(fields):
                     source_index = table.output_sources[i]

@@ -80,3 +80,46 @@ def test_day_columns_come_back_as_the_same_types_and_values(tmp_path: Path) -> N
             (type(v), getattr(v, "fold", None), getattr(v, "tzinfo", None)) for v in column
         ]
     spool.close()
+
+
+def test_stored_columns_are_carried_into_another_spool_unchanged(tmp_path: Path) -> None:
+    # Transform carries the columns no transform reads from the raw spool into the shaped one
+    # as stored bytes: they must read back exactly, day columns included, next to columns
+    # written from values.
+    raw = Spool(tmp_path, "rows", memory_budget=0)
+    shaped = Spool(tmp_path, "shaped", memory_budget=0)
+    columns: list[list[object]] = [
+        ["a", None, "c"],
+        [dt.datetime(1985, 3, 13), None, dt.datetime(2001, 1, 2)],
+        [1, 2.5, True],
+    ]
+    ref = raw.write_columns([7, 8, 9], columns)
+    raw.finish_writing()
+    numbers, decoded, stored = raw.read_split(ref, {0}, {1, 2})
+    assert numbers == [7, 8, 9]
+    assert decoded == {0: columns[0]}
+    assert set(stored) == {1, 2}
+    assert stored[1].days == (dt.datetime, True)
+    out = shaped.write_columns(numbers, [["A", None, "C"], stored[2], stored[1], [None] * 3])
+    shaped.finish_writing()
+    assert out.days == (None, None, (dt.datetime, True), None)
+    assert shaped.read_columns(out) == (
+        [7, 8, 9],
+        [["A", None, "C"], columns[2], columns[1], [None, None, None]],
+    )
+    raw.close()
+    shaped.close()
+
+
+def test_day_cache_starts_afresh_past_its_bound_and_reads_stay_exact(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(_spool, "DAYS_CACHED", 3)
+    spool = Spool(tmp_path, "rows")
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(10)]
+    refs = [spool.write_columns([i], [[day]]) for i, day in enumerate(days)]
+    for _ in range(2):
+        assert [spool.read_columns(ref)[1] for ref in refs] == [[[day]] for day in days]
+    cached = spool._days[dt.date]
+    assert 1 <= len(cached) <= 4  # reset whenever it held more than DAYS_CACHED
+    spool.close()

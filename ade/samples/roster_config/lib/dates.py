@@ -50,6 +50,9 @@ def transform_dates(values, state):
         if v is None:
             out.append(None)
             continue
+        if type(v) is dt.datetime:  # a real date cell, most of a workbook's: nothing to decide
+            out.append(v.date())
+            continue
         parts = numeric_date_parts(v)
         ambiguous = parts is not None and parts[0] <= 12 and parts[1] <= 12 and parts[0] != parts[1]
         if ambiguous and order == "conflict":
