@@ -1,11 +1,14 @@
 """A spool of row chunks between passes, so that data rows are read from the input once and
 memory holds a bounded amount whatever the table's length.
 
-Chunks are pickled (the values are plain str/int/float/bool/datetime; pickle is the fastest
-faithful codec for them in the standard library), except one case pickle is slow at: a column
-of whole days (``date``, or naive midnight ``datetime``, the usual date column before and after
-its transform) is stored as day ordinals, which pickle about seven times faster and read back
-as exactly the same objects (``_days_kind``). The first ``memory_budget`` bytes stay in
+Chunks are pickled column by column (the values are plain str/int/float/bool/datetime;
+pickle is the fastest faithful codec for them in the standard library), without pickle's memo
+(flat scalars are never shared or cyclic, and the memo was two thirds of the pickling time),
+except one case pickle is slow at: a column of whole days (``date``, or naive midnight
+``datetime``, the usual date column before and after its transform) is stored as day
+ordinals, which pickle about seven times faster and read back as exactly the same objects
+(``_days_kind``). A column a pass carries unchanged from one spool into another
+(:class:`StoredColumn`) is copied as stored bytes. The first ``memory_budget`` bytes stay in
 memory — small and medium inputs never touch the disk — and the rest goes to segment files of
 bounded size: the worker runs with RLIMIT_FSIZE, which caps each file, not the total.
 """
@@ -126,9 +129,7 @@ class Spool:
         :class:`StoredColumn` (from :meth:`read_split`) is copied as it is stored."""
         buffer = io.BytesIO()
         pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-        # No memo: the values are flat scalars, never shared or cyclic, and memoizing each of
-        # them (a dict insert per cell) was two thirds of the pickling time.
-        pickler.fast = True
+        pickler.fast = True  # no memo (see the module docstring); each dump stands alone
         pickler.dump(numbers)
         ends = [buffer.tell()]
         days: list[tuple[type[dt.date], bool] | None] = []

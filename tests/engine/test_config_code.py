@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from support.engine import copy_config, edit_manifest, leftovers, read_rows, write_xlsx
 
 from ade.engine import parse_artifact, run_engine
+from ade.engine._run import YOUNG_COLLECTION_THRESHOLD
 from ade.errors import ConfigCodeError
 from ade.samples.generate import write_messy_workbook
 
@@ -378,3 +380,77 @@ def test_a_table_nothing_maps_to_is_skipped_and_reported(tmp_path: Path) -> None
     assert (lookup.output_first_row, lookup.output_last_row) == (None, None)
     assert [c.output_header for c in lookup.columns] == [None, None]
     assert read_rows(tmp_path / "out" / "normalized.xlsx")[1][:3] == ("M1001", "Ann", 3)
+
+
+def test_row_detectors_get_each_argument_they_declare(tmp_path: Path) -> None:
+    # The engine computes a row argument only when some detector declares it: each must still
+    # arrive exact, whether declared by name or taken through **kwargs.
+    config = copy_config(tmp_path)
+    append(
+        config / "row_types" / "data.py",
+        "SEEN = []\n"
+        "KEYS = set()\n"
+        "def detect_spy(*, row_number, first_column, previous_row_type, in_table, row_type):\n"
+        "    SEEN.append([row_number, first_column, previous_row_type, in_table, row_type])\n"
+        "def detect_spy_all(**arguments):\n"
+        "    KEYS.update(arguments)\n"
+        "    if arguments['row_number'] == 3:\n"
+        "        SEEN.append(['non_empty', arguments['non_empty'], arguments['first_column']])\n",
+    )
+    append(  # a later on_job_end replaces the sample's
+        config / "hooks" / "audit.py",
+        "from ..row_types import data\n"
+        "def on_job_end():\n"
+        "    return {'seen': data.SEEN, 'keys': sorted(data.KEYS)}\n"
+    )
+    source = write_xlsx(
+        tmp_path / "in.xlsx",
+        {
+            "S": [
+                (1, 1, ["Members"]),
+                (2, 2, ["Member ID", "First Name", "Last Name"]),
+                (3, 2, ["M0001", "Ann", None, "x"]),
+                (5, 3, ["Bo", "Lee"]),
+            ]
+        },
+    )
+    run_engine([source], config, tmp_path / "out")
+    artifact = parse_artifact((tmp_path / "out" / "artifact.json").read_text())
+    (hook,) = [h for h in artifact.hooks if h.hook == "on_job_end"]
+    assert hook.annotations == [
+        {
+            "seen": [
+                [1, 1, None, False, "data"],
+                [2, 2, "other", False, "data"],
+                [3, 2, "header", True, "data"],
+                ["non_empty", 3, 2],
+                [5, 3, "blank", True, "data"],
+            ],
+            "keys": [
+                "field_labels", "first_column", "in_table", "input_name", "non_empty",
+                "previous_row_type", "row_number", "row_type", "sheet_name", "values",
+            ],
+        }
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("young", [700, 0])
+def test_young_collections_are_rarer_during_a_run_and_the_threshold_restored(
+    tmp_path: Path, young: int
+) -> None:
+    config = copy_config(tmp_path)
+    append(
+        config / "hooks" / "audit.py",
+        "import gc\ndef on_job_start():\n    return {'young': gc.get_threshold()[0]}\n",
+    )
+    before = gc.get_threshold()
+    gc.set_threshold(young, *before[1:])
+    try:
+        artifact = parse_artifact(run_on_messy(tmp_path, config))
+        during = [h.annotations for h in artifact.hooks if h.hook == "on_job_start"]
+        after = gc.get_threshold()
+    finally:
+        gc.set_threshold(*before)
+    # 0 means the collector is off: a run must not turn it on.
+    assert during == [[{"young": YOUNG_COLLECTION_THRESHOLD if young else 0}]]
+    assert after == (young, *before[1:])

@@ -298,3 +298,39 @@ def test_a_label_between_the_header_and_its_first_data_row_does_not_end_it() -> 
     run = Run(grid)
     assert run.tables == [("t1", 1, 1, 3, 2, 0, "end_of_sheet")]
     assert run.kinds == {"table_header": 1, "other": 1, "table_data": 2}
+
+
+def test_claimed_rows_reach_the_chunks_exactly_padded_to_the_tables_width() -> None:
+    # Past the layout rows, a row of the one open table is claimed on a short path (kept as
+    # it came); a short row is padded, and a row with a cell right of the table goes the
+    # long way (its outside cell reported). Every chunk row must be exactly the table's width.
+    chunks: list[list[Any]] = []
+    grid: Grid = [(1, "header", H)]
+    grid += [(2 + i, "data", [f"M{i}", i, f"x{i}@e.com"]) for i in range(3)]
+    grid += [(5, "data", ["M3", 3]), (6, "data", ["M4", None, "e4", "extra"]), (7, "data", ["M5"])]
+    locator = TableLocator(
+        lambda: "t1",
+        sample_rows=2,
+        chunk_rows=4,
+        max_blank_rows=3,
+        on_chunk=lambda t, numbers, rows: chunks.append((numbers, [list(r) for r in rows])),
+        on_table_end=lambda t: None,
+        on_issue=lambda code, row, n: chunks.append((code, row, n)),
+        layout_rows=2,
+    )
+    for number, kind, values in grid:
+        locator.feed(number, kind, values)
+    locator.finish()
+    assert chunks == [
+        (
+            [2, 3, 4, 5],
+            [["M0", 0, "x0@e.com"], ["M1", 1, "x1@e.com"], ["M2", 2, "x2@e.com"], ["M3", 3, None]],
+        ),
+        ("cells_outside_table", 6, 1),
+        ([6, 7], [["M4", None, "e4"], ["M5", None, None]]),
+    ]
+    (table,) = locator.tables
+    assert (table.data_rows, table.first_data_row, table.last_data_row) == (6, 2, 7)
+    assert table.sample == [["M0", 0, "x0@e.com"], ["M1", 1, "x1@e.com"]]
+    assert table.cells_outside == 1
+    assert locator.kinds == {"table_header": 1, "table_data": 6}
