@@ -3,7 +3,7 @@ memory holds a bounded amount whatever the table's length.
 
 Chunks are pickled column by column (the values are plain str/int/float/bool/datetime;
 pickle is the fastest faithful codec for them in the standard library), without pickle's memo
-(flat scalars are never shared or cyclic, and the memo was two thirds of the pickling time),
+(flat scalars are never shared or cyclic, and the memo was over half of the pickling time),
 except one case pickle is slow at: a column of whole days (``date``, or naive midnight
 ``datetime``, the usual date column before and after its transform) is stored as day
 ordinals, which pickle about seven times faster and read back as exactly the same objects
