@@ -484,3 +484,10 @@ def test_row_votes_of_every_kind_are_summed_and_ties_go_to_the_first_type(tmp_pa
         ]
         assert classify(1, ["float"], None, False) == "totals"
         assert classify(1, ["nothing"], None, False) == "other"  # no vote above zero
+
+
+def test_the_generated_classifier_spells_every_row_detector_argument() -> None:
+    from ade.configs.package import ROW_DETECTOR_ARGS
+    from ade.engine._classify import _ARGUMENT_SOURCES
+
+    assert set(_ARGUMENT_SOURCES) == ROW_DETECTOR_ARGS
