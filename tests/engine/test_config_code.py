@@ -408,7 +408,7 @@ def test_row_detectors_get_each_argument_they_declare(tmp_path: Path) -> None:
         config / "hooks" / "audit.py",
         "from ..row_types import data\n"
         "def on_job_end():\n"
-        "    return {'seen': data.SEEN, 'keys': sorted(data.KEYS)}\n"
+        "    return {'seen': data.SEEN, 'keys': sorted(data.KEYS)}\n",
     )
     source = write_xlsx(
         tmp_path / "in.xlsx",

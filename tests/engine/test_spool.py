@@ -109,4 +109,3 @@ def test_stored_columns_are_carried_into_another_spool_unchanged(tmp_path: Path)
     )
     raw.close()
     shaped.close()
-
