@@ -18,7 +18,9 @@ it alone (``START``) that confines itself completely and only then reads its req
 is not our child, so its exit status comes back from the template (``EXITED``). The template
 is restarted — and the restart counted — when it exits, sends anything unexpected or does not
 answer a launch in time; the job it was starting or running is killed (its group and cgroup)
-and ends with "the job's template process died".
+and ends with "the job's template process died". A ``fork()`` the template cannot do (a
+process limit) is answered with ``FORK_FAILED``: that job ends saying so, and the template
+stays.
 
 ``spawn`` (:class:`SpawnStandby`): one fresh interpreter per job through ``trio.run_process``
 — but started one job ahead: a *standby* (``python -I -m ade.worker --standby``) is imported,
@@ -78,6 +80,7 @@ from ade.worker.fork_protocol import (
     START,
     Assignment,
     Exited,
+    ForkFailed,
     ForkServerState,
     Misbehaved,
     Ready,
@@ -325,6 +328,7 @@ class _ForkedJob:
         self.exited = trio.Event()
         self._status: int | None = None
         self._lost: str | None = None
+        self.fork_error: int | None = None  # the errno of a fork() the template could not do
         self.abandoned = False
         self._held: list[int] = []  # our ends: lifeline write end (closed by close())
         self.cgroup: JobCgroup | None = None  # the job's cgroup, the process in it
@@ -579,6 +583,11 @@ class ForkServer:
             job = self._jobs.pop(reply.token, None)
             if job is not None:
                 job.set_exited(reply.status)
+        elif isinstance(reply, ForkFailed):
+            job = self._jobs.get(reply.token)
+            if job is not None:
+                job.fork_error = reply.errno
+                job.started.set()  # wakes its launch, which fails saying why
         else:
             assert isinstance(reply, Ready)
         return None
@@ -624,6 +633,12 @@ class ForkServer:
                     await job.started.wait()
                 if job.lost is not None:
                     raise OSError(f"the job's template process died: {job.lost}")
+                if job.fork_error is not None:
+                    raise OSError(
+                        job.fork_error,
+                        "the job's template could not fork its process: "
+                        f"{os.strerror(job.fork_error)}",
+                    )
                 if not job.started.is_set():
                     self._misbehaved(f"no answer to a launch within {_LAUNCH_TIMEOUT:g} s")
                     raise OSError("the job's template did not answer in time")

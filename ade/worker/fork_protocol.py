@@ -24,7 +24,9 @@ pipe; the service writes the assignment into it directly, so the template never 
 
 Template -> service: ``READY`` once (value = the template's pid), ``STARTED`` (value = the
 child's pid, which leads its own process group) and ``EXITED`` (value = the child's raw wait
-status) per job. Anything else — an unknown kind, a token the service never sent, a frame of
+status) per job, or ``FORK_FAILED`` (value = the errno of ``fork()``, e.g. EAGAIN at a process
+limit) instead of both when no child could be made: that job fails saying so, and the template
+goes on serving. Anything else — an unknown kind, a token the service never sent, a frame of
 the wrong size — is misbehaviour: the worker actor kills the template and starts a new one.
 
 :class:`TemplateState` is the template's decision logic (which child is which job; what to
@@ -46,6 +48,7 @@ __all__ = [
     "EXITED",
     "FDS_PER_JOB",
     "FDS_PER_PREPARED",
+    "FORK_FAILED",
     "HEADER",
     "PREPARE",
     "READY",
@@ -65,7 +68,9 @@ PREPARE = b"A"
 READY = b"R"
 STARTED = b"P"
 EXITED = b"X"
-_KINDS_TO_SERVICE = (READY, STARTED, EXITED)
+FORK_FAILED = b"F"
+_KINDS_TO_SERVICE = (READY, STARTED, EXITED, FORK_FAILED)
+_ERRNO_LIMIT = 4096  # Linux errnos are small positive numbers
 # events, stdout, stderr, lifeline: the child's fds 3, 1, 2 and 4 once it has set itself up.
 FDS_PER_JOB = 4
 # ... and for PREPARE the assignment pipe's read end: the child's fd 0.
@@ -169,6 +174,9 @@ class TemplateState:
             return Refuse("assignment too large")
         return Fork(frame.token, prepare=frame.kind == PREPARE)
 
+    def fork_failed(self, token: int, error: int) -> bytes:
+        return encode_frame(FORK_FAILED, token, error)
+
     def forked_child(self, token: int, pid: int) -> bytes:
         self.children[pid] = token
         self.forked += 1
@@ -195,6 +203,12 @@ class Started:
 class Exited:
     token: int
     status: int
+
+
+@attrs.frozen
+class ForkFailed:
+    token: int
+    errno: int
 
 
 @attrs.frozen
@@ -231,7 +245,9 @@ class ForkServerState:
         self.launching.add(token)
         return token
 
-    def on_reply(self, frame: Frame | None, fd_count: int) -> Ready | Started | Exited | Misbehaved:
+    def on_reply(
+        self, frame: Frame | None, fd_count: int
+    ) -> Ready | Started | Exited | ForkFailed | Misbehaved:
         if frame is None or fd_count or frame.payload:
             return Misbehaved("malformed frame from the template")
         if frame.kind not in _KINDS_TO_SERVICE:
@@ -247,6 +263,11 @@ class ForkServerState:
             self.launching.discard(frame.token)
             self.running[frame.token] = frame.value
             return Started(frame.token, frame.value)
+        if frame.kind == FORK_FAILED:
+            if frame.token not in self.launching or not 0 < frame.value < _ERRNO_LIMIT:
+                return Misbehaved(f"FORK_FAILED for a launch not in flight ({frame.token})")
+            self.launching.discard(frame.token)
+            return ForkFailed(frame.token, frame.value)
         if frame.token not in self.running:
             return Misbehaved(f"EXITED for a job not running ({frame.token})")
         if not _is_exit_status(frame.value):

@@ -23,6 +23,7 @@ child has its own lifeline to the service, as a spawned worker does.
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
 import os
 import select
@@ -140,7 +141,13 @@ def serve(control: socket.socket) -> int:
             continue
         frame = decode_frame(data)
         assert frame is not None
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # a process limit (EAGAIN) or memory (ENOMEM): this job fails
+            for fd in fds:
+                os.close(fd)
+            control.send(state.fork_failed(decision.token, exc.errno or errno.EAGAIN))
+            continue
         if pid == 0:
             _child(frame.payload, fds, control, decision.prepare)
         try:

@@ -350,6 +350,46 @@ async def test_a_template_that_sends_what_it_must_not_is_replaced(
     assert processes_mentioning(str(script)) == []
 
 
+FORKLESS_TEMPLATE = """
+import errno, os, sys
+def fork():
+    raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+os.fork = fork  # as at a process limit: every fork() of this template fails
+from ade.worker.template import main
+sys.exit(main(sys.argv[sys.argv.index("ade.worker.template") + 1 :]))
+"""
+
+
+async def test_a_fork_the_template_cannot_do_fails_that_job_and_the_template_stays(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ade.runtime.starters as starters
+
+    monkeypatch.setattr(starters, "_LAUNCH_TIMEOUT", 2.0)  # no child kept ahead comes
+    script = tmp_path / "forkless_template.py"
+    script.write_text(FORKLESS_TEMPLATE)
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
+    python.chmod(0o755)
+    server = ForkServer(settings, python=str(python))
+    async with trio.open_nursery() as inner:
+        inner.start_soon(server.run)
+        template = await _template_pid(server)
+        job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"))
+        with trio.fail_after(30):
+            ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=server)
+        assert ending.status is JobStatus.ERROR
+        assert ending.message is not None
+        assert (
+            "the job's template could not fork its process: Resource temporarily unavailable"
+            in ending.message
+        ), ending.message
+        # No restart: the template answered, and it is the same process.
+        assert (server.template_pid, server.statistics().restarts) == (template, 0)
+        inner.cancel_scope.cancel()
+    assert processes_mentioning(str(script)) == []
+
+
 SERVER_SCRIPT = """
 import sys
 from pathlib import Path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from ade.worker.fork_protocol import (
@@ -9,6 +11,7 @@ from ade.worker.fork_protocol import (
     EXITED,
     FDS_PER_JOB,
     FDS_PER_PREPARED,
+    FORK_FAILED,
     PREPARE,
     READY,
     START,
@@ -16,6 +19,7 @@ from ade.worker.fork_protocol import (
     Assignment,
     Exited,
     Fork,
+    ForkFailed,
     ForkServerState,
     Frame,
     Misbehaved,
@@ -166,3 +170,21 @@ def test_a_started_for_an_abandoned_launch_after_the_next_launch_is_no_misbehavi
         f"STARTED for a launch not in flight ({second})"
     )
     assert state.running == {first: 200, second: 201}
+
+
+def test_a_fork_the_template_cannot_do_fails_that_launch_only() -> None:
+    template = TemplateState()
+    assert decode_frame(template.fork_failed(7, errno.EAGAIN)) == Frame(FORK_FAILED, 7, 11)
+    assert template.children == {} and template.forked == 0
+    state = ForkServerState()
+    state.on_reply(Frame(READY, 0, 100), 0)
+    token = state.begin_launch()
+    assert state.on_reply(Frame(FORK_FAILED, token, errno.EAGAIN), 0) == ForkFailed(token, 11)
+    assert (state.launching, state.running, state.restarts) == (set(), {}, 0)
+    # The same answer again, or for a launch never sent, or with no errno: misbehaviour.
+    for frame in (
+        Frame(FORK_FAILED, token, errno.EAGAIN),
+        Frame(FORK_FAILED, 99, errno.EAGAIN),
+        Frame(FORK_FAILED, state.begin_launch(), 0),
+    ):
+        assert isinstance(state.on_reply(frame, 0), Misbehaved)
