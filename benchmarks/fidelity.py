@@ -273,6 +273,16 @@ class Case:
     build: Builder
     csv: dict[str, str] = attrs.field(factory=dict)
 
+    def write(self, index: int, folder: Path) -> tuple[Path, list[Member]]:
+        from ade.samples.formats import write_grid
+
+        rng = random.Random(1000 + index)
+        text_only = self.fmt in ("csv", "xlsb")  # no date cells in these
+        sheets, truth = self.build(rng, text_only)
+        path = folder / f"{index:02d}-{self.name}.{self.fmt}"
+        write_grid(path, sheets, **self.csv)
+        return path, truth
+
 
 def plain(style: Style, offset: int = 0, **kw: Any) -> Builder:
     """One table under a banner, ``offset`` columns from column A."""
@@ -398,15 +408,11 @@ CASES = [
 # -- running and scoring ----------------------------------------------------------------------
 
 
-def write_case(case: Case, index: int, folder: Path) -> tuple[Path, list[Member]]:
-    from ade.samples.formats import write_grid
+def all_cases() -> list[tuple[str, Any]]:
+    """(set, case): the generated corpus, then the held-out cases written independently."""
+    from fidelity_heldout import HELDOUT
 
-    rng = random.Random(1000 + index)
-    text_only = case.fmt in ("csv", "xlsb")  # no date cells in these
-    sheets, truth = case.build(rng, text_only)
-    path = folder / f"{index:02d}-{case.name}.{case.fmt}"
-    write_grid(path, sheets, **case.csv)
-    return path, truth
+    return [("generated", c) for c in CASES] + [("held-out", c) for c in HELDOUT]
 
 
 def read_output(path: Path) -> list[dict[str, Any]]:
@@ -428,7 +434,7 @@ def _same(expected: Any, got: Any) -> bool:
     return expected == got
 
 
-def score(truth: list[Member], output: list[dict[str, Any]]) -> dict[str, int]:
+def score(truth: list[Any], output: list[dict[str, Any]]) -> dict[str, int]:
     expected = {m.truth()["member_id"]: m.truth() for m in truth}
     seen: set[str] = set()
     correct = spurious = 0
@@ -457,14 +463,15 @@ def run(keep: Path | None) -> dict[str, Any]:
     results = []
     started = time.perf_counter()
     try:
-        for index, case in enumerate(CASES):
-            source, truth = write_case(case, index, folder)
+        for index, (kind, case) in enumerate(all_cases()):
+            source, truth = case.write(index, folder)
             out = folder / f"{source.stem}-out"
             engine = run_engine([source], ROSTER_CONFIG, out)
             counts = score(truth, read_output(out / "normalized.xlsx"))
             results.append(
                 {
                     "file": source.name,
+                    "set": kind,
                     "format": case.fmt,
                     **counts,
                     "fidelity": counts["correct"] / counts["fields"],
@@ -489,16 +496,16 @@ def run(keep: Path | None) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> str:
     lines = [
-        "| file | format | members | fidelity | lost | spurious | outcome |",
-        "|---|---|---|---|---|---|---|",
+        "| file | set | format | members | fidelity | lost | spurious | outcome |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["by_file"]:
         lines.append(
-            f"| {r['file']} | {r['format']} | {r['members']} | {r['fidelity']:.4f} | "
+            f"| {r['file']} | {r['set']} | {r['format']} | {r['members']} | {r['fidelity']:.4f} | "
             f"{r['lost']} | {r['spurious']} | {r['outcome']} |"
         )
     lines.append(
-        f"| **all {result['files']} files** | | **{result['members']}** | "
+        f"| **all {result['files']} files** | | | **{result['members']}** | "
         f"**{result['fidelity']:.4f}** | **{result['rows_lost']}** | "
         f"**{result['spurious_rows']}** | |"
     )

@@ -7,12 +7,20 @@ import re
 # column by lib/dates.py, from every value of the column.
 DATE_FORMATS = (
     "%Y-%m-%d",
+    "%Y/%m/%d",
     "%d %b %Y",
     "%d %B %Y",
     "%B %d, %Y",
     "%b %d, %Y",
+    "%d-%b-%Y",  # Excel's d-mmm-yyyy, as its CSV saves write date cells
+    "%d-%B-%Y",
+    "%d-%b-%y",
 )
 NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})$")
+# A time of day after a date ("1985-03-13 00:00:00" from pandas and database exports,
+# "2021-05-03T14:32"): a date column keeps the date, as it does for a date-time cell.
+_BRACKETED = re.compile(r"\([^)]*\)")
+_TIME_OF_DAY = re.compile(r"[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp][Mm])?$")
 
 
 def norm(text):
@@ -35,6 +43,18 @@ def _score(header, label, synonyms):
     h = norm(header)
     if not h:
         return 0.0
+    if "(" in h:
+        # A note in brackets qualifies the header, it does not rename it: "Phone (mobile)" is
+        # a phone, "Given Name(s)" a given name. A qualified header scores as a synonym at
+        # most, so a plain "Email" beats "Email (work)". The header as written counts too.
+        bare = " ".join(_BRACKETED.sub(" ", h).split())
+        if bare and bare != h:
+            qualified = min(_score_normed(bare, label, synonyms), 1.5)
+            return max(qualified, _score_normed(h, label, synonyms))
+    return _score_normed(h, label, synonyms)
+
+
+def _score_normed(h, label, synonyms):
     if h == norm(label):
         return 2.0
     if h in {norm(s) for s in synonyms}:
@@ -68,6 +88,8 @@ def parse_date(value, order="month"):
     if not isinstance(value, str) or "@" in value or not any(c.isdigit() for c in value):
         return None  # cheap rejections first: mapping tries every sampled cell of every column
     text = " ".join(value.replace(",", ", ").split()).replace(" ,", ",")
+    if ":" in text:
+        text = _TIME_OF_DAY.sub("", text)
     numeric = NUMERIC_DATE.match(text)
     if numeric:
         first, second, year = (int(g) for g in numeric.groups())
@@ -90,7 +112,10 @@ def numeric_date_parts(value):
     """(first, second) of a numeric date string such as 13/03/1985, else None."""
     if not isinstance(value, str):
         return None
-    numeric = NUMERIC_DATE.match(value.strip())
+    text = value.strip()
+    if ":" in text:
+        text = _TIME_OF_DAY.sub("", text)
+    numeric = NUMERIC_DATE.match(text)
     return (int(numeric.group(1)), int(numeric.group(2))) if numeric else None
 
 

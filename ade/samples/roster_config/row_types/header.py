@@ -1,5 +1,8 @@
 """Votes for header rows: several cells that are known labels or synonyms, all of them text."""
 
+import re
+
+_BRACKETED = re.compile(r"\([^)]*\)")
 _known_cache = {}
 _NOT_A_HEADER = {"header": -1.0}
 
@@ -18,6 +21,11 @@ def _known(field_labels):
     return _known_cache[key]
 
 
+def _unbracketed(text):
+    """"Phone (mobile)" is a "phone" header, "Given Name(s)" a "given name" one."""
+    return " ".join(_BRACKETED.sub(" ", text).split())
+
+
 def detect_known_labels(*, values, non_empty, field_labels):
     # Called for every row of every sheet: kept to one cheap test per cell.
     if non_empty < 2:
@@ -28,8 +36,10 @@ def detect_known_labels(*, values, non_empty, field_labels):
     known = _known(field_labels)
     hits = 0
     for v in values:
-        if v is not None and " ".join(v.casefold().replace(".", "").split()) in known:
-            hits += 1
+        if v is not None:
+            text = " ".join(v.casefold().replace(".", "").split())
+            if text in known or ("(" in text and _unbracketed(text) in known):
+                hits += 1
     if hits >= 2:
         return {"header": 1.0 + hits / non_empty, "data": -1.0}
     return None
