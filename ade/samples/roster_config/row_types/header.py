@@ -22,7 +22,7 @@ def _known(field_labels):
 
 
 def _unbracketed(text):
-    """"Phone (mobile)" is a "phone" header, "Given Name(s)" a "given name" one."""
+    """A header without its bracketed note: "Phone (mobile)" is a phone header."""
     return " ".join(_BRACKETED.sub(" ", text).split())
 
 
