@@ -408,6 +408,21 @@ def line_breaks(rng: random.Random) -> tuple[dict[str, Rows], list[Person]]:
     return {"Roster": rows}, ps
 
 
+def last_first(rng: random.Random) -> tuple[dict[str, Rows], list[Person]]:
+    """One name column written "FAMILY, Given" in capitals (a mainframe export), long dates."""
+    ps = people(rng, 79000, 22)
+    header = ["Membership #", "Member Name", "E-Mail", "Tel", "Birth Date", "Member Since"]
+    rows: Rows = [(1, 1, ["Members as at 31 March 2024"]), (2, 1, header)]
+    for i, p in enumerate(ps):
+        name = f"{p.family.upper()}, {p.given.upper()}"
+        born = p.born.strftime("%d %B %Y") if isinstance(p.born, dt.date) else p.born
+        joined = dt.datetime(p.joined.year, p.joined.month, p.joined.day)
+        rows.append((3 + i, 1, [f"M{p.number}", name, p.email, p.phone, born, joined]))
+    rows.append((3 + len(ps), 1, ["Grand total", len(ps)]))
+    # Capitals come back title-cased: "O'NEIL" is "O'Neil", "ANNE-MARIE" is "Anne-Marie".
+    return {"Members": rows}, ps
+
+
 # -- CSV files written line by line, as Excel and scripts write them --------------------------
 
 
@@ -532,6 +547,8 @@ HELDOUT = [
     HeldoutCase("h-empty-column", "xls", grid=empty_column),
     HeldoutCase("h-stamps", "xlsx", grid=stamps),
     HeldoutCase("h-line-breaks", "xlsx", grid=line_breaks),
+    HeldoutCase("h-last-first", "ods", grid=last_first),
+    HeldoutCase("h-last-first", "xlsx", grid=last_first),
     HeldoutCase("h-excel-semicolon", "csv", text=excel_semicolon, encoding="cp1252"),
     HeldoutCase("h-pandas", "csv", text=pandas_export),
     HeldoutCase("h-report", "csv", text=report_csv),

@@ -12,7 +12,12 @@ Theory of operation (docs/config-packages.md explains it to config authors):
   ``layout_rows`` data rows are in (or the block ends): the span of its filled header cells is
   split wherever a band of columns is empty in the header *and* in every one of those rows, so
   side-by-side tables become separate tables while a blank header cell over a filled data
-  column stays an unnamed column of one table. Buffered rows are then replayed into the tables.
+  column stays an unnamed column of one table. Two neighbouring parts are joined again when
+  they are one table split by an empty column: no header text in both, and the same records
+  (9 in 10 of the rows filling either fill both, ``MIN_JOIN_ROWS`` rows at least). A column
+  with no header cell just beside the header's span that at least half the rows fill (a
+  pandas index, an unnamed notes column) is an unnamed column of the table. Buffered rows
+  are then replayed into the tables.
 * ``data`` rows extend the open tables. Blank rows do not end a table by themselves: a table
   stays open across up to ``max_blank_rows`` blank rows (its cells blank, or the whole row) and
   continues when the next row is data of the same shape (at least as many filled cells inside

@@ -19,6 +19,7 @@ DATE_FORMATS = (
 NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})$")
 # A time of day after a date ("1985-03-13 00:00:00" from pandas and database exports,
 # "2021-05-03T14:32"): a date column keeps the date, as it does for a date-time cell.
+_NUMBER_SUFFIX = re.compile(r"(?:\s*#|\s+(?:no|nr|num|nbr|number))$")
 _BRACKETED = re.compile(r"\([^)]*\)")
 _TIME_OF_DAY = re.compile(r"[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp][Mm])?$")
 
@@ -57,12 +58,19 @@ def _score(header, label, synonyms):
 def _score_normed(h, label, synonyms):
     if h == norm(label):
         return 2.0
-    if h in {norm(s) for s in synonyms}:
+    known = {norm(s) for s in synonyms}
+    if h in known or _number_word(h) in {_number_word(s) for s in known}:
         return 1.5
     words = re.findall(r"[a-z0-9]+", h)
     if all(w in words for w in norm(label).split()):
         return 0.75
     return 0.0
+
+
+def _number_word(h):
+    """The same header whichever word says "number": "Membership #", "Membership No",
+    "membership nbr" and "Membership Number" are one header."""
+    return _NUMBER_SUFFIX.sub(" number", h)
 
 
 def filled(values):

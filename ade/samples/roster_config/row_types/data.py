@@ -21,8 +21,9 @@ def detect_continues_table(*, values, non_empty, in_table):
     first = values[0]
     if first is None:
         first = next(v for v in values if v is not None)
-    if type(first) is str:
-        if first.endswith(":") or first.rstrip().endswith(":"):
+    # Per row: one membership test each before any closer look (most first cells are IDs).
+    if type(first) is str and (":" in first or first[:1] in _RULE_CHARACTERS):
+        if first.rstrip()[-1:] == ":":
             return -2.0  # a label row ("Prepared by:", "Report date:"): not a member
         if not first.strip(_RULE_CHARACTERS) and all(
             type(v) is str and not v.strip(_RULE_CHARACTERS) for v in values if v is not None
