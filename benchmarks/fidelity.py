@@ -456,6 +456,7 @@ def score(truth: list[Any], output: list[dict[str, Any]]) -> dict[str, int]:
 
 def run(keep: Path | None) -> dict[str, Any]:
     from ade.engine import run_engine
+    from ade.errors import InputError
     from ade.samples import ROSTER_CONFIG
 
     folder = keep or Path(tempfile.mkdtemp(prefix="ade-fidelity-"))
@@ -466,8 +467,13 @@ def run(keep: Path | None) -> dict[str, Any]:
         for index, (kind, case) in enumerate(all_cases()):
             source, truth = case.write(index, folder)
             out = folder / f"{source.stem}-out"
-            engine = run_engine([source], ROSTER_CONFIG, out)
-            counts = score(truth, read_output(out / "normalized.xlsx"))
+            try:
+                engine = run_engine([source], ROSTER_CONFIG, out)
+            except InputError:  # a run that fails (no table found) loses every member
+                counts, outcome, outside = score(truth, []), "failed", None
+            else:
+                counts = score(truth, read_output(out / "normalized.xlsx"))
+                outcome, outside = engine.outcome, engine.rows_outside_tables
             results.append(
                 {
                     "file": source.name,
@@ -475,8 +481,8 @@ def run(keep: Path | None) -> dict[str, Any]:
                     "format": case.fmt,
                     **counts,
                     "fidelity": counts["correct"] / counts["fields"],
-                    "outcome": engine.outcome,
-                    "rows_outside_tables": engine.rows_outside_tables,
+                    "outcome": outcome,
+                    "rows_outside_tables": outside,
                 }
             )
     finally:

@@ -423,6 +423,33 @@ def last_first(rng: random.Random) -> tuple[dict[str, Rows], list[Person]]:
     return {"Members": rows}, ps
 
 
+def template(rng: random.Random) -> tuple[dict[str, Rows], list[Person]]:
+    """A membership template filled in by hand: required headers marked with ``*``, dues
+    columns headed by the year (number cells), a count row at the bottom."""
+    lay = layout(
+        "Member ID*",
+        id_number=False,
+        given="First Name*",
+        family="Last Name*",
+        email="Email:",
+        phone="Phone",
+        phone_style="spaces",
+        born="Date of Birth",
+        born_style="cell",
+        joined="Join Date*",
+        joined_style="cell",
+        extras=(
+            (2023, lambda p: "paid" if p.number % 2 else None),  # type: ignore[arg-type]
+            (2024, lambda p: "paid" if p.number % 3 else "due"),  # type: ignore[arg-type]
+        ),
+    )
+    ps = people(rng, 80000, 17, gaps=True)
+    rows: Rows = [(1, 1, ["Fields marked * are required"]), (2, 1, lay.header())]
+    rows += [(3 + i, 1, lay.row(p)) for i, p in enumerate(ps)]
+    rows.append((4 + len(ps), 1, ["Number of members", len(ps)]))
+    return {"Members": rows}, ps
+
+
 # -- CSV files written line by line, as Excel and scripts write them --------------------------
 
 
@@ -549,6 +576,8 @@ HELDOUT = [
     HeldoutCase("h-line-breaks", "xlsx", grid=line_breaks),
     HeldoutCase("h-last-first", "ods", grid=last_first),
     HeldoutCase("h-last-first", "xlsx", grid=last_first),
+    HeldoutCase("h-template", "xlsx", grid=template),
+    HeldoutCase("h-template", "xls", grid=template),
     HeldoutCase("h-excel-semicolon", "csv", text=excel_semicolon, encoding="cp1252"),
     HeldoutCase("h-pandas", "csv", text=pandas_export),
     HeldoutCase("h-report", "csv", text=report_csv),

@@ -220,3 +220,36 @@ def test_an_excel_csv_with_sep_line_crlf_and_trailing_delimiters(tmp_path: Path)
 )
 def test_a_sep_first_line_declares_the_delimiter(sample: str, delimiter: str) -> None:
     assert decide_delimiter(sample)[0] == delimiter
+
+
+def test_a_template_with_required_marks_year_columns_and_a_count_row(tmp_path: Path) -> None:
+    header = ["Member ID*", "First Name*", "Last Name*", "Email:", 2023, 2024]
+    grid: Grid = {
+        "S": [
+            (1, 1, ["Fields marked * are required"]),
+            (2, 1, header),
+            (3, 1, [*member(0), "paid", "paid"]),
+            (4, 1, [*member(1), None, "due"]),
+            (5, 1, ["Number of members", 2]),
+            (6, 1, ["Count", 2]),
+        ]
+    }
+    result, artifact, out = run_grid(tmp_path, grid)
+    [table] = artifact.tables
+    assert (table.range, table.data_rows, table.ended_by) == ("A2:F4", 2, "totals")
+    assert [(c.header, c.field) for c in table.columns] == [
+        ("Member ID*", "member_id"),
+        ("First Name*", "first_name"),
+        ("Last Name*", "last_name"),
+        ("Email:", "email"),
+        ("2023", None),
+        ("2024", None),
+    ]
+    assert [row[:4] for row in out[1:]] == [tuple(member(0)), tuple(member(1))]
+    assert artifact.inputs[0].sheets[0].accounting == {
+        "other": 1,
+        "table_data": 2,
+        "table_header": 1,
+        "totals": 2,
+    }
+    assert result.rows_outside_tables == 0

@@ -26,10 +26,12 @@ _TIME_OF_DAY = re.compile(r"[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp][Mm
 
 def norm(text):
     """Header text compared the way people mean it: case, spacing, dots and underscores
-    ignored ("Mbr. No." is "mbr no")."""
+    ignored ("Mbr. No." is "mbr no"), and a trailing required-mark or colon ("Email*",
+    "Email:")."""
     if text is None:
         return ""
-    return " ".join(str(text).casefold().replace("_", " ").replace(".", "").split())
+    text = " ".join(str(text).casefold().replace("_", " ").replace(".", "").split())
+    return text.rstrip("*: ") if text[-1:] in ("*", ":") else text
 
 
 def header_score(header, label, synonyms, header_parts=None):
