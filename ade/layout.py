@@ -51,6 +51,7 @@ EVENTS_FILE = "events.ndjson"
 # What a successful worker leaves in tmp/output/ and the supervisor publishes.
 PUBLISHED_FILES = (NORMALIZED_FILE, ARTIFACT_FILE)
 
+
 def is_safe_id(value: str) -> bool:
     """True for an id that is one plain path component (job, document and config ids)."""
     return is_id(value)

@@ -78,6 +78,7 @@ class Settings:
     @property
     def admin_key_path(self) -> Path:
         return self.data_dir / "admin.key"
+
     # Observability and retention (docs/operations.md, "Running in production"). The metrics
     # token is a secret: kept out of repr so it never reaches a log line or a traceback.
     metrics_token: str | None = attrs.field(default=None, repr=False)

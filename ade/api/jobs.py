@@ -157,6 +157,7 @@ def job_operations(ctx: ApiContext) -> list[Operation]:
         return json_response(job_view(cancelled), 202, {"Location": job_location(cancelled)})
 
     base = f"{WORKSPACE_PREFIX}/jobs"
+
     async def delete_job(workspace_id: str, job_id: str) -> Response:
         await ctx.job(workspace_id, job_id)  # 404 in the API's words first
         await ctx.retention.delete_job(workspace_id, job_id, request_id=current_request_id())

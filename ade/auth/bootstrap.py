@@ -4,6 +4,7 @@ client commands send ``ADE_API_KEY`` or, when that is unset, the key in that fil
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from pathlib import Path
@@ -47,7 +48,12 @@ def write_key_file(path: Path, token: str) -> None:
     file is created 0600 (never briefly world-readable) and renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A scratch file left by a crashed run of this pid goes first. The file is then created
+    # new (O_EXCL) and never through a link (O_NOFOLLOW): a link planted at this name would
+    # otherwise receive the token wherever it points; now the open fails instead.
+    with contextlib.suppress(FileNotFoundError):
+        scratch.unlink()
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)  # whatever the umask said
         os.write(fd, (token + "\n").encode())

@@ -61,7 +61,6 @@ __all__ = ["ARTIFACT_FILE", "NORMALIZED_FILE", "EngineResult", "ProgressCallback
 YOUNG_COLLECTION_THRESHOLD = 50_000
 
 
-
 @attrs.frozen
 class EngineResult:
     """Summary numbers of a completed run (never cell values): artifact.json's ``summary`` plus

@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 
-
 class SessionAbandoned(Exception):
     """The server gave an answer a session cannot continue from (already counted)."""
 

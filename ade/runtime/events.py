@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 
-
 def event_line(event: JobEvent) -> bytes:
     """One complete line. ``ensure_ascii`` keeps it to one write of plain bytes."""
     return (json.dumps(converter.unstructure(event), separators=(",", ":")) + "\n").encode()

@@ -114,9 +114,7 @@ def create_job_dir(
             inputs.append(RequestInput(f"{INPUTS_DIR}/{name}", document.filename, document_id))
         inputs_dir.chmod(0o555)
 
-        os.symlink(
-            f"../../{settings.venvs_dir.name}/{job.config_version_id}/", staged.venv_link
-        )
+        os.symlink(f"../../{settings.venvs_dir.name}/{job.config_version_id}/", staged.venv_link)
         request = RunRequest(
             job_id=job.id,
             workspace_id=job.workspace_id,

@@ -652,7 +652,6 @@ class PostgresStore:
 
         return await self.run(query, write=False)
 
-
     # -- RetentionStore: deletions and the sweep's queries -----------------------------------
 
     async def delete_job(self, job_id: str) -> JobRecord | None:

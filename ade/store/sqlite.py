@@ -604,7 +604,6 @@ class SqliteStore:
 
         return await self.run(query, write=False)
 
-
     # -- RetentionStore: deletions and the sweep's queries -----------------------------------
 
     async def delete_job(self, job_id: str) -> JobRecord | None:

@@ -63,9 +63,10 @@ async def test_a_scrape_reports_jobs_refusals_requests_and_layers(tmp_path: Path
             ws_url = service.api.replace("http://", "ws://") + "/events"
             async with open_websocket(ws_url):
                 with trio.fail_after(10):
-                    while "ade_websocket_subscribers 1.0" not in (
-                        await http.get(f"{service.url}/metrics")
-                    ).text:
+                    while (
+                        "ade_websocket_subscribers 1.0"
+                        not in (await http.get(f"{service.url}/metrics")).text
+                    ):
                         await trio.sleep(0.05)
             # A websocket is counted when it closes (its duration is the connection's life).
             with trio.fail_after(10):

@@ -127,6 +127,21 @@ def test_the_key_file_is_the_owners_only_and_read_by_clients(tmp_path: Path) -> 
     assert list((tmp_path / "data").iterdir()) == [settings.admin_key_path]  # no scratch left
 
 
+def test_the_key_file_is_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    settings = load_settings({}, data_dir=tmp_path / "data")
+    path = settings.admin_key_path
+    path.parent.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched\n")
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    scratch.symlink_to(elsewhere)  # planted before the write (or left by a crash)
+    write_key_file(path, "ade_secret")
+    assert elsewhere.read_text() == "untouched\n"
+    assert path.read_text() == "ade_secret\n" and not path.is_symlink()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert not scratch.exists() and not scratch.is_symlink()
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [

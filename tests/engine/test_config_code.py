@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from support.engine import copy_config, edit_manifest, leftovers, read_rows, write_xlsx
 
+from ade.configs.package import load_package
 from ade.engine import parse_artifact, run_engine
+from ade.engine._classify import row_classifier
+from ade.engine._code import load_code
 from ade.engine._run import YOUNG_COLLECTION_THRESHOLD
 from ade.errors import ConfigCodeError
 from ade.samples.generate import write_messy_workbook
@@ -86,6 +89,10 @@ def test_every_pass_reports_its_name(
          "gave an issue that is not"),
         ("row_types/data.py", "def detect_typo(*, values):\n    return {'dta': 1.0}\n",
          "returned {'dta': float}; expected a number or a dict of row types"),
+        ("row_types/data.py", "def detect_word(*, values):\n    return 'data'\n",
+         "returned str; expected a number or a dict of row types"),
+        ("row_types/data.py", "def detect_text(*, values):\n    return {'data': '1'}\n",
+         "returned {'data': str}; expected a number or a dict of row types"),
         ("hooks/audit.py", "def on_job_start(*, inputs):\n    return 'done'\n",
          "returned str; a hook returns None, a dict or a list of dicts"),
         # Infinity would make artifact.json invalid JSON (scores and deltas are recorded).
@@ -401,7 +408,7 @@ def test_row_detectors_get_each_argument_they_declare(tmp_path: Path) -> None:
         config / "hooks" / "audit.py",
         "from ..row_types import data\n"
         "def on_job_end():\n"
-        "    return {'seen': data.SEEN, 'keys': sorted(data.KEYS)}\n"
+        "    return {'seen': data.SEEN, 'keys': sorted(data.KEYS)}\n",
     )
     source = write_xlsx(
         tmp_path / "in.xlsx",
@@ -454,3 +461,33 @@ def test_young_collections_are_rarer_during_a_run_and_the_threshold_restored(
     # 0 means the collector is off: a run must not turn it on.
     assert during == [[{"young": YOUNG_COLLECTION_THRESHOLD if young else 0}]]
     assert after == (young, *before[1:])
+
+
+def test_row_votes_of_every_kind_are_summed_and_ties_go_to_the_first_type(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    append(
+        config / "row_types" / "totals.py",
+        "def detect_votes(*, values, row_type):\n"
+        "    assert row_type == 'totals'\n"
+        "    return {'int': 4, 'bool': True, 'dict': {'totals': 2, 'header': 5.5},\n"
+        "            'tie': {'header': 2.5, 'totals': 2.5}, 'float': 0.25}.get(values[0])\n",
+    )
+    package = load_package(config)
+    with load_code(package, tmp_path / "code") as code:
+        classify = row_classifier(package, code, {}, "in.xlsx", "S")
+        # The sample's own detectors: a lone word is -2 for data; nothing else votes.
+        assert [classify(1, [word], None, False) for word in ("int", "bool", "dict", "tie")] == [
+            "totals",
+            "totals",
+            "header",
+            "header",
+        ]
+        assert classify(1, ["float"], None, False) == "totals"
+        assert classify(1, ["nothing"], None, False) == "other"  # no vote above zero
+
+
+def test_the_generated_classifier_spells_every_row_detector_argument() -> None:
+    from ade.configs.package import ROW_DETECTOR_ARGS
+    from ade.engine._classify import _ARGUMENT_SOURCES
+
+    assert set(_ARGUMENT_SOURCES) == ROW_DETECTOR_ARGS

@@ -109,17 +109,3 @@ def test_stored_columns_are_carried_into_another_spool_unchanged(tmp_path: Path)
     )
     raw.close()
     shaped.close()
-
-
-def test_day_cache_starts_afresh_past_its_bound_and_reads_stay_exact(
-    tmp_path: Path, monkeypatch
-) -> None:
-    monkeypatch.setattr(_spool, "DAYS_CACHED", 3)
-    spool = Spool(tmp_path, "rows")
-    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(10)]
-    refs = [spool.write_columns([i], [[day]]) for i, day in enumerate(days)]
-    for _ in range(2):
-        assert [spool.read_columns(ref)[1] for ref in refs] == [[[day]] for day in days]
-    cached = spool._days[dt.date]
-    assert 1 <= len(cached) <= 4  # reset whenever it held more than DAYS_CACHED
-    spool.close()

@@ -49,9 +49,7 @@ def test_api_benchmark_open_loop_sends_at_the_rate(tmp_path: Path) -> None:
     """``--rate``: the clients together send that many requests per second, no more (a closed
     loop would send hundreds in the same time), and each latency is counted from when its
     request was due."""
-    result = _run(
-        "api.py", "--duration", "2", "--clients", "10", "--rate", "20", tmp_path=tmp_path
-    )
+    result = _run("api.py", "--duration", "2", "--clients", "10", "--rate", "20", tmp_path=tmp_path)
     assert result["rate"] == 20
     for name in ("ade", "bare"):
         side = result[name]
