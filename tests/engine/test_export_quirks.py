@@ -253,3 +253,26 @@ def test_a_template_with_required_marks_year_columns_and_a_count_row(tmp_path: P
         "totals": 2,
     }
     assert result.rows_outside_tables == 0
+
+
+def test_members_whose_names_start_like_a_summary_stay_members(tmp_path: Path) -> None:
+    # Numeric IDs first: the surname is the first text cell. "Sum" and "Mean" are names on a
+    # member's full row; "Count | 3" on a short row is a summary.
+    header = ["Member ID", "Last Name", "First Name", "Email"]
+    names = [("Sum", "Ann"), ("Summers", "Bo"), ("Mean", "Cy")]
+    rows = [
+        (2 + i, 1, [5001 + i, last, first, f"m{i}@e.com"]) for i, (last, first) in enumerate(names)
+    ]
+    grid: Grid = {"S": [(1, 1, header), *rows, (5, 1, ["Count", 3])]}
+    result, artifact, out = run_grid(tmp_path, grid)
+    assert result.rows_written == 3
+    assert [row[:3] for row in out[1:]] == [
+        ("M5001", "Ann", "Sum"),
+        ("M5002", "Bo", "Summers"),
+        ("M5003", "Cy", "Mean"),
+    ]
+    assert artifact.inputs[0].sheets[0].accounting == {
+        "table_data": 3,
+        "table_header": 1,
+        "totals": 1,
+    }
