@@ -43,22 +43,28 @@ def test_a_report_printed_to_pages_loses_no_member_and_writes_no_page_line(
             (10, 1, HEADER),  # the header again at the top of the next page
             (11, 1, member(3)),
             (12, 1, member(4)),
-            (13, 1, ["Page 2 of 2"]),
-            (14, 1, ["* pending renewal"]),
+            (13, 1, ["M 2009"]),  # a member with only an ID is still a member
+            (14, 1, ["Page 2 of 2"]),
+            (15, 1, ["* pending renewal"]),
         ]
     }
     result, artifact, out = run_grid(tmp_path, grid, fmt)
-    assert ids(out) == ["M2000", "M2001", "M2002", "M2003", "M2004"]
+    assert ids(out) == ["M2000", "M2001", "M2002", "M2003", "M2004", "M2009"]
     assert [(t.range, t.data_rows, t.ended_by) for t in artifact.tables] == [
         ("A4:D7", 3, "other"),
-        ("A10:D12", 2, "other"),
+        ("A10:D13", 3, "other"),
     ]
     assert artifact.inputs[0].sheets[0].accounting == {
         "other": 5,
-        "table_data": 5,
+        "table_data": 6,
         "table_header": 2,
     }
-    assert (result.outcome, result.rows_outside_tables) == ("clean", 0)
+    # The ID-only member is written, and its missing names are the only issues.
+    assert sorted((i.code, i.field, i.row) for i in artifact.issues) == [
+        ("required", "first_name", 13),
+        ("required", "last_name", 13),
+    ]
+    assert (result.outcome, result.rows_outside_tables) == ("errors", 0)
 
 
 @pytest.mark.parametrize("fmt", ["xlsx", "ods"])

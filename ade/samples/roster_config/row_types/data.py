@@ -1,20 +1,24 @@
 """Votes for data rows: rows inside a table (blank lines do not end one) that are not lone notes,
 label rows ("Prepared by: | J. Smith") or rules drawn with dashes."""
 
+import re
+
 _NOTE_STARTS = ("note", "source", "exported", "generated", "prepared", "*")
 _RULE_CHARACTERS = "-_=*~.+| "  # what text reports draw lines with
+_WORD = re.compile(r"[^\W\d_]{2}")  # two letters in a row
 
 
 def _is_note(value):
     """A lone text cell that is a note, a banner, a section label ("North branch") or a line
-    such as "Page 2 of 3", "Subtotal: 12" or "24 members": words and a number together are
-    prose, not one member value (an ID, a phone number or a date alone has no such mix)."""
+    such as "Page 2 of 3", "Subtotal: 12" or "24 members": a word and a number together are
+    prose, not one member value (an ID such as "M 10001", a phone number or a numeric date
+    alone has no word of two letters)."""
     text = value.strip()
     if len(text) > 25 or text.casefold().startswith(_NOTE_STARTS):
         return True
     if not any(c.isdigit() for c in text):
         return True
-    return " " in text and any(c.isalpha() for c in text)
+    return " " in text and _WORD.search(text) is not None
 
 
 def detect_continues_table(*, values, non_empty, in_table):
