@@ -12,9 +12,9 @@ mean re-reading rows the engine already used):
   and the byte offset (never the values). Never a silent re-encoding: reading such a file as
   latin-1 would turn every correct accented letter into two wrong ones.
 
-Delimiter rule: of ``,`` ``;`` tab ``|``, the one that splits the most sample lines into the
-same number (two or more) of fields; ties go in that order. A file none of them splits is one
-column.
+Delimiter rule: the one a ``sep=X`` first line declares (Excel writes it); else, of ``,``
+``;`` tab ``|``, the one that splits the most sample lines into the same number (two or more)
+of fields; ties go in that order. A file none of them splits is one column.
 """
 
 from __future__ import annotations
@@ -124,6 +124,11 @@ def _scan_utf8(path: Path, skip: int) -> tuple[list[tuple[int, int]], bool, bool
 
 
 def decide_delimiter(sample: str) -> tuple[str, str]:
+    declared = sample[: sample.find("\n") + 1 or len(sample)].rstrip("\r\n")
+    if len(declared) == 5 and declared.casefold().startswith("sep="):
+        # Excel's own declaration ("sep=;" as the first line); the line itself is a row that
+        # the config's row detectors place like any other.
+        return declared[4], f"declared by the file's first line {declared!r}"
     lines = [line for line in sample.splitlines()[:_SAMPLE_LINES] if line.strip()]
     best: tuple[int, int, str] | None = None  # (lines agreeing, fields, delimiter)
     for delimiter in _DELIMITERS:

@@ -12,7 +12,12 @@ Theory of operation (docs/config-packages.md explains it to config authors):
   ``layout_rows`` data rows are in (or the block ends): the span of its filled header cells is
   split wherever a band of columns is empty in the header *and* in every one of those rows, so
   side-by-side tables become separate tables while a blank header cell over a filled data
-  column stays an unnamed column of one table. Buffered rows are then replayed into the tables.
+  column stays an unnamed column of one table. Two neighbouring parts are joined again when
+  they are one table split by an empty column: no header text in both, and the same records
+  (9 in 10 of the rows filling either fill both, ``MIN_JOIN_ROWS`` rows at least). A column
+  with no header cell just beside the header's span that at least half the rows fill (a
+  pandas index, an unnamed notes column) is an unnamed column of the table. Buffered rows
+  are then replayed into the tables.
 * ``data`` rows extend the open tables. Blank rows do not end a table by themselves: a table
   stays open across up to ``max_blank_rows`` blank rows (its cells blank, or the whole row) and
   continues when the next row is data of the same shape (at least as many filled cells inside
@@ -70,6 +75,8 @@ OUTSIDE = "outside_table"
 # Data rows seen before a header block's column layout is fixed: enough to see which columns
 # are empty all the way down in practice, small enough that buffering them costs nothing.
 LAYOUT_ROWS = 100
+# Data rows it takes to tell one table split by an empty column from two tables side by side.
+MIN_JOIN_ROWS = 3
 # Non-blank rows (notes, section labels, totals) that may interrupt a table that then goes on.
 MAX_INTERRUPTIONS = 2
 
@@ -415,12 +422,23 @@ class TableLocator:
         assert block is not None
         self._block = None
         header = block.header.values
-        first, last = block.first, block.last
-        occupied = [header[c - 1] is not None for c in range(first, last + 1)]
+        # The whole width the rows use, not only the header's span: a column of data with no
+        # header cell next to the header (a pandas index, a notes column nobody named) is an
+        # unnamed column of the table, not cells outside it.
+        # Outside the header's span a column counts when at least half the rows (two or more)
+        # fill it; a stray cell in one row stays outside the table and is reported.
+        first, last = 1, max([block.last, *(len(values) for _, values in block.rows)])
+        fills = [0] * last
         for _, values in block.rows:
-            for c in range(first, min(last, len(values)) + 1):
-                if values[c - 1] is not None:
-                    occupied[c - first] = True
+            for c, value in enumerate(values):
+                if value is not None:
+                    fills[c] += 1
+        edge = max(2, (len(block.rows) + 1) // 2)
+        occupied = [
+            (c < len(header) and header[c] is not None)
+            or (fills[c] > 0 if block.first <= c + 1 <= block.last else fills[c] >= edge)
+            for c in range(last)
+        ]
         segments: list[tuple[int, int]] = []
         start = None
         for offset, used in enumerate([*occupied, False]):
@@ -429,9 +447,11 @@ class TableLocator:
             elif not used and start is not None:
                 segments.append((start, first + offset - 1))
                 start = None
+        segments = _join_split_records(segments, header, block.rows)
         group = block.group.values if block.group is not None else None
         for seg_first, seg_last in segments:
             cells = header[seg_first - 1 : seg_last]
+            cells += [None] * (seg_last - seg_first + 1 - len(cells))  # unnamed, right of it
             if not _filled(cells):
                 continue  # data under no header cell at all: those cells are outside
             headers, parts = _joined_headers(cells, group, seg_first)
@@ -583,6 +603,50 @@ class TableLocator:
         self._place(HEADER if header.recognised else UNRECOGNISED_HEADER)
         if header.group is not None:
             self._place(GROUP_HEADER)
+
+
+def _join_split_records(
+    segments: list[tuple[int, int]], header: list[Any], rows: list[tuple[int, list[Any]]]
+) -> list[tuple[int, int]]:
+    """Join neighbouring segments that are one table split by an empty column (a column
+    deleted or left for later): both have header cells, no header text appears in both (side
+    by side tables repeat their headers), and their rows are the same records: at least 9 in
+    10 of the rows that fill either fill both (a table beside another one rarely ends on the
+    same row). At least ``MIN_JOIN_ROWS`` rows are needed to tell. The empty columns become
+    unnamed columns of the joined table. Joining two real side-by-side tables of the same length
+    costs less than splitting one: the right one's columns ride along as unmapped columns of
+    the same rows, where a split writes each record twice, half empty."""
+    if len(segments) < 2 or len(rows) < MIN_JOIN_ROWS:
+        return segments
+    joined = [segments[0]]
+    for seg in segments[1:]:
+        if _same_records(joined[-1], seg, header, rows):
+            joined[-1] = (joined[-1][0], seg[1])
+        else:
+            joined.append(seg)
+    return joined
+
+
+def _same_records(
+    left: tuple[int, int],
+    right: tuple[int, int],
+    header: list[Any],
+    rows: list[tuple[int, list[Any]]],
+) -> bool:
+    def texts(seg: tuple[int, int]) -> set[str]:
+        cells = (header_text(v) for v in header[seg[0] - 1 : seg[1]])
+        return {c.casefold() for c in cells if c is not None}
+
+    left_texts, right_texts = texts(left), texts(right)
+    if not left_texts or not right_texts or left_texts & right_texts:
+        return False
+    both = either = 0
+    for _, values in rows:
+        in_left = _filled(values[left[0] - 1 : left[1]]) > 0
+        in_right = _filled(values[right[0] - 1 : right[1]]) > 0
+        either += in_left or in_right
+        both += in_left and in_right
+    return 10 * both >= 9 * either
 
 
 def _joined_headers(

@@ -10,32 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.engine import copy_config, edit_manifest, read_rows
+from support.engine import copy_config, edit_manifest, run_grid
 
-from ade.engine import parse_artifact, run_engine
-from ade.engine._artifact import Artifact
-from ade.samples import ROSTER_CONFIG
-from ade.samples.formats import Grid, write_grid
+from ade.samples.formats import Grid
 
 D = datetime
 FORMATS = ["xlsx", "xls", "ods", "csv"]
-
-
-def run(tmp_path: Path, grid: Grid, fmt: str = "xlsx", config: Path = ROSTER_CONFIG, **kw: Any):
-    source = write_grid(tmp_path / f"input.{fmt}", grid, **kw)
-    out = tmp_path / "out"
-    result = run_engine([source], config, out)
-    artifact = parse_artifact((out / "artifact.json").read_text())
-    assert_accounted(artifact)
-    return result, artifact, read_rows(out / "normalized.xlsx")
-
-
-def assert_accounted(artifact: Artifact) -> None:
-    """Every non-blank source row is in exactly one place, on every sheet."""
-    for source in artifact.inputs:
-        for sheet in source.sheets:
-            assert sum(sheet.accounting.values()) == sheet.rows_read, sheet
-    assert artifact.summary.rows_read == sum(s.rows_read for i in artifact.inputs for s in i.sheets)
+run = run_grid
 
 
 HEADER = ["Member ID", "First Name", "Last Name", "Email"]

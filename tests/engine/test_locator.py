@@ -334,3 +334,60 @@ def test_claimed_rows_reach_the_chunks_exactly_padded_to_the_tables_width() -> N
     assert table.sample == [["M0", 0, "x0@e.com"], ["M1", 1, "x1@e.com"]]
     assert table.cells_outside == 1
     assert locator.kinds == {"table_header": 1, "table_data": 6}
+
+
+def test_a_table_split_by_an_empty_column_stays_one_table() -> None:
+    # A deleted column left empty (header cell and data): the same records fill both sides, and
+    # no header text repeats, so it is one table with an unnamed column, not two half-records.
+    grid: Grid = [
+        (1, "header", ["ID", "Name", None, "Email", "Phone"]),
+        *[(2 + i, "data", [f"M{i}", f"n{i}", None, f"e{i}", f"p{i}"]) for i in range(3)],
+        (5, "data", ["M3", "n3", None, None, None]),  # one record with its right half empty
+        *[(6 + i, "data", [f"M{i}", f"n{i}", None, f"e{i}", f"p{i}"]) for i in range(6)],
+    ]
+    run = Run(grid)
+    assert run.tables == [("t1", 1, 1, 5, 10, 0, "end_of_sheet")]
+    assert run.locator.tables[0].headers == ["ID", "Name", None, "Email", "Phone"]
+    assert run.kinds == {"table_header": 1, "table_data": 10}
+    assert run.issues == []
+
+
+def test_side_by_side_tables_that_repeat_their_headers_stay_two_however_long() -> None:
+    grid: Grid = [
+        (1, "header", ["ID", "Name", None, "ID", "Name"]),
+        *[(2 + i, "data", [f"M{i}", f"a{i}", None, f"M{9 + i}", f"b{i}"]) for i in range(5)],
+    ]
+    run = Run(grid)
+    assert run.tables == [
+        ("t1", 1, 1, 2, 5, 0, "end_of_sheet"),
+        ("t2", 1, 4, 5, 5, 0, "end_of_sheet"),
+    ]
+
+
+def test_side_by_side_tables_that_end_on_different_rows_stay_two() -> None:
+    grid: Grid = [
+        (1, "header", ["ID", "Name", None, "Code", "Label"]),
+        *[(2 + i, "data", [f"M{i}", f"a{i}", None, f"C{i}", f"L{i}"]) for i in range(3)],
+        *[(5 + i, "data", [f"M{3 + i}", f"a{i}"]) for i in range(4)],
+    ]
+    run = Run(grid)
+    # The right table ends first (blank rows), the left one at the end of the sheet.
+    assert [(t[2], t[3], t[4], t[6]) for t in run.tables] == [
+        (4, 5, 3, "blank"),
+        (1, 2, 7, "end_of_sheet"),
+    ]
+
+
+def test_an_unnamed_data_column_beside_the_header_belongs_to_the_table() -> None:
+    # A pandas index (no header cell, filled in every row) left of the header: an unnamed column
+    # of the table. A cell in one row right of the header stays outside and is reported.
+    grid: Grid = [
+        (1, "header", [None, "ID", "Name", "Email"]),
+        *[(2 + i, "data", [i, f"M{i}", f"n{i}", f"e{i}"]) for i in range(3)],
+        (5, "data", [3, "M3", "n3", "e3", "stray"]),
+    ]
+    run = Run(grid)
+    assert run.tables == [("t1", 1, 1, 4, 4, 0, "end_of_sheet")]
+    assert run.locator.tables[0].headers == [None, "ID", "Name", "Email"]
+    assert run.locator.tables[0].cells_outside == 1
+    assert run.issues == [("cells_outside_table", 5, 1)]

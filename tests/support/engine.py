@@ -10,7 +10,10 @@ from typing import Any
 
 import openpyxl
 
+from ade.engine import EngineResult, parse_artifact, run_engine
+from ade.engine._artifact import Artifact
 from ade.samples import ROSTER_CONFIG
+from ade.samples.formats import Grid, write_grid
 
 
 def copy_config(tmp_path: Path, name: str = "config") -> Path:
@@ -24,6 +27,27 @@ def edit_manifest(config: Path, change: Any) -> None:
     doc = json.loads(path.read_text())
     change(doc)
     path.write_text(json.dumps(doc, indent=2))
+
+
+def run_grid(
+    tmp_path: Path, grid: Grid, fmt: str = "xlsx", config: Path = ROSTER_CONFIG, **kw: Any
+) -> tuple[EngineResult, Artifact, list[tuple[Any, ...]]]:
+    """Write ``grid`` as one input file, run the engine on it, and check the row accounting:
+    (result, artifact, normalized rows with the header row first)."""
+    source = write_grid(tmp_path / f"input.{fmt}", grid, **kw)
+    out = tmp_path / "out"
+    result = run_engine([source], config, out)
+    artifact = parse_artifact((out / "artifact.json").read_text())
+    assert_accounted(artifact)
+    return result, artifact, read_rows(out / "normalized.xlsx")
+
+
+def assert_accounted(artifact: Artifact) -> None:
+    """Every non-blank source row is in exactly one place, on every sheet."""
+    for source in artifact.inputs:
+        for sheet in source.sheets:
+            assert sum(sheet.accounting.values()) == sheet.rows_read, sheet
+    assert artifact.summary.rows_read == sum(s.rows_read for i in artifact.inputs for s in i.sheets)
 
 
 def read_rows(path: Path) -> list[tuple[Any, ...]]:

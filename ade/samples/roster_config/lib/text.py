@@ -7,20 +7,31 @@ import re
 # column by lib/dates.py, from every value of the column.
 DATE_FORMATS = (
     "%Y-%m-%d",
+    "%Y/%m/%d",
     "%d %b %Y",
     "%d %B %Y",
     "%B %d, %Y",
     "%b %d, %Y",
+    "%d-%b-%Y",  # Excel's d-mmm-yyyy, as its CSV saves write date cells
+    "%d-%B-%Y",
+    "%d-%b-%y",
 )
 NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})$")
+# A time of day after a date ("1985-03-13 00:00:00" from pandas and database exports,
+# "2021-05-03T14:32"): a date column keeps the date, as it does for a date-time cell.
+_NUMBER_SUFFIX = re.compile(r"(?:\s*#|\s+(?:no|nr|num|nbr|number))$")
+_BRACKETED = re.compile(r"\([^)]*\)")
+_TIME_OF_DAY = re.compile(r"[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp][Mm])?$")
 
 
 def norm(text):
     """Header text compared the way people mean it: case, spacing, dots and underscores
-    ignored ("Mbr. No." is "mbr no")."""
+    ignored ("Mbr. No." is "mbr no"), and a trailing required-mark or colon ("Email*",
+    "Email:")."""
     if text is None:
         return ""
-    return " ".join(str(text).casefold().replace("_", " ").replace(".", "").split())
+    text = " ".join(str(text).casefold().replace("_", " ").replace(".", "").split())
+    return text.rstrip("*: ") if text[-1:] in ("*", ":") else text
 
 
 def header_score(header, label, synonyms, header_parts=None):
@@ -35,14 +46,33 @@ def _score(header, label, synonyms):
     h = norm(header)
     if not h:
         return 0.0
+    if "(" in h:
+        # A note in brackets qualifies the header, it does not rename it: "Phone (mobile)" is
+        # a phone, "Given Name(s)" a given name. A qualified header scores as a synonym at
+        # most, so a plain "Email" beats "Email (work)". The header as written counts too.
+        bare = " ".join(_BRACKETED.sub(" ", h).split())
+        if bare and bare != h:
+            qualified = min(_score_normed(bare, label, synonyms), 1.5)
+            return max(qualified, _score_normed(h, label, synonyms))
+    return _score_normed(h, label, synonyms)
+
+
+def _score_normed(h, label, synonyms):
     if h == norm(label):
         return 2.0
-    if h in {norm(s) for s in synonyms}:
+    known = {norm(s) for s in synonyms}
+    if h in known or _number_word(h) in {_number_word(s) for s in known}:
         return 1.5
     words = re.findall(r"[a-z0-9]+", h)
     if all(w in words for w in norm(label).split()):
         return 0.75
     return 0.0
+
+
+def _number_word(h):
+    """The same header whichever word says "number": "Membership #", "Membership No",
+    "membership nbr" and "Membership Number" are one header."""
+    return _NUMBER_SUFFIX.sub(" number", h)
 
 
 def filled(values):
@@ -68,6 +98,8 @@ def parse_date(value, order="month"):
     if not isinstance(value, str) or "@" in value or not any(c.isdigit() for c in value):
         return None  # cheap rejections first: mapping tries every sampled cell of every column
     text = " ".join(value.replace(",", ", ").split()).replace(" ,", ",")
+    if ":" in text:
+        text = _TIME_OF_DAY.sub("", text)
     numeric = NUMERIC_DATE.match(text)
     if numeric:
         first, second, year = (int(g) for g in numeric.groups())
@@ -90,7 +122,10 @@ def numeric_date_parts(value):
     """(first, second) of a numeric date string such as 13/03/1985, else None."""
     if not isinstance(value, str):
         return None
-    numeric = NUMERIC_DATE.match(value.strip())
+    text = value.strip()
+    if ":" in text:
+        text = _TIME_OF_DAY.sub("", text)
+    numeric = NUMERIC_DATE.match(text)
     return (int(numeric.group(1)), int(numeric.group(2))) if numeric else None
 
 
