@@ -18,11 +18,10 @@ What these files have that the main corpus does not:
 * CSV as Excel and scripts write it: a ``sep=;`` first line, CRLF, a trailing delimiter on
   every line, quoted fields with commas and line breaks, Windows-1252 names (José, Zoë).
 
-**Missing-value truth.** An empty cell is a missing value (the output cell is empty). A
-placeholder (``N/A``, ``-``) is *kept as written* in the phone and date columns: the roster
-config never drops or rewrites a value it cannot read; it keeps it and reports it
-(``unrecognized_phone`` / ``unparsed_date`` warnings), so a person decides. The truth here is
-therefore the placeholder text itself.
+**Missing-value truth.** An empty cell and a placeholder (``N/A``, ``-``) are both a missing
+value: the member has no phone or no known birth date, so the output cell is empty. (The
+roster config clears the placeholders people write for "no value" and keeps, with a warning,
+any other value it cannot read.)
 """
 
 from __future__ import annotations
@@ -79,20 +78,20 @@ class Person:
     given: str
     family: str
     email: str | None
-    phone: str | None  # 10 digits, or a placeholder kept as written, or None
-    born: dt.date | str | None  # a date, a placeholder kept as written, or None
+    phone: str | None  # 10 digits, or a placeholder written for "none", or None
+    born: dt.date | str | None  # a date, or a placeholder written for "unknown", or None
     joined: dt.date
 
     def truth(self) -> dict[str, Any]:
         p = self.phone
-        phone = f"({p[:3]}) {p[3:6]}-{p[6:]}" if p and p.isdigit() else p
+        phone = f"({p[:3]}) {p[3:6]}-{p[6:]}" if p and p.isdigit() else None  # placeholder: none
         return {
             "member_id": f"M{self.number}",
             "first_name": self.given,
             "last_name": self.family,
             "email": self.email,
             "phone": phone,
-            "date_of_birth": self.born,
+            "date_of_birth": self.born if isinstance(self.born, dt.date) else None,
             "join_date": self.joined,
         }
 

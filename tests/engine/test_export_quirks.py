@@ -282,3 +282,37 @@ def test_members_whose_names_start_like_a_summary_stay_members(tmp_path: Path) -
         "table_header": 1,
         "totals": 1,
     }
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "csv"])
+def test_placeholders_are_missing_values_and_whole_decimals_are_whole_numbers(
+    tmp_path: Path, fmt: str
+) -> None:
+    # "N/A" and "-" mean "no value": the output cell is empty, and only a required field left
+    # empty is an issue. "10001.0" (a number column saved as decimals) is the number 10001.
+    header = ["Member ID", "First Name", "Last Name", "Email", "Phone", "DOB"]
+    grid: Grid = {
+        "S": [
+            (1, 1, header),
+            (2, 1, ["10001.0", "Ann", "Lee", "ann@example.com", "5551234567.0", "1985-03-13"]),
+            (3, 1, ["10002", "Bo", "Na", "N/A", "n/a", "-"]),
+            (4, 1, ["N/A", "-", "Nil", "-", "--", "none"]),
+            (5, 1, ["10004", "Cy", "Wu", "cy@example.com", "555-765-4321", "sometime"]),
+        ]
+    }
+    result, artifact, out = run_grid(tmp_path, grid, fmt)
+    born = dt.datetime(1985, 3, 13)
+    assert out[1:] == [
+        ("M10001", "Ann", "Lee", "ann@example.com", "(555) 123-4567", born, None),
+        ("M10002", "Bo", "Na", None, None, None, None),
+        (None, None, "Nil", None, None, None, None),  # "Na" and "Nil" are family names
+        ("M10004", "Cy", "Wu", "cy@example.com", "(555) 765-4321", "sometime", None),
+    ]  # fmt: skip
+    issues = sorted((i.row, i.field, i.code) for i in artifact.issues if i.field != "join_date")
+    assert issues == [
+        (4, "first_name", "required"),
+        (4, "member_id", "required"),
+        (5, "date_of_birth", "invalid_date"),
+        (5, "date_of_birth", "unparsed_date"),
+    ]
+    assert (result.outcome, result.errors, result.warnings) == ("errors", 3, 1)

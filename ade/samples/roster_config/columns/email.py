@@ -1,6 +1,6 @@
 import re
 
-from ..lib.text import header_score, share
+from ..lib.text import MISSING, header_score, share
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 
@@ -15,7 +15,8 @@ def detect_email_values(*, values):
 
 
 def transform(*, values):
-    return [v.strip().lower() if isinstance(v, str) else v for v in values]
+    out = [v.strip().lower() if isinstance(v, str) else v for v in values]
+    return [None if v in MISSING else v for v in out]  # "N/A", "-": no address
 
 
 def validate(*, values):

@@ -1,6 +1,6 @@
 import re
 
-from ..lib.text import header_score, share
+from ..lib.text import MISSING, header_score, integral_text, share
 
 _ID = re.compile(r"^[Mm]?[- ]?\d{3,}$")
 
@@ -25,7 +25,12 @@ def transform(*, values):
             out.append(f"M{v}")
         elif isinstance(v, str):
             text = v.strip().upper().replace("-", "").replace(" ", "")
-            out.append("M" + text if text.isdigit() else text or None)
+            if "." in text:
+                text = integral_text(text)  # "10001.0": a number column written as decimals
+            if text.isdigit():
+                out.append("M" + text)
+            else:
+                out.append(None if not text or v.strip().casefold() in MISSING else text)
         else:
             out.append(v)
     return out

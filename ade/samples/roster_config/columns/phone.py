@@ -1,6 +1,6 @@
 import re
 
-from ..lib.text import header_score, share
+from ..lib.text import header_score, integral_text, is_missing, share
 
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
 _FORMATTED = re.compile(r"^\(\d{3}\) \d{3}-\d{4}$")
@@ -23,13 +23,18 @@ def transform(*, values):
         if v is None:
             out.append(None)
             continue
-        digits = str(v).translate(_SEPARATORS)
+        text = str(v).strip()
+        if "." in text:
+            text = integral_text(text)  # 5551234567.0: a number column written as decimals
+        digits = text.translate(_SEPARATORS)
         if not digits.isdigit():
             digits = ""
         elif len(digits) == 11 and digits.startswith("1"):
             digits = digits[1:]
         if len(digits) == 10:
             out.append(f"({digits[:3]}) {digits[3:6]}-{digits[6:]}")
+        elif is_missing(v):  # "N/A", "-": no number, not a wrong one
+            out.append(None)
         else:
             out.append(str(v).strip())
             warnings.append(

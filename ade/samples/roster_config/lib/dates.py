@@ -11,7 +11,7 @@ silent guess.
 
 import datetime as dt
 
-from .text import numeric_date_parts, parse_date
+from .text import is_missing, numeric_date_parts, parse_date
 
 
 def profile_dates(values, state):
@@ -67,6 +67,9 @@ def transform_dates(values, state):
             )
             continue
         parsed = parse_date(v, "day" if order == "day" else "month")
+        if parsed is None and is_missing(v):  # "N/A", "-": no date
+            out.append(None)
+            continue
         if parsed is None:
             out.append(v)
             warnings.append(

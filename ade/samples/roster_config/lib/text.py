@@ -24,6 +24,26 @@ _BRACKETED = re.compile(r"\([^)]*\)")
 _TIME_OF_DAY = re.compile(r"[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp][Mm])?$")
 
 
+# How people write "no value" in a cell: a missing value, not text to keep (the output cell is
+# empty; the transform's changed count says how many were cleared). A name column takes only
+# the marks no name can be ("Na" and "Nil" are family names).
+MISSING = frozenset({"n/a", "na", "n.a.", "-", "--", "---", "\u2014", "none", "null", "nil"})
+MISSING_NAME = frozenset({"n/a", "n.a.", "-", "--", "---", "\u2014"})
+# A whole number written as a decimal ("10001.0": a number column saved by pandas, or read
+# back from a float cell).
+_INTEGRAL = re.compile(r"^(\d+)\.0+$")
+
+
+def is_missing(value, marks=MISSING):
+    return isinstance(value, str) and value.strip().casefold() in marks
+
+
+def integral_text(text):
+    """``text`` without a decimal part of zeros: "10001.0" is "10001"."""
+    whole = _INTEGRAL.match(text)
+    return whole.group(1) if whole else text
+
+
 def norm(text):
     """Header text compared the way people mean it: case, spacing, dots and underscores
     ignored ("Mbr. No." is "mbr no"), and a trailing required-mark or colon ("Email*",
@@ -130,12 +150,15 @@ def numeric_date_parts(value):
 
 
 def tidy_names(values):
-    """Collapse spaces; ALL CAPS or all lower-case names become Title Case; blanks become None."""
+    """Collapse spaces; ALL CAPS or all lower-case names become Title Case; blanks and
+    placeholders ("-", "N/A") become None."""
     out = []
     for v in values:
         if isinstance(v, str):
             text = " ".join(v.split())
-            if text.isupper() or text.islower():
+            if len(text) < 4 and text.casefold() in MISSING_NAME:
+                text = ""
+            elif text.isupper() or text.islower():
                 text = text.title()
             out.append(text or None)
         else:
