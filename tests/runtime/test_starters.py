@@ -320,6 +320,18 @@ async def test_a_job_whose_template_never_gets_ready_ends_saying_so(
     assert "the job's template is not running" in ending.message, ending.message
 
 
+def _server_of(
+    settings: Settings, tmp_path: Path, name: str, source: str
+) -> tuple[Path, ForkServer]:
+    """A fork server whose template is the script ``source`` (run with the service's args)."""
+    script = tmp_path / name
+    script.write_text(source)
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
+    python.chmod(0o755)
+    return script, ForkServer(settings, python=str(python))
+
+
 FAKE_TEMPLATE = """
 import socket, struct, sys
 fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
@@ -333,12 +345,7 @@ s.recv(1)
 async def test_a_template_that_sends_what_it_must_not_is_replaced(
     settings: Settings, tmp_path: Path
 ) -> None:
-    script = tmp_path / "fake_template.py"
-    script.write_text(FAKE_TEMPLATE)
-    python = tmp_path / "python"
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
-    python.chmod(0o755)
-    server = ForkServer(settings, python=str(python))
+    script, server = _server_of(settings, tmp_path, "fake_template.py", FAKE_TEMPLATE)
     async with trio.open_nursery() as inner:
         inner.start_soon(server.run)
         with trio.fail_after(20):
@@ -366,12 +373,7 @@ async def test_a_fork_the_template_cannot_do_fails_that_job_and_the_template_sta
     import ade.runtime.starters as starters
 
     monkeypatch.setattr(starters, "_LAUNCH_TIMEOUT", 2.0)  # no child kept ahead comes
-    script = tmp_path / "forkless_template.py"
-    script.write_text(FORKLESS_TEMPLATE)
-    python = tmp_path / "python"
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
-    python.chmod(0o755)
-    server = ForkServer(settings, python=str(python))
+    script, server = _server_of(settings, tmp_path, "forkless_template.py", FORKLESS_TEMPLATE)
     async with trio.open_nursery() as inner:
         inner.start_soon(server.run)
         template = await _template_pid(server)
