@@ -635,9 +635,8 @@ class ForkServer:
                     raise OSError(f"the job's template process died: {job.lost}")
                 if job.fork_error is not None:
                     raise OSError(
-                        job.fork_error,
                         "the job's template could not fork its process: "
-                        f"{os.strerror(job.fork_error)}",
+                        f"{os.strerror(job.fork_error)}"
                     )
                 if not job.started.is_set():
                     self._misbehaved(f"no answer to a launch within {_LAUNCH_TIMEOUT:g} s")

@@ -382,10 +382,10 @@ async def test_a_fork_the_template_cannot_do_fails_that_job_and_the_template_sta
             ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=server)
         assert ending.status is JobStatus.ERROR
         assert ending.message is not None
-        assert (
-            "the job's template could not fork its process: Resource temporarily unavailable"
-            in ending.message
+        assert ending.message.endswith(
+            ": the job's template could not fork its process: Resource temporarily unavailable"
         ), ending.message
+        assert "Errno" not in ending.message, ending.message
         # No restart: the template answered, and it is the same process.
         assert (server.template_pid, server.statistics().restarts) == (template, 0)
         inner.cancel_scope.cancel()
