@@ -849,10 +849,14 @@ class _Standby:
     # job), and the cgroup created for it (renamed to the job's when its job arrives).
     preconfinement: Preconfinement | None = None
     cgroup: JobCgroup | None = None
+    released: bool = False
 
     def release(self) -> None:
         """Forget a standby that will never run a job: our pipe ends, its cgroup (and so
-        whatever is still in it)."""
+        whatever is still in it). Once only: its descriptor numbers may be reused after."""
+        if self.released:
+            return
+        self.released = True
         os.close(self.events_r)
         os.close(self.lifeline_w)
         if self.cgroup is not None:
@@ -1057,9 +1061,12 @@ class SpawnStandby:
         try:
             standby, cgroup = await self._hand_over(standby, spec)
         except BaseException:
-            _killpg(standby.process.pid)
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(standby.release)
+            # Unless _hand_over discarded it already (and then failed to start another): its
+            # pid and descriptors may belong to someone else by now.
+            if not standby.released:
+                _killpg(standby.process.pid)
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(standby.release)
             raise
         process = standby.process
         assert process.stdin is not None

@@ -743,6 +743,45 @@ async def test_a_process_kept_ahead_that_cannot_serve_its_job_is_discarded_for_a
     assert standby.discarded == 1
 
 
+async def test_a_discarded_standby_whose_replacement_cannot_start_is_released_once(
+    settings: Settings, nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The standby kept ahead is discarded for a job with network access and no fresh one can
+    start (out of descriptors): the job fails saying so, and the discarded standby's pipe ends
+    are closed once — a second close could hit a descriptor reused by anyone in the service."""
+    from ade.sandbox import detect_layers
+
+    if not detect_layers().available("network_namespace"):
+        pytest.skip("no network namespace here: the standby would fit the job")
+    standby = SpawnStandby(settings)
+    nursery.start_soon(standby.run)
+    await _confined_ahead(standby)
+    job_dir = make_job_dir(settings, write_package(tmp_path / "pkg"), network=True)
+    closed_twice: list[int] = []
+    real_close = os.close
+
+    def close(fd: int) -> None:
+        try:
+            real_close(fd)
+        except OSError as exc:
+            if exc.errno == errno.EBADF:  # closed already: seen only while nothing reused it
+                closed_twice.append(fd)
+            raise
+
+    def no_pipe() -> tuple[int, int]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(os, "close", close)
+    monkeypatch.setattr(os, "pipe", no_pipe)
+    with trio.fail_after(30):
+        ending = await supervise_job(settings, job_dir, on_event=EventLog(), starter=standby)
+    monkeypatch.undo()
+    assert ending.status is JobStatus.ERROR
+    assert ending.message is not None and "Too many open files" in ending.message, ending.message
+    assert standby.discarded == 1
+    assert closed_twice == []
+
+
 def test_the_worker_imports_neither_the_cli_nor_the_api() -> None:
     code = (
         "import sys; from ade.worker.main import preload; preload(); import ade.worker.template; "
