@@ -147,6 +147,18 @@ def _killpg(pid: int) -> None:
         pass
 
 
+async def _either(first: trio.Event, second: trio.Event) -> None:
+    """Return once either event is set: a process kept ahead dies, or a job takes it."""
+    async with trio.open_nursery() as watch:
+
+        async def wait(event: trio.Event) -> None:
+            await event.wait()
+            watch.cancel_scope.cancel()
+
+        watch.start_soon(wait, first)
+        watch.start_soon(wait, second)
+
+
 async def _kill_group(process: trio.Process) -> None:
     """deliver_cancel for templates and standbys: the whole group, at once (field notes)."""
     _killpg(process.pid)
@@ -666,19 +678,7 @@ class ForkServer:
                 self._prepared_changed.set()
                 self._prepared_changed = trio.Event()
             prepared = self._prepared
-            taken = self._taken
-            async with trio.open_nursery() as watch:
-
-                async def died(prepared: _PreparedChild = prepared) -> None:
-                    await prepared.job.exited.wait()
-                    watch.cancel_scope.cancel()
-
-                async def used(taken: trio.Event = taken) -> None:
-                    await taken.wait()
-                    watch.cancel_scope.cancel()
-
-                watch.start_soon(died)
-                watch.start_soon(used)
+            await _either(prepared.job.exited, self._taken)
             if self._prepared is prepared:  # died before a job took it
                 self._prepared = None
                 await trio.to_thread.run_sync(prepared.release)
@@ -963,19 +963,7 @@ class SpawnStandby:
                     self._changed = trio.Event()
                 standby = self._standby
                 # Wait until it is taken by a job (then start the next) or dies unused.
-                taken = self._want
-                async with trio.open_nursery() as watch:
-
-                    async def died(standby: _Standby = standby) -> None:
-                        await standby.exited.wait()
-                        watch.cancel_scope.cancel()
-
-                    async def used(taken: trio.Event = taken) -> None:
-                        await taken.wait()
-                        watch.cancel_scope.cancel()
-
-                    watch.start_soon(died)
-                    watch.start_soon(used)
+                await _either(standby.exited, self._want)
                 if self._standby is standby:  # died before a job took it
                     self._standby = None
                     await trio.to_thread.run_sync(standby.release)
